@@ -1,0 +1,79 @@
+# Clocks. Both give monotonic milliseconds since start (uptime_ms) and, when
+# known good, wall-clock seconds with a quality flag.
+#
+# Wall-clock quality (carried in every record and batch):
+WALL_NONE = 0     # unknown: the collector re-anchors from (boot, uptime_ms)
+WALL_HOST = 1     # the host's clock (a Pi with an RTC or NTP-disciplined OS clock)
+WALL_NTP = 2      # set from NTP by the agent itself
+WALL_SIM = 3      # simulated (virtual clock)
+
+try:
+    from time import ticks_ms, ticks_diff, sleep_ms
+except ImportError:  # CPython
+    import time as _t
+
+    def ticks_ms():
+        return int(_t.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def sleep_ms(ms):
+        _t.sleep(ms / 1000)
+
+
+class RealClock:
+    def __init__(self, wall_quality=WALL_HOST):
+        self._t0 = ticks_ms()
+        self._up = 0
+        self._last = self._t0
+        self.wall_quality = wall_quality
+
+    def uptime_ms(self):
+        # Accumulate ticks_diff so a wrapping ticks counter (MicroPython) never
+        # makes uptime go back.
+        now = ticks_ms()
+        self._up += ticks_diff(now, self._last)
+        self._last = now
+        return self._up
+
+    world_ms = uptime_ms
+
+    def wall_s(self):
+        if self.wall_quality == WALL_NONE:
+            return 0
+        import time
+        return int(time.time())
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            sleep_ms(ms)
+
+
+class VirtualClock:
+    """Time that moves only when told to: a simulated month runs in seconds."""
+
+    def __init__(self, start_wall_s=1767225600, start_ms=0):  # 2026-01-01T00:00Z
+        self._ms = start_ms          # world time since the simulation began
+        self._boot_ms = start_ms     # world time of the last (re)boot
+        self._wall0 = start_wall_s
+        self.wall_quality = WALL_SIM
+
+    def world_ms(self):
+        return self._ms
+
+    def uptime_ms(self):
+        return self._ms - self._boot_ms
+
+    def reboot(self):
+        """Uptime restarts at zero; world and wall time carry on."""
+        self._boot_ms = self._ms
+
+    def wall_s(self):
+        return self._wall0 + self._ms // 1000
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            self._ms += ms
+
+    advance_ms = sleep_ms
