@@ -1,0 +1,154 @@
+# The agent loop: sample the channels, meter, close an interval into the log,
+# sync. Portable; the same object runs on a virtual clock (simulation, tests)
+# and on a real one (tally run, firmware).
+
+from agent import port
+from agent.channels import ERROR_METRICS
+from agent.log import R_EPOCH, R_SCHEMA, R_VALUES
+from agent.meter import Meter
+from agent.sync import Uplink
+
+SYSTEM_METRICS = [
+    ("sync_ok", "count", 0, "odo"),
+    ("sync_fail", "count", 0, "odo"),
+    ("republished", "count", 0, "odo"),
+    ("bytes_sent", "By", 0, "odo"),
+    ("overruns", "count", 0, "odo"),
+    ("log_errors", "count", 0, "odo"),
+    ("coalesced", "count", 0, "odo"),
+    ("dropped", "count", 0, "odo"),
+    ("depth", "count", 0, "last"),
+    ("mem_free", "By", 0, "min"),
+]
+
+
+def build_schema(channels):
+    schema = []
+    seen = set()
+    for group in [ch.metrics for ch in channels] + [ERROR_METRICS, SYSTEM_METRICS]:
+        for m in group:
+            if m[0] in seen:
+                raise ValueError("schema: metric %r declared twice" % m[0])
+            seen.add(m[0])
+            schema.append(m)
+    return schema
+
+
+class Agent:
+    def __init__(self, device_id, channels, log, clock, transport=None, board="emulated",
+                 interval_ms=60000, sample_ms=5000, reason=None, uplink_opts=None):
+        if sample_ms <= 0 or interval_ms < sample_ms:
+            raise ValueError("agent: need 0 < sample_ms <= interval_ms")
+        self.device_id = device_id
+        self.channels = channels
+        self.log = log
+        self.clock = clock
+        self.interval = interval_ms
+        self.sample = sample_ms
+        self.reason = reason or port.reset_cause()
+        self.meter = Meter(build_schema(channels))
+        for ch in channels:
+            ch.bind(self.meter)
+        m = self.meter
+        self._i_depth = m.index("depth")
+        self._i_mem = m.index("mem_free")
+        self._i_over = m.index("overruns")
+        self._i_logerr = m.index("log_errors")
+        self._i_coal = m.index("coalesced")
+        self._i_drop = m.index("dropped")
+        log.merge = m.merge
+        self.uplink = None
+        if transport is not None:
+            self.uplink = Uplink(device_id, transport, log, m, board=board, **(uplink_opts or {}))
+            self.uplink.ival_ms = interval_ms
+        self.records = 0
+        self._coal_seen = 0
+        self._drop_seen = 0
+
+    def start(self):
+        log = self.log
+        log.open()
+        self.boot = log.start_boot(self.reason)
+        last = log.last
+        if last is not None and last[R_EPOCH] == log.epoch:
+            if last[R_SCHEMA] == self.meter.id:
+                self.meter.restore(last[R_VALUES])
+            else:
+                # A different metric set: the old odometers cannot carry on,
+                # so they close with their epoch and ours start at zero.
+                log.new_epoch()
+        for ch in self.channels:
+            ch.restore(self.meter)
+        if self.uplink:
+            self.uplink.reason = self.reason
+        now = self.clock.uptime_ms()
+        self._start = now
+        self._next_close = now + self.interval
+        self._last_tick = now
+        for ch in self.channels:
+            if ch.per_interval:
+                ch.sample(self.meter, now, 0)
+        return self
+
+    def tick(self):
+        """One sample step at the clock's current time; closes the interval
+        when it is due and steps the uplink. Returns the uptime used."""
+        now = self.clock.uptime_ms()
+        dt = now - self._last_tick
+        self._last_tick = now
+        m = self.meter
+        for ch in self.channels:
+            if not ch.per_interval:
+                ch.sample(m, now, dt)
+        if now >= self._next_close:
+            for ch in self.channels:
+                if ch.per_interval:
+                    ch.sample(m, now, dt)
+            self._close(now)
+        if self.uplink:
+            self.uplink.step(now)
+        return now
+
+    def _close(self, now):
+        m = self.meter
+        log = self.log
+        late = (now - self._next_close) // self.interval
+        if late > 0:
+            m.add(self._i_over, late)
+        m.add(self._i_coal, log.coalesced - self._coal_seen)
+        self._coal_seen = log.coalesced
+        m.add(self._i_drop, log.dropped - self._drop_seen)
+        self._drop_seen = log.dropped
+        m.observe(self._i_depth, log.depth())
+        m.observe(self._i_mem, port.mem_free())
+        values = m.close()
+        start = self._start
+        q = self.clock.wall_quality
+        wall = self.clock.wall_s() - (now - start) // 1000 if q else 0
+        try:
+            log.append(m.id, self.boot, start, wall, q, self.interval, values)
+            self.records += 1
+        except OSError:
+            # Not durable: this interval's resolution is lost, not its usage;
+            # the odometers carry on into the next record.
+            m.add(self._i_logerr, 1)
+        self._start = now
+        self._next_close += (late + 1) * self.interval
+
+    def close_now(self):
+        """Log the interval in progress now (a clean shutdown does this, so
+        usage metered since the last boundary is not lost)."""
+        now = self.clock.uptime_ms()
+        if now > self._start:
+            for ch in self.channels:
+                if ch.per_interval:
+                    ch.sample(self.meter, now, now - self._last_tick)
+            self._next_close = now
+            self._close(now)
+
+    def next_due(self):
+        """Uptime at which the next tick is due (for real-time loops)."""
+        return self._last_tick + self.sample
+
+    def stop(self):
+        self.log.close()

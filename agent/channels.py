@@ -1,0 +1,183 @@
+# Channels turn one sensor's readings into metrics. Each declares the metrics
+# it owns (schema entries), binds to the meter once, then samples in the loop.
+# A bus error never escapes a channel: it is counted by kind (err_nack,
+# err_crc, err_timeout, err_range) and the loop carries on.
+
+ERROR_METRICS = [
+    ("err_nack", "count", 0, "odo"),
+    ("err_crc", "count", 0, "odo"),
+    ("err_timeout", "count", 0, "odo"),
+    ("err_range", "count", 0, "odo"),
+]
+
+
+class Channel:
+    metrics = []
+    # Reading this sensor once per interval is enough (an energy meter's
+    # register is itself an odometer); otherwise it is read every sample.
+    per_interval = False
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.errors = 0
+
+    def bind(self, meter):
+        self._err = {}
+        for kind in ("nack", "crc", "timeout", "range"):
+            self._err[kind] = meter.index("err_" + kind)
+        self._bind(meter)
+
+    def _bind(self, meter):
+        pass
+
+    def restore(self, meter):
+        """Called once after the meter got its odometers back from the log."""
+        pass
+
+    def sample(self, meter, now_ms, dt_ms):
+        try:
+            r = self.driver.read()
+        except OSError as e:
+            self.errors += 1
+            kind = getattr(e, "kind", "nack")
+            meter.add(self._err.get(kind, self._err["nack"]), 1)
+            return False
+        self.update(meter, now_ms, dt_ms, r)
+        return True
+
+
+class PowerChannel(Channel):
+    """INA219 on the motor supply: energy, run time, start/stop cycles, and the
+    outcome (litres of free air, from run time and the rated flow)."""
+    metrics = [
+        ("run_s", "s", 0, "odo"),
+        ("cycles", "count", 0, "odo"),
+        ("energy_mWh", "Wh", -3, "odo"),
+        ("air_L", "m3", -3, "odo"),
+        ("vbus_min_mV", "V", -3, "min"),
+        ("i_max_mA", "A", -3, "max"),
+    ]
+
+    def __init__(self, driver, run_threshold_mA=500, flow_lpm=250):
+        Channel.__init__(self, driver)
+        self.threshold = run_threshold_mA
+        self.flow_lpm = flow_lpm
+        self.running = False
+        self._e = 0      # mW*ms not yet a whole mWh
+        self._run = 0    # ms not yet a whole second
+        self._air = 0    # ms*L/min not yet a whole litre
+        self._last = None
+
+    def _bind(self, m):
+        self.i_run, self.i_cyc, self.i_e, self.i_air, self.i_v, self.i_i = [
+            m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, r):
+        bus_mV, cur_mA, p_mW = r
+        # Integrate over the time since the previous good reading using the
+        # power and state seen then (left Riemann sum; exact for step loads
+        # sampled faster than they change).
+        last = self._last
+        if last is not None:
+            dt = now_ms - last[0]
+            if last[1] > 0:
+                self._e += last[1] * dt
+                m.add(self.i_e, self._e // 3600000)
+                self._e %= 3600000
+            if last[2]:
+                self._run += dt
+                m.add(self.i_run, self._run // 1000)
+                self._run %= 1000
+                self._air += dt * self.flow_lpm
+                m.add(self.i_air, self._air // 60000)
+                self._air %= 60000
+        on = cur_mA >= self.threshold
+        if on and not self.running:
+            m.add(self.i_cyc, 1)
+        self.running = on
+        self._last = (now_ms, p_mW, on)
+        m.observe(self.i_v, bus_mV)
+        m.observe(self.i_i, cur_mA)
+
+
+class ClimateChannel(Channel):
+    """SHT3x: temperature and humidity, time above a hot threshold and thermal
+    cycles (each crossing above the threshold after having cooled below it)."""
+    metrics = [
+        ("temp_min_cC", "Cel", -2, "min"),
+        ("temp_max_cC", "Cel", -2, "max"),
+        ("temp_mean_cC", "Cel", -2, "mean"),
+        ("rh_mean_cP", "%RH", -2, "mean"),
+        ("hot_s", "s", 0, "odo"),
+        ("thermal_cycles", "count", 0, "odo"),
+    ]
+
+    def __init__(self, driver, hot_cC=4500, hysteresis_cC=500):
+        Channel.__init__(self, driver)
+        self.hot = hot_cC
+        self.hyst = hysteresis_cC
+        self.is_hot = False
+        self._hot_ms = 0
+        self._last = None
+
+    def _bind(self, m):
+        self.i_min, self.i_max, self.i_mean, self.i_rh, self.i_hot, self.i_cyc = [
+            m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, r):
+        t, rh = r
+        if self._last is not None and self.is_hot:
+            self._hot_ms += now_ms - self._last
+            m.add(self.i_hot, self._hot_ms // 1000)
+            self._hot_ms %= 1000
+        if not self.is_hot and t >= self.hot:
+            self.is_hot = True
+            m.add(self.i_cyc, 1)
+        elif self.is_hot and t < self.hot - self.hyst:
+            self.is_hot = False
+        self._last = now_ms
+        m.observe(self.i_min, t)
+        m.observe(self.i_max, t)
+        m.observe(self.i_mean, t)
+        m.observe(self.i_rh, rh)
+
+
+class MainsChannel(Channel):
+    """SDM120-style energy meter on Modbus: our own mains odometer advances by
+    the meter's register deltas, so it starts at zero with the epoch and
+    survives a meter swap; a register that goes back is a range event."""
+    metrics = [
+        ("mains_Wh", "Wh", 0, "odo"),
+        ("mains_max_W", "W", 0, "max"),
+        ("mains_min_dV", "V", -1, "min"),
+        ("mains_reg_Wh", "Wh", 0, "last"),   # the meter's own register, to resume after a reboot
+    ]
+    per_interval = True
+
+    def __init__(self, driver, max_step_Wh=100000):
+        Channel.__init__(self, driver)
+        self.max_step = max_step_Wh
+        self._reg = None
+
+    def _bind(self, m):
+        self.i_wh, self.i_w, self.i_v, self.i_reg = [m.index(x[0]) for x in self.metrics]
+
+    def restore(self, m):
+        # Energy the machine used while the agent was down is still billable:
+        # resume from the register value logged last.
+        reg = m.last_value(self.i_reg)
+        if reg > 0:
+            self._reg = reg
+
+    def update(self, m, now_ms, dt_ms, r):
+        v_dV, i_mA, p_W, e_Wh = r
+        if self._reg is not None:
+            d = e_Wh - self._reg
+            if 0 <= d <= self.max_step:
+                m.add(self.i_wh, d)
+            else:
+                m.add(self._err["range"], 1)
+        self._reg = e_Wh
+        m.observe(self.i_reg, e_Wh)
+        m.observe(self.i_w, p_W)
+        m.observe(self.i_v, v_dV)

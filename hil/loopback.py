@@ -1,0 +1,95 @@
+# An in-process "broker" between device uplinks and an embedded collector, with
+# seeded loss to exercise retries and dedupe. It is the edge of the world for
+# the simulator: the collector and the devices run their real code.
+
+
+class Rng:
+    """xorshift32: the same sequence on CPython and MicroPython."""
+
+    def __init__(self, seed):
+        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+
+    def next(self):
+        x = self.s
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.s = x
+        return x
+
+    def below(self, n):
+        return self.next() % n
+
+    def chance(self, p):
+        return self.next() < int(p * 4294967296)
+
+
+class Hub:
+    def __init__(self, collector, loss=0.0, seed=1):
+        self.collector = collector
+        self.loss = loss
+        self.rng = Rng(seed)
+        self.down = False
+        self.inboxes = {}
+        self.dropped = 0
+
+    def transport(self, device_id):
+        return LoopbackTransport(self, device_id)
+
+    def _lost(self):
+        if self.loss and self.rng.chance(self.loss):
+            self.dropped += 1
+            return True
+        return False
+
+    def deliver(self, topic, payload):
+        if self._lost():
+            return
+        for tp, body in self.collector.handle(topic, payload):
+            if self._lost():
+                continue
+            dev = tp.split("/")[2]
+            box = self.inboxes.get(dev)
+            if box is not None:
+                box.append((tp, body))
+
+
+class LoopbackTransport:
+    def __init__(self, hub, device_id):
+        self.hub = hub
+        self.device_id = device_id
+        self._session = 0
+        self._up = False
+        hub.inboxes[device_id] = []
+
+    def connect(self):
+        if self.hub.down:
+            return False
+        self._up = True
+        self._session += 1
+        return True
+
+    def connected(self):
+        if self.hub.down:
+            self._up = False
+        return self._up
+
+    def session(self):
+        return self._session
+
+    def publish(self, topic, payload, retain=False):
+        if not self.connected():
+            return False
+        self.hub.deliver(topic, bytes(payload))
+        return True
+
+    def poll(self):
+        box = self.hub.inboxes[self.device_id]
+        if not box:
+            return ()
+        out = box[:]
+        del box[:]
+        return out
+
+    def close(self):
+        self._up = False
