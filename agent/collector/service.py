@@ -1,0 +1,77 @@
+"""The collector as an MQTT service. Data arrives on a shared subscription
+($share/<group>/tally/v1/+/data) so several workers can split a fleet; births
+(retained) and deaths on plain subscriptions, since a broker gives retained
+messages only to non-shared ones. Messages are handled on the caller's
+thread, in arrival order; acks are published at QoS 1 after the commit."""
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from agent.port.mqtt_paho import parse_url
+
+
+class CollectorService:
+    def __init__(self, url, collector, group="tally", client_id=None):
+        self.host, self.port = parse_url(url)
+        self.collector = collector
+        self.group = group
+        self._q = queue.Queue()
+        self._ready = threading.Event()
+        self.handled = 0
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=client_id or "tally-collector-%d" % id(self),
+                        clean_session=True)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = lambda *a: self._ready.clear()
+        c.on_subscribe = lambda *a: self._ready.set()
+        c.on_message = lambda c, u, m: self._q.put((m.topic, m.payload))
+        self.c = c
+
+    def _on_connect(self, c, userdata, flags, rc, props=None):
+        if rc == 0:
+            c.subscribe([("$share/%s/tally/v1/+/data" % self.group, 1),
+                         ("tally/v1/+/birth", 1), ("tally/v1/+/death", 1)])
+
+    def start(self):
+        self.c.connect_async(self.host, self.port, 30)
+        self.c.loop_start()
+        return self
+
+    def wait_ready(self, timeout):
+        if not self._ready.wait(timeout):
+            raise ConnectionError("collector: no subscription on %s:%d after %gs"
+                                  % (self.host, self.port, timeout))
+
+    def pump(self, timeout=0.0):
+        """Handle queued messages; wait up to timeout for the first one."""
+        n = 0
+        try:
+            item = self._q.get(timeout=timeout) if timeout else self._q.get_nowait()
+        except queue.Empty:
+            return 0
+        while True:
+            topic, payload = item
+            for tp, body in self.collector.handle(topic, payload):
+                self.c.publish(tp, body, qos=1)
+            n += 1
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+        self.handled += n
+        return n
+
+    def run_forever(self, stop=None, report=None, every_s=60):
+        last = time.monotonic()
+        while stop is None or not stop.is_set():
+            self.pump(0.5)
+            if report and time.monotonic() - last >= every_s:
+                last = time.monotonic()
+                report(self)
+
+    def stop(self):
+        self.c.disconnect()
+        self.c.loop_stop()
