@@ -6,7 +6,6 @@ from agent import port
 from agent.channels import ERROR_METRICS
 from agent.log import R_EPOCH, R_SCHEMA, R_VALUES
 from agent.meter import Meter
-from agent.sync import Uplink
 
 SYSTEM_METRICS = [
     ("sync_ok", "count", 0, "odo"),
@@ -59,6 +58,7 @@ class Agent:
         log.merge = m.merge
         self.uplink = None
         if transport is not None:
+            from agent.sync import Uplink   # a logging-only device never loads it
             self.uplink = Uplink(device_id, transport, log, m, board=board, **(uplink_opts or {}))
             self.uplink.ival_ms = interval_ms
         self.records = 0

@@ -19,18 +19,41 @@ VERSION = 1
 _NHEAD = 12
 
 
-def _column(vals):
-    for v in vals:
-        if v:
+def _column(buf, recs, j):
+    """Append column j (values of recs, or uptime jitter when j < 0) to buf
+    without building an intermediate list: all zero -> 0, else first value
+    then deltas."""
+    n = len(recs)
+    if j < 0:
+        ival = recs[0][R_IVAL]
+        zero = True
+        for i in range(1, n):
+            if recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] != ival:
+                zero = False
+                break
+        if zero:
+            buf.append(0)
+            return
+        cbor._head(buf, 4, n)
+        buf.append(0)
+        prev = 0
+        for i in range(1, n):
+            d = recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] - ival
+            cbor.encode_into(buf, d - prev)
+            prev = d
+        return
+    for r in recs:
+        if r[R_VALUES][j]:
             break
     else:
-        return 0
-    out = [vals[0]]
-    prev = vals[0]
-    for v in vals[1:]:
-        out.append(v - prev)
+        buf.append(0)
+        return
+    cbor._head(buf, 4, n)
+    prev = 0
+    for r in recs:
+        v = r[R_VALUES][j]
+        cbor.encode_into(buf, v - prev)
         prev = v
-    return out
 
 
 def take_run(recs, limit=60):
@@ -53,16 +76,16 @@ def take_run(recs, limit=60):
 def encode(recs):
     """Encode a uniform run (from take_run) as a batch; returns bytes."""
     a = recs[0]
-    n = len(recs)
-    dt = [0] * n
-    for i in range(1, n):
-        dt[i] = recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] - a[R_IVAL]
-    out = [VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
-           a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], n, _column(dt)]
     m = len(a[R_VALUES])
+    buf = bytearray()
+    cbor._head(buf, 4, _NHEAD + 1 + m)
+    for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
+              a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
+        cbor.encode_into(buf, v)
+    _column(buf, recs, -1)
     for j in range(m):
-        out.append(_column([r[R_VALUES][j] for r in recs]))
-    return cbor.dumps(out)
+        _column(buf, recs, j)
+    return bytes(buf)
 
 
 class BatchError(ValueError):

@@ -114,10 +114,9 @@ def _decode(data, pos, depth):
     if major == 4:
         if v > len(data) - pos:
             raise CBORError("cbor: array longer than data")
-        out = []
-        for _ in range(v):
-            x, pos = _decode(data, pos, depth + 1)
-            out.append(x)
+        out = [None] * v      # one allocation: no growth garbage in a small heap
+        for i in range(v):
+            out[i], pos = _decode(data, pos, depth + 1)
         return out, pos
     if major == 5:
         if 2 * v > len(data) - pos:

@@ -2,26 +2,7 @@
 # seeded loss to exercise retries and dedupe. It is the edge of the world for
 # the simulator: the collector and the devices run their real code.
 
-
-class Rng:
-    """xorshift32: the same sequence on CPython and MicroPython."""
-
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
-
-    def next(self):
-        x = self.s
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self.s = x
-        return x
-
-    def below(self, n):
-        return self.next() % n
-
-    def chance(self, p):
-        return self.next() < int(p * 4294967296)
+from hil.rng import Rng
 
 
 class Hub:

@@ -8,7 +8,7 @@
 # (on 4-12 min, off 3-20 min); the head warms toward 65 C while running and
 # cools toward a room temperature that swings +-3 C over the day.
 
-from hil.loopback import Rng
+from hil.rng import Rng
 
 DAY_MS = 86400000
 
