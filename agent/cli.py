@@ -1,0 +1,335 @@
+"""The `tally` command (CPython only)."""
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_fail",
+              "republished", "bytes_sent", "overruns", "log_errors", "coalesced", "dropped"}
+
+
+def _err(msg, code=2):
+    print("tally: " + msg, file=sys.stderr)
+    return code
+
+
+def _scaled(v, scale):
+    if scale >= 0:
+        return str(v * 10 ** scale)
+    s = "%.*f" % (-scale, v / 10 ** -scale)
+    return s
+
+
+# -- simulate ------------------------------------------------------------------------
+
+def cmd_simulate(a):
+    from hil.sim import simulate
+    progress = None if a.json or a.quiet else (lambda s: print("  " + s, file=sys.stderr))
+    try:
+        rep = simulate(devices=a.devices, days=a.days, broker=a.broker, loss=a.loss, seed=a.seed,
+                       interval_s=a.interval, sample_s=a.sample, reboot_every_h=a.reboot_every, outage_h=a.outage,
+                       log_kib=a.log_kib, db=a.db or ":memory:", serial=a.serial,
+                       durable=a.durable, progress=progress)
+    except (ValueError, ConnectionError, OSError) as e:
+        return _err("simulate: %s" % e)
+    if a.json:
+        print(json.dumps(rep, indent=2, sort_keys=True))
+    else:
+        _print_sim(rep)
+    return 0 if rep["reconciled"] else 1
+
+
+def _print_sim(rep):
+    units = rep["units"]
+    cols = [k for k in units if k not in USAGE_HIDE]
+    print("Tally simulation: %d devices x %g days, %s collector, %.1f s"
+          % (len(rep["devices"]), rep["simulated_days"], rep["mode"], rep["elapsed_s"]))
+    print()
+    print("Ledger: usage per device and UTC day")
+    head = ["device", "day"] + ["%s[%s]" % (c.rsplit("_", 1)[0] if units[c][1] else c, units[c][0])
+                                for c in cols]
+    rows = []
+    for dev, days in sorted(rep["ledger"].items()):
+        for day, use in sorted(days.items()):
+            rows.append([dev, day] + [_scaled(use.get(c, 0), units[c][1]) for c in cols])
+    _table(head, rows)
+    print()
+    print("Reconciliation: device odometers against ledger totals")
+    head = ["device", "odometers", "logged", "sent", "in ledger", "dups ignored",
+            "republished", "coalesced", "dropped", "gaps", "result"]
+    rows = []
+    for d in rep["devices"]:
+        odo = d["odometers"]
+        eq = sum(1 for v in odo.values() if v["ok"])
+        rows.append([d["device_id"], "%d/%d equal" % (eq, len(odo)), d["records_logged"],
+                     d["records_sent"], d["records_in_ledger"], d["duplicates_ignored"],
+                     d["republished"], d["coalesced"], d["dropped"], d["gaps"],
+                     "OK" if d["reconciled"] else "MISMATCH"])
+    _table(head, rows)
+    for d in rep["devices"]:
+        for name, v in d["odometers"].items():
+            if not v["ok"]:
+                print("  %s %s: device %d, ledger %d" % (d["device_id"], name, v["device"], v["ledger"]))
+    if "messages_lost" in rep:
+        print("\nmessages lost in transit (injected): %d" % rep["messages_lost"])
+    print("\n" + ("All devices reconcile." if rep["reconciled"] else "NOT RECONCILED."))
+
+
+def _table(head, rows):
+    w = [len(str(h)) for h in head]
+    for r in rows:
+        for i, c in enumerate(r):
+            w[i] = max(w[i], len(str(c)))
+    fmt = "  ".join("%%-%ds" % x for x in w)
+    print(fmt % tuple(head))
+    for r in rows:
+        print(fmt % tuple(str(c) for c in r))
+
+
+# -- run -------------------------------------------------------------------------------
+
+def cmd_run(a):
+    from agent.config import load_config, ConfigError
+    try:
+        cfg = load_config(a.config, board=a.board)
+    except ConfigError as e:
+        return _err(str(e))
+    from agent.agent import Agent
+    from agent.clock import RealClock
+    from agent.log import FileLog
+    import boards
+    clock = RealClock()
+    board = boards.load(cfg["board"])
+    world = None
+    if cfg["board"] == "emulated":
+        world = board.Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"))
+        channels = world.channels(overrides=cfg["sensors"])
+    else:
+        from agent.port.linux_bus import SMBus2I2C, open_serial
+        i2c = SMBus2I2C(board.BOARD.get("i2c_bus", 1))
+        channels = boards.make_channels(board.BOARD, i2c, open_serial, overrides=cfg["sensors"])
+    transport = None
+    if cfg.get("broker"):
+        from agent.port.mqtt_paho import PahoTransport
+        transport = PahoTransport(cfg["device_id"], cfg["broker"])
+    os.makedirs(os.path.dirname(os.path.abspath(cfg["log_path"])), exist_ok=True)
+    log = FileLog(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
+    agent = Agent(cfg["device_id"], channels, log, clock, transport=transport,
+                  board=cfg["board"], interval_ms=cfg["interval_s"] * 1000,
+                  sample_ms=cfg["sample_ms"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *x: stop.set())
+    signal.signal(signal.SIGINT, lambda *x: stop.set())
+    agent.start()
+    print("tally: device %s on board %s, boot %d (%s), epoch %08x, log %s, %s"
+          % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
+             "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
+          flush=True)
+    t_end = time.monotonic() + a.duration if a.duration else None
+    seen = agent.records
+    m = agent.meter
+    try:
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            agent.tick()
+            if agent.records != seen:
+                seen = agent.records
+                v = dict(zip(m.names, log.last[10]))
+                print("interval seq=%d run_s=%d cycles=%d energy_mWh=%d mains_Wh=%d temp_max=%s "
+                      "depth=%d errors=%d sync_ok=%d"
+                      % (log.last[0], v["run_s"], v["cycles"], v["energy_mWh"], v["mains_Wh"],
+                         _scaled(v["temp_max_cC"], -2), v["depth"],
+                         v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
+                         v["sync_ok"]), flush=True)
+            wait = agent.next_due() - clock.uptime_ms()
+            if wait > 0:
+                stop.wait(wait / 1000)
+    finally:
+        agent.close_now()
+        if agent.uplink:
+            agent.uplink.flush = True
+            deadline = time.monotonic() + 3
+            while not agent.uplink.idle() and time.monotonic() < deadline:
+                agent.uplink.step(clock.uptime_ms())
+                time.sleep(0.05)
+            transport.close()
+        agent.stop()
+        if world:
+            world.close()
+    print("tally: stopped; %d records logged this run, %d unacked in the log"
+          % (agent.records, log.depth()))
+    return 0
+
+
+# -- collect -----------------------------------------------------------------------------
+
+def cmd_collect(a):
+    from agent.collector.store import Collector
+    from agent.collector.service import CollectorService
+    from agent.port.mqtt_paho import parse_url
+    try:
+        parse_url(a.broker)
+        col = Collector(a.db)
+    except (ValueError, OSError) as e:
+        return _err("collect: %s" % e)
+    svc = CollectorService(a.broker, col, group=a.group).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *x: stop.set())
+    signal.signal(signal.SIGINT, lambda *x: stop.set())
+    try:
+        svc.wait_ready(a.connect_timeout)
+    except ConnectionError as e:
+        svc.stop()
+        return _err("collect: %s" % e)
+    print("tally: collecting from %s (group %s) into %s" % (a.broker, a.group, a.db), flush=True)
+
+    def report(s):
+        print("handled %d messages; rejects %s" % (s.handled, s.collector.rejects or "none"),
+              flush=True)
+    t_end = time.monotonic() + a.duration if a.duration else None
+    while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+        svc.pump(0.5)
+    svc.stop()
+    report(svc)
+    col.close()
+    return 0
+
+
+# -- inspect -----------------------------------------------------------------------------
+
+def cmd_inspect(a):
+    from agent import log as L
+    try:
+        with open(a.file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return _err("inspect: %s" % e)
+    if data[:1] == bytes([L.MAGIC]):
+        return _inspect_log(a.file, data)
+    return _inspect_payload(data)
+
+
+def _inspect_log(path, data):
+    import io
+    from agent import cbor
+    from agent import log as L
+    names = {L.T_HEADER: "HEADER", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK"}
+    stats = {}
+    n = 0
+    for off, rtype, payload in L.scan(io.BytesIO(data), len(data), stats):
+        n += 1
+        try:
+            rec = cbor.loads(payload)
+        except ValueError as e:
+            print("%8d  %-6s  undecodable: %s" % (off, names.get(rtype, rtype), e))
+            continue
+        if rtype == L.T_DATA:
+            flags = ("coalesced " if rec[L.R_FLAGS] & L.F_COALESCED else "") + \
+                    ("gap " if rec[L.R_FLAGS] & L.F_GAP else "")
+            print("%8d  DATA    seq=%d from=%d %sepoch=%08x boot=%d uptime_ms=%d wall=%s ival_ms=%d "
+                  "schema=%08x values=%s" % (off, rec[0], rec[1], flags, rec[3], rec[5], rec[6],
+                                             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec[7]))
+                                             if rec[7] else "-", rec[9], rec[4], rec[10]))
+        elif rtype == L.T_HEADER:
+            print("%8d  HEADER  format=%d device=%s epoch=%08x first_seq=%d"
+                  % (off, rec[0], rec[1], rec[2], rec[3]))
+        elif rtype == L.T_BOOT:
+            print("%8d  BOOT    boot=%d reason=%s" % (off, rec[0], rec[1]))
+        elif rtype == L.T_ACK:
+            print("%8d  ACK     epoch=%08x seq<=%d" % (off, rec[0], rec[1]))
+        else:
+            print("%8d  type %d  %r" % (off, rtype, rec))
+    print("%s: %d records, %d bytes, %d damaged bytes skipped"
+          % (path, n, len(data), stats.get("damaged_bytes", 0)))
+    return 0
+
+
+def _inspect_payload(data):
+    import cbor2
+    from agent import batch
+    try:
+        obj = cbor2.loads(data)
+    except Exception as e:
+        return _err("inspect: neither a Tally log nor a CBOR payload (%s)" % e, 1)
+    if isinstance(obj, list):
+        try:
+            recs = batch.decode(obj)
+        except batch.BatchError as e:
+            return _err("inspect: CBOR array but not a batch: %s" % e, 1)
+        print("data batch: %d records, %d bytes (%.1f B/record)" % (len(recs), len(data), len(data) / len(recs)))
+        for r in recs:
+            print("  seq=%d from=%d epoch=%08x boot=%d uptime_ms=%d values=%s"
+                  % (r["seq"], r["from_seq"], r["epoch"], r["boot"], r["uptime_ms"], r["values"]))
+    else:
+        print(json.dumps(obj, indent=2, default=repr))
+    return 0
+
+
+# -- main ----------------------------------------------------------------------------------
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="tally", description="Tally: outcome-metering edge agent and collector.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="run emulated devices on a virtual clock and reconcile the ledger",
+                       description="Run N emulated compressors for D simulated days through the real "
+                       "agent, log and collector; print the ledger and a reconciliation. Exit 1 if any "
+                       "device does not reconcile.")
+    s.add_argument("--devices", type=int, default=3, help="number of devices (default 3)")
+    s.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
+    s.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883; "
+                   "default: an embedded in-process collector")
+    s.add_argument("--json", action="store_true", help="print one JSON object with a top-level 'reconciled'")
+    s.add_argument("--loss", type=float, default=0.0,
+                   help="embedded mode: probability that a message or ack is lost (default 0)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--interval", type=float, default=60, help="record interval in seconds (default 60)")
+    s.add_argument("--sample", type=float, default=5, help="sample period in seconds (default 5)")
+    s.add_argument("--reboot-every", type=float, default=0.0, metavar="HOURS",
+                   help="reboot each device about every HOURS simulated hours (default never)")
+    s.add_argument("--outage", type=float, default=0.0, metavar="HOURS",
+                   help="embedded mode: the uplink is down for HOURS from a quarter of the run; "
+                   "devices store and forward (default 0)")
+    s.add_argument("--log-kib", type=int, default=256, help="log capacity per device in KiB (default 256)")
+    s.add_argument("--db", help="SQLite file for the ledger (default in memory)")
+    s.add_argument("--serial", choices=("loopback", "pty"), default="loopback",
+                   help="Modbus line: in-process loopback (default) or a real pseudo-terminal")
+    s.add_argument("--durable", action="store_true", help="fsync every log append (slower)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("run", help="run the agent in real time (what a Raspberry Pi runs)",
+                       description="Run the agent in real time on a board. Stops cleanly on SIGTERM or "
+                       "Ctrl-C, logging the interval in progress.")
+    r.add_argument("--board", help="board name (emulated, rpi4, rpi-zero2w); overrides the config")
+    r.add_argument("--config", help="TOML config file (see docs/running-on-a-pi.md)")
+    r.add_argument("--duration", type=float, help="stop after this many seconds")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("collect", help="run the collector against an MQTT broker")
+    c.add_argument("--broker", required=True, help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
+    c.add_argument("--db", default="tally-ledger.sqlite", help="SQLite ledger file (default tally-ledger.sqlite)")
+    c.add_argument("--group", default="tally", help="shared-subscription group (default tally)")
+    c.add_argument("--duration", type=float, help="stop after this many seconds")
+    c.add_argument("--connect-timeout", type=float, default=10.0)
+    c.set_defaults(func=cmd_collect)
+
+    i = sub.add_parser("inspect", help="decode a log file or a payload into readable text")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
+    a = p.parse_args(argv)
+    if not a.cmd:
+        p.print_help()
+        return 2
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

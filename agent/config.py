@@ -1,0 +1,81 @@
+"""Config for `tally run` (CPython only): a TOML file, checked at start.
+A wrong key or value stops the agent with a message naming the key."""
+import os
+import socket
+
+import boards
+
+TOP = {
+    # key: (type, check, description)
+    "device_id": (str, lambda v: 0 < len(v) <= 64 and "/" not in v and "+" not in v and "#" not in v,
+                  "1-64 characters without / + #"),
+    "board": (str, lambda v: v in boards.BOARDS, "one of " + ", ".join(boards.BOARDS)),
+    "interval_s": (int, lambda v: 1 <= v <= 86400, "an integer from 1 to 86400"),
+    "sample_ms": (int, lambda v: 10 <= v <= 3600000, "an integer from 10 to 3600000"),
+    "log_path": (str, lambda v: len(v) > 0, "a file path"),
+    "log_kib": (int, lambda v: 1 <= v <= 1 << 20, "an integer from 1 to 1048576"),
+    "broker": (str, lambda v: v.startswith(("mqtt://", "tcp://")), "an mqtt://host:port URL"),
+    "serial": (str, lambda v: v in ("pty", "loopback"), "pty or loopback (emulated board only)"),
+    "seed": (int, lambda v: v >= 0, "a non-negative integer"),
+}
+SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
+                      "hot_cC": int, "port": str, "baud": int, "slave": int}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def defaults():
+    dev = "tally-" + socket.gethostname().split(".")[0]
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return {"device_id": dev, "board": "emulated", "interval_s": 60, "sample_ms": 1000,
+            "log_path": os.path.join(state, "tally", "log.bin"), "log_kib": 1024, "sensors": {}}
+
+
+def validate(raw, where="config"):
+    cfg = defaults()
+    for key, val in raw.items():
+        if key in boards.SENSOR_KEYS:
+            if not isinstance(val, dict):
+                raise ConfigError("%s: [%s] must be a table" % (where, key))
+            for k, v in val.items():
+                if k not in boards.SENSOR_KEYS[key]:
+                    raise ConfigError("%s: unknown key '%s.%s' (known: %s)"
+                                      % (where, key, k, ", ".join(boards.SENSOR_KEYS[key])))
+                t = SENSOR_VALUE_TYPES[k]
+                if not isinstance(v, t) or isinstance(v, bool) or (t is int and v < 0):
+                    raise ConfigError("%s: key '%s.%s' must be a %s, got %r"
+                                      % (where, key, k, "non-negative integer" if t is int else "string", v))
+            cfg["sensors"][key] = dict(val)
+            continue
+        if key not in TOP:
+            raise ConfigError("%s: unknown key '%s' (known: %s)"
+                              % (where, key, ", ".join(sorted(list(TOP) + list(boards.SENSOR_KEYS)))))
+        t, ok, desc = TOP[key]
+        if not isinstance(val, t) or isinstance(val, bool) or not ok(val):
+            raise ConfigError("%s: key '%s' must be %s, got %r" % (where, key, desc, val))
+        cfg[key] = val
+    if cfg["sample_ms"] > cfg["interval_s"] * 1000:
+        raise ConfigError("%s: key 'sample_ms' (%d) must not exceed interval_s * 1000"
+                          % (where, cfg["sample_ms"]))
+    return cfg
+
+
+def load_config(path=None, board=None):
+    raw = {}
+    if path:
+        import tomllib
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError("config %s: %s" % (path, e.strerror or e))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config %s: not valid TOML: %s" % (path, e))
+    cfg = validate(raw, "config " + path if path else "config")
+    if board is not None:
+        if board not in boards.BOARDS:
+            raise ConfigError("--board: %r is not one of %s" % (board, ", ".join(boards.BOARDS)))
+        cfg["board"] = board
+    return cfg

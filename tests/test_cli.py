@@ -1,0 +1,97 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TALLY = [sys.executable, "-m", "agent.cli"]
+
+
+def tally(*args, timeout=300, **kw):
+    return subprocess.run(TALLY + list(args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def test_simulate_json_reconciles():
+    r = tally("simulate", "--devices", "3", "--days", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["reconciled"] is True
+    assert len(rep["devices"]) == 3
+    assert all(len(days) == 2 for days in rep["ledger"].values())
+
+
+def test_simulate_text_shows_ledger_and_reconciliation():
+    r = tally("simulate", "--devices", "1", "--days", "0.25", "--loss", "0.1", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "Ledger: usage per device and UTC day" in r.stdout
+    assert "sim-001  2026-01-01" in r.stdout
+    assert "All devices reconcile." in r.stdout
+
+
+def test_simulate_rejects_bad_arguments_clearly():
+    r = tally("simulate", "--devices", "0")
+    assert r.returncode == 2 and "at least one device" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("body,needle", [
+    ('intervall_s = 60\n', "unknown key 'intervall_s'"),
+    ('interval_s = "sixty"\n', "key 'interval_s' must be an integer"),
+    ('board = "esp8266"\n', "key 'board' must be one of"),
+    ('[ina219]\nshunt = 100\n', "unknown key 'ina219.shunt'"),
+    ('interval_s = 60\nsample_ms = 70000\n', "key 'sample_ms'"),
+    ('this is not toml', "not valid TOML"),
+])
+def test_run_stops_at_start_on_a_bad_config_naming_the_key(tmp_path, body, needle):
+    cfg = tmp_path / "tally.toml"
+    cfg.write_text(body)
+    r = tally("run", "--config", str(cfg), "--duration", "1")
+    assert r.returncode == 2
+    assert needle in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_run_emulated_board_in_real_time_over_a_pty_then_inspect(tmp_path):
+    log = tmp_path / "log.bin"
+    cfg = tmp_path / "tally.toml"
+    cfg.write_text('device_id = "bench-1"\ninterval_s = 1\nsample_ms = 100\nlog_path = "%s"\n'
+                   'serial = "pty"\n' % log)
+    r = tally("run", "--board", "emulated", "--config", str(cfg), "--duration", "3.5")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if x.startswith("interval ")]
+    assert len(lines) >= 2
+    assert "errors=0" in lines[-1]
+    r2 = tally("run", "--board", "emulated", "--config", str(cfg), "--duration", "1.5")
+    assert "boot 2" in r2.stdout
+    out = tally("inspect", str(log))
+    assert out.returncode == 0
+    assert "HEADER" in out.stdout and "BOOT    boot=2" in out.stdout and "DATA" in out.stdout
+    assert "0 damaged bytes" in out.stdout
+
+
+def test_inspect_payload_and_garbage(tmp_path):
+    from agent import batch
+    from agent.log import FileLog
+    lg = FileLog(str(tmp_path / "l.bin"), "d").open()
+    for i in range(3):
+        lg.append(9, 1, i * 60000, 0, 0, 60000, [i, 5])
+    p = tmp_path / "batch.cbor"
+    p.write_bytes(batch.encode(lg.pending(3)))
+    r = tally("inspect", str(p))
+    assert r.returncode == 0 and "data batch: 3 records" in r.stdout and "values=[2, 5]" in r.stdout
+    g = tmp_path / "junk"
+    g.write_bytes(b"\xff\xfe not cbor")
+    r = tally("inspect", str(g))
+    assert r.returncode == 1 and "neither a Tally log nor a CBOR payload" in r.stderr
+    r = tally("inspect", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "No such file" in r.stderr
+
+
+def test_help_explains_commands():
+    r = tally("--help")
+    assert r.returncode == 0
+    for c in ("simulate", "run", "collect", "inspect"):
+        assert c in r.stdout
