@@ -31,3 +31,32 @@ def test_broker_restart_mid_run_loses_nothing(broker):
         stop.set()
         t.join()
     assert rep["reconciled"], rep["devices"]
+
+
+def test_run_and_collect_as_separate_processes(broker, tmp_path):
+    """What a Pi and a server do: `tally run` publishes, `tally collect` ledgers."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    db = tmp_path / "ledger.sqlite"
+    col = subprocess.Popen([sys.executable, "-m", "agent.cli", "collect", "--broker", broker.url,
+                            "--db", str(db), "--duration", "20"], cwd=root,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cfg = tmp_path / "tally.toml"
+    cfg.write_text('device_id = "pi-7"\ninterval_s = 1\nsample_ms = 100\nlog_path = "%s"\n'
+                   'broker = "%s"\nserial = "loopback"\n' % (tmp_path / "log.bin", broker.url))
+    time.sleep(1.5)
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--board", "emulated",
+                          "--config", str(cfg), "--duration", "6"], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "0 unacked in the log" in run.stdout, run.stdout
+    col.terminate()
+    out, err = col.communicate(timeout=20)
+    assert "collecting from" in out, err
+    con = sqlite3.connect(str(db))
+    n = con.execute("SELECT COUNT(*) FROM records WHERE device_id='pi-7'").fetchone()[0]
+    logged = sum(1 for x in run.stdout.splitlines() if x.startswith("interval "))
+    assert n >= logged >= 4
