@@ -17,6 +17,7 @@
 import struct
 
 from drivers.crc import crc16_modbus
+from hil.rng import Rng
 
 INPUT_BLOCKS = ((0x0000, 0x0050), (0x0156, 0x015A))
 HOLDING_BLOCKS = ((0x0000, 0x0040),)
@@ -45,15 +46,7 @@ class SDM120Model:
         self.drop_next = False
         self.exception_next = 0
         self.requests = 0          # well-formed requests addressed to us
-        self._rng = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
-
-    def _rand(self):
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x
+        self._rng = Rng(seed)
 
     def _values(self, fc):
         if fc == 0x03:
@@ -102,7 +95,7 @@ class SDM120Model:
         if self.garble_next:
             self.garble_next = False
             for i in range(len(r)):
-                r[i] = self._rand() & 0xFF
+                r[i] = self._rng.next() & 0xFF
             if r[0] == self.slave:
                 r[0] ^= 0x80
         elif self.corrupt_crc_next:
