@@ -1,7 +1,10 @@
 # Two entry points, both self-contained on a fresh Debian/Ubuntu machine (run as root):
 #   make demo   - venv, install, simulate an emulated fleet, print the ledger
 #   make test   - venv, install test deps (+ mosquitto from apt), run the whole suite
-PYTHON ?= python3
+# the first Python >= 3.11 on PATH (Ubuntu 22.04's python3 is 3.10)
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+            && { echo $$p; break; }; done)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -11,6 +14,7 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@[ -n "$(PYTHON)" ] || { echo "Tally needs Python >= 3.11 (on Ubuntu 22.04: apt-get install python3.11 python3.11-venv)"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
 	  { echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv python3-pip; }
 	$(PYTHON) -m venv $(VENV)
