@@ -1,34 +1,25 @@
-# The persistent log (foundation version: one append-only file, rewritten
-# whole by compaction). It keeps the invariants of DESIGN section 3:
+# The persistent ring log over a NOR-like block device. The format and the
+# recovery rules are specified in docs/ring-format.md; read that first.
 #
-#   - append() returns only after the record is flushed and fsynced;
-#   - a record is a frame  A5 | type | len(2, LE) | CBOR payload | CRC-32(4, LE)
-#     with the CRC over type, len and payload, so a torn write is detected and
-#     the half-written record is dropped whole on recovery;
-#   - nothing is rewritten in place: acks are ACK records, and compaction
-#     writes a new file, fsyncs it, and renames it over the old one;
-#   - recovery never refuses to start: damaged bytes are skipped (resyncing on
-#     the next valid frame) and counted;
-#   - the file never grows past `capacity`: when full, acked records go first,
-#     then adjacent unacked intervals are coalesced (odometers kept), and only
-#     then is the oldest interval dropped, leaving a gap flag on its successor.
-#
-# The flash-native ring of issue 3 replaces this module's storage, not its API.
+# Invariants kept (DESIGN section 3): a record whose append returned survives
+# any power cut unless an ack or a coalesced/gap record covers it; the record
+# being written is all or nothing (CRC programmed last); seq never goes back;
+# the acked position never goes back; space is the device's, never more;
+# recovery reads the sector headers and one sector, writes nothing and never
+# raises on content; when full, intervals are coalesced before any is dropped.
+# Portable: CPython and MicroPython.
 
 import binascii
 from array import array
 from agent import cbor
 from agent import port
 
-MAGIC = 0xA5
-T_HEADER = 1
+T_EPOCH = 1
 T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 
-FMT_VERSION = 1
-
-# Record (the decoded payload of a T_DATA frame), a list indexed by:
+# A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
 R_FROM = 1      # seq of the first interval covered (== seq unless coalesced or gap)
 R_FLAGS = 2     # F_COALESCED, F_GAP
@@ -44,306 +35,508 @@ R_VALUES = 10   # list of ints in schema order, at the END of the span
 F_COALESCED = 1
 F_GAP = 2
 
-_HDR = 4
-_TRAILER = 4
-MAX_PAYLOAD = 4096   # a record larger than this is refused at append time
+MAGIC = b"TLR1"
+HDR = 32
+COMP_START = 56     # records of a compacted sector start here (its header is written last)
+FL_COMPACTED = 1
+MAX_PAYLOAD = 4096
+_FRAME = 7          # type, len(2), crc(4)
+
+# what a physical sector holds
+K_DIRTY = 0         # free, must be erased before use
+K_CLEAN = 1         # free and erased this session
+K_HEAD = 2          # a head-type sector in use (the current head or an older one)
+K_COMP = 3          # a compacted sector in use
 
 
 class LogError(OSError):
     pass
 
 
-def frame(rtype, payload):
-    n = len(payload)
-    if n > MAX_PAYLOAD:
-        raise LogError("log: record of %d bytes is larger than a frame" % n)
-    buf = bytearray(_HDR + n + _TRAILER)
-    buf[0] = MAGIC
-    buf[1] = rtype
-    buf[2] = n & 0xFF
-    buf[3] = n >> 8
-    buf[4:4 + n] = payload
-    c = binascii.crc32(memoryview(buf)[1:4 + n]) & 0xFFFFFFFF
-    for i in range(4):
-        buf[4 + n + i] = (c >> (8 * i)) & 0xFF
-    return buf
+def _align(n):
+    return (n + 3) & ~3
 
 
-def scan(f, size, stats=None):
-    """Yield (offset, type, payload) for every valid frame in the open file f
-    (size bytes), resynchronising byte by byte past damage. Reads in small
-    pieces so recovery fits in a small heap. stats (dict) gets 'damaged_bytes'."""
-    pos = 0
-    damaged = 0
-    head = bytearray(_HDR)
-    while pos + _HDR + _TRAILER <= size:
-        f.seek(pos)
-        if f.readinto(head) != _HDR or head[0] != MAGIC:
-            pos += 1
-            damaged += 1
-            continue
-        n = head[2] | (head[3] << 8)
-        if n > MAX_PAYLOAD or pos + _HDR + n + _TRAILER > size:
-            pos += 1
-            damaged += 1
-            continue
-        body = f.read(n + _TRAILER)
-        want = body[n] | (body[n + 1] << 8) | (body[n + 2] << 16) | (body[n + 3] << 24)
-        c = binascii.crc32(memoryview(head)[1:])
-        if binascii.crc32(memoryview(body)[:n], c) & 0xFFFFFFFF != want:
-            pos += 1
-            damaged += 1
-            continue
-        yield pos, head[1], body[:n]
-        pos += _HDR + n + _TRAILER
-    damaged += max(0, size - pos)
-    if stats is not None:
-        stats["damaged_bytes"] = damaged
+def _u16(b, o):
+    return b[o] | (b[o + 1] << 8)
 
 
-class FileLog:
-    """Append-only log in one file. `merge(a_vals, b_vals, span_a, span_b)`
-    coalesces two adjacent intervals' values (see Meter.merge)."""
+def _u32(b, o):
+    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
 
-    def __init__(self, path, device_id, capacity=256 * 1024, merge=None,
-                 durable=True, max_span=1440):
-        if capacity < 1024:
-            raise ValueError("log: capacity must be at least 1024 bytes")
-        self.path = path
+
+def _put32(b, o, v):
+    b[o] = v & 0xFF
+    b[o + 1] = (v >> 8) & 0xFF
+    b[o + 2] = (v >> 16) & 0xFF
+    b[o + 3] = (v >> 24) & 0xFF
+
+
+def _crc(data, start=0):
+    return binascii.crc32(data, start) & 0xFFFFFFFF
+
+
+class RingLog:
+    def __init__(self, dev, device_id, merge=None, max_span=1440):
+        S = dev.sector_size
+        N = dev.sector_count
+        if S < 512 or S % 4 or N < 4:
+            raise ValueError("log: need at least 4 sectors of at least 512 bytes (got %d x %d)" % (N, S))
+        self.dev = dev
         self.device_id = device_id
-        self.capacity = capacity
         self.merge = merge
-        self.durable = durable
         self.max_span = max_span
+        self.S = S
+        self.N = N
+        self._kind = bytearray(N)
+        self._order = array("I", [0] * N)
+        self._lo = array("I", [0] * N)
+        self._gen = array("I", [0] * N)
+        self._wear = array("I", [0] * N)
+        self._first = array("I", [0] * N)    # head-type: next seq when opened; compacted: first seq
+        self._lastseq = array("I", [0] * N)  # compacted: last seq
+        self._rstart = array("I", [0] * N)   # offset of the first record
+        self._hbuf = bytearray(HDR)
+        self._rbuf = bytearray(3)
+        self._body = bytearray(256)          # record reads reuse this buffer
+        self._reset()
+        # health, cumulative for this object
+        self.damaged = 0         # damaged sectors and records met
+        self.coalesced = 0       # records merged into a neighbour (gauges merged)
+        self.dropped = 0         # records folded into a gap-flagged successor (gauges lost)
+        self.compactions = 0
+        self.recovery_reads = 0  # device read calls made by the last open()
+
+    def _reset(self):
         self.epoch = 0
+        self.epoch_seq0 = 1
+        self.next_seq = 1
+        self.acked = 0
         self.boot = 0
         self.boot_reason = ""
-        self.next_seq = 1
-        self.epoch_seq0 = 1      # first seq of the current epoch
-        self.acked = 0           # highest acked seq
-        self.last = None         # last DATA record (decoded), acked or not
-        # Index of unacked DATA records, oldest first, as compact arrays so a
-        # long offline backlog fits a small heap: file offset, seq, epoch.
-        self._offs = array("I")
-        self._seqs = array("I")
-        self._epochs = array("I")
-        self._oldest = None      # decoded oldest unacked record (cache)
-        self._size = 0
-        self._f = None
-        # health, cumulative for this process
-        self.damaged_bytes = 0   # bytes skipped as damage at recovery
-        self.coalesced = 0       # intervals merged into a neighbour
-        self.dropped = 0         # intervals dropped (gap-flagged)
-        self.compactions = 0
-        self.bytes_programmed = 0
+        self.last = None
+        self._head = -1
+        self._pos = 0
+        self._closed = False
+        self._stale = False      # a write failed: re-learn the state from the device first
+        self._max_order = 0
+        self._oldest = None
+        self._damaged_sectors = {}
 
-    # -- opening and recovery -------------------------------------------------
+    # -- recovery -------------------------------------------------------------
 
     def open(self):
-        tmp = self.path + ".tmp"
-        if port.exists(tmp):
-            if port.exists(self.path):
-                port.remove(tmp)       # compaction died before its rename
-            else:
-                port.rename(tmp, self.path)
-        size = port.file_size(self.path) if port.exists(self.path) else 0
-        floor = self.next_seq         # a re-open after a failed write never lets seq go back
-        boot_floor = self.boot
-        self.next_seq = 1
-        self.boot = 0
-        self.acked = 0
-        self.last = None
-        stats = {}
-        have_header = False
-        offs = array("I")
-        seqs = array("I")
-        epochs = array("I")
-        f = open(self.path, "rb") if size else None
-        for off, rtype, payload in (scan(f, size, stats) if f else ()):
-            try:
-                rec = cbor.loads(payload)
-            except ValueError:
-                stats["damaged_bytes"] = stats.get("damaged_bytes", 0) + len(payload)
+        """Recover the log from the device: reads every sector header and the
+        head sector, writes nothing, never raises on what it reads."""
+        dev = self.dev
+        S = self.S
+        floor = self.next_seq if self._head >= 0 else 1
+        r0 = dev.reads
+        self._reset()
+        hb = self._hbuf
+        known_wear = 0
+        for i in range(self.N):
+            self._kind[i] = K_DIRTY
+            dev.read(i * S, hb)
+            st = self._header_state(hb, i)
+            if st is None:
                 continue
-            if rtype == T_HEADER:
-                have_header = True
-                self.epoch = rec[2]
-                self.epoch_seq0 = rec[3]
-            elif rtype == T_BOOT:
-                if rec[0] > self.boot:
-                    self.boot = rec[0]
-                    self.boot_reason = rec[1]
-            elif rtype == T_DATA:
-                seq = rec[R_SEQ]
-                if seq < self.next_seq:
-                    continue           # never let seq go back, whatever the file says
-                self.next_seq = seq + 1
-                self.last = rec
-                offs.append(off)
-                seqs.append(seq)
-                epochs.append(rec[R_EPOCH])
-            elif rtype == T_ACK:
-                if rec[1] > self.acked:
-                    self.acked = rec[1]
-        if f:
-            f.close()
-        self.next_seq = max(self.next_seq, floor)
-        self.boot = max(self.boot, boot_floor)
-        self.damaged_bytes += stats.get("damaged_bytes", 0)
-        k = 0
-        while k < len(seqs) and seqs[k] <= self.acked:
-            k += 1
-        self._set_index(offs[k:], seqs[k:], epochs[k:])
-        self._size = size
-        if not have_header:
+            self._wear[i] = _u32(hb, 16)
+            if self._wear[i] > known_wear:
+                known_wear = self._wear[i]
+            self._order[i] = _u32(hb, 4)
+            self._lo[i] = _u32(hb, 8)
+            self._gen[i] = _u32(hb, 12)
+            self._rstart[i] = _align(HDR + _u16(hb, 20))
+            if hb[22] & FL_COMPACTED:
+                self._rstart[i] = COMP_START
+                if len(st) != 2:
+                    self.damaged += 1
+                    continue
+                self._kind[i] = K_COMP
+                self._first[i] = st[0]
+                self._lastseq[i] = st[1]
+                if st[1] + 1 > floor:
+                    floor = st[1] + 1
+            else:
+                if len(st) != 7:
+                    self.damaged += 1
+                    continue
+                self._kind[i] = K_HEAD
+                self._first[i] = st[2]
+        for i in range(self.N):
+            if self._kind[i] < K_HEAD:
+                self._wear[i] = known_wear     # unknown wear: assume the worst seen
+        self._drop_superseded()
+        head = -1
+        for i in range(self.N):
+            if self._kind[i] == K_HEAD and (head < 0 or self._order[i] > self._order[head]):
+                head = i
+        if head < 0:
             self.epoch = port.random_u32()
-            self.epoch_seq0 = self.next_seq
-            self._rewrite([self._header()])
-        elif stats.get("damaged_bytes", 0):
-            self._compact()            # drop the damage so appends land after valid data
+            self.epoch_seq0 = floor
+            self.next_seq = floor
         else:
-            self._f = open(self.path, "ab")
+            dev.read(head * S, hb)
+            st = self._header_state(hb, head)
+            (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
+             self.boot_reason, self.last) = st
+            self._head = head
+            self._max_order = self._order[head]
+            self._scan_head()
+            if self.next_seq < floor:
+                self.next_seq = floor
+        for i in range(self.N):
+            if self._kind[i] >= K_HEAD and self._order[i] > self._max_order:
+                self._max_order = self._order[i]
+        self._reclaim()
+        self.recovery_reads = dev.reads - r0
         return self
 
-    def _header(self):
-        return frame(T_HEADER, cbor.dumps([FMT_VERSION, self.device_id, self.epoch, self.epoch_seq0]))
+    def _header_state(self, hb, i):
+        """Decoded state block of sector i if its header is valid, else None."""
+        if hb[0:4] != MAGIC:
+            for b in hb:
+                if b != 0xFF:
+                    self.damaged += 1     # neither a header nor erased
+                    break
+            return None
+        slen = _u16(hb, 20)
+        if HDR + slen > self.S:
+            self.damaged += 1
+            return None
+        sb = bytearray(slen)
+        self.dev.read(i * self.S + HDR, sb)
+        if _crc(sb, _crc(memoryview(hb)[:24])) != _u32(hb, 24):
+            self.damaged += 1
+            return None
+        try:
+            st = cbor.loads(sb)
+        except ValueError:
+            self.damaged += 1
+            return None
+        if not isinstance(st, list):
+            self.damaged += 1
+            return None
+        return st
 
-    def close(self):
-        if self._f:
-            self._f.close()
-            self._f = None
+    def _drop_superseded(self):
+        kind = self._kind
+        for y in range(self.N):
+            if kind[y] != K_COMP:
+                continue
+            for x in range(self.N):
+                if (x != y and kind[x] >= K_HEAD and self._gen[x] < self._gen[y]
+                        and self._lo[y] <= self._order[x] <= self._order[y]):
+                    kind[x] = K_DIRTY
+
+    def _scan_head(self):
+        """Apply the head sector's records; close it unless its free space is
+        clean, so nothing is ever programmed over a torn write."""
+        h = self._head
+        S = self.S
+        rest = bytearray(S - self._rstart[h])
+        self.dev.read(h * S + self._rstart[h], rest)
+        pos = 0
+        n = len(rest)
+        while pos + _FRAME <= n and rest[pos] != 0xFF:
+            ln = rest[pos + 1] | (rest[pos + 2] << 8)
+            end = pos + 3 + ln
+            if ln > MAX_PAYLOAD or end + 4 > n or _crc(memoryview(rest)[pos:end]) != _u32(rest, end):
+                break
+            try:
+                self._apply(rest[pos], cbor.loads(memoryview(rest)[pos + 3:end]))
+            except (ValueError, TypeError, IndexError):
+                break
+            pos = _align(end + 4)
+        self._pos = self._rstart[h] + pos
+        for i in range(pos, n):
+            if rest[i] != 0xFF:
+                self._closed = True
+                self.damaged += 1
+                break
+
+    def _apply(self, t, rec):
+        if t == T_DATA:
+            if rec[R_SEQ] + 1 > self.next_seq:
+                self.next_seq = rec[R_SEQ] + 1
+            self.last = rec
+        elif t == T_ACK:
+            if rec[1] > self.acked:
+                self.acked = rec[1]
+        elif t == T_BOOT:
+            if rec[0] > self.boot:
+                self.boot = rec[0]
+                self.boot_reason = rec[1]
+        elif t == T_EPOCH:
+            self.epoch = rec[0]
+            self.epoch_seq0 = rec[1]
+            self.last = None
+
+    def _live(self):
+        """Sectors in use, in logical order."""
+        out = [i for i in range(self.N) if self._kind[i] >= K_HEAD]
+        out.sort(key=lambda i: self._order[i])
+        return out
+
+    def _reclaim(self):
+        """Sectors whose records are all acked become free."""
+        live = self._live()
+        for j in range(len(live)):
+            s = live[j]
+            if s == self._head:
+                continue
+            if self._kind[s] == K_COMP:
+                done = self._lastseq[s] <= self.acked
+            else:
+                done = j + 1 < len(live) and self._first[live[j + 1]] - 1 <= self.acked
+            if done:
+                self._kind[s] = K_DIRTY
 
     # -- writing ----------------------------------------------------------------
 
-    def _ready(self):
-        if self._f is None:
-            # A previous write failed half-way: learn from the file what it holds
-            # before choosing the next seq.
-            self.open()
+    def _header(self, order, lo, gen, flags, wear, state):
+        b = bytearray(HDR + len(state))
+        b[0:4] = MAGIC
+        _put32(b, 4, order)
+        _put32(b, 8, lo)
+        _put32(b, 12, gen)
+        _put32(b, 16, wear)
+        b[20] = len(state) & 0xFF
+        b[21] = len(state) >> 8
+        b[22] = flags
+        b[23] = 0xFF
+        b[HDR:] = state
+        _put32(b, 24, _crc(memoryview(b)[HDR:], _crc(memoryview(b)[:24])))
+        for k in range(28, 32):
+            b[k] = 0xFF
+        return b
 
-    def _write(self, buf):
-        f = self._f
+    def _free(self):
+        return [i for i in range(self.N) if self._kind[i] < K_HEAD]
+
+    def _pick(self, free):
+        """Least-worn free sector; ties go to the next one after the head."""
+        best = -1
+        h = self._head if self._head >= 0 else self.N - 1
+        for i in free:
+            if best < 0 or self._wear[i] < self._wear[best] or (
+                    self._wear[i] == self._wear[best]
+                    and (i - h - 1) % self.N < (best - h - 1) % self.N):
+                best = i
+        return best
+
+    def _prepare(self, s):
+        if self._kind[s] != K_CLEAN:
+            self.dev.erase(s)
+            self._wear[s] += 1
+            self._kind[s] = K_CLEAN
+
+    def _open_head(self, need):
+        state = cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked,
+                            self.boot, self.boot_reason, self.last])
+        rs = _align(HDR + len(state))
+        if rs + need > self.S:
+            raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
+                           % (need, self.S))
+        while len(self._free()) < 2:      # one for the head, one kept for compaction
+            self._compact()
+        s = self._pick(self._free())
+        self._prepare(s)
+        order = self._max_order + 1
+        self.dev.program(s * self.S, self._header(order, order, 0, 0, self._wear[s], state))
+        self.dev.sync()
+        self._kind[s] = K_HEAD
+        self._order[s] = order
+        self._lo[s] = order
+        self._gen[s] = 0
+        self._first[s] = self.next_seq
+        self._rstart[s] = rs
+        self._max_order = order
+        self._head = s
+        self._pos = rs
+        self._closed = False
+
+    def _put(self, t, payload):
+        n = len(payload)
+        size = _align(_FRAME + n)
+        if n > MAX_PAYLOAD or HDR + 2 * size > self.S:
+            raise LogError("log: a %d-byte record is larger than a %d-byte sector can hold"
+                           % (n, self.S))
+        if self._head < 0 or self._closed or self._pos + size > self.S:
+            self._open_head(size)
+        addr = self._head * self.S + self._pos
+        body = bytearray(3 + n)
+        body[0] = t
+        body[1] = n & 0xFF
+        body[2] = n >> 8
+        body[3:] = payload
+        c = bytearray(4)
+        _put32(c, 0, _crc(body))
         try:
-            f.write(buf)
-            if self.durable:
-                port.fsync_file(f)     # raises OSError: the record is not durable
-            else:
-                f.flush()
+            self.dev.program(addr, body)
+            self.dev.program(addr + 3 + n, c)     # the CRC last: it commits the record
+            self.dev.sync()
         except OSError:
-            self.close()               # re-scanned before the next write
+            # Never program over what may be half there, and learn from the
+            # device whether the record landed before choosing the next seq.
+            self._stale = True
             raise
-        self._size += len(buf)
-        self.bytes_programmed += len(buf)
+        self._pos += size
 
-    def _room(self, need):
-        if self._size + need <= self.capacity:
-            return
-        self._compact(need)
-        if self._size + need > self.capacity:
-            raise LogError("log: no room for %d bytes even after coalescing" % need)
+    def _ready(self):
+        if self._stale:
+            self.open()
+            self._closed = True
 
     def start_boot(self, reason):
         """Record a new boot; returns the boot number (persisted, increments)."""
         self._ready()
-        self.boot += 1
+        b = self.boot + 1
+        self._put(T_BOOT, cbor.dumps([b, reason]))
+        self.boot = b
         self.boot_reason = reason
-        buf = frame(T_BOOT, cbor.dumps([self.boot, reason]))
-        self._room(len(buf))
-        self._write(buf)
-        return self.boot
+        return b
 
     def new_epoch(self):
         """Start a new epoch (odometers restart at zero). Pending records of
-        the old epoch stay and are still delivered under their own epoch."""
+        the old epoch stay and are delivered under their own epoch."""
         self._ready()
-        self.epoch = port.random_u32()
+        e = port.random_u32()
+        self._put(T_EPOCH, cbor.dumps([e, self.next_seq]))
+        self.epoch = e
         self.epoch_seq0 = self.next_seq
-        buf = self._header()
-        self._room(len(buf))
-        self._write(buf)
         self.last = None
-        return self.epoch
+        return e
 
     def append(self, schema, boot, uptime_ms, wall_s, wall_q, ival_ms, values):
         """Append one interval record; returns its seq once it is durable."""
         self._ready()
         seq = self.next_seq
         rec = [seq, seq, 0, self.epoch, schema, boot, uptime_ms, wall_s, wall_q, ival_ms, values]
-        buf = frame(T_DATA, cbor.dumps(rec))
-        self._room(len(buf))
-        off = self._size
-        self._write(buf)
+        self._put(T_DATA, cbor.dumps(rec))
         self.next_seq = seq + 1
         self.last = rec
-        self._offs.append(off)
-        self._seqs.append(seq)
-        self._epochs.append(self.epoch)
-        if self._oldest is None:
+        if self._oldest is None and seq == self.acked + 1:
             self._oldest = rec
         return seq
 
     def ack(self, epoch, seq):
-        """Free records up to seq (inclusive) of the given epoch. Returns the
-        number of records freed. An ack for an unknown epoch or an old seq is
-        ignored; an ack past what was written is clamped."""
+        """Free every record up to seq (inclusive) of the given epoch. Returns
+        the number of intervals freed; an ack for another epoch than the
+        oldest pending record's, or for an old seq, frees nothing."""
         self._ready()
-        if seq <= self.acked:
-            return 0
         if seq >= self.next_seq:
             seq = self.next_seq - 1
-        n = 0
-        seqs = self._seqs
-        while n < len(seqs) and seqs[n] <= seq and self._epochs[n] == epoch:
-            n += 1
-        if n == 0:
+        if seq <= self.acked:
             return 0
-        seq = seqs[n - 1]
-        buf = frame(T_ACK, cbor.dumps([epoch, seq]))
-        self._room(len(buf))
-        self._write(buf)
+        old = self.pending(1)
+        if not old or old[0][R_EPOCH] != epoch:
+            return 0
+        self._put(T_ACK, cbor.dumps([epoch, seq]))
+        n = seq - self.acked
         self.acked = seq
-        self._set_index(self._offs[n:], self._seqs[n:], self._epochs[n:])
+        self._oldest = None
+        self._reclaim()
         return n
 
     # -- reading ----------------------------------------------------------------
 
-    def _set_index(self, offs, seqs, epochs):
-        self._offs = offs
-        self._seqs = seqs
-        self._epochs = epochs
-        self._oldest = None
-
     def depth(self):
-        return len(self._seqs)
+        """Unacked intervals."""
+        return self.next_seq - 1 - self.acked
+
+    def _records(self, s):
+        """Yield (type, payload) of sector s's valid records in order; an
+        invalid record ends the sector (counted once per sector)."""
+        S = self.S
+        base = s * S
+        pos = self._rstart[s]
+        end_ = self._pos if s == self._head else S
+        hb = self._rbuf
+        while pos + _FRAME <= end_:
+            self.dev.read(base + pos, hb)
+            if hb[0] == 0xFF:
+                return
+            n = hb[1] | (hb[2] << 8)
+            if n > MAX_PAYLOAD or pos + _FRAME + n > S:
+                self._damage(s)
+                return
+            if len(self._body) < n + 4:
+                self._body = bytearray(n + 4)
+            body = memoryview(self._body)[:n + 4]   # reused: the caller decodes before the next
+            self.dev.read(base + pos + 3, body)
+            c = _crc(body[:n], _crc(hb))
+            if c != _u32(body, n):
+                self._damage(s)
+                return
+            yield hb[0], body[:n]
+            pos = _align(pos + _FRAME + n)
+
+    def _damage(self, s):
+        key = (s, self._order[s])
+        if key not in self._damaged_sectors:
+            self._damaged_sectors[key] = 1
+            self.damaged += 1
+
+    def pending(self, limit=60):
+        """Up to `limit` unacked DATA records, oldest first (decoded lists)."""
+        out = []
+        if self.depth() <= 0:
+            return out
+        for s in self._live():
+            for t, payload in self._records(s):
+                if t != T_DATA:
+                    continue
+                try:
+                    rec = cbor.loads(payload)
+                except ValueError:
+                    self._damage(s)
+                    break
+                if rec[R_SEQ] > self.acked:
+                    out.append(rec)
+                    if len(out) >= limit:
+                        return out
+        return out
 
     def oldest(self):
-        """(seq, boot, uptime_ms) of the oldest unacked record, or None; no I/O."""
-        if not self._seqs:
+        """(seq, boot, uptime_ms) of the oldest unacked record, or None."""
+        if self.depth() <= 0:
             return None
         r = self._oldest
         if r is None:
-            r = self._oldest = self.pending(1)[0]
+            p = self.pending(1)
+            if not p:
+                return None
+            r = self._oldest = p[0]
         return r[R_SEQ], r[R_BOOT], r[R_UPTIME]
 
-    def pending(self, limit=60):
-        """Up to `limit` unacked records, oldest first (decoded lists)."""
-        out = []
-        if not self._seqs:
-            return out
-        with open(self.path, "rb") as f:
-            for i in range(min(limit, len(self._offs))):
-                f.seek(self._offs[i])
-                head = f.read(_HDR)
-                n = head[2] | (head[3] << 8)
-                out.append(cbor.loads(f.read(n)))
-        return out
+    def walk(self):
+        """Yield (sector, kind, type, payload) for every valid record of the
+        sectors in use, in logical order (for inspection tools)."""
+        for s in self._live():
+            for t, payload in self._records(s):
+                yield s, self._kind[s], t, payload
 
-    # -- compaction, coalescing, dropping ------------------------------------------
-    #
-    # Compaction streams: it holds at most three records in memory, whatever
-    # the backlog, and writes a complete, valid log to a new file before the
-    # rename; a pass that still leaves too little room is followed by another
-    # over the file just written.
+    def sectors(self):
+        """Per physical sector: (kind, order, lo, gen, wear)."""
+        return [(self._kind[i], self._order[i], self._lo[i], self._gen[i], self._wear[i])
+                for i in range(self.N)]
+
+    def close(self):
+        c = getattr(self.dev, "close", None)
+        if c:
+            c()
+
+    # -- compaction: coalesce, then drop -------------------------------------------
+
+    def _fits_merge(self, a, b, gap):
+        if a[R_EPOCH] != b[R_EPOCH]:
+            return False
+        if gap:
+            return True
+        return (a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
+                and b[R_SEQ] - a[R_FROM] + 1 <= self.max_span)
 
     def _join(self, a, b, gap):
         span_a = a[R_SEQ] - a[R_FROM] + 1
@@ -358,110 +551,121 @@ class FileLog:
             r[R_VALUES] = self.merge(a[R_VALUES], b[R_VALUES], span_a, span_b)
         return r, span_a
 
-    def _fits_merge(self, a, b, gap):
-        if a[R_EPOCH] != b[R_EPOCH]:
-            return False
-        if gap:
-            return True
-        return (a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
-                and b[R_SEQ] - a[R_FROM] + 1 <= self.max_span)
-
-    def _pending_bytes(self):
-        n = 0
-        head = bytearray(_HDR)
-        with open(self.path, "rb") as f:
-            for off in self._offs:
-                f.seek(off)
-                f.readinto(head)
-                n += _HDR + (head[2] | (head[3] << 8)) + _TRAILER
-        return n
-
-    def _compact(self, need=0):
-        """Rewrite the log with only what recovery needs: the header, the last
-        boot, the last data record (it carries the odometers and the seq) and
-        its ack, and every unacked record, coalesced if they do not fit."""
-        gap = False
-        while True:
-            fixed = [self._header()]
-            if self.boot:
-                fixed.append(frame(T_BOOT, cbor.dumps([self.boot, self.boot_reason])))
-            last = self.last
-            if last is not None and (not self._seqs or self._seqs[-1] != last[R_SEQ]):
-                fixed.append(frame(T_DATA, cbor.dumps(last)))    # acked checkpoint
-            if self.acked:
-                ep = self.epoch if last is None else last[R_EPOCH]
-                fixed.append(frame(T_ACK, cbor.dumps([ep, self.acked])))
-            excess = sum(len(b) for b in fixed) + self._pending_bytes() + need - self.capacity
-            before = self.coalesced + self.dropped
-            self._rewrite(fixed, excess, gap)
-            self.compactions += 1
-            if self._size + need <= self.capacity:
-                return
-            if self.coalesced + self.dropped == before:
-                if gap or self.depth() < 2:
-                    return             # nothing more can be freed; _room reports it
-                gap = True             # merging is exhausted: drop the oldest intervals
-
-    def _rewrite(self, fixed, excess=0, gap=False):
-        """Write fixed frames, then the pending records (merging the oldest
-        while excess > 0), to a new file and atomically put it in place."""
-        tmp = self.path + ".tmp"
-        offs = array("I")
-        seqs = array("I")
-        epochs = array("I")
-        size = 0
-        src = open(self.path, "rb") if len(self._offs) else None
-        with open(tmp, "wb") as f:
-            for b in fixed:
-                f.write(b)
-                size += len(b)
-
-            def emit(rec, size):
-                b = frame(T_DATA, cbor.dumps(rec))
-                f.write(b)
-                offs.append(size)
-                seqs.append(rec[R_SEQ])
-                epochs.append(rec[R_EPOCH])
-                return size + len(b)
-
-            carry = None
-            head = bytearray(_HDR)
-            for off in self._offs:
-                src.seek(off)
-                src.readinto(head)
-                rec = cbor.loads(src.read(head[2] | (head[3] << 8)))
+    def _stream(self, srcs, excess, gap, emit):
+        """Feed the unacked DATA records of srcs (oldest first) to emit(rec),
+        merging the oldest while excess > 0. Returns (remaining excess,
+        records merged away). At most three records are in memory."""
+        carry = None
+        merged = 0
+        for s in srcs:
+            for t, payload in self._records(s):
+                if t != T_DATA:
+                    continue
+                rec = cbor.loads(payload)
+                if rec[R_SEQ] <= self.acked:
+                    continue
                 if carry is None:
                     carry = rec
                     continue
                 if excess > 0 and self._fits_merge(carry, rec, gap):
-                    old = len(cbor.dumps(carry)) + len(cbor.dumps(rec)) + _HDR + _TRAILER
-                    carry, span = self._join(carry, rec, gap)
-                    excess -= old - len(cbor.dumps(carry))
-                    if gap:
-                        self.dropped += span
-                    else:
-                        self.coalesced += span
+                    old = _align(_FRAME + len(cbor.dumps(carry))) + _align(_FRAME + len(cbor.dumps(rec)))
+                    carry, _ = self._join(carry, rec, gap)
+                    excess -= old - _align(_FRAME + len(cbor.dumps(carry)))
+                    merged += 1
                     continue
                 if excess > 0 and gap and carry[R_EPOCH] != rec[R_EPOCH]:
                     # an old epoch's last record: its odometers are final, drop it
-                    excess -= len(cbor.dumps(carry)) + _HDR + _TRAILER
-                    self.dropped += carry[R_SEQ] - carry[R_FROM] + 1
+                    excess -= _align(_FRAME + len(cbor.dumps(carry)))
+                    merged += 1
                     carry = rec
                     continue
-                size = emit(carry, size)
+                emit(carry)
                 carry = rec
-            if carry is not None:
-                size = emit(carry, size)
-                self.last = carry
-            if self.durable:
-                port.fsync_file(f)
-        if src:
-            src.close()
-        self.close()
-        port.rename(tmp, self.path)
-        if self.durable:
-            port.fsync_dir(self.path)
-        self._set_index(offs, seqs, epochs)
-        self._size = size
-        self.bytes_programmed += size
-        self._f = open(self.path, "ab")
+        if carry is not None:
+            emit(carry)
+        return excess, merged
+
+    def _compact(self):
+        """Merge the two oldest sectors in use into the reserve sector."""
+        live = [s for s in self._live() if s != self._head]
+        free = self._free()
+        if len(live) < 2 or not free:
+            raise LogError("log: full, and nothing left to coalesce")
+        a, b = live[0], live[1]
+        budget = self.S - COMP_START            # state [first, last] takes at most 19 bytes
+        size = [0]
+
+        def measure(rec):
+            size[0] += _align(_FRAME + len(cbor.dumps(rec)))
+        self._stream((a, b), 0, False, measure)
+        excess = size[0] - budget
+        gap = False
+        if excess > 0:
+            size[0] = 0
+            rest, _ = self._stream((a, b), excess, False, measure)
+            if rest > 0:
+                gap = True                      # merging cannot make room: drop the oldest
+        spare = self._pick(free)
+        self._prepare(spare)
+        pos = [COMP_START, 0, 0]                # offset, first seq, last seq
+        base = spare * self.S
+
+        def write(rec):
+            p = cbor.dumps(rec)
+            n = len(p)
+            if pos[0] + _align(_FRAME + n) > self.S:
+                raise LogError("log: compaction overflow")
+            body = bytearray(3 + n)
+            body[0] = T_DATA
+            body[1] = n & 0xFF
+            body[2] = n >> 8
+            body[3:] = p
+            c = bytearray(4)
+            _put32(c, 0, _crc(body))
+            self.dev.program(base + pos[0], body)
+            self.dev.program(base + pos[0] + 3 + n, c)
+            pos[0] = _align(pos[0] + _FRAME + n)
+            if not pos[1]:
+                pos[1] = rec[R_FROM]
+            pos[2] = rec[R_SEQ]
+        _, merged = self._stream((a, b), excess, gap, write)
+        if gap:
+            self.dropped += merged
+        else:
+            self.coalesced += merged
+        state = cbor.dumps([pos[1], pos[2]])
+        assert HDR + len(state) <= COMP_START
+        gen = max(self._gen[a], self._gen[b]) + 1
+        hdr = self._header(self._order[b], self._lo[a], gen, FL_COMPACTED, self._wear[spare], state)
+        # the header last: a compacted sector with a valid header is complete
+        self.dev.sync()
+        self.dev.program(base, hdr)
+        self.dev.sync()
+        self._kind[spare] = K_COMP
+        self._order[spare] = self._order[b]
+        self._lo[spare] = self._lo[a]
+        self._gen[spare] = gen
+        self._first[spare] = pos[1]
+        self._lastseq[spare] = pos[2]
+        self._rstart[spare] = COMP_START
+        self._kind[a] = K_DIRTY
+        self._kind[b] = K_DIRTY
+        self._oldest = None
+        self.compactions += 1
+        if not pos[2]:
+            self._kind[spare] = K_DIRTY         # nothing was pending after all
+
+
+def file_geometry(capacity):
+    """Sector size and count for a file-backed ring of about `capacity` bytes:
+    4 KiB sectors like NOR flash from 64 KiB up, 1 KiB below."""
+    ss = 4096 if capacity >= 64 * 1024 else 1024
+    return ss, max(4, capacity // ss)
+
+
+def file_log(path, device_id, capacity=256 * 1024, durable=True, merge=None, max_span=1440):
+    """A ring log over a preallocated file (a Linux host, or a file on the
+    board's littlefs). Call open() on the result."""
+    from agent.flash import FileFlash
+    ss, n = file_geometry(capacity)
+    return RingLog(FileFlash(path, ss, n, durable=durable), device_id, merge=merge, max_span=max_span)
