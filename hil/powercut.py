@@ -1,0 +1,290 @@
+# Power-cut harness for the ring log, after littlefs's: a workload that wraps
+# the ring several times with acks, coalescing and overflow is cut at every
+# program and every erase in turn, with every way of tearing it; after each
+# cut the log is recovered and the seven invariants of DESIGN section 3 are
+# checked against a reference model of what the log promised.
+# Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
+
+from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, R_FLAGS, LogError)
+from hil.flash import EmulatedNOR, PowerCut, TEARS
+from hil.rng import Rng
+
+SCHEMA_ID = 77
+MAX_SPAN = 4     # small, so a full ring runs out of merges and must drop
+
+
+def merge(a, b, span_a, span_b):
+    # column 0 is an odometer (later value wins), column 1 a max gauge
+    return [b[0], a[1] if a[1] > b[1] else b[1]]
+
+
+class Model:
+    """What the log has promised: appends, acks and boots that returned, and
+    the one operation in flight when power went."""
+
+    def __init__(self):
+        self.appended = {}     # seq -> values, for appends that returned
+        self.acked = 0
+        self.boot = 0
+        self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n)
+        self.odo = 0
+
+    def copy(self):
+        m = Model()
+        m.appended = dict(self.appended)
+        m.acked = self.acked
+        m.boot = self.boot
+        m.inflight = self.inflight
+        m.odo = self.odo
+        return m
+
+
+class Driver:
+    """Runs workload operations on a log, keeping the model in step."""
+
+    def __init__(self, log, model, rng):
+        self.log = log
+        self.m = model
+        self.rng = rng
+
+    def append(self):
+        m = self.m
+        m.odo += self.rng.below(100)
+        vals = [m.odo, self.rng.below(5000)]
+        seq = self.log.next_seq
+        m.inflight = ("append", seq, vals)
+        got = self.log.append(SCHEMA_ID, m.boot, seq * 60000, 0, 0, 60000, vals)
+        m.appended[got] = vals
+        m.inflight = None
+
+    def ack(self):
+        log = self.log
+        m = self.m
+        if log.depth() <= 0:
+            return
+        seq = log.acked + 1 + self.rng.below(log.depth())
+        m.inflight = ("ack", seq)
+        if log.ack(log.epoch, seq):
+            m.acked = seq
+        m.inflight = None
+
+    def boot(self):
+        m = self.m
+        m.inflight = ("boot", m.boot + 1)
+        m.boot = self.log.start_boot("watchdog")
+        m.inflight = None
+
+    def step(self, i, n):
+        """Operation i of a workload of n: acks flow in the first and last
+        thirds; the middle third is offline, so the ring fills and coalesces."""
+        r = self.rng.below(100)
+        if r < 3:
+            self.boot()
+        elif r < 15 and not (n // 3 <= i < 2 * n // 3):
+            self.ack()
+        else:
+            self.append()
+
+
+def workload(log, model, seed, n):
+    d = Driver(log, model, Rng(seed))
+    if model.boot == 0:
+        d.boot()
+    for i in range(n):
+        d.step(i, n)
+    return d
+
+
+def recover(dev):
+    """Power back: recovery, exactly as a device boots (fresh object)."""
+    dev.reboot()
+    return RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
+
+
+def check(log, m, dev):
+    """Violations of the invariants (list of strings; empty when all hold)."""
+    bad = []
+    inf = m.inflight
+    S = dev.sector_size
+    N = dev.sector_count
+    # 6. recovery bounded: every header with its state block, then the head
+    #    sector (its header, state and records): 2N + 3 reads at most
+    if log.recovery_reads > 2 * N + 3:
+        bad.append("6: recovery made %d reads (bound %d)" % (log.recovery_reads, 2 * N + 3))
+    # 4. the acked position never goes back (nor beyond an ack in flight)
+    hi = m.acked
+    if inf and inf[0] == "ack" and inf[1] > hi:
+        hi = inf[1]
+    if not m.acked <= log.acked <= hi:
+        bad.append("4: acked %d, model %d..%d" % (log.acked, m.acked, hi))
+    b_hi = m.boot + (1 if inf and inf[0] == "boot" else 0)
+    if not m.boot <= log.boot <= b_hi:
+        bad.append("boot %d, model %d..%d" % (log.boot, m.boot, b_hi))
+    recs = log.pending(1 << 30)
+    # 3. no phantom, duplicate or reordered records; seq never goes back
+    prev = 0
+    top = max(m.appended) if m.appended else 0
+    for r in recs:
+        s = r[R_SEQ]
+        if r[R_FROM] <= prev or s < r[R_FROM]:
+            bad.append("3: record %d..%d after %d" % (r[R_FROM], s, prev))
+        prev = s
+        if s in m.appended:
+            want = m.appended[s]
+        elif inf and inf[0] == "append" and inf[1] == s:
+            want = inf[2]
+        else:
+            bad.append("3: phantom record seq %d" % s)
+            continue
+        # 1/2. intact: a plain record exactly, a merged one keeps the odometer
+        if r[R_FROM] == s:
+            if r[R_VALUES] != want:
+                bad.append("1: seq %d values %r, appended %r" % (s, r[R_VALUES], want))
+        elif r[R_VALUES][0] != want[0]:
+            bad.append("1: merged record %d lost its odometer (%r vs %r)" % (s, r[R_VALUES], want))
+    if log.next_seq <= top:
+        bad.append("3: next seq %d does not exceed %d" % (log.next_seq, top))
+    # 1. every returned append is covered: acked, or by a (merged) record
+    j = 0
+    for s in sorted(m.appended):
+        if s <= log.acked:
+            continue
+        while j < len(recs) and recs[j][R_SEQ] < s:
+            j += 1
+        if j == len(recs) or recs[j][R_FROM] > s:
+            bad.append("1: appended seq %d is gone (acked %d)" % (s, log.acked))
+            break
+    # 5. space: the log lives in the device it was given
+    if len(dev.image) != S * N:
+        bad.append("5: flash image changed size")
+    return bad
+
+
+def settle(log, m):
+    """After a recovery, bring the model in line with what survived."""
+    inf = m.inflight
+    if inf and inf[0] == "append":
+        for r in log.pending(1 << 30):
+            if r[R_SEQ] == inf[1]:
+                m.appended[inf[1]] = inf[2]
+    m.acked = log.acked
+    m.boot = log.boot
+    m.inflight = None
+
+
+class Result:
+    def __init__(self):
+        self.cuts = 0
+        self.double = 0
+        self.violations = []
+        self.ops = 0
+        self.wraps = 0
+        self.coalesced = 0
+        self.dropped = 0
+
+    def add(self, where, bad):
+        for b in bad:
+            if len(self.violations) < 20:
+                self.violations.append("%s: %s" % (where, b))
+
+
+def _after_cut(dev, m, res, where, seed, double_at):
+    """Recover, check, run a little more (optionally cutting again), check."""
+    log = recover(dev)
+    res.add(where, check(log, m, dev))
+    settle(log, m)
+    d = Driver(log, m, Rng(seed))
+    if double_at is not None:
+        dev.cut_at = dev.ops + double_at
+        dev.tear = TEARS[seed % len(TEARS)]
+        res.double += 1
+    try:
+        for i in range(12):
+            d.append() if i % 4 else d.ack()
+    except PowerCut:
+        log = recover(dev)
+        res.add(where + " +second cut", check(log, m, dev))
+        settle(log, m)
+        d = Driver(log, m, Rng(seed + 1))
+        for i in range(4):
+            d.append()
+    res.add(where + " +continued", check(log, m, dev))
+
+
+def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double_every=10,
+                  res=None):
+    """CPython: one traced run records the flash and the model before every
+    op; each cut restores that state, tears op k, recovers and checks."""
+    ss, count = geometry
+    trace = []
+    model = Model()
+
+    class Tracing(EmulatedNOR):
+        def program(self, addr, data):
+            trace.append((self.snapshot(), model.copy(), "p", addr, bytes(data)))
+            return EmulatedNOR.program(self, addr, data)
+
+        def erase(self, sector):
+            trace.append((self.snapshot(), model.copy(), "e", sector, None))
+            return EmulatedNOR.erase(self, sector)
+
+    dev = Tracing(ss, count, seed=seed)
+    log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
+    workload(log, model, seed, n)
+    res = res or Result()
+    res.ops += len(trace)
+    res.wraps += sum(dev.erase_counts) // count
+    res.coalesced += log.coalesced
+    res.dropped += log.dropped
+    final = check(recover(dev), model, dev)
+    res.add("seed %d uncut" % seed, final)
+    plain = EmulatedNOR(ss, count, seed=seed)
+    for k in range(0, len(trace), every):
+        snap, m0, kind, a, data = trace[k]
+        for tear in tears:
+            if kind == "e" and tear == "prefix":
+                continue            # an erase has no prefix; "random" covers it
+            plain.restore(snap)
+            plain.cut_at = k
+            plain.tear = tear
+            m = m0.copy()
+            try:
+                if kind == "p":
+                    plain.program(a, data)
+                else:
+                    plain.erase(a)
+            except PowerCut:
+                pass
+            res.cuts += 1
+            dbl = (k * 7 + len(tear)) % 30 if double_every and k % double_every == 0 else None
+            _after_cut(plain, m, res, "seed %d op %d (%s %s)" % (seed, k, kind, tear),
+                       seed + k, dbl)
+    return res
+
+
+def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, limit=None):
+    """MicroPython: replay the workload from scratch up to op k for each cut
+    (no snapshots: a small heap cannot hold them)."""
+    ss, count = geometry
+    res = res or Result()
+    k = 0
+    done = 0
+    while True:
+        dev = EmulatedNOR(ss, count, seed=seed)
+        tear = tears[(k // every) % len(tears)]
+        dev.cut_at = k
+        dev.tear = tear
+        m = Model()
+        try:
+            log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
+            workload(log, m, seed, n)
+            return res                      # no op k: every op has been cut
+        except PowerCut:
+            pass
+        res.cuts += 1
+        _after_cut(dev, m, res, "seed %d op %d (%s)" % (seed, k, tear), seed + k,
+                   (k % 7) if k % 5 == 0 else None)
+        k += every
+        done += 1
+        if limit and done >= limit:
+            return res

@@ -1,0 +1,192 @@
+"""The ring log over emulated NOR flash and over a preallocated file."""
+import os
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, invariant, initialize
+
+from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log
+from hil.flash import EmulatedNOR, PowerCut, TEARS
+from hil import powercut as P
+
+
+def ring(dev, max_span=1440):
+    return RingLog(dev, "dev-1", merge=P.merge, max_span=max_span).open()
+
+
+def fill(log, n, start=0):
+    return [log.append(7, 1, i * 60000, 0, 0, 60000, [i * 10, 2000 + i]) for i in range(start, start + n)]
+
+
+def test_append_reopen_ack_and_seq_growth():
+    dev = EmulatedNOR(512, 8)
+    log = ring(dev)
+    assert log.start_boot("poweron") == 1
+    assert fill(log, 30) == list(range(1, 31))
+    assert log.ack(log.epoch, 10) == 10
+    assert log.ack(log.epoch, 5) == 0                 # acked never goes back
+    assert log.ack(log.epoch ^ 1, 20) == 0            # another epoch's ack frees nothing
+    log2 = ring(dev)
+    assert (log2.epoch, log2.boot, log2.acked, log2.next_seq) == (log.epoch, 1, 10, 31)
+    assert [r[R_SEQ] for r in log2.pending(100)] == list(range(11, 31))
+    assert log2.last[R_VALUES] == [290, 2029]
+    assert log2.start_boot("watchdog") == 2 and log2.boot_reason == "watchdog"
+    assert log2.ack(log2.epoch, 10 ** 9) == 20       # clamped to what exists
+    log3 = ring(dev)
+    assert log3.depth() == 0 and log3.last[R_SEQ] == 30   # odometers survive a full ack
+
+
+@pytest.mark.parametrize("image", ["zeros", "ff", "random", "foreign", "headers-only"])
+def test_any_image_recovers_in_bounded_reads_and_accepts_appends(image):
+    dev = EmulatedNOR(512, 8)
+    rnd = random.Random(image)
+    data = {"zeros": bytes(dev.size), "ff": b"\xff" * dev.size,
+            "random": bytes(rnd.getrandbits(8) for _ in range(dev.size)),
+            "foreign": (b"SQLite format 3\0" + bytes(range(256)) * 20)[:dev.size].ljust(dev.size, b"\0"),
+            "headers-only": (b"TLR1" + bytes(508)) * 8}[image]
+    dev.load_image(data)
+    log = ring(dev)
+    assert log.recovery_reads <= 2 * 8 + 3
+    assert log.depth() == 0
+    if image != "ff":
+        assert log.damaged > 0
+    fill(log, 40)                                     # wraps over the garbage
+    assert [r[R_SEQ] for r in ring(dev).pending(100)][-1] == 40
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8 * 512 - 1), st.integers(0, 255)), min_size=1, max_size=40),
+       st.integers(0, 600))
+def test_mutated_images_never_raise(flips, n):
+    dev = EmulatedNOR(512, 8)
+    log = ring(dev, max_span=4)
+    d = P.Driver(log, P.Model(), P.Rng(n + 1))
+    for i in range(n // 10):
+        d.step(i, n // 10)
+    img = bytearray(dev.image)
+    for addr, val in flips:
+        img[addr] = val
+    dev.load_image(bytes(img))
+    log = ring(dev)                                   # never raises, bounded
+    assert log.recovery_reads <= 2 * 8 + 3
+    log.pending(10 ** 6)                              # reading survives damage too
+    fill(log, 5, start=10 ** 3)
+
+
+def test_record_larger_than_a_sector_is_refused_clearly():
+    log = ring(EmulatedNOR(512, 8))
+    with pytest.raises(LogError, match="larger than a 512-byte sector"):
+        log.append(7, 1, 0, 0, 0, 60000, list(range(10 ** 6, 10 ** 6 + 100)))
+    assert log.depth() == 0
+    fill(log, 1)
+
+
+def test_full_ring_coalesces_before_it_drops_and_keeps_odometers():
+    dev = EmulatedNOR(512, 8)
+    log = ring(dev, max_span=3)
+    n = 0
+    while log.coalesced == 0:                          # offline: the ring fills
+        n += fill(log, 1, start=n)[0] - n
+    assert log.dropped == 0                            # merging comes first
+    merged = [r for r in log.pending(10 ** 6) if r[R_FLAGS] == F_COALESCED]
+    assert merged and all(r[R_VALUES][1] == 2000 + r[R_SEQ] - 1 for r in merged)  # max of maxes
+    while log.dropped == 0:                            # only when merges run out: drops
+        n += fill(log, 1, start=n)[0] - n
+    fill(log, 200, start=n)
+    n += 200
+    recs = log.pending(10 ** 6)
+    assert recs[-1][R_SEQ] == n and recs[-1][R_VALUES][0] == (n - 1) * 10   # odometer kept
+    prev = 0
+    for r in recs:                                     # every interval accounted for
+        assert r[R_FROM] == prev + 1
+        prev = r[R_SEQ]
+    assert any(r[R_FLAGS] & F_GAP for r in recs)
+    # gap records are the oldest: nothing newer was dropped while older survived
+    flags = [r[R_FLAGS] & F_GAP for r in recs]
+    assert flags == sorted(flags, reverse=True)
+
+
+def test_erase_counts_stay_within_one_over_many_wraps():
+    dev = EmulatedNOR(512, 8)
+    log = ring(dev)
+    for i in range(3000):
+        log.append(7, 1, i, 0, 0, 60000, [i, i])
+        if i % 10 == 9:
+            log.ack(log.epoch, log.next_seq - 1)
+    assert min(dev.erase_counts) >= 20
+    assert max(dev.erase_counts) - min(dev.erase_counts) <= 1
+
+
+def test_file_backend_survives_reopen_and_reports_fsync_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / "ring.bin")
+    log = file_log(path, "dev-1", capacity=16 * 1024).open()
+    log.start_boot("poweron")
+    fill(log, 20)
+    log.close()
+    assert os.path.getsize(path) == 16 * 1024
+    log = file_log(path, "dev-1", capacity=16 * 1024).open()
+    assert log.next_seq == 21 and log.depth() == 20
+    real = os.fsync
+
+    def broken(fd):
+        raise OSError(5, "EIO from fsync")
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError):
+        fill(log, 1, start=20)
+    monkeypatch.setattr(os, "fsync", real)
+    s = fill(log, 1, start=21)[0]
+    seqs = [r[R_SEQ] for r in log.pending(100)]
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs) and s == seqs[-1]
+    assert seqs[:20] == list(range(1, 21))
+    log.close()
+    with pytest.raises(ValueError):
+        file_log(path, "dev-1", capacity=64 * 1024).open()   # never silently resized
+
+
+class RingMachine(RuleBasedStateMachine):
+    """Random appends, acks, boots and torn power cuts against the model."""
+
+    @initialize(seed=st.integers(1, 10 ** 6))
+    def start(self, seed):
+        self.dev = EmulatedNOR(512, 6, seed=seed)
+        self.log = RingLog(self.dev, "dev-h", merge=P.merge, max_span=P.MAX_SPAN).open()
+        self.m = P.Model()
+        self.d = P.Driver(self.log, self.m, P.Rng(seed))
+
+    @rule(n=st.integers(1, 12))
+    def append(self, n):
+        for _ in range(n):
+            self.d.append()
+
+    @rule()
+    def ack(self):
+        self.d.ack()
+
+    @rule()
+    def boot(self):
+        self.d.boot()
+
+    @rule(after=st.integers(0, 6), tear=st.sampled_from(TEARS), n=st.integers(1, 8))
+    def power_cut(self, after, tear, n):
+        self.dev.cut_at = self.dev.ops + after
+        self.dev.tear = tear
+        try:
+            for _ in range(n):
+                self.d.append()
+                self.d.ack()
+            self.dev.cut_at = None
+        except PowerCut:
+            self.log = P.recover(self.dev)
+            assert P.check(self.log, self.m, self.dev) == []
+            P.settle(self.log, self.m)
+            self.d = P.Driver(self.log, self.m, P.Rng(after + n))
+
+    @invariant()
+    def holds(self):
+        if getattr(self, "log", None) is not None and self.dev.cut_at is None:
+            assert P.check(P.recover(self.dev), self.m, self.dev) == []
+
+
+TestRingStateful = RingMachine.TestCase
+TestRingStateful.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
