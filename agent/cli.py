@@ -99,7 +99,7 @@ def cmd_run(a):
         return _err(str(e))
     from agent.agent import Agent
     from agent.clock import RealClock
-    from agent.log import FileLog
+    from agent.log import file_log
     import boards
     clock = RealClock()
     board = boards.load(cfg["board"])
@@ -116,7 +116,10 @@ def cmd_run(a):
         from agent.port.mqtt_paho import PahoTransport
         transport = PahoTransport(cfg["device_id"], cfg["broker"])
     os.makedirs(os.path.dirname(os.path.abspath(cfg["log_path"])), exist_ok=True)
-    log = FileLog(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
+    try:
+        log = file_log(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
+    except (OSError, ValueError) as e:
+        return _err("run: log %s: %s" % (cfg["log_path"], e))
     agent = Agent(cfg["device_id"], channels, log, clock, transport=transport,
                   board=cfg["board"], interval_ms=cfg["interval_s"] * 1000,
                   sample_ms=cfg["sample_ms"])
@@ -200,49 +203,55 @@ def cmd_collect(a):
 # -- inspect -----------------------------------------------------------------------------
 
 def cmd_inspect(a):
-    from agent import log as L
     try:
         with open(a.file, "rb") as f:
             data = f.read()
     except OSError as e:
         return _err("inspect: %s" % e)
-    if data[:1] == bytes([L.MAGIC]):
-        return _inspect_log(a.file, data)
+    for ss in (4096, 1024, 512):
+        if data and len(data) % ss == 0 and len(data) // ss >= 4 and any(
+                data[k:k + 4] == b"TLR1" for k in range(0, len(data), ss)):
+            return _inspect_ring(a.file, data, ss)
     return _inspect_payload(data)
 
 
-def _inspect_log(path, data):
-    import io
+def _inspect_ring(path, data, ss):
     from agent import cbor
     from agent import log as L
-    names = {L.T_HEADER: "HEADER", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK"}
-    stats = {}
-    n = 0
-    for off, rtype, payload in L.scan(io.BytesIO(data), len(data), stats):
-        n += 1
+    from hil.flash import EmulatedNOR
+    dev = EmulatedNOR(ss, len(data) // ss)
+    dev.load_image(data)
+    log = L.RingLog(dev, "?").open()
+    kinds = {L.K_DIRTY: "free", L.K_CLEAN: "free", L.K_HEAD: "records", L.K_COMP: "compacted"}
+    print("%s: ring of %d sectors x %d bytes; epoch %08x, boot %d (%s), next seq %d, acked %d, "
+          "%d unacked, %d damaged" % (path, log.N, ss, log.epoch, log.boot, log.boot_reason,
+                                      log.next_seq, log.acked, log.depth(), log.damaged))
+    for i, (k, order, lo, gen, wear) in enumerate(log.sectors()):
+        if k >= L.K_HEAD:
+            print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
+                i, kinds[k], order, "" if lo == order else " (from %d)" % lo, gen, wear,
+                "  <- head" if i == log._head else ""))
+    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK"}
+    for s, _, t, payload in log.walk():
         try:
             rec = cbor.loads(payload)
         except ValueError as e:
-            print("%8d  %-6s  undecodable: %s" % (off, names.get(rtype, rtype), e))
+            print("  [%3d] %-6s  undecodable: %s" % (s, names.get(t, t), e))
             continue
-        if rtype == L.T_DATA:
+        if t == L.T_DATA:
             flags = ("coalesced " if rec[L.R_FLAGS] & L.F_COALESCED else "") + \
                     ("gap " if rec[L.R_FLAGS] & L.F_GAP else "")
-            print("%8d  DATA    seq=%d from=%d %sepoch=%08x boot=%d uptime_ms=%d wall=%s ival_ms=%d "
-                  "schema=%08x values=%s" % (off, rec[0], rec[1], flags, rec[3], rec[5], rec[6],
-                                             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec[7]))
-                                             if rec[7] else "-", rec[9], rec[4], rec[10]))
-        elif rtype == L.T_HEADER:
-            print("%8d  HEADER  format=%d device=%s epoch=%08x first_seq=%d"
-                  % (off, rec[0], rec[1], rec[2], rec[3]))
-        elif rtype == L.T_BOOT:
-            print("%8d  BOOT    boot=%d reason=%s" % (off, rec[0], rec[1]))
-        elif rtype == L.T_ACK:
-            print("%8d  ACK     epoch=%08x seq<=%d" % (off, rec[0], rec[1]))
-        else:
-            print("%8d  type %d  %r" % (off, rtype, rec))
-    print("%s: %d records, %d bytes, %d damaged bytes skipped"
-          % (path, n, len(data), stats.get("damaged_bytes", 0)))
+            print("  [%3d] DATA    seq=%d from=%d %sepoch=%08x boot=%d uptime_ms=%d wall=%s "
+                  "ival_ms=%d schema=%08x values=%s"
+                  % (s, rec[0], rec[1], flags, rec[3], rec[5], rec[6],
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec[7])) if rec[7] else "-",
+                     rec[9], rec[4], rec[10]))
+        elif t == L.T_BOOT:
+            print("  [%3d] BOOT    boot=%d reason=%s" % (s, rec[0], rec[1]))
+        elif t == L.T_ACK:
+            print("  [%3d] ACK     epoch=%08x seq<=%d" % (s, rec[0], rec[1]))
+        elif t == L.T_EPOCH:
+            print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
     return 0
 
 

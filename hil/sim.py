@@ -10,7 +10,7 @@ import time
 from agent.agent import Agent
 from agent.clock import VirtualClock
 from agent.collector.store import Collector
-from agent.log import FileLog
+from agent.log import file_log
 from boards.emulated import Emulation
 from hil.loopback import Hub
 from hil.rng import Rng
@@ -35,7 +35,7 @@ class SimDevice:
 
     def _start(self, reason):
         o = self.opts
-        log = FileLog(self.log_path, self.id, capacity=o["log_capacity"], durable=o["durable"])
+        log = file_log(self.log_path, self.id, capacity=o["log_capacity"], durable=o["durable"])
         self.agent = Agent(self.id, self.world.channels(), log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
                            sample_ms=o["sample_ms"], reason=reason,

@@ -5,7 +5,7 @@ import pytest
 
 from agent.agent import Agent
 from agent.clock import VirtualClock
-from agent.log import FileLog, R_VALUES
+from agent.log import file_log, R_VALUES
 from boards.emulated import Emulation
 
 pytestmark = pytest.mark.emulator_exact
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.emulator_exact
 def make(tmp_path, clock=None, world=None, reason="poweron"):
     clock = clock or VirtualClock()
     world = world or Emulation(clock, seed=3)
-    log = FileLog(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
+    log = file_log(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
     ag = Agent("dev-f", world.channels(), log, clock, interval_ms=60000, sample_ms=5000,
                reason=reason).start()
     return clock, world, ag
@@ -80,7 +80,7 @@ def test_new_schema_starts_a_new_epoch_and_keeps_old_records(tmp_path):
     old_epoch = ag.log.epoch
     ag.stop()
     clock.reboot()
-    log = FileLog(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
+    log = file_log(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
     chans = [c for c in world.channels() if type(c).__name__ != "ClimateChannel"]
     ag2 = Agent("dev-f", chans, log, clock, interval_ms=60000, sample_ms=5000).start()
     assert ag2.log.epoch != old_epoch

@@ -68,14 +68,15 @@ def test_run_emulated_board_in_real_time_over_a_pty_then_inspect(tmp_path):
     assert "boot 2" in r2.stdout
     out = tally("inspect", str(log))
     assert out.returncode == 0
-    assert "HEADER" in out.stdout and "BOOT    boot=2" in out.stdout and "DATA" in out.stdout
-    assert "0 damaged bytes" in out.stdout
+    assert "sector" in out.stdout and "BOOT    boot=2" in out.stdout and "DATA" in out.stdout
+    assert "0 damaged" in out.stdout
 
 
 def test_inspect_payload_and_garbage(tmp_path):
     from agent import batch
-    from agent.log import FileLog
-    lg = FileLog(str(tmp_path / "l.bin"), "d").open()
+    from agent.log import RingLog
+    from hil.flash import EmulatedNOR
+    lg = RingLog(EmulatedNOR(4096, 4), "d").open()
     for i in range(3):
         lg.append(9, 1, i * 60000, 0, 0, 60000, [i, 5])
     p = tmp_path / "batch.cbor"

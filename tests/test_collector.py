@@ -5,7 +5,8 @@ import pytest
 
 from agent import batch
 from agent.collector.store import Collector
-from agent.log import FileLog
+from agent.log import RingLog
+from hil.flash import EmulatedNOR
 from agent.meter import Meter
 
 SCHEMA = [("run_s", "s", 0, "odo"), ("cycles", "count", 0, "odo"), ("tmax", "Cel", -2, "max")]
@@ -20,7 +21,7 @@ def birth(m, epoch=5, seq0=1):
 
 def records(tmp_path, n, start_wall=1767225600):
     m = Meter(SCHEMA)
-    log = FileLog(str(tmp_path / "l.bin"), DEV).open()
+    log = RingLog(EmulatedNOR(4096, 8), DEV).open()
     log.epoch = 5
     for i in range(n):
         log.append(m.id, 1, i * 60000, start_wall + i * 60, 3, 60000, [i * 60, i // 3, 2000 + i])

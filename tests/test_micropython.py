@@ -19,10 +19,11 @@ HEAP = "64K"
 # The simulated day loads the whole agent, three drivers AND the emulated
 # chips, scenario and board around them. As .mpy loaded into RAM on this
 # 64-bit port (8-byte object slots, twice an ESP32's) that code alone takes
-# about 66 KB of heap, so the day runs at 128K; its working set is printed
-# (heap after imports, lowest free heap). The core tier above runs at 64K.
-# On a board the code is frozen or in ROMFS flash, not on the heap (issue 7).
-DAY_HEAP = "128K"
+# about 90 KB of heap with the ring log, so the day runs at 160K (it needs
+# 144K); its working set is printed (heap after imports, lowest free heap).
+# The core tier above runs at 64K. On a board the code is frozen or in ROMFS
+# flash, not on the heap (issue 7).
+DAY_HEAP = "160K"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_a_simulated_day_gives_the_same_values_on_micropython_and_cpython(bundle
             assert a[k] == b[k], k
         va, vb = list(a["values"]), list(b["values"])
         # free heap is the one metric that differs by nature: MicroPython has a heap to report
-        assert 0 < va[free] < 128 * 1024 and vb[free] == 0
+        assert 0 < va[free] < 160 * 1024 and vb[free] == 0
         va[free] = vb[free] = 0
         assert va == vb, (a["seq"], [(n, x, y) for n, x, y in zip(names, va, vb) if x != y])
     last = dict(zip(names, cp_recs[-1]["values"]))

@@ -7,7 +7,7 @@ import gc
 import binascii
 
 from agent.clock import VirtualClock
-from agent.log import FileLog
+from agent.log import file_log
 from agent.agent import Agent
 from agent import batch
 from agent import port
@@ -21,7 +21,7 @@ def run(path, hours=24, sample_ms=10000, seed=42, batch_max=30):
     port.remove(path + ".tmp")
     clock = VirtualClock()
     world = Emulation(clock, seed=seed, serial="loopback")
-    log = FileLog(path, "mp-day", capacity=32 * 1024)
+    log = file_log(path, "mp-day", capacity=32 * 1024)
     agent = Agent("mp-day", world.channels(), log, clock, interval_ms=60000,
                   sample_ms=sample_ms, reason="poweron").start()
     end = hours * 3600000
