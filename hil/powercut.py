@@ -262,6 +262,17 @@ def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double
     return res
 
 
+def _wipe(dev, seed):
+    """A factory-fresh device again, without allocating a new image."""
+    dev.reboot()
+    for i in range(dev.sector_count):
+        dev.erase(i)
+        dev.erase_counts[i] = 0
+    dev.ops = 0
+    dev.reset_counters()
+    dev.rng = Rng(seed)
+
+
 def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, limit=None):
     """MicroPython: replay the workload from scratch up to op k for each cut
     (no snapshots: a small heap cannot hold them)."""
@@ -269,8 +280,9 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
     res = res or Result()
     k = 0
     done = 0
+    dev = EmulatedNOR(ss, count, seed=seed)
     while True:
-        dev = EmulatedNOR(ss, count, seed=seed)
+        _wipe(dev, seed)
         tear = tears[(k // every) % len(tears)]
         dev.cut_at = k
         dev.tear = tear

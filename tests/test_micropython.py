@@ -41,10 +41,20 @@ def mp_run(bundle, code, timeout=600, heap=HEAP):
 
 
 def test_device_test_suite_passes_under_micropython(bundle):
-    r = mp_run(bundle, "import runner; runner.main(['test_core'])")
+    r = mp_run(bundle, "import runner; runner.main(['test_core'])")   # 64K
     print(r.stdout, r.stderr)
     assert r.returncode == 0
     assert "0 failed" in r.stdout and "FAIL" not in r.stdout
+
+
+def test_power_cut_suite_passes_under_micropython(bundle):
+    # the replay harness and the ring it proves, as compiled for a device;
+    # harness, model, log and the reference data fragment a 96K heap over
+    # hundreds of replays, so 128K
+    r = mp_run(bundle, "import runner; runner.main(['test_powercut'])", heap="128K")
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout
+    assert "violations 0" in r.stdout
 
 
 def test_runner_exits_nonzero_on_a_failing_test_and_on_no_tests(bundle, tmp_path):
