@@ -276,6 +276,48 @@ def _inspect_payload(data):
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------------
+
+def cmd_bench(a):
+    from hil.bench import bench_ring
+    progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
+    if a.cuts < 1 or a.days <= 0:
+        return _err("bench: --cuts and --days must be positive")
+    r = bench_ring(cuts=a.cuts, days=a.days, progress=progress)
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    mp = r["appends_per_s_micropython_emulated"]
+    rows = [
+        ("cut points tested (double cuts)", "%d (%d) over %d workloads, %.0f s"
+         % (r["cut_points"], r["double_cuts"], r["cut_workloads"], r["cut_seconds"])),
+        ("invariant violations", r["violations"]),
+        ("appends/s, CPython, emulated NOR (median of 5)", r["appends_per_s_cpython_emulated"]),
+        ("appends/s, CPython, file + fsync (median of 5)", r["appends_per_s_cpython_file_fsync"]),
+        ("appends/s, MicroPython unix, emulated NOR (median of 5)", mp if mp else "micropython not found"),
+        ("record payload (agent, 31 metrics)", "%.1f B" % r["record_payload_bytes"]),
+        ("write amplification (programmed / payload)", r["write_amplification"]),
+        ("erase counts after %.1f wraps" % r["wraps"], "min %d, max %d, spread %d"
+         % (r["erase_min"], r["erase_max"], r["erase_spread"])),
+        ("projected life, 1 MiB, 100k-cycle NOR, 1 record/min",
+         "%s years" % r["projected_life_years_1mib_100k_cycles"]),
+        ("reads to recover a full 1 MiB region", "%d calls, %d bytes (bound %d calls)"
+         % (r["recovery_reads"], r["recovery_bytes"], r["recovery_read_bound"])),
+        ("capacity of 1 MiB before coalescing", "%d records (%.1f days at 1/min)"
+         % (r["capacity_records_1mib"], r["capacity_days_at_1_per_min"])),
+    ]
+    print("tally bench ring")
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print("  %-*s  %s" % (w, k, v))
+    print("goals:")
+    for g, ok in r["goals"].items():
+        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    for v in r["violation_examples"]:
+        print("  violation: " + v)
+    return 0
+
+
 # -- main ----------------------------------------------------------------------------------
 
 def build_parser():
@@ -324,6 +366,17 @@ def build_parser():
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     c.add_argument("--connect-timeout", type=float, default=10.0)
     c.set_defaults(func=cmd_collect)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring)",
+                       description="Measure and print figures; nothing is asserted. "
+                       "ring: power-cut points and violations, appends/s on CPython and the "
+                       "MicroPython unix port, write amplification, wear spread, projected flash "
+                       "life, recovery reads, capacity.")
+    b.add_argument("what", choices=("ring",), help="what to measure")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
+    b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("inspect", help="decode a log file or a payload into readable text")
     i.add_argument("file")

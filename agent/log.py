@@ -105,6 +105,7 @@ class RingLog:
         self.coalesced = 0       # records merged into a neighbour (gauges merged)
         self.dropped = 0         # records folded into a gap-flagged successor (gauges lost)
         self.compactions = 0
+        self.data_bytes = 0      # payload bytes of DATA records appended (for write amplification)
         self.recovery_reads = 0  # device read calls made by the last open()
 
     def _reset(self):
@@ -414,7 +415,9 @@ class RingLog:
         self._ready()
         seq = self.next_seq
         rec = [seq, seq, 0, self.epoch, schema, boot, uptime_ms, wall_s, wall_q, ival_ms, values]
-        self._put(T_DATA, cbor.dumps(rec))
+        payload = cbor.dumps(rec)
+        self._put(T_DATA, payload)
+        self.data_bytes += len(payload)
         self.next_seq = seq + 1
         self.last = rec
         if self._oldest is None and seq == self.acked + 1:

@@ -96,3 +96,16 @@ def test_help_explains_commands():
     assert r.returncode == 0
     for c in ("simulate", "run", "collect", "inspect"):
         assert c in r.stdout
+
+
+def test_bench_ring_prints_figures():
+    r = tally("bench", "ring", "--cuts", "300", "--days", "1", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    for k in ("cut_points", "violations", "appends_per_s_cpython_emulated", "write_amplification",
+              "erase_spread", "projected_life_years_1mib_100k_cycles", "recovery_reads",
+              "capacity_records_1mib"):
+        assert k in rep
+    assert rep["violations"] == 0 and rep["cut_points"] >= 300
+    t = tally("bench", "ring", "--cuts", "0")
+    assert t.returncode == 2 and "must be positive" in t.stderr
