@@ -26,7 +26,32 @@ from agent import port
 _CHUNK = 512
 
 
-class FileFlash:
+class BlockDevice:
+    """What every block device shares: counters and argument checks."""
+
+    def counters(self):
+        return {"reads": self.reads, "bytes_read": self.bytes_read,
+                "programs": self.programs, "bytes_programmed": self.bytes_programmed,
+                "erases": self.erases}
+
+    def reset_counters(self):
+        self.reads = 0
+        self.bytes_read = 0
+        self.programs = 0
+        self.bytes_programmed = 0
+        self.erases = 0
+
+    def _check_span(self, addr, n):
+        if addr < 0 or addr + n > self.size:
+            raise ValueError("program of %d bytes at 0x%x is outside the flash (0..0x%x)"
+                             % (n, addr, self.size))
+        ss = self.sector_size
+        if n and addr // ss != (addr + n - 1) // ss:
+            raise ValueError("program of %d bytes at 0x%x crosses the end of sector %d (0x%x)"
+                             % (n, addr, addr // ss, (addr // ss + 1) * ss))
+
+
+class FileFlash(BlockDevice):
     def __init__(self, path, sector_size=4096, sector_count=256, durable=True):
         if sector_size <= 0 or sector_count <= 0:
             raise ValueError("sector_size and sector_count must be positive")
@@ -112,13 +137,7 @@ class FileFlash:
 
     def program(self, addr, data):
         n = len(data)
-        if addr < 0 or addr + n > self.size:
-            raise ValueError("program of %d bytes at 0x%x is outside the flash (0..0x%x)"
-                             % (n, addr, self.size))
-        ss = self.sector_size
-        if n and addr // ss != (addr + n - 1) // ss:
-            raise ValueError("program of %d bytes at 0x%x crosses the end of sector %d (0x%x)"
-                             % (n, addr, addr // ss, (addr // ss + 1) * ss))
+        self._check_span(addr, n)
         f = self._file()
         self.programs += 1
         self.bytes_programmed += n
@@ -156,14 +175,3 @@ class FileFlash:
     def __exit__(self, *exc):
         self.close()
 
-    def counters(self):
-        return {"reads": self.reads, "bytes_read": self.bytes_read,
-                "programs": self.programs, "bytes_programmed": self.bytes_programmed,
-                "erases": self.erases}
-
-    def reset_counters(self):
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0

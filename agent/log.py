@@ -358,6 +358,19 @@ class RingLog:
         self._pos = rs
         self._closed = False
 
+    def _program_record(self, addr, t, payload):
+        """Two programs: type, length and payload, then the CRC, which commits it."""
+        n = len(payload)
+        body = bytearray(3 + n)
+        body[0] = t
+        body[1] = n & 0xFF
+        body[2] = n >> 8
+        body[3:] = payload
+        c = bytearray(4)
+        _put32(c, 0, _crc(body))
+        self.dev.program(addr, body)
+        self.dev.program(addr + 3 + n, c)
+
     def _put(self, t, payload):
         n = len(payload)
         size = _align(_FRAME + n)
@@ -366,17 +379,8 @@ class RingLog:
                            % (n, self.S))
         if self._head < 0 or self._closed or self._pos + size > self.S:
             self._open_head(size)
-        addr = self._head * self.S + self._pos
-        body = bytearray(3 + n)
-        body[0] = t
-        body[1] = n & 0xFF
-        body[2] = n >> 8
-        body[3:] = payload
-        c = bytearray(4)
-        _put32(c, 0, _crc(body))
         try:
-            self.dev.program(addr, body)
-            self.dev.program(addr + 3 + n, c)     # the CRC last: it commits the record
+            self._program_record(self._head * self.S + self._pos, t, payload)
             self.dev.sync()
         except OSError:
             # Never program over what may be half there, and learn from the
@@ -618,15 +622,7 @@ class RingLog:
             n = len(p)
             if pos[0] + _align(_FRAME + n) > self.S:
                 raise LogError("log: compaction overflow")
-            body = bytearray(3 + n)
-            body[0] = T_DATA
-            body[1] = n & 0xFF
-            body[2] = n >> 8
-            body[3:] = p
-            c = bytearray(4)
-            _put32(c, 0, _crc(body))
-            self.dev.program(base + pos[0], body)
-            self.dev.program(base + pos[0] + 3 + n, c)
+            self._program_record(base + pos[0], T_DATA, p)
             pos[0] = _align(pos[0] + _FRAME + n)
             if not pos[1]:
                 pos[1] = rec[R_FROM]

@@ -30,6 +30,7 @@
 # The counters count calls (and bytes asked for) once the op has started,
 # including the op that power cut; erase_counts counts erases that reached the
 # cells, i.e. every started erase except one torn "before".
+from agent.flash import BlockDevice
 from hil.rng import Rng
 
 TEARS = ("before", "after", "prefix", "bits", "random")
@@ -56,7 +57,7 @@ def _fill_ff(mv, start, n):
         k += m
 
 
-class EmulatedNOR:
+class EmulatedNOR(BlockDevice):
     def __init__(self, sector_size=4096, sector_count=16, seed=1):
         if sector_size <= 0 or sector_count <= 0:
             raise ValueError("sector_size and sector_count must be positive")
@@ -175,14 +176,6 @@ class EmulatedNOR:
         self.dead = True
         raise PowerCut("power cut at op %d (%s at 0x%x, tear %s)" % (op, what, addr, self.tear))
 
-    def _check_span(self, addr, n):
-        if addr < 0 or addr + n > self.size:
-            raise ValueError("program of %d bytes at 0x%x is outside the flash (0..0x%x)"
-                             % (n, addr, self.size))
-        ss = self.sector_size
-        if n and addr // ss != (addr + n - 1) // ss:
-            raise ValueError("program of %d bytes at 0x%x crosses the end of sector %d (0x%x)"
-                             % (n, addr, addr // ss, (addr // ss + 1) * ss))
 
     # --- test helpers -------------------------------------------------------
 

@@ -21,7 +21,10 @@ _IOCTL_BLOCK_SIZE = 5
 _IOCTL_BLOCK_ERASE = 6
 
 
-class PartitionFlash:
+from agent.flash import BlockDevice
+
+
+class PartitionFlash(BlockDevice):
     def __init__(self, label="tallylog"):
         found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
         if not found:
@@ -82,14 +85,3 @@ class PartitionFlash:
     def close(self):
         pass
 
-    def counters(self):
-        return {"reads": self.reads, "bytes_read": self.bytes_read,
-                "programs": self.programs, "bytes_programmed": self.bytes_programmed,
-                "erases": self.erases}
-
-    def reset_counters(self):
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0
