@@ -51,7 +51,7 @@ def test_power_cut_suite_passes_under_micropython(bundle):
     # the replay harness and the ring it proves, as compiled for a device;
     # harness, model, log and the reference data fragment a 96K heap over
     # hundreds of replays, so 128K
-    r = mp_run(bundle, "import runner; runner.main(['test_powercut'])", heap="128K")
+    r = mp_run(bundle, "import runner; runner.main(['test_cuts_mp'])", heap="128K")
     print(r.stdout, r.stderr)
     assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout
     assert "violations 0" in r.stdout
