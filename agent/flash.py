@@ -68,13 +68,27 @@ class FileFlash(BlockDevice):
         self.erase_counts = [0] * sector_count
         self._ff = b"\xff" * (_CHUNK if sector_size > _CHUNK else sector_size)
         self._f = None
+        self.padded = 0     # bytes of 0xFF added to a truncated file
         if port.exists(path):
             actual = port.file_size(path)
-            if actual != self.size:
+            if actual > self.size:
                 raise ValueError(
                     "%s is %d bytes but sector_size %d * sector_count %d = %d bytes; "
-                    "refusing to resize an existing log" % (path, actual, sector_size,
-                                                           sector_count, self.size))
+                    "refusing to cut an existing log" % (path, actual, sector_size,
+                                                        sector_count, self.size))
+            if actual < self.size:
+                # A truncated log: what is missing reads as erased flash, and
+                # recovery takes it from there. Never a reason not to start.
+                f = open(path, "ab")
+                try:
+                    self._write_ff(f, self.size - actual)
+                    if self.durable:
+                        port.fsync_file(f)
+                    else:
+                        f.flush()
+                finally:
+                    f.close()
+                self.padded = self.size - actual
         else:
             self._create()
         self._f = open(path, "r+b")

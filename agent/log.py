@@ -667,4 +667,8 @@ def file_log(path, device_id, capacity=256 * 1024, durable=True, merge=None, max
     board's littlefs). Call open() on the result."""
     from agent.flash import FileFlash
     ss, n = file_geometry(capacity)
+    if port.exists(path):
+        have = port.file_size(path)
+        if have > ss * n and have % ss == 0:
+            n = have // ss        # a larger log from an earlier config: keep all of it
     return RingLog(FileFlash(path, ss, n, durable=durable), device_id, merge=merge, max_span=max_span)

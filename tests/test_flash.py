@@ -348,18 +348,20 @@ def test_fileflash_range_checks(tmp_path):
         assert f.programs == 0
 
 
-def test_fileflash_refuses_existing_file_of_another_size(tmp_path):
+def test_fileflash_pads_a_truncated_file_and_refuses_to_cut_a_longer_one(tmp_path):
     p = str(tmp_path / "log.bin")
     with open(p, "wb") as h:
         h.write(b"\x00" * 1000)
+    f = FileFlash(p, sector_size=SS, sector_count=8)       # truncated: padded, not refused
+    assert f.padded == 8 * SS - 1000 and os.path.getsize(p) == 8 * SS
+    buf = bytearray(8 * SS)
+    f.read(0, buf)
+    assert buf[:1000] == b"\x00" * 1000 and buf[1000:] == b"\xff" * (8 * SS - 1000)
+    f.close()
     with pytest.raises(ValueError) as e:
-        FileFlash(p, sector_size=SS, sector_count=8)
-    assert "1000" in str(e.value) and "2048" in str(e.value)
-    assert os.path.getsize(p) == 1000        # never truncated
-    os.remove(p)
-    FileFlash(p, sector_size=SS, sector_count=4).close()
-    with pytest.raises(ValueError, match="1024"):
-        FileFlash(p, sector_size=SS, sector_count=5)
+        FileFlash(p, sector_size=SS, sector_count=4)       # longer: never cut
+    assert str(8 * SS) in str(e.value) and str(4 * SS) in str(e.value)
+    assert os.path.getsize(p) == 8 * SS
 
 
 def test_fileflash_fsync_failure_propagates(tmp_path, monkeypatch):

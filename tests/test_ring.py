@@ -140,8 +140,25 @@ def test_file_backend_survives_reopen_and_reports_fsync_failure(tmp_path, monkey
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs) and s == seqs[-1]
     assert seqs[:20] == list(range(1, 21))
     log.close()
-    with pytest.raises(ValueError):
-        file_log(path, "dev-1", capacity=64 * 1024).open()   # never silently resized
+
+
+def test_truncated_or_resized_log_file_still_starts(tmp_path):
+    path = str(tmp_path / "ring.bin")
+    log = file_log(path, "dev-1", capacity=16 * 1024).open()
+    fill(log, 60)
+    log.close()
+    with open(path, "r+b") as f:                      # lose the second half of the file
+        f.truncate(8 * 1024 + 100)
+    log = file_log(path, "dev-1", capacity=16 * 1024).open()
+    seqs = [r[R_SEQ] for r in log.pending(1000)]
+    assert seqs and seqs == sorted(seqs)              # what survived is read back in order
+    assert log.next_seq > seqs[-1]
+    fill(log, 10, start=100)
+    log.close()
+    # a smaller capacity in the config never cuts a larger existing log
+    log = file_log(path, "dev-1", capacity=8 * 1024).open()
+    assert log.N == 16 and log.depth() >= 10
+    log.close()
 
 
 class RingMachine(RuleBasedStateMachine):
