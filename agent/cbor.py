@@ -1,9 +1,21 @@
 # Minimal deterministic CBOR (RFC 8949) for the device: unsigned and negative
-# integers (up to 64 bits), byte and text strings, arrays, maps, false/true/null.
+# integers (up to 64 bits), byte and text strings, arrays, maps, tags,
+# false/true/null.
 # Integers always take their shortest form, so output matches cbor2 for this
 # subset. Portable: CPython and MicroPython.
 
 _U64 = 1 << 64
+
+
+class Tag:
+    """A tagged item (major type 6), e.g. Tag(17, [...]) for COSE_Mac0."""
+
+    def __init__(self, tag, value):
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Tag) and other.tag == self.tag and other.value == self.value
 
 
 def _head(buf, major, n):
@@ -58,6 +70,9 @@ def encode_into(buf, obj):
         for k in obj:
             encode_into(buf, k)
             encode_into(buf, obj[k])
+    elif isinstance(obj, Tag):
+        _head(buf, 6, obj.tag)
+        encode_into(buf, obj.value)
     else:
         raise TypeError("cbor: cannot encode " + type(obj).__name__)
     return buf
@@ -127,6 +142,9 @@ def _decode(data, pos, depth):
             x, pos = _decode(data, pos, depth + 1)
             out[k] = x
         return out, pos
+    if major == 6:
+        x, pos = _decode(data, pos, depth + 1)
+        return Tag(v, x), pos
     if major == 7:
         if ib == 0xF4:
             return False, pos

@@ -115,6 +115,7 @@ def cmd_run(a):
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport
         transport = PahoTransport(cfg["device_id"], cfg["broker"])
+    uplink_opts = {"key": bytes.fromhex(cfg["key"])} if cfg.get("key") else None
     os.makedirs(os.path.dirname(os.path.abspath(cfg["log_path"])), exist_ok=True)
     try:
         log = file_log(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
@@ -122,7 +123,7 @@ def cmd_run(a):
         return _err("run: log %s: %s" % (cfg["log_path"], e))
     agent = Agent(cfg["device_id"], channels, log, clock, transport=transport,
                   board=cfg["board"], interval_ms=cfg["interval_s"] * 1000,
-                  sample_ms=cfg["sample_ms"])
+                  sample_ms=cfg["sample_ms"], uplink_opts=uplink_opts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *x: stop.set())
     signal.signal(signal.SIGINT, lambda *x: stop.set())
@@ -168,13 +169,44 @@ def cmd_run(a):
 
 # -- collect -----------------------------------------------------------------------------
 
+def load_keys(path=None, master_hex=None):
+    """Device keys for the collector: a JSON file {device_id: hex key}, or a
+    fleet master secret from which each device's key is derived."""
+    from agent import cose
+    if path:
+        try:
+            with open(path) as f:
+                table = json.load(f)
+        except OSError as e:
+            raise ValueError("keys file %s: %s" % (path, e.strerror or e))
+        except json.JSONDecodeError as e:
+            raise ValueError("keys file %s is not JSON: %s" % (path, e))
+        if not isinstance(table, dict):
+            raise ValueError("keys file %s must map device ids to hex keys" % path)
+        keys = {}
+        for dev, hexkey in table.items():
+            try:
+                keys[dev] = bytes.fromhex(hexkey)
+            except (TypeError, ValueError):
+                raise ValueError("keys file %s: key of %r is not hex" % (path, dev))
+        return keys.get
+    if master_hex:
+        try:
+            master = bytes.fromhex(master_hex)
+        except ValueError:
+            raise ValueError("--master-key is not hex")
+        return lambda dev: cose.device_key(master, dev)
+    raise ValueError("give --keys FILE or --master-key HEX: every message is MAC'd")
+
+
 def cmd_collect(a):
     from agent.collector.store import Collector
     from agent.collector.service import CollectorService
     from agent.port.mqtt_paho import parse_url
     try:
         parse_url(a.broker)
-        col = Collector(a.db)
+        keys = load_keys(a.keys, a.master_key)
+        col = Collector(a.db, keys=keys)
     except (ValueError, OSError) as e:
         return _err("collect: %s" % e)
     svc = CollectorService(a.broker, col, group=a.group).start()
@@ -363,6 +395,8 @@ def build_parser():
     c.add_argument("--broker", required=True, help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
     c.add_argument("--db", default="tally-ledger.sqlite", help="SQLite ledger file (default tally-ledger.sqlite)")
     c.add_argument("--group", default="tally", help="shared-subscription group (default tally)")
+    c.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
+    c.add_argument("--master-key", help="fleet master secret (hex); device keys are derived from it")
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     c.add_argument("--connect-timeout", type=float, default=10.0)
     c.set_defaults(func=cmd_collect)

@@ -17,6 +17,9 @@ TOP = {
     "broker": (str, lambda v: v.startswith(("mqtt://", "tcp://")), "an mqtt://host:port URL"),
     "serial": (str, lambda v: v in ("pty", "loopback"), "pty or loopback (emulated board only)"),
     "seed": (int, lambda v: v >= 0, "a non-negative integer"),
+    "key": (str, lambda v: 32 <= len(v) <= 128 and len(v) % 2 == 0 and
+            all(c in "0123456789abcdefABCDEF" for c in v),
+            "the device's MAC key as 32 to 128 hex digits"),
 }
 SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
                       "hot_cC": int, "port": str, "baud": int, "slave": int}
@@ -56,6 +59,9 @@ def validate(raw, where="config"):
         if not isinstance(val, t) or isinstance(val, bool) or not ok(val):
             raise ConfigError("%s: key '%s' must be %s, got %r" % (where, key, desc, val))
         cfg[key] = val
+    if cfg.get("broker") and not cfg.get("key"):
+        raise ConfigError("%s: key 'key' is required with a broker: every message is MAC'd "
+                          "with the device's key (32 hex digits, shared with the collector)" % where)
     if cfg["sample_ms"] > cfg["interval_s"] * 1000:
         raise ConfigError("%s: key 'sample_ms' (%d) must not exceed interval_s * 1000"
                           % (where, cfg["sample_ms"]))

@@ -9,6 +9,7 @@
 # (topic, payload), close(). agent.port.mqtt_paho and hil.loopback provide them.
 
 from agent import cbor
+from agent import cose
 from agent import batch as wire
 from agent import port
 from agent import __version__
@@ -19,10 +20,13 @@ def topic(device_id, kind):
 
 
 class Uplink:
-    def __init__(self, device_id, transport, log, meter, board="unknown",
+    def __init__(self, device_id, transport, log, meter, board="unknown", key=None,
                  batch_max=60, max_latency_ms=15 * 60000, ack_timeout_ms=30000,
                  backoff_min_ms=1000, backoff_max_ms=300000):
+        if not key:
+            raise ValueError("uplink: a per-device key is required (every message is MAC'd)")
         self.device_id = device_id
+        self.key = key
         self.t = transport
         self.log = log
         self.meter = meter
@@ -44,6 +48,7 @@ class Uplink:
         self.sent_records = 0
         self.republished = 0
         self.acks = 0
+        self.bad_acks = 0             # acks whose MAC did not verify: ignored, nothing freed
         self.failures = 0
         self.bytes_sent = 0
         self._i = {}
@@ -60,18 +65,22 @@ class Uplink:
         if i is not None:
             self.meter.add(i, n)
 
+    def _seal(self, payload):
+        return cose.mac0(payload, self.key, self.device_id)
+
     def birth(self):
         schema = [list(m) for m in self.meter.schema]
         for m in schema:
             m[3] = "odometer" if m[3] == "odo" else "gauge:" + m[3]
-        return cbor.dumps({
-            "v": 1, "fw": __version__, "board": self.board, "reason": self.reason,
+        return self._seal(cbor.dumps({
+            "v": 1, "device": self.device_id, "fw": __version__, "board": self.board,
+            "reason": self.reason,
             "boot": self.log.boot, "epoch": self.log.epoch, "seq0": self.log.epoch_seq0, "schema_id": self.meter.id,
             "schema": schema, "wall_q": 0, "ival_ms": self.ival_ms,
-        })
+        }))
 
     def death(self):
-        return cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch})
+        return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
 
     def _fail(self, now):
         self.failures += 1
@@ -90,8 +99,9 @@ class Uplink:
 
     def _on_ack(self, payload):
         try:
-            epoch, first, last = cbor.loads(payload)
+            epoch, first, last = cbor.loads(cose.verify(payload, self.key, self.device_id))
         except (ValueError, TypeError):
+            self.bad_acks += 1        # forged or damaged: never free log space on it
             return
         inf = self.inflight
         old = self.log.oldest()
@@ -143,7 +153,7 @@ class Uplink:
                     or now - old[2] >= self.max_latency or old[1] != self.log.boot):
                 return
             run = wire.take_run(self.log.pending(self.batch_max), self.batch_max)
-            payload = wire.encode(run)
+            payload = self._seal(wire.encode(run))
             a, z = run[0], run[-1]
             if self._publish(self.topic_data, payload, now):
                 self.inflight = [a[3], a[0], z[0], now, payload]

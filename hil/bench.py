@@ -91,9 +91,10 @@ def _agent_month(days):
     world = Emulation(clock, seed=9)
     dev = EmulatedNOR(4096, MIB_SECTORS)
     log = RingLog(dev, "bench")
-    hub = Hub(Collector())
+    key = bytes(16)
+    hub = Hub(Collector(keys={"bench": key}.get))
     ag = Agent("bench", world.channels(), log, clock, transport=hub.transport("bench"),
-               interval_ms=60000, sample_ms=60000).start()
+               interval_ms=60000, sample_ms=60000, uplink_opts={"key": key}).start()
     for _ in range(int(days * 1440)):
         clock.advance_ms(60000)
         ag.tick()

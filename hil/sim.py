@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 
+from agent import cose
 from agent.agent import Agent
 from agent.clock import VirtualClock
 from agent.collector.store import Collector
@@ -39,7 +40,8 @@ class SimDevice:
         self.agent = Agent(self.id, self.world.channels(), log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
                            sample_ms=o["sample_ms"], reason=reason,
-                           uplink_opts={"ack_timeout_ms": o["ack_timeout_ms"]}).start()
+                           uplink_opts={"ack_timeout_ms": o["ack_timeout_ms"],
+                                        "key": cose.device_key(o["master"], self.id)}).start()
         self.boots += 1
 
     def reboot(self):
@@ -66,12 +68,13 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
         raise ValueError("simulate: need at least one device and a positive number of days")
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="tally-sim-")
-    collector = Collector(db)
+    master = b"tally-sim-master-%d" % seed      # the fleet's key material, for the simulation
+    collector = Collector(db, keys=lambda dev: cose.device_key(master, dev))
     service = None
     hub = None
     opts = {"serial": serial, "log_capacity": log_kib * 1024, "durable": durable,
             "interval_ms": int(interval_s * 1000), "sample_ms": int(sample_s * 1000),
-            "ack_timeout_ms": 30000}
+            "ack_timeout_ms": 30000, "master": master}
     if broker:
         from agent.collector.service import CollectorService
         from agent.port.mqtt_paho import PahoTransport

@@ -88,3 +88,32 @@ def test_new_schema_starts_a_new_epoch_and_keeps_old_records(tmp_path):
     epochs = [r[3] for r in ag2.log.pending(100)]
     assert epochs == [old_epoch] * 5 + [ag2.log.epoch] * 2
     assert values(ag2)["run_s"] <= 120          # the new epoch's odometers start at zero
+
+
+def test_forged_or_damaged_acks_never_free_log_space(tmp_path):
+    from agent import cbor, cose
+    from agent.collector.store import Collector
+    from hil.loopback import Hub
+    key = bytes(range(16))
+    clock = VirtualClock()
+    world = Emulation(clock, seed=3)
+    hub = Hub(Collector(keys={"dev-f": key}.get))
+    t = hub.transport("dev-f")
+    log = file_log(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
+    ag = Agent("dev-f", world.channels(), log, clock, transport=t, interval_ms=60000,
+               sample_ms=60000, uplink_opts={"key": key, "max_latency_ms": 10 ** 9}).start()
+    hub.down = True                       # nothing reaches the collector: only our forgeries
+    for _ in range(30):
+        clock.advance_ms(60000)
+        ag.tick()
+    assert log.depth() == 30
+    box = hub.inboxes["dev-f"]
+    ack = cbor.dumps([log.epoch, 1, 30])
+    box.append(("tally/v1/dev-f/ack", ack))                                   # unsigned
+    box.append(("tally/v1/dev-f/ack", cose.mac0(ack, bytes(16), "dev-f")))     # wrong key
+    box.append(("tally/v1/dev-f/ack", cose.mac0(ack, key, "dev-x")))           # another device's
+    ag.uplink.step(clock.uptime_ms())
+    assert ag.uplink.bad_acks == 3 and log.depth() == 30
+    box.append(("tally/v1/dev-f/ack", cose.mac0(ack, key, "dev-f")))           # the real thing
+    ag.uplink.step(clock.uptime_ms())
+    assert log.depth() == 0

@@ -41,12 +41,15 @@ def test_run_and_collect_as_separate_processes(broker, tmp_path):
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     db = tmp_path / "ledger.sqlite"
+    key = "00112233445566778899aabbccddeeff"
+    (tmp_path / "keys.json").write_text('{"pi-7": "%s"}' % key)
     col = subprocess.Popen([sys.executable, "-m", "agent.cli", "collect", "--broker", broker.url,
-                            "--db", str(db), "--duration", "20"], cwd=root,
+                            "--db", str(db), "--keys", str(tmp_path / "keys.json"),
+                            "--duration", "20"], cwd=root,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cfg = tmp_path / "tally.toml"
     cfg.write_text('device_id = "pi-7"\ninterval_s = 1\nsample_ms = 100\nlog_path = "%s"\n'
-                   'broker = "%s"\nserial = "loopback"\n' % (tmp_path / "log.bin", broker.url))
+                   'broker = "%s"\nserial = "loopback"\nkey = "%s"\n' % (tmp_path / "log.bin", broker.url, key))
     time.sleep(1.5)
     run = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--board", "emulated",
                           "--config", str(cfg), "--duration", "6"], cwd=root,

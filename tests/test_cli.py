@@ -44,6 +44,8 @@ def test_simulate_rejects_bad_arguments_clearly():
     ('[ina219]\nshunt = 100\n', "unknown key 'ina219.shunt'"),
     ('interval_s = 60\nsample_ms = 70000\n', "key 'sample_ms'"),
     ('this is not toml', "not valid TOML"),
+    ('broker = "mqtt://127.0.0.1:1883"\n', "key 'key' is required with a broker"),
+    ('key = "xyz"\n', "key 'key' must be the device's MAC key"),
 ])
 def test_run_stops_at_start_on_a_bad_config_naming_the_key(tmp_path, body, needle):
     cfg = tmp_path / "tally.toml"
@@ -109,3 +111,8 @@ def test_bench_ring_prints_figures():
     assert rep["violations"] == 0 and rep["cut_points"] >= 300
     t = tally("bench", "ring", "--cuts", "0")
     assert t.returncode == 2 and "must be positive" in t.stderr
+
+
+def test_collect_needs_keys_and_says_so():
+    r = tally("collect", "--broker", "mqtt://127.0.0.1:1")
+    assert r.returncode == 2 and "--keys FILE or --master-key" in r.stderr

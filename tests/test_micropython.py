@@ -40,8 +40,9 @@ def mp_run(bundle, code, timeout=600, heap=HEAP):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_device_test_suite_passes_under_micropython(bundle):
-    r = mp_run(bundle, "import runner; runner.main(['test_core'])")   # 64K
+@pytest.mark.parametrize("module", ["test_core", "test_codec"])
+def test_device_test_suite_passes_under_micropython(bundle, module):
+    r = mp_run(bundle, "import runner; runner.main([%r])" % module)   # 64K
     print(r.stdout, r.stderr)
     assert r.returncode == 0
     assert "0 failed" in r.stdout and "FAIL" not in r.stdout

@@ -12,6 +12,7 @@ import time
 import cbor2
 
 from agent import batch as wire
+from agent import cose
 
 MAX_PAYLOAD = 64 * 1024
 
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS births (
     device_id TEXT NOT NULL, boot INTEGER, epoch INTEGER, reason TEXT, fw TEXT,
     board TEXT, received_s REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alarms (
+    device_id TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+    stored TEXT NOT NULL, received TEXT NOT NULL, at_s REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     device_id TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (device_id, name)
@@ -55,7 +60,12 @@ def parse_topic(topic):
 
 
 class Collector:
-    def __init__(self, db=":memory:"):
+    """keys(device_id) -> the device's MAC key, or None for an unknown device."""
+
+    def __init__(self, db=":memory:", keys=None):
+        if keys is None:
+            raise ValueError("collector: a key lookup is required (every message is MAC'd)")
+        self.keys = keys
         self.db_path = db
         self.db = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
         if db != ":memory:":
@@ -94,8 +104,17 @@ class Collector:
             device, kind = parse_topic(topic)
             if len(payload) > MAX_PAYLOAD:
                 raise Reject("oversized: %d bytes" % len(payload))
+            if kind not in ("data", "birth", "death"):
+                return []
+            key = self.keys(device)
+            if key is None:
+                raise Reject("unknown device: %s" % device)
+            try:
+                payload = cose.verify(payload, key, device)
+            except cose.CoseError as e:
+                raise Reject("bad tag: %s" % e)
             if kind == "data":
-                return self._data(device, payload)
+                return self._data(device, payload, key)
             if kind == "birth":
                 self._birth(device, payload)
             elif kind == "death":
@@ -114,6 +133,8 @@ class Collector:
         b = self._decode(payload)
         if not isinstance(b, dict) or not isinstance(b.get("schema"), list):
             raise Reject("malformed: birth is not a map with a schema")
+        if b.get("device") != device:
+            raise Reject("topic/device mismatch: birth says %r on %s's topic" % (b.get("device"), device))
         sid = b.get("schema_id")
         metrics = b["schema"]
         for m in metrics:
@@ -142,7 +163,7 @@ class Collector:
                 m = self._schemas[(device, sid)] = json.loads(row[0])
         return m
 
-    def _data(self, device, payload):
+    def _data(self, device, payload, key):
         obj = self._decode(payload)
         try:
             recs = wire.decode(obj)
@@ -169,6 +190,7 @@ class Collector:
                      json.dumps(r["values"]), now))
                 if cur.rowcount == 0:
                     dup += 1
+                    self._replay(device, r)
             self._bump(device, "batches")
             if dup:
                 self._bump(device, "duplicates", dup)
@@ -178,7 +200,20 @@ class Collector:
             raise
         # Only now, with the records durable, is the batch acknowledged.
         ack = cbor2.dumps([recs[0]["epoch"], recs[0]["seq"], recs[-1]["seq"]])
-        return [("tally/v1/%s/ack" % device, ack)]
+        return [("tally/v1/%s/ack" % device, cose.mac0(ack, key, device))]
+
+    def _replay(self, device, r):
+        """Same key again: a quiet duplicate if the content is the same, an
+        alarm (kept, counted) if it differs: the ledger keeps the first."""
+        row = self.db.execute(
+            "SELECT from_seq, flags, boot, uptime_ms, vals FROM records "
+            "WHERE device_id=? AND epoch=? AND seq=?", (device, r["epoch"], r["seq"])).fetchone()
+        got = (r["from_seq"], r["flags"], r["boot"], r["uptime_ms"], json.dumps(r["values"]))
+        if row is not None and tuple(row) != got:
+            self.db.execute("INSERT INTO alarms VALUES (?,?,?,?,?,?)",
+                            (device, r["epoch"], r["seq"], json.dumps(list(row)), json.dumps(list(got)),
+                             time.time()))
+            self._bump(device, "conflicts")
 
     # -- ledger ---------------------------------------------------------------------
 
