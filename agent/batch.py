@@ -92,6 +92,9 @@ class BatchError(ValueError):
     pass
 
 
+I64 = 1 << 63     # every value must fit a signed 64-bit integer (ledgers store int64)
+
+
 def _expand(col, n, what):
     if col == 0:
         return [0] * n
@@ -103,6 +106,8 @@ def _expand(col, n, what):
         if not isinstance(v, int) or isinstance(v, bool):
             raise BatchError("batch: column %s holds a non-integer" % what)
         acc = v if i == 0 else acc + v
+        if not -I64 <= acc < I64:
+            raise BatchError("batch: column %s leaves the 64-bit range" % what)
         out.append(acc)
     return out
 
@@ -117,12 +122,12 @@ def decode(obj, max_count=10000):
         raise BatchError("batch: unknown version %r" % (obj[0],))
     for i in range(_NHEAD):
         v = obj[i]
-        if not isinstance(v, int) or isinstance(v, bool) or (v < 0 and i != 8):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v >= I64:
             raise BatchError("batch: header field %d is not a valid integer" % i)
     (_, schema, epoch, seq, from_seq, flags, boot, up0, wall0, wq, ival, n) = obj[:_NHEAD]
     if not 0 < n <= max_count:
         raise BatchError("batch: count %d out of range" % n)
-    if from_seq > seq or seq == 0:
+    if from_seq > seq or seq == 0 or seq + n >= I64:
         raise BatchError("batch: bad seq range %d..%d" % (from_seq, seq))
     dts = _expand(obj[_NHEAD], n, "dt")
     cols = [_expand(c, n, str(j)) for j, c in enumerate(obj[_NHEAD + 1:])]

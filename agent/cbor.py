@@ -140,6 +140,8 @@ def _decode(data, pos, depth):
         for _ in range(v):
             k, pos = _decode(data, pos, depth + 1)
             x, pos = _decode(data, pos, depth + 1)
+            if isinstance(k, (list, dict, Tag)):
+                raise CBORError("cbor: map key of a type that cannot be a key")
             out[k] = x
         return out, pos
     if major == 6:

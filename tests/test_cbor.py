@@ -35,7 +35,8 @@ def test_rfc8949_examples(hexs, value):
 
 @pytest.mark.parametrize("bad", [b"", b"\x18", b"\x42\x01", b"\x83\x01\x02", b"\x9f\x01\xff",
                                  b"\x01\x02", b"\xfb" + b"\x00" * 8, b"\x81" * 40 + b"\x01",
-                                 b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff"])
+                                 b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff",
+                                 b"\xa1\x80\x01", b"\xa1\xa0\x01", b"\xa1\xd1\x01\x01"])
 def test_decoder_rejects_malformed_without_crashing(bad):
     with pytest.raises(cbor.CBORError):
         cbor.loads(bad)

@@ -55,7 +55,7 @@ class Reject(ValueError):
 def parse_topic(topic):
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "tally" or parts[1] != "v1" or not parts[2]:
-        raise Reject("topic %r is not tally/v1/<device>/<kind>" % topic)
+        raise Reject("topic: %r is not tally/v1/<device>/<kind>" % topic)
     return parts[2], parts[3]
 
 
@@ -140,8 +140,11 @@ class Collector:
         for m in metrics:
             if not (isinstance(m, list) and len(m) == 4 and isinstance(m[0], str)):
                 raise Reject("malformed: schema entry %r" % (m,))
-        if not isinstance(sid, int):
-            raise Reject("malformed: schema_id")
+        for k in ("schema_id", "epoch", "seq0", "boot"):
+            v = b.get(k)
+            if k == "schema_id" or v is not None:
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < wire.I64:
+                    raise Reject("malformed: birth field %s" % k)
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("INSERT OR REPLACE INTO schemas VALUES (?,?,?)",
