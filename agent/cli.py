@@ -308,6 +308,28 @@ def _inspect_payload(data):
     return 0
 
 
+# -- export --------------------------------------------------------------------------------
+
+def cmd_export(a):
+    import sqlite3
+    from agent.collector.store import Collector
+    from agent.collector import export
+    if not os.path.exists(a.db):
+        return _err("export: no ledger at %s" % a.db)
+    try:
+        col = Collector(a.db, keys=lambda d: None)
+        items = (export.senml if a.format == "senml" else export.cloudevents)(col, a.device)
+    except sqlite3.DatabaseError as e:
+        return _err("export: %s is not a Tally ledger (%s)" % (a.db, e))
+    if a.out:
+        with open(a.out, "w") as f:
+            export.write(items, f)
+        print("tally: %d %s items written to %s" % (len(items), a.format, a.out), file=sys.stderr)
+    else:
+        export.write(items, sys.stdout)
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------
 
 def cmd_bench(a):
@@ -400,6 +422,15 @@ def build_parser():
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     c.add_argument("--connect-timeout", type=float, default=10.0)
     c.set_defaults(func=cmd_collect)
+
+    e = sub.add_parser("export", help="export the ledger as SenML JSON or CloudEvents JSON",
+                       description="SenML JSON (RFC 8428; odometers as sums) or CloudEvents JSON "
+                       "(one event per record, id = device/epoch/seq) from a collector's ledger.")
+    e.add_argument("--db", required=True, help="the collector's SQLite ledger")
+    e.add_argument("--format", choices=("senml", "cloudevents"), default="cloudevents")
+    e.add_argument("--device", help="only this device")
+    e.add_argument("--out", help="write to this file instead of standard output")
+    e.set_defaults(func=cmd_export)
 
     b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring)",
                        description="Measure and print figures; nothing is asserted. "

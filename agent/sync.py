@@ -39,7 +39,7 @@ class Uplink:
         self._backoff = backoff_min_ms
         self._next_try = 0
         self._session = None
-        self.inflight = None          # [epoch, first_seq, last_seq, sent_at_ms, payload]
+        self.inflight = None          # [epoch, first_seq, last_seq, sent_at_ms, payload, retries]
         self.flush = False            # send what is pending now, regardless of latency
         self.topic_data = topic(device_id, "data")
         self.topic_ack = topic(device_id, "ack")
@@ -141,6 +141,13 @@ class Uplink:
             inf = self.inflight
             if inf is not None:
                 if now - inf[3] >= self.ack_timeout:
+                    # No ack: the collector may not know our schema (a lost
+                    # birth, a collector that lost its state), so every second
+                    # retry re-sends the birth before the batch.
+                    inf[5] += 1
+                    if inf[5] % 2 == 0:
+                        if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
+                            return
                     if self._publish(self.topic_data, inf[4], now):
                         inf[3] = now
                         self.republished += 1
@@ -156,7 +163,7 @@ class Uplink:
             payload = self._seal(wire.encode(run))
             a, z = run[0], run[-1]
             if self._publish(self.topic_data, payload, now):
-                self.inflight = [a[3], a[0], z[0], now, payload]
+                self.inflight = [a[3], a[0], z[0], now, payload, 0]
                 self.sent_batches += 1
                 self.sent_records += len(run)
         except OSError:

@@ -117,3 +117,31 @@ def test_forged_or_damaged_acks_never_free_log_space(tmp_path):
     box.append(("tally/v1/dev-f/ack", cose.mac0(ack, key, "dev-f")))           # the real thing
     ag.uplink.step(clock.uptime_ms())
     assert log.depth() == 0
+
+
+def test_a_lost_birth_is_sent_again_and_the_data_lands(tmp_path):
+    from agent.collector.store import Collector
+    from hil.loopback import Hub
+    key = bytes(range(16))
+    col = Collector(keys={"dev-f": key}.get)
+    hub = Hub(col)
+    real = hub.deliver
+    dropped = []
+
+    def deliver(topic, payload):
+        if topic.endswith("/birth") and not dropped:
+            dropped.append(topic)             # the first birth never arrives
+            return
+        real(topic, payload)
+    hub.deliver = deliver
+    clock = VirtualClock()
+    log = file_log(str(tmp_path / "log.bin"), "dev-f", capacity=64 * 1024)
+    ag = Agent("dev-f", Emulation(clock, seed=3).channels(), log, clock,
+               transport=hub.transport("dev-f"), interval_ms=60000, sample_ms=60000,
+               uplink_opts={"key": key}).start()
+    for _ in range(180):
+        clock.advance_ms(60000)
+        ag.tick()
+    assert dropped and "unknown schema" in col.rejects
+    assert log.depth() < 60                   # re-birth came, batches were acked
+    assert col.summary("dev-f")["epochs"][log.epoch]["records"] >= 120
