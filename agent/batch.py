@@ -7,9 +7,13 @@
 # contiguous seqs. Only the first record may be coalesced or gap-flagged
 # (from_seq < seq); such a record therefore always starts a batch.
 # `dt` is the column of uptime jitter: uptime_i - uptime_{i-1} - ival_ms for
-# i >= 1 (the first uptime is in the header). Every column is
-# [first value, delta, delta, ...]; a column whose values are all zero is 0.
-# Integers only.
+# i >= 1 (the first uptime is in the header). Integers only. Each column
+# takes the smallest of these forms, told apart by their shape:
+#   0                          every value is zero
+#   [v0, d1, ..., d(n-1)]      first value, then deltas (n items)
+#   [v0, d]                    constant step: v_i = v0 + i*d (n > 2)
+#   [v0, d1, [dd2..dd(n-1)]]   first value, first delta, second differences (n > 3)
+#   {0: v0, i: d_i, ...}       sparse deltas: the deltas not listed are zero
 
 from agent import cbor
 from agent.log import (R_SEQ, R_FROM, R_FLAGS, R_EPOCH, R_SCHEMA, R_BOOT,
@@ -19,41 +23,85 @@ VERSION = 1
 _NHEAD = 12
 
 
-def _column(buf, recs, j):
-    """Append column j (values of recs, or uptime jitter when j < 0) to buf
-    without building an intermediate list: all zero -> 0, else first value
-    then deltas."""
-    n = len(recs)
-    if j < 0:
-        ival = recs[0][R_IVAL]
-        zero = True
-        for i in range(1, n):
-            if recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] != ival:
-                zero = False
-                break
-        if zero:
-            buf.append(0)
-            return
-        cbor._head(buf, 4, n)
+def _isize(v):
+    """Bytes CBOR takes for the integer v."""
+    if v < 0:
+        v = -1 - v
+    if v < 24:
+        return 1
+    if v < 0x100:
+        return 2
+    if v < 0x10000:
+        return 3
+    if v < 0x100000000:
+        return 5
+    return 9
+
+
+def _hsize(n):
+    return _isize(n)      # an array or map head takes what an integer n takes
+
+
+def _column(buf, vals):
+    """Append one column in the smallest of its forms (see the module doc)."""
+    n = len(vals)
+    v0 = vals[0]
+    allzero = v0 == 0
+    d_prev = 0
+    same = True
+    size_d = _hsize(n) + _isize(v0)                 # first value then deltas
+    size_dd = _hsize(3) + _isize(v0) + _hsize(n - 2)  # first, first delta, second differences
+    size_sp = _hsize(1) + 1 + _isize(v0)            # {0: first, i: delta, ...}
+    nz = 1
+    for i in range(1, n):
+        d = vals[i] - vals[i - 1]
+        if d:
+            allzero = False
+            nz += 1
+            size_sp += _isize(i) + _isize(d)
+        size_d += _isize(d)
+        if i == 1:
+            d1 = d
+            size_dd += _isize(d)
+        else:
+            size_dd += _isize(d - d_prev)
+            if d != d1:
+                same = False
+        d_prev = d
+    if allzero:
         buf.append(0)
-        prev = 0
-        for i in range(1, n):
-            d = recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] - ival
-            cbor.encode_into(buf, d - prev)
-            prev = d
         return
-    for r in recs:
-        if r[R_VALUES][j]:
-            break
-    else:
+    size_sp += _hsize(nz) - _hsize(1)
+    if n > 2 and same:
+        cbor._head(buf, 4, 2)                       # constant step
+        cbor.encode_into(buf, v0)
+        cbor.encode_into(buf, vals[1] - v0)
+        return
+    best = size_d
+    if n > 2 and size_dd < best:
+        best = size_dd
+    if size_sp < best:
+        cbor._head(buf, 5, nz)                      # sparse: index -> delta
         buf.append(0)
+        cbor.encode_into(buf, v0)
+        for i in range(1, n):
+            d = vals[i] - vals[i - 1]
+            if d:
+                cbor.encode_into(buf, i)
+                cbor.encode_into(buf, d)
         return
-    cbor._head(buf, 4, n)
-    prev = 0
-    for r in recs:
-        v = r[R_VALUES][j]
-        cbor.encode_into(buf, v - prev)
-        prev = v
+    if best == size_dd and n > 2 and size_dd < size_d:
+        cbor._head(buf, 4, 3)                       # second differences
+        cbor.encode_into(buf, v0)
+        cbor.encode_into(buf, vals[1] - v0)
+        cbor._head(buf, 4, n - 2)
+        for i in range(2, n):
+            cbor.encode_into(buf, (vals[i] - vals[i - 1]) - (vals[i - 1] - vals[i - 2]))
+        return
+    cbor._head(buf, 4, n)                           # first value then deltas
+    cbor.encode_into(buf, v0)
+    for i in range(1, n):
+        cbor.encode_into(buf, vals[i] - vals[i - 1])
 
 
 def take_run(recs, limit=60):
@@ -82,9 +130,16 @@ def encode(recs):
     for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
               a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
         cbor.encode_into(buf, v)
-    _column(buf, recs, -1)
+    n = len(recs)
+    col = [0] * n                                   # one column at a time, reused
+    ival = a[R_IVAL]
+    for i in range(1, n):
+        col[i] = recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] - ival
+    _column(buf, col)
     for j in range(m):
-        _column(buf, recs, j)
+        for i in range(n):
+            col[i] = recs[i][R_VALUES][j]
+        _column(buf, col)
     return bytes(buf)
 
 
@@ -95,16 +150,37 @@ class BatchError(ValueError):
 I64 = 1 << 63     # every value must fit a signed 64-bit integer (ledgers store int64)
 
 
+def _int(v, what):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise BatchError("batch: column %s holds a non-integer" % what)
+    return v
+
+
 def _expand(col, n, what):
+    """Values of one column, whatever its form."""
     if col == 0:
         return [0] * n
-    if not isinstance(col, list) or len(col) != n:
+    if isinstance(col, dict):                       # sparse: index -> delta
+        d = [0] * n
+        for k, v in col.items():
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < n:
+                raise BatchError("batch: column %s has a bad index" % what)
+            d[k] = _int(v, what)
+    elif not isinstance(col, list):
+        raise BatchError("batch: column %s is not a column" % what)
+    elif len(col) == n:                             # first value then deltas
+        d = [_int(v, what) for v in col]
+    elif len(col) == 2 and n > 2:                   # constant step
+        d = [_int(col[0], what)] + [_int(col[1], what)] * (n - 1)
+    elif len(col) == 3 and n > 3 and isinstance(col[2], list) and len(col[2]) == n - 2:
+        d = [_int(col[0], what), _int(col[1], what)]
+        for dd in col[2]:                           # second differences
+            d.append(d[-1] + _int(dd, what))
+    else:
         raise BatchError("batch: column %s has the wrong length" % what)
     out = []
     acc = 0
-    for i, v in enumerate(col):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise BatchError("batch: column %s holds a non-integer" % what)
+    for i, v in enumerate(d):
         acc = v if i == 0 else acc + v
         if not -I64 <= acc < I64:
             raise BatchError("batch: column %s leaves the 64-bit range" % what)

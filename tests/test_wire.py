@@ -93,3 +93,33 @@ def test_batches_round_trip_wide_and_negative_values(rows, jitter):
     assert [r["values"] for r in out] == [r[10] for r in run]
     assert [r["uptime_ms"] for r in out] == [r[6] for r in run]
     assert [r["seq"] for r in out] == [r[0] for r in run]
+
+
+def _shaped(kind, v0, d, n, noise):
+    if kind == "const":
+        return [v0 + i * d for i in range(n)]
+    if kind == "sparse":
+        out, v = [], v0
+        for i in range(n):
+            v += d if noise[i] % 7 == 0 else 0
+            out.append(v)
+        return out
+    out, v = [], v0                                  # steady rate with jitter
+    for i in range(n):
+        v += d + noise[i] % 5 - 2
+        out.append(v)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["const", "sparse", "steady"]), st.integers(-2 ** 40, 2 ** 40),
+       st.integers(-10 ** 6, 10 ** 6), st.integers(1, 60), st.lists(st.integers(0, 1000), min_size=60, max_size=60))
+def test_column_forms_round_trip_and_never_lose_to_plain_deltas(kind, v0, d, n, noise):
+    from agent import cbor
+    vals = _shaped(kind, v0, d, n, noise)
+    buf = bytearray()
+    batch._column(buf, vals)
+    col = cbor.loads(bytes(buf))
+    assert batch._expand(col, n, "x") == vals
+    plain = cbor.dumps([vals[0]] + [vals[i] - vals[i - 1] for i in range(1, n)])
+    assert len(buf) <= len(plain)
