@@ -333,6 +333,8 @@ def cmd_export(a):
 # -- bench ---------------------------------------------------------------------------------
 
 def cmd_bench(a):
+    if a.what == "payload":
+        return _bench_payload(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     if a.cuts < 1 or a.days <= 0:
@@ -369,6 +371,34 @@ def cmd_bench(a):
         print("  [%s] %s" % ("met" if ok else "NOT met", g))
     for v in r["violation_examples"]:
         print("  violation: " + v)
+    return 0
+
+
+def _bench_payload(a):
+    from hil.bench import bench_payload
+    r = bench_payload()
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    names = [("ours_bare", "ours, bare batch"), ("ours_cose_mac0", "ours + COSE_Mac0 (HMAC 256/64)"),
+             ("ours_cose_mqtt", "ours + COSE + MQTT 3.1.1 PUBLISH, QoS 1, topic"),
+             ("senml_cbor", "SenML-CBOR, integer labels, base name/time"),
+             ("senml_json", "SenML JSON"), ("sparkplug_b_ddata_aliases", "Sparkplug B DDATA, aliases"),
+             ("plain_json", "plain JSON")]
+    print("tally bench payload: reference batch of %d one-minute records x %d metrics"
+          % (r["records"], r["metrics"]))
+    print("  %-48s %10s %8s" % ("encoding", "B/record", "x ours"))
+    for k, label in names:
+        v = r["bytes_per_record"][k]
+        print("  %-48s %10s %8s" % (label, "-" if v is None else "%.2f" % v,
+                                     "-" if v is None else "%.1f" % r["ratio_to_ours_end_to_end"][k]))
+    print("  (x ours: against ours end to end, MAC and MQTT framing included)")
+    mp = r["encode_us_per_batch_micropython"]
+    print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
+          % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))
+    print("goals:")
+    for g, ok in r["goals"].items():
+        print("  [%s] %s" % ("met" if ok else "NOT met", g))
     return 0
 
 
@@ -432,12 +462,13 @@ def build_parser():
     e.add_argument("--out", help="write to this file instead of standard output")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
-                       "life, recovery reads, capacity.")
-    b.add_argument("what", choices=("ring",), help="what to measure")
+                       "life, recovery reads, capacity. payload: bytes per record of our signed batches "
+                       "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times.")
+    b.add_argument("what", choices=("ring", "payload"), help="what to measure")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")

@@ -116,3 +116,16 @@ def test_bench_ring_prints_figures():
 def test_collect_needs_keys_and_says_so():
     r = tally("collect", "--broker", "mqtt://127.0.0.1:1")
     assert r.returncode == 2 and "--keys FILE or --master-key" in r.stderr
+
+
+def test_bench_payload_prints_figures_and_ours_decodes():
+    r = tally("bench", "payload", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    per = rep["bytes_per_record"]
+    for k in ("ours_bare", "ours_cose_mac0", "ours_cose_mqtt", "senml_cbor", "senml_json", "plain_json",
+              "sparkplug_b_ddata_aliases"):
+        assert k in per
+    assert per["ours_bare"] < per["ours_cose_mac0"] < per["ours_cose_mqtt"]
+    t = tally("bench", "payload")
+    assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout
