@@ -209,6 +209,10 @@ def cmd_collect(a):
         col = Collector(a.db, keys=keys)
     except (ValueError, OSError) as e:
         return _err("collect: %s" % e)
+    def log_reject(device, reason):
+        print("%s reject %s: %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   device or "-", reason), file=sys.stderr, flush=True)
+    col.on_reject = log_reject
     svc = CollectorService(a.broker, col, group=a.group).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *x: stop.set())

@@ -33,6 +33,39 @@ def test_rfc8949_examples(hexs, value):
     assert cbor.dumps(value).hex() == hexs
 
 
+@pytest.mark.parametrize("hexs,tag,value", [
+    # RFC 8949 Appendix A, tagged items
+    ("c074323031332d30332d32315432303a30343a30305a", 0, "2013-03-21T20:04:00Z"),
+    ("c11a514b67b0", 1, 1363896240),
+    ("d74401020304", 23, b"\x01\x02\x03\x04"),
+    ("d818456449455446", 24, b"dIETF"),
+    ("d82076687474703a2f2f7777772e6578616d706c652e636f6d", 32, "http://www.example.com"),
+])
+def test_rfc8949_tagged_examples(hexs, tag, value):
+    got = cbor.loads(bytes.fromhex(hexs))
+    assert got == cbor.Tag(tag, value)
+    assert cbor.dumps(got).hex() == hexs
+    assert cbor2.dumps(cbor2.CBORTag(tag, value)).hex() == hexs
+
+
+@pytest.mark.parametrize("hexs", [
+    # RFC 8949 Appendix A items outside our deterministic, integer-only subset:
+    # floats, undefined and unassigned simple values, indefinite lengths. They are
+    # refused with CBORError, never mis-decoded.
+    "f90000", "f93c00", "fa47c35000", "fb3ff199999999999a", "f7", "f0", "f8ff",
+    "5f42010243030405ff", "7f657374726561646d696e67ff", "9fff", "bf61610161629f0203ffff",
+])
+def test_rfc8949_items_outside_our_subset_are_refused_cleanly(hexs):
+    with pytest.raises(cbor.CBORError):
+        cbor.loads(bytes.fromhex(hexs))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tree)
+def test_we_decode_what_cbor2_encodes(obj):
+    assert cbor.loads(cbor2.dumps(obj)) == obj
+
+
 @pytest.mark.parametrize("bad", [b"", b"\x18", b"\x42\x01", b"\x83\x01\x02", b"\x9f\x01\xff",
                                  b"\x01\x02", b"\xfb" + b"\x00" * 8, b"\x81" * 40 + b"\x01",
                                  b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff",

@@ -73,6 +73,7 @@ class Collector:
         self.db.execute("PRAGMA synchronous=FULL")   # durable before we ack
         self.db.executescript(_SCHEMA_SQL)
         self.rejects = {}        # reason -> count, for this process
+        self.on_reject = None    # callback(device, reason), e.g. to log each one
         self._schemas = {}
 
     # -- counters ---------------------------------------------------------------
@@ -90,6 +91,8 @@ class Collector:
     def _reject(self, device, reason):
         key = reason.split(":")[0]
         self.rejects[key] = self.rejects.get(key, 0) + 1
+        if self.on_reject:
+            self.on_reject(device, reason)
         if device:
             self._bump(device, "rejected")
         return []
