@@ -79,32 +79,28 @@ class FileFlash(BlockDevice):
             if actual < self.size:
                 # A truncated log: what is missing reads as erased flash, and
                 # recovery takes it from there. Never a reason not to start.
-                f = open(path, "ab")
-                try:
-                    self._write_ff(f, self.size - actual)
-                    if self.durable:
-                        port.fsync_file(f)
-                    else:
-                        f.flush()
-                finally:
-                    f.close()
+                self._fill(path, "ab", self.size - actual)
                 self.padded = self.size - actual
         else:
             self._create()
         self._f = open(path, "r+b")
 
-    def _create(self):
-        tmp = self.path + ".new"
-        port.remove(tmp)
-        f = open(tmp, "wb")
+    def _fill(self, path, mode, n):
+        """Write n bytes of 0xFF (erased flash) to path, opened with mode."""
+        f = open(path, mode)
         try:
-            self._write_ff(f, self.size)
+            self._write_ff(f, n)
             if self.durable:
                 port.fsync_file(f)
             else:
                 f.flush()
         finally:
             f.close()
+
+    def _create(self):
+        tmp = self.path + ".new"
+        port.remove(tmp)
+        self._fill(tmp, "wb", self.size)
         port.rename(tmp, self.path)
         if self.durable:
             port.fsync_dir(self.path)
