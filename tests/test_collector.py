@@ -156,3 +156,24 @@ def test_replay_with_other_content_raises_an_alarm_and_keeps_the_first(tmp_path)
     assert c.counter(DEV, "conflicts") == 1
     assert c.db.execute("SELECT seq FROM alarms").fetchall() == [(3,)]
     assert c.summary(DEV)["epochs"][5]["totals"]["run_s"] == 240   # the ledger kept the first
+
+
+def test_a_new_epoch_restarts_odometers_at_zero_in_the_ledger(tmp_path):
+    m = Meter(SCHEMA)
+    log = RingLog(EmulatedNOR(4096, 8), DEV).open()
+    e1 = log.epoch
+    for i in range(5):
+        log.append(m.id, 1, i * 60000, 1767225600 + i * 60, 3, 60000, [(i + 1) * 60, i, 2000])
+    first = log.pending(10)
+    log.new_epoch()                                   # e.g. a firmware with a new schema
+    e2 = log.epoch
+    for i in range(3):
+        log.append(m.id, 2, i * 60000, 1767226000 + i * 60, 3, 60000, [(i + 1) * 30, 0, 2000])
+    second = [r for r in log.pending(10) if r[3] == e2]
+    c = new_collector()
+    c.handle("tally/v1/%s/birth" % DEV, birth(m, epoch=e1))
+    assert c.handle("tally/v1/%s/data" % DEV, data(first))
+    assert c.handle("tally/v1/%s/data" % DEV, data(second))
+    ep = c.summary(DEV)["epochs"]
+    assert ep[e1]["totals"]["run_s"] == 300 and ep[e2]["totals"]["run_s"] == 90
+    assert sum(d["run_s"] for d in c.ledger(DEV)[DEV].values()) == 390
