@@ -63,3 +63,47 @@ def test_run_and_collect_as_separate_processes(broker, tmp_path):
     n = con.execute("SELECT COUNT(*) FROM records WHERE device_id='pi-7'").fetchone()[0]
     logged = sum(1 for x in run.stdout.splitlines() if x.startswith("interval "))
     assert n >= logged >= 4
+
+
+def test_collector_service_survives_a_database_error_and_does_not_ack(broker):
+    import sqlite3
+    from agent import batch, cose
+    from agent.collector.service import CollectorService
+    from agent.collector.store import Collector
+    from agent.log import RingLog
+    from agent.meter import Meter
+    from agent.port.mqtt_paho import PahoTransport
+    from hil.flash import EmulatedNOR
+    key = bytes(16)
+    col = Collector(keys={"dev-d": key}.get)
+    svc = CollectorService(broker.url, col).start()
+    svc.wait_ready(10)
+    dev = PahoTransport("dev-d", broker.url)
+    dev.connect()
+    assert dev.wait_connected(10)
+    time.sleep(0.3)
+    m = Meter([("odo", "count", 0, "odo")])
+    log = RingLog(EmulatedNOR(4096, 4), "dev-d").open()
+    for i in range(3):
+        log.append(m.id, 1, i * 60000, 0, 0, 60000, [i])
+    birth = {"v": 1, "device": "dev-d", "schema_id": m.id, "epoch": log.epoch, "seq0": 1, "boot": 1,
+             "schema": [["odo", "count", 0, "odometer"]]}
+    import cbor2
+    dev.publish("tally/v1/dev-d/birth", cose.mac0(cbor2.dumps(birth), key, "dev-d"), True)
+    col.db.execute("CREATE TRIGGER boom BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    payload = cose.mac0(batch.encode(log.pending(3)), key, "dev-d")
+    dev.publish("tally/v1/dev-d/data", payload)
+    deadline = time.time() + 5
+    while svc.db_errors == 0 and time.time() < deadline:
+        svc.pump(0.1)
+    assert svc.db_errors == 1 and dev.poll() == []          # no ack for what was not stored
+    col.db.execute("DROP TRIGGER boom")
+    dev.publish("tally/v1/dev-d/data", payload)             # the device's retry
+    acks = []
+    deadline = time.time() + 5
+    while not acks and time.time() < deadline:
+        svc.pump(0.1)
+        acks = [p for t, p in dev.poll() if t.endswith("/ack")]
+    assert acks and cbor2.loads(cose.verify(acks[0], key, "dev-d"))[2] == 3
+    dev.close()
+    svc.stop()

@@ -4,6 +4,8 @@
 messages only to non-shared ones. Messages are handled on the caller's
 thread, in arrival order; acks are published at QoS 1 after the commit."""
 import queue
+import sqlite3
+import sys
 import threading
 import time
 
@@ -20,6 +22,7 @@ class CollectorService:
         self._q = queue.Queue()
         self._ready = threading.Event()
         self.handled = 0
+        self.db_errors = 0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                         client_id=client_id or "tally-collector-%d" % id(self),
                         clean_session=True)
@@ -54,7 +57,16 @@ class CollectorService:
             return 0
         while True:
             topic, payload = item
-            for tp, body in self.collector.handle(topic, payload):
+            try:
+                replies = self.collector.handle(topic, payload)
+            except sqlite3.Error as e:
+                # Nothing was committed and nothing is acked: the device
+                # re-sends. Say so and keep serving.
+                self.db_errors += 1
+                print("collector: database error on %s, not acked: %s" % (topic, e),
+                      file=sys.stderr, flush=True)
+                replies = ()
+            for tp, body in replies:
                 self.c.publish(tp, body, qos=1)
             n += 1
             try:
