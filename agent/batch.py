@@ -16,6 +16,16 @@
 #   {0: v0, i: d_i, ...}       sparse deltas: the deltas not listed are zero
 
 from agent import cbor
+try:
+    from itertools import accumulate
+except ImportError:                 # MicroPython: the device only encodes, but keep it importable
+    def accumulate(xs):
+        acc = None
+        out = []
+        for x in xs:
+            acc = x if acc is None else acc + x
+            out.append(acc)
+        return out
 from agent.log import (R_SEQ, R_FROM, R_FLAGS, R_EPOCH, R_SCHEMA, R_BOOT,
                        R_UPTIME, R_WALL, R_WALLQ, R_IVAL, R_VALUES)
 
@@ -150,10 +160,11 @@ class BatchError(ValueError):
 I64 = 1 << 63     # every value must fit a signed 64-bit integer (ledgers store int64)
 
 
-def _int(v, what):
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise BatchError("batch: column %s holds a non-integer" % what)
-    return v
+def _ints(vals, what):
+    for v in vals:
+        if type(v) is not int:          # bool is not int here, by design
+            raise BatchError("batch: column %s holds a non-integer" % what)
+    return vals
 
 
 def _expand(col, n, what):
@@ -163,28 +174,25 @@ def _expand(col, n, what):
     if isinstance(col, dict):                       # sparse: index -> delta
         d = [0] * n
         for k, v in col.items():
-            if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < n:
+            if type(k) is not int or not 0 <= k < n:
                 raise BatchError("batch: column %s has a bad index" % what)
-            d[k] = _int(v, what)
+            d[k] = v
+        _ints(d, what)
     elif not isinstance(col, list):
         raise BatchError("batch: column %s is not a column" % what)
     elif len(col) == n:                             # first value then deltas
-        d = [_int(v, what) for v in col]
+        d = _ints(col, what)
     elif len(col) == 2 and n > 2:                   # constant step
-        d = [_int(col[0], what)] + [_int(col[1], what)] * (n - 1)
+        _ints(col, what)
+        d = [col[0]] + [col[1]] * (n - 1)
     elif len(col) == 3 and n > 3 and isinstance(col[2], list) and len(col[2]) == n - 2:
-        d = [_int(col[0], what), _int(col[1], what)]
-        for dd in col[2]:                           # second differences
-            d.append(d[-1] + _int(dd, what))
+        _ints(col[:2], what)                        # second differences
+        d = [col[0]] + list(accumulate([col[1]] + _ints(col[2], what)))
     else:
         raise BatchError("batch: column %s has the wrong length" % what)
-    out = []
-    acc = 0
-    for i, v in enumerate(d):
-        acc = v if i == 0 else acc + v
-        if not -I64 <= acc < I64:
-            raise BatchError("batch: column %s leaves the 64-bit range" % what)
-        out.append(acc)
+    out = list(accumulate(d))
+    if out and (min(out) < -I64 or max(out) >= I64):
+        raise BatchError("batch: column %s leaves the 64-bit range" % what)
     return out
 
 

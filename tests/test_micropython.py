@@ -40,7 +40,7 @@ def mp_run(bundle, code, timeout=600, heap=HEAP):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("module", ["test_core", "test_codec"])
+@pytest.mark.parametrize("module", ["test_core", "test_codec", "test_batch_mp"])
 def test_device_test_suite_passes_under_micropython(bundle, module):
     r = mp_run(bundle, "import runner; runner.main([%r])" % module)   # 64K
     print(r.stdout, r.stderr)

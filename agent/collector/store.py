@@ -15,6 +15,7 @@ from agent import batch as wire
 from agent import cose
 
 MAX_PAYLOAD = 64 * 1024
+_JSON = json.JSONEncoder(separators=(",", ":")).encode    # values as compact JSON
 
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS records (
@@ -184,19 +185,19 @@ class Collector:
             raise Reject("malformed: %d columns for a %d-metric schema"
                          % (len(recs[0]["values"]), len(metrics)))
         now = time.time()
-        dup = 0
+        enc = _JSON
+        rows = [(device, r["epoch"], r["seq"], r["from_seq"], r["flags"], sid, r["boot"],
+                 r["uptime_ms"], r["wall_s"], r["wall_q"], r["ival_ms"], enc(r["values"]), now)
+                for r in recs]
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for r in recs:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (device, r["epoch"], r["seq"], r["from_seq"], r["flags"], sid, r["boot"],
-                     r["uptime_ms"], r["wall_s"], r["wall_q"], r["ival_ms"],
-                     json.dumps(r["values"]), now))
-                if cur.rowcount == 0:
-                    dup += 1
-                    self._replay(device, r)
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            dup = len(rows) - (db.total_changes - before)
+            if dup:
+                for r in recs:          # which ones, and are they the same content?
+                    self._replay(device, r, now)
             self._bump(device, "batches")
             if dup:
                 self._bump(device, "duplicates", dup)
@@ -208,13 +209,14 @@ class Collector:
         ack = cbor2.dumps([recs[0]["epoch"], recs[0]["seq"], recs[-1]["seq"]])
         return [("tally/v1/%s/ack" % device, cose.mac0(ack, key, device))]
 
-    def _replay(self, device, r):
+    def _replay(self, device, r, now):
         """Same key again: a quiet duplicate if the content is the same, an
-        alarm (kept, counted) if it differs: the ledger keeps the first."""
+        alarm (kept, counted) if it differs: the ledger keeps the first.
+        (A record inserted by this very batch compares equal to itself.)"""
         row = self.db.execute(
             "SELECT from_seq, flags, boot, uptime_ms, vals FROM records "
             "WHERE device_id=? AND epoch=? AND seq=?", (device, r["epoch"], r["seq"])).fetchone()
-        got = (r["from_seq"], r["flags"], r["boot"], r["uptime_ms"], json.dumps(r["values"]))
+        got = (r["from_seq"], r["flags"], r["boot"], r["uptime_ms"], _JSON(r["values"]))
         if row is not None and tuple(row) != got:
             self.db.execute("INSERT INTO alarms VALUES (?,?,?,?,?,?)",
                             (device, r["epoch"], r["seq"], json.dumps(list(row)), json.dumps(list(got)),

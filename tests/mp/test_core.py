@@ -1,9 +1,7 @@
-# Core device-side tests that run under MicroPython (and CPython): meter, ring, batches.
-from agent import cbor
+# Core device-side tests that run under MicroPython (and CPython): meter and ring log.
 from agent.log import RingLog, R_SEQ, R_VALUES, F_COALESCED, R_FLAGS
 from hil.flash import EmulatedNOR
 from agent.meter import Meter
-from agent import batch
 
 SCHEMA = [("odo", "count", 0, "odo"), ("tmax", "Cel", -2, "max"), ("tmean", "Cel", -2, "mean")]
 
@@ -43,17 +41,4 @@ def test_log_overflow_coalesces_keeping_odometers():
     assert log.last[R_VALUES][0] == 119 * 3    # odometers kept
     assert log.coalesced > 0
     assert any(r[R_FLAGS] & F_COALESCED for r in log.pending(8))
-    log.close()
-
-
-def test_batch_round_trip():
-    log = _fresh()
-    for i in range(10):
-        log.append(7, 1, i * 60000 + (i % 3), 1767225600 + i * 60, 3, 60000, [i * 3, 0, -i])
-    recs = log.pending(60)
-    run = batch.take_run(recs)
-    assert len(run) == 10
-    out = batch.decode(cbor.loads(batch.encode(run)))
-    assert [r["values"] for r in out] == [r[R_VALUES] for r in recs]
-    assert [r["uptime_ms"] for r in out] == [r[6] for r in recs]
     log.close()
