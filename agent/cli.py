@@ -339,6 +339,8 @@ def cmd_export(a):
 def cmd_bench(a):
     if a.what == "payload":
         return _bench_payload(a)
+    if a.what == "sync":
+        return _bench_sync(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     if a.cuts < 1 or a.days <= 0:
@@ -375,6 +377,37 @@ def cmd_bench(a):
         print("  [%s] %s" % ("met" if ok else "NOT met", g))
     for v in r["violation_examples"]:
         print("  violation: " + v)
+    return 0
+
+
+def _bench_sync(a):
+    from hil.bench import bench_sync
+    from hil.mosquitto import Mosquitto, find_mosquitto
+    m = None
+    broker = a.broker
+    if not broker and find_mosquitto():
+        m = Mosquitto().start()          # a private broker on a free loopback port
+        broker = m.url
+    try:
+        r = bench_sync(broker=broker)
+    finally:
+        if m:
+            m.close()
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    print("tally bench sync")
+    print("  collector ingest, one worker, SQLite (median of 5)  %d records/s"
+          % r["ingest_records_per_s_one_worker_sqlite"])
+    print("  backlog after 7 days offline at 1 record/min         %d records" % r["backlog_records"])
+    print("  drain, embedded collector                            %s records/s" % r["drain_records_per_s_embedded"])
+    print("  drain, through mosquitto                             %s records/s"
+          % r.get("drain_records_per_s_mosquitto", "no broker"))
+    print("  bytes per device-day (payload / with MQTT framing)   %d / %d"
+          % (r["bytes_per_device_day_payload"], r["bytes_per_device_day_with_mqtt"]))
+    print("goals (issue 5):")
+    for g, ok in r["goals"].items():
+        print("  [%s] %s" % ("met" if ok else "NOT met", g))
     return 0
 
 
@@ -466,13 +499,15 @@ def build_parser():
     e.add_argument("--out", help="write to this file instead of standard output")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
                        "life, recovery reads, capacity. payload: bytes per record of our signed batches "
-                       "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times.")
-    b.add_argument("what", choices=("ring", "payload"), help="what to measure")
+                       "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times. "
+                       "sync: collector ingest rate, backlog drain rate, bytes per device-day.")
+    b.add_argument("what", choices=("ring", "payload", "sync"), help="what to measure")
+    b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")

@@ -280,3 +280,107 @@ def bench_payload(device="compressor-0042"):
         "stretch: <= 11 B/record": ours <= 11,
     }
     return out
+
+
+# -- sync --------------------------------------------------------------------------
+
+def _ingest_rate(devices=20, batches=10, runs=5):
+    import cbor2
+    from agent import batch, cose
+    from hil import refbatch as R
+    key = bytes(16)
+    rows = R.records()
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            col = Collector(os.path.join(d, "ledger.sqlite"), keys=lambda dev: key)
+            devs = ["dev-%03d" % i for i in range(devices)]
+            for dv in devs:
+                col.handle("tally/v1/%s/birth" % dv, cose.mac0(cbor2.dumps({
+                    "v": 1, "device": dv, "schema_id": 0x7A11, "epoch": 1, "seq0": 1, "boot": 3,
+                    "schema": [list(x) for x in R.METRICS]}), key, dv))
+            msgs = [("tally/v1/%s/data" % dv,
+                     cose.mac0(batch.encode(R.log_records(rows, epoch=1, seq0=1 + b * 60)), key, dv))
+                    for dv in devs for b in range(batches)]
+            t0 = time.perf_counter()
+            for t, p in msgs:
+                col.handle(t, p)
+            rates.append(len(msgs) * len(rows) / (time.perf_counter() - t0))
+            col.close()
+    return statistics.median(rates)
+
+
+def _drain(days=7, broker=None):
+    """A device offline for `days` at one record a minute, then the link
+    comes back: records per second until the backlog is acked."""
+    key = bytes(16)
+    clock = VirtualClock()
+    world = Emulation(clock, seed=5)
+    with tempfile.TemporaryDirectory() as d:
+        col = Collector(os.path.join(d, "ledger.sqlite"), keys=lambda dev: key)
+        svc = None
+        if broker:
+            from agent.collector.service import CollectorService
+            from agent.port.mqtt_paho import PahoTransport
+            svc = CollectorService(broker, col).start()
+            svc.wait_ready(10)
+            t = PahoTransport("drain", broker)
+        else:
+            hub = Hub(col)
+            t = hub.transport("drain")
+            hub.down = True
+        log = file_log(os.path.join(d, "ring.bin"), "drain", capacity=2 << 20)
+        ag = Agent("drain", world.channels(), log, clock,
+                   interval_ms=60000, sample_ms=60000).start()
+        for _ in range(int(days * 1440)):
+            clock.advance_ms(60000)
+            ag.tick()
+        backlog = log.depth()
+        from agent.sync import Uplink
+        up = Uplink("drain", t, log, ag.meter, key=key)
+        up.flush = True
+        if broker:
+            t.will = ("tally/v1/drain/death", up.death())
+            t.connect()
+            t.wait_connected(10)
+        else:
+            hub.down = False
+        t0 = time.perf_counter()
+        deadline = t0 + 120
+        while log.depth() and time.perf_counter() < deadline:
+            up.step(clock.uptime_ms())
+            if svc:
+                svc.pump(0.001)
+        dt = time.perf_counter() - t0
+        sent = up.bytes_sent
+        if svc:
+            svc.stop()
+            t.close()
+        col.close()
+        log.close()
+    return backlog, backlog / dt if not log.depth() else None, sent
+
+
+def bench_sync(broker=None, days=7):
+    out = {}
+    out["ingest_records_per_s_one_worker_sqlite"] = round(_ingest_rate())
+    backlog, rate, _ = _drain(days)
+    out["backlog_records"] = backlog
+    out["drain_records_per_s_embedded"] = round(rate) if rate else None
+    if broker:
+        _, rate_b, _ = _drain(days, broker)
+        out["drain_records_per_s_mosquitto"] = round(rate_b) if rate_b else None
+    # bytes on the wire per device-day, MQTT framing included
+    from hil.sim import simulate
+    rep = simulate(devices=1, days=1)
+    d = rep["devices"][0]
+    payload = d["odometers"]["bytes_sent"]["device"]
+    msgs = d["records_sent"] // 60 + 1
+    out["bytes_per_device_day_payload"] = payload
+    out["bytes_per_device_day_with_mqtt"] = payload + msgs * (_mqtt_publish_len("tally/v1/sim-001/data", 0) + 4)
+    out["goals"] = {
+        "drain >= 10,000 records/s": (out["drain_records_per_s_embedded"] or 0) >= 10000,
+        "ingest >= 50,000 records/s per worker into SQLite":
+            out["ingest_records_per_s_one_worker_sqlite"] >= 50000,
+    }
+    return out

@@ -129,3 +129,12 @@ def test_bench_payload_prints_figures_and_ours_decodes():
     assert per["ours_bare"] < per["ours_cose_mac0"] < per["ours_cose_mqtt"]
     t = tally("bench", "payload")
     assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout
+
+
+def test_bench_sync_prints_figures():
+    r = tally("bench", "sync", "--json", timeout=900)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["backlog_records"] == 7 * 1440
+    assert rep["drain_records_per_s_embedded"] and rep["ingest_records_per_s_one_worker_sqlite"] > 0
+    assert rep["bytes_per_device_day_with_mqtt"] > rep["bytes_per_device_day_payload"] > 0
