@@ -27,7 +27,16 @@ _CHUNK = 512
 
 
 class BlockDevice:
-    """What every block device shares: counters and argument checks."""
+    """What every block device shares: geometry, counters and argument checks."""
+
+    def _setup(self, sector_size, sector_count):
+        if sector_size <= 0 or sector_count <= 0:
+            raise ValueError("sector_size and sector_count must be positive")
+        self.sector_size = sector_size
+        self.sector_count = sector_count
+        self.size = sector_size * sector_count
+        self.erase_counts = [0] * sector_count
+        self.reset_counters()
 
     def counters(self):
         return {"reads": self.reads, "bytes_read": self.bytes_read,
@@ -53,19 +62,9 @@ class BlockDevice:
 
 class FileFlash(BlockDevice):
     def __init__(self, path, sector_size=4096, sector_count=256, durable=True):
-        if sector_size <= 0 or sector_count <= 0:
-            raise ValueError("sector_size and sector_count must be positive")
+        self._setup(sector_size, sector_count)
         self.path = path
-        self.sector_size = sector_size
-        self.sector_count = sector_count
-        self.size = sector_size * sector_count
         self.durable = durable
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0
-        self.erase_counts = [0] * sector_count
         self._ff = b"\xff" * (_CHUNK if sector_size > _CHUNK else sector_size)
         self._f = None
         self.padded = 0     # bytes of 0xFF added to a truncated file

@@ -59,25 +59,15 @@ def _fill_ff(mv, start, n):
 
 class EmulatedNOR(BlockDevice):
     def __init__(self, sector_size=4096, sector_count=16, seed=1):
-        if sector_size <= 0 or sector_count <= 0:
-            raise ValueError("sector_size and sector_count must be positive")
-        self.sector_size = sector_size
-        self.sector_count = sector_count
-        self.size = sector_size * sector_count
+        self._setup(sector_size, sector_count)
         self.image = bytearray(self.size)
         self._mv = memoryview(self.image)
         _fill_ff(self._mv, 0, self.size)
         self.rng = Rng(seed)
-        self.erase_counts = [0] * sector_count
         self.ops = 0
         self.cut_at = None
         self.tear = "before"
         self.dead = False
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0
 
     # --- block-device interface -------------------------------------------
 
@@ -198,15 +188,6 @@ class EmulatedNOR(BlockDevice):
         self._mv[0:self.size] = data
 
     def counters(self):
-        return {"reads": self.reads, "bytes_read": self.bytes_read,
-                "programs": self.programs, "bytes_programmed": self.bytes_programmed,
-                "erases": self.erases, "ops": self.ops}
-
-    def reset_counters(self):
-        """Zero reads, bytes_read, programs, bytes_programmed, erases
-        (not erase_counts, not ops)."""
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0
+        c = BlockDevice.counters(self)
+        c["ops"] = self.ops
+        return c

@@ -34,15 +34,7 @@ class PartitionFlash(BlockDevice):
                 "reflash the firmware with that partition table" % (label, label))
         self.label = label
         self._p = found[0]
-        self.sector_size = self._p.ioctl(_IOCTL_BLOCK_SIZE, 0)
-        self.sector_count = self._p.ioctl(_IOCTL_BLOCK_COUNT, 0)
-        self.size = self.sector_size * self.sector_count
-        self.reads = 0
-        self.bytes_read = 0
-        self.programs = 0
-        self.bytes_programmed = 0
-        self.erases = 0
-        self.erase_counts = [0] * self.sector_count
+        self._setup(self._p.ioctl(_IOCTL_BLOCK_SIZE, 0), self._p.ioctl(_IOCTL_BLOCK_COUNT, 0))
 
     def read(self, addr, buf):
         n = len(buf)
