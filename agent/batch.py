@@ -88,7 +88,7 @@ def _column(buf, vals):
         cbor.encode_into(buf, vals[1] - v0)
         return
     best = size_d
-    if n > 2 and size_dd < best:
+    if n > 3 and size_dd < best:                    # at n == 3 it would read as deltas
         best = size_dd
     if size_sp < best:
         cbor._head(buf, 5, nz)                      # sparse: index -> delta
@@ -100,7 +100,7 @@ def _column(buf, vals):
                 cbor.encode_into(buf, i)
                 cbor.encode_into(buf, d)
         return
-    if best == size_dd and n > 2 and size_dd < size_d:
+    if best == size_dd and n > 3 and size_dd < size_d:
         cbor._head(buf, 4, 3)                       # second differences
         cbor.encode_into(buf, v0)
         cbor.encode_into(buf, vals[1] - v0)

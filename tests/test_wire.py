@@ -123,3 +123,14 @@ def test_column_forms_round_trip_and_never_lose_to_plain_deltas(kind, v0, d, n, 
     assert batch._expand(col, n, "x") == vals
     plain = cbor.dumps([vals[0]] + [vals[i] - vals[i - 1] for i in range(1, n)])
     assert len(buf) <= len(plain)
+
+
+def test_three_record_column_never_takes_the_ambiguous_second_difference_form():
+    # Found by hypothesis in CI: at n == 3 the form [v0, d1, [dd]] has the
+    # length of the delta form and was decoded as deltas.
+    log = RingLog(EmulatedNOR(4096, 64), "d").open()
+    for i, vals in enumerate([[0, -1, 0, 0], [0, 0, 0, 0], [0, 65536, 0, 0]]):
+        log.append(9, 3, i * 60000, 1767225600 + i * 60, 2, 60000, vals)
+    run = batch.take_run(log.pending(10), 60)
+    out = batch.decode(cbor2.loads(batch.encode(run)))
+    assert [r["values"] for r in out] == [r[10] for r in run]
