@@ -8,10 +8,15 @@ from agent.log import R_EPOCH, R_SCHEMA, R_VALUES
 from agent.meter import Meter
 
 SYSTEM_METRICS = [
-    ("sync_ok", "count", 0, "odo"),
-    ("sync_fail", "count", 0, "odo"),
-    ("republished", "count", 0, "odo"),
+    ("sync_ok", "count", 0, "odo"),          # batches acked
+    ("sync_tries", "count", 0, "odo"),       # data publishes, first sends and republishes
+    ("fail_conn", "count", 0, "odo"),        # failures by cause: connect refused or failed,
+    ("fail_pub", "count", 0, "odo"),         # a publish the link would not take,
+    ("republished", "count", 0, "odo"),      # no ack within the timeout,
+    ("bad_acks", "count", 0, "odo"),         # an ack whose MAC did not verify
     ("bytes_sent", "By", 0, "odo"),
+    ("unacked_s", "s", 0, "max"),            # age of the oldest unacked record
+    ("config", "count", 0, "last"),          # remote config version in force
     ("overruns", "count", 0, "odo"),
     ("log_errors", "count", 0, "odo"),
     ("coalesced", "count", 0, "odo"),
@@ -61,7 +66,11 @@ class Agent:
             from agent.sync import Uplink   # a logging-only device never loads it
             self.uplink = Uplink(device_id, transport, log, m, board=board, **(uplink_opts or {}))
             self.uplink.ival_ms = interval_ms
+            self.uplink.on_config = self._apply_config
+        self._i_age = m.index("unacked_s")
+        self._i_cfg = m.index("config")
         self.records = 0
+        self._ival_next = 0
         self._coal_seen = 0
         self._drop_seen = 0
 
@@ -121,6 +130,9 @@ class Agent:
         self._drop_seen = log.dropped
         m.observe(self._i_depth, log.depth())
         m.observe(self._i_mem, port.mem_free())
+        if self.uplink:
+            m.observe(self._i_age, self.uplink.unacked_age_ms(now) // 1000)
+            m.observe(self._i_cfg, self.uplink.config.version)
         values = m.close()
         start = self._start
         q = self.clock.wall_quality
@@ -133,7 +145,26 @@ class Agent:
             # the odometers carry on into the next record.
             m.add(self._i_logerr, 1)
         self._start = now
-        self._next_close += (late + 1) * self.interval
+        if self._ival_next:
+            # a remote config changed the interval: the one just logged kept
+            # the old length, the next one starts now with the new length
+            self.interval = self._ival_next
+            self._ival_next = 0
+            if self.uplink:
+                self.uplink.ival_ms = self.interval
+            self._next_close = now + self.interval
+        else:
+            self._next_close += (late + 1) * self.interval
+
+    def _apply_config(self, changes):
+        """A remote config the uplink verified and validated: the interval
+        changes from the next boundary on, the sample period at once."""
+        if "interval_s" in changes:
+            self._ival_next = changes["interval_s"] * 1000
+        if "sample_ms" in changes:
+            self.sample = changes["sample_ms"]
+        if self.sample > max(self.interval, self._ival_next):
+            self.sample = max(self.interval, self._ival_next)
 
     def close_now(self):
         """Log the interval in progress now (a clean shutdown does this, so

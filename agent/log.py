@@ -486,12 +486,20 @@ class RingLog:
             self._damaged_sectors[key] = 1
             self.damaged += 1
 
-    def pending(self, limit=60):
-        """Up to `limit` unacked DATA records, oldest first (decoded lists)."""
+    def pending(self, limit=60, after=0):
+        """Up to `limit` unacked DATA records with seq > after, oldest first
+        (decoded lists). Sectors wholly at or below that seq are skipped
+        unread, so a pipelined drain costs one pass, not one per batch."""
         out = []
-        if self.depth() <= 0:
+        floor = self.acked if self.acked > after else after
+        if self.next_seq - 1 <= floor:
             return out
-        for s in self._live():
+        live = self._live()
+        last = len(live) - 1
+        for j in range(len(live)):
+            s = live[j]
+            if j < last and self._first[live[j + 1]] <= floor + 1:
+                continue                    # every record here is <= floor
             for t, payload in self._records(s):
                 if t != T_DATA:
                     continue
@@ -500,7 +508,7 @@ class RingLog:
                 except ValueError:
                     self._damage(s)
                     break
-                if rec[R_SEQ] > self.acked:
+                if rec[R_SEQ] > floor:
                     out.append(rec)
                     if len(out) >= limit:
                         return out

@@ -1,7 +1,9 @@
 # The uplink: birth on every connect, batches from the log at QoS 1 oldest
-# first with one batch in flight, log space freed only on the collector's
-# application ack, republish on ack timeout or reconnect, exponential backoff
-# with jitter when connecting fails.
+# first with up to `window` batches in flight, log space freed only on the
+# collector's application ack (and only as a contiguous prefix, whatever order
+# the acks come back in), republish on ack timeout or reconnect, exponential
+# backoff with jitter when connecting or publishing fails, and a token bucket
+# on data bytes so a long backlog drains at a set rate.
 #
 # A transport has: connect() -> bool (starts a session; the will is the death
 # message), connected() -> bool, session() -> int (changes on every new
@@ -12,7 +14,21 @@ from agent import cbor
 from agent import cose
 from agent import batch as wire
 from agent import port
+from agent import remote
 from agent import __version__
+
+# in-flight batch fields
+B_EPOCH = 0
+B_FIRST = 1
+B_LAST = 2
+B_SENT = 3
+B_PAYLOAD = 4
+B_RETRIES = 5
+B_ACKED = 6
+
+# health counters, mirrored into meter odometers when the schema has them
+HEALTH = ("sync_ok", "sync_tries", "fail_conn", "fail_pub", "republished", "bad_acks",
+          "bytes_sent")
 
 
 def topic(device_id, kind):
@@ -22,9 +38,11 @@ def topic(device_id, kind):
 class Uplink:
     def __init__(self, device_id, transport, log, meter, board="unknown", key=None,
                  batch_max=60, max_latency_ms=15 * 60000, ack_timeout_ms=30000,
-                 backoff_min_ms=1000, backoff_max_ms=300000):
+                 backoff_min_ms=1000, backoff_max_ms=300000, window=4, drain_bps=0):
         if not key:
             raise ValueError("uplink: a per-device key is required (every message is MAC'd)")
+        if window < 1:
+            raise ValueError("uplink: window must be at least 1")
         self.device_id = device_id
         self.key = key
         self.t = transport
@@ -36,31 +54,49 @@ class Uplink:
         self.ack_timeout = ack_timeout_ms
         self.bmin = backoff_min_ms
         self.bmax = backoff_max_ms
+        self.window = window
+        self.drain_bps = drain_bps    # bytes/s for data publishes; 0: as fast as acks come
+        self._tokens = 0
+        self._t_fill = None
         self._backoff = backoff_min_ms
         self._next_try = 0
         self._session = None
-        self.inflight = None          # [epoch, first_seq, last_seq, sent_at_ms, payload, retries]
+        self.inflight = []            # oldest first: [epoch, first, last, sent_at, payload, retries, acked]
         self.flush = False            # send what is pending now, regardless of latency
         self.topic_data = topic(device_id, "data")
         self.topic_ack = topic(device_id, "ack")
-        # health (also mirrored into meter odometers when the schema has them)
+        self.topic_config = topic(device_id, "config")
         self.sent_batches = 0
         self.sent_records = 0
-        self.republished = 0
-        self.acks = 0
-        self.bad_acks = 0             # acks whose MAC did not verify: ignored, nothing freed
         self.failures = 0
-        self.bytes_sent = 0
+        self.h = {}                   # health counter -> count, for this process
         self._i = {}
-        for name in ("sync_ok", "sync_fail", "bytes_sent", "republished"):
+        for name in HEALTH:
+            self.h[name] = 0
             try:
                 self._i[name] = meter.index(name)
             except KeyError:
                 pass
         self.reason = "poweron"
         self.ival_ms = 0
+        self.config = remote.Config()
+        self.on_config = None         # callback(dict of changed settings), from the agent
+
+    # compatibility names for the commonest counters
+    @property
+    def republished(self):
+        return self.h["republished"]
+
+    @property
+    def bad_acks(self):
+        return self.h["bad_acks"]
+
+    @property
+    def bytes_sent(self):
+        return self.h["bytes_sent"]
 
     def _count(self, name, n=1):
+        self.h[name] += n
         i = self._i.get(name)
         if i is not None:
             self.meter.add(i, n)
@@ -76,44 +112,80 @@ class Uplink:
             "v": 1, "device": self.device_id, "fw": __version__, "board": self.board,
             "reason": self.reason,
             "boot": self.log.boot, "epoch": self.log.epoch, "seq0": self.log.epoch_seq0, "schema_id": self.meter.id,
-            "schema": schema, "wall_q": 0, "ival_ms": self.ival_ms,
+            "schema": schema, "wall_q": 0, "ival_ms": self.ival_ms, "config": self.config.version,
         }))
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
 
-    def _fail(self, now):
+    def _fail(self, now, cause):
         self.failures += 1
-        self._count("sync_fail")
-        # full jitter: wait a random time up to the current backoff
+        self._count(cause)
+        # full jitter: wait a random time between half and all of the backoff
         self._next_try = now + self._backoff // 2 + port.random_u32() % (self._backoff // 2 + 1)
         self._backoff = min(self._backoff * 2, self.bmax)
 
     def _publish(self, topic_, payload, now, retain=False):
         if self.t.publish(topic_, payload, retain):
-            self.bytes_sent += len(payload)
             self._count("bytes_sent", len(payload))
             return True
-        self._fail(now)
+        self._fail(now, "fail_pub")
         return False
+
+    def unacked_age_ms(self, now):
+        """Age of the oldest unacked record; across a reboot, a lower bound
+        (the time since this boot began)."""
+        old = self.log.oldest()
+        if old is None:
+            return 0
+        if old[1] == self.log.boot:
+            return now - old[2] if now > old[2] else 0
+        return now
+
+    # -- acks ---------------------------------------------------------------------
 
     def _on_ack(self, payload):
         try:
             epoch, first, last = cbor.loads(cose.verify(payload, self.key, self.device_id))
         except (ValueError, TypeError):
-            self.bad_acks += 1        # forged or damaged: never free log space on it
+            self._count("bad_acks")   # forged or damaged: never free log space on it
             return
-        inf = self.inflight
-        old = self.log.oldest()
-        # Free only a contiguous prefix: the ack must start at or before the
-        # oldest unacked record.
-        if old and first <= old[0]:
-            n = self.log.ack(epoch, last)
-            if n:
-                self.acks += 1
+        fl = self.inflight
+        log = self.log
+        for b in fl:
+            if b[B_EPOCH] == epoch and first <= b[B_FIRST] and b[B_LAST] <= last:
+                b[B_ACKED] = 1
+        # An ack that starts at or before the oldest unacked record frees up
+        # to its end (it may come from a previous boot's sends).
+        old = log.oldest()
+        if old and first <= old[0] and log.ack(epoch, last):
+            self._count("sync_ok")
+        # Acked batches at the front of the window free their records; one
+        # acked further back waits until everything before it is acked.
+        while fl and (fl[0][B_ACKED] or fl[0][B_LAST] <= log.acked):
+            b = fl.pop(0)
+            if b[B_LAST] > log.acked and log.ack(b[B_EPOCH], b[B_LAST]):
                 self._count("sync_ok")
-        if inf and inf[0] == epoch and inf[2] <= last:
-            self.inflight = None
+
+    def _on_config(self, payload, now):
+        status = self.config.offer(payload, self.key, self.device_id)
+        if status is None:
+            return                    # the one already applied, seen again
+        changes = status.get("apply")
+        if changes is not None:
+            if "batch_max" in changes:
+                self.batch_max = changes["batch_max"]
+            if "max_latency_s" in changes:
+                self.max_latency = changes["max_latency_s"] * 1000
+            if "window" in changes:
+                self.window = changes["window"]
+            if "drain_bps" in changes:
+                self.drain_bps = changes["drain_bps"]
+            if self.on_config:
+                self.on_config(changes)
+        self._publish(topic(self.device_id, "cfgack"), self._seal(status["ack"]), now, True)
+
+    # -- the step ---------------------------------------------------------------------
 
     def step(self, now):
         """Advance the uplink; now is uptime in ms. Never raises on I/O trouble."""
@@ -122,52 +194,98 @@ class Uplink:
             for tp, payload in t.poll():
                 if tp == self.topic_ack:
                     self._on_ack(payload)
+                elif tp == self.topic_config:
+                    self._on_config(payload, now)
             if not t.connected():
                 if now >= self._next_try:
                     t.will = (topic(self.device_id, "death"), self.death())
                     if t.connect():
                         self._backoff = self.bmin
                     else:
-                        self._fail(now)
+                        self._fail(now, "fail_conn")
                 return
+            if now < self._next_try:
+                return                # backing off after a failed publish
             s = t.session()
             if s != self._session:
                 # new connection: birth first, then resend whatever was in flight
                 if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
                     return
                 self._session = s
-                if self.inflight:
-                    self.inflight[3] = now - self.ack_timeout
-            inf = self.inflight
-            if inf is not None:
-                if now - inf[3] >= self.ack_timeout:
-                    # No ack: the collector may not know our schema (a lost
-                    # birth, a collector that lost its state), so every second
-                    # retry re-sends the birth before the batch.
-                    inf[5] += 1
-                    if inf[5] % 2 == 0:
-                        if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
-                            return
-                    if self._publish(self.topic_data, inf[4], now):
-                        inf[3] = now
-                        self.republished += 1
-                        self._count("republished")
-                return
-            old = self.log.oldest()
-            if old is None:
-                return
-            if not (self.flush or self.log.depth() >= self.batch_max
-                    or now - old[2] >= self.max_latency or old[1] != self.log.boot):
-                return
-            run = wire.take_run(self.log.pending(self.batch_max), self.batch_max)
-            payload = self._seal(wire.encode(run))
-            a, z = run[0], run[-1]
-            if self._publish(self.topic_data, payload, now):
-                self.inflight = [a[3], a[0], z[0], now, payload, 0]
-                self.sent_batches += 1
-                self.sent_records += len(run)
+                for b in self.inflight:
+                    if not b[B_ACKED]:
+                        b[B_SENT] = now - self.ack_timeout
+            self._refill(now)
+            birth_sent = False
+            for b in self.inflight:
+                if b[B_ACKED] or now - b[B_SENT] < self.ack_timeout:
+                    continue
+                # No ack: the collector may not know our schema (a lost birth,
+                # a collector that lost its state), so every second retry
+                # re-sends the birth first.
+                b[B_RETRIES] += 1
+                if b[B_RETRIES] % 2 == 0 and not birth_sent:
+                    if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
+                        return
+                    birth_sent = True
+                if not self._send(b[B_PAYLOAD], now):
+                    return
+                b[B_SENT] = now
+                self._count("republished")
+            while len(self.inflight) < self.window and self._tokens >= 0:
+                if not self._send_next(now):
+                    break
         except OSError:
-            self._fail(now)
+            self._fail(now, "fail_pub")
+
+    def _refill(self, now):
+        if not self.drain_bps:
+            self._tokens = 0
+            return
+        if self._t_fill is None:
+            self._t_fill = now
+        self._tokens += (now - self._t_fill) * self.drain_bps // 1000
+        if self._tokens > self.drain_bps:
+            self._tokens = self.drain_bps          # at most one second's burst
+        self._t_fill = now
+
+    def _send(self, payload, now):
+        if not self._publish(self.topic_data, payload, now):
+            return False
+        self._count("sync_tries")
+        if self.drain_bps:
+            self._tokens -= len(payload)
+        return True
+
+    def _send_next(self, now):
+        """Send the next batch after those in flight, if one is due."""
+        log = self.log
+        fl = self.inflight
+        after = fl[-1][B_LAST] if fl else log.acked
+        unsent = log.next_seq - 1 - (after if after > log.acked else log.acked)
+        if unsent <= 0:
+            return False
+        if not (self.flush or unsent >= self.batch_max):
+            if fl:
+                return False          # a part batch waits until the window is empty
+            old = log.oldest()
+            if old is None or not (now - old[2] >= self.max_latency or old[1] != log.boot):
+                return False
+        run = wire.take_run(log.pending(self.batch_max, after), self.batch_max)
+        if not run:
+            return False
+        payload = self._seal(wire.encode(run))
+        if not self._send(payload, now):
+            return False
+        a, z = run[0], run[-1]
+        fl.append([a[3], a[0], z[0], now, payload, 0, 0])
+        self.sent_batches += 1
+        self.sent_records += len(run)
+        return True
+
+    def busy(self):
+        """True while a backlog is draining (the loop should step us often)."""
+        return bool(self.inflight) or self.log.depth() >= self.batch_max
 
     def idle(self):
-        return self.inflight is None and self.log.depth() == 0
+        return not self.inflight and self.log.depth() == 0

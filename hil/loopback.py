@@ -12,6 +12,8 @@ class Hub:
         self.rng = Rng(seed)
         self.down = False
         self.inboxes = {}
+        self._connected = {}
+        self.retained = {}      # topic -> payload, given to a device on every connect
         self.dropped = 0
 
     def transport(self, device_id):
@@ -22,6 +24,15 @@ class Hub:
             self.dropped += 1
             return True
         return False
+
+    def retain(self, topic, payload):
+        """Publish a retained message to a device (a remote config): it gets
+        it now if connected, and again on every connect, like MQTT."""
+        self.retained[topic] = bytes(payload)
+        dev = topic.split("/")[2]
+        box = self.inboxes.get(dev)
+        if box is not None and self._connected.get(dev):
+            box.append((topic, bytes(payload)))
 
     def deliver(self, topic, payload):
         if self._lost():
@@ -48,11 +59,19 @@ class LoopbackTransport:
             return False
         self._up = True
         self._session += 1
+        self.hub._connected[self.device_id] = self
+        prefix = "tally/v1/%s/" % self.device_id
+        box = self.hub.inboxes[self.device_id]
+        for tp, body in self.hub.retained.items():
+            if tp.startswith(prefix):
+                box.append((tp, body))
         return True
 
     def connected(self):
         if self.hub.down:
             self._up = False
+        if not self._up:
+            self.hub._connected.pop(self.device_id, None)
         return self._up
 
     def session(self):
@@ -74,3 +93,4 @@ class LoopbackTransport:
 
     def close(self):
         self._up = False
+        self.hub._connected.pop(self.device_id, None)

@@ -12,6 +12,7 @@ from agent.agent import Agent
 from agent.clock import VirtualClock
 from agent.collector.store import Collector
 from agent.log import file_log
+from agent.sync import HEALTH
 from boards.emulated import Emulation
 from hil.loopback import Hub
 from hil.rng import Rng
@@ -157,7 +158,7 @@ def _await_acks(fleet, service, timeout):
     virtual clock does not race ahead into ack timeouts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        waiting = [d for d in fleet if d.agent.uplink.inflight is not None and d.transport.connected()]
+        waiting = [d for d in fleet if d.agent.uplink.inflight and d.transport.connected()]
         if not waiting:
             return
         service.pump(0.002)
@@ -176,7 +177,7 @@ def _units(collector, fleet):
 # The uplink's own counters keep counting the acks of the final batches after
 # the last record is logged; no record can carry that, so they are compared as
 # of the last logged record. Every other odometer is compared live.
-UPLINK_COUNTERS = ("sync_ok", "sync_fail", "bytes_sent", "republished")
+UPLINK_COUNTERS = HEALTH
 
 
 def reconcile(fleet, collector):
