@@ -4,6 +4,7 @@ import os
 import socket
 
 import boards
+from agent.remote import SETTINGS
 
 TOP = {
     # key: (type, check, description)
@@ -14,13 +15,23 @@ TOP = {
     "sample_ms": (int, lambda v: 10 <= v <= 3600000, "an integer from 10 to 3600000"),
     "log_path": (str, lambda v: len(v) > 0, "a file path"),
     "log_kib": (int, lambda v: 1 <= v <= 1 << 20, "an integer from 1 to 1048576"),
-    "broker": (str, lambda v: v.startswith(("mqtt://", "tcp://")), "an mqtt://host:port URL"),
+    "broker": (str, lambda v: v.startswith(("mqtt://", "tcp://", "mqtts://", "ssl://")),
+               "an mqtt://host:port or mqtts://host:port (TLS) URL"),
     "serial": (str, lambda v: v in ("pty", "loopback"), "pty or loopback (emulated board only)"),
     "seed": (int, lambda v: v >= 0, "a non-negative integer"),
     "key": (str, lambda v: 32 <= len(v) <= 128 and len(v) % 2 == 0 and
             all(c in "0123456789abcdefABCDEF" for c in v),
             "the device's MAC key as 32 to 128 hex digits"),
 }
+# the uplink's settings, with the ranges a remote config may set them to
+UPLINK_KEYS = ("batch_max", "max_latency_s", "window", "drain_bps")
+for _k in UPLINK_KEYS:
+    _lo, _hi = SETTINGS[_k]
+    TOP[_k] = (int, lambda v, lo=_lo, hi=_hi: lo <= v <= hi, "an integer from %d to %d" % (_lo, _hi))
+# [tls]: files for an mqtts:// broker (docs/security.md)
+TLS_KEYS = {"ca": "the CA certificate file that signed the broker's certificate",
+            "cert": "this device's client certificate file",
+            "key": "the private key file of the client certificate"}
 SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
                       "hot_cC": int, "port": str, "baud": int, "slave": int}
 
@@ -52,13 +63,19 @@ def validate(raw, where="config"):
                                       % (where, key, k, "non-negative integer" if t is int else "string", v))
             cfg["sensors"][key] = dict(val)
             continue
+        if key == "tls":
+            cfg["tls"] = _tls(val, where)
+            continue
         if key not in TOP:
             raise ConfigError("%s: unknown key '%s' (known: %s)"
-                              % (where, key, ", ".join(sorted(list(TOP) + list(boards.SENSOR_KEYS)))))
+                              % (where, key, ", ".join(sorted(list(TOP) + list(boards.SENSOR_KEYS)
+                                                              + ["tls"]))))
         t, ok, desc = TOP[key]
         if not isinstance(val, t) or isinstance(val, bool) or not ok(val):
             raise ConfigError("%s: key '%s' must be %s, got %r" % (where, key, desc, val))
         cfg[key] = val
+    if cfg.get("tls") and not cfg.get("broker", "").startswith(("mqtts://", "ssl://")):
+        raise ConfigError("%s: [tls] needs an mqtts:// broker URL in key 'broker'" % where)
     if cfg.get("broker") and not cfg.get("key"):
         raise ConfigError("%s: key 'key' is required with a broker: every message is MAC'd "
                           "with the device's key (32 hex digits, shared with the collector)" % where)
@@ -66,6 +83,22 @@ def validate(raw, where="config"):
         raise ConfigError("%s: key 'sample_ms' (%d) must not exceed interval_s * 1000"
                           % (where, cfg["sample_ms"]))
     return cfg
+
+
+def _tls(val, where):
+    if not isinstance(val, dict):
+        raise ConfigError("%s: [tls] must be a table" % where)
+    for k, v in val.items():
+        if k not in TLS_KEYS:
+            raise ConfigError("%s: unknown key 'tls.%s' (known: %s)" % (where, k, ", ".join(TLS_KEYS)))
+        if not isinstance(v, str) or not os.path.isfile(v):
+            raise ConfigError("%s: key 'tls.%s' must be %s, and %r is not a file"
+                              % (where, k, TLS_KEYS[k], v))
+        if not os.access(v, os.R_OK):
+            raise ConfigError("%s: key 'tls.%s': %s is not readable by this user" % (where, k, v))
+    if ("cert" in val) != ("key" in val):
+        raise ConfigError("%s: keys 'tls.cert' and 'tls.key' go together" % where)
+    return dict(val)
 
 
 def load_config(path=None, board=None):

@@ -1,6 +1,9 @@
 """A real mosquitto broker for tests and benchmarks: started on a free
 loopback port with its own config, restartable on the same port (to inject
-broker restarts), stopped cleanly."""
+broker restarts), stopped cleanly. With tls=dict(ca=, cert=, key=) it is a
+TLS-only broker that requires a client certificate from that CA, takes the
+certificate's CN as the username and enforces Tally's ACL (agent/pki.py,
+docs/security.md)."""
 import os
 import shutil
 import socket
@@ -23,21 +26,35 @@ def free_port():
 
 
 class Mosquitto:
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None, acl=None):
         self.exe = find_mosquitto()
         if not self.exe:
             raise RuntimeError("mosquitto not found: apt-get install mosquitto (make test does this)")
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="tally-mosq-")
         self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.log = os.path.join(self.dir, "mosquitto.log")
+        self.tls = tls
+        common = "persistence false\nlog_dest file %s\n" % self.log
+        if os.geteuid() == 0:
+            # as root mosquitto drops to user mosquitto, who may not read our
+            # private keys (0600) or write the log in our 0700 directory
+            common += "user root\n"
         with open(self.conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "log_dest file %s\n" % (self.port, os.path.join(self.dir, "mosquitto.log")))
+            if tls:
+                from agent import pki
+                acl_file = os.path.join(self.dir, "acl")
+                with open(acl_file, "w") as a:
+                    a.write(pki.mosquitto_acl() if acl is None else acl)
+                f.write(pki.mosquitto_tls_conf(self.port, tls["ca"], tls["cert"], tls["key"],
+                                               acl_file, bind="127.0.0.1") + common)
+            else:
+                f.write("listener %d 127.0.0.1\nallow_anonymous true\n%s" % (self.port, common))
         self.proc = None
 
     @property
     def url(self):
-        return "mqtt://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("mqtts" if self.tls else "mqtt", self.port)
 
     def start(self, timeout=10.0):
         self.proc = subprocess.Popen([self.exe, "-c", self.conf], stdout=subprocess.DEVNULL,

@@ -14,7 +14,7 @@ DEVICE_PACKAGES = ("agent", "drivers", "hil", "boards")
 CPYTHON_ONLY = {
     "agent/cli.py", "agent/config.py", "agent/port/cpython.py", "agent/port/mqtt_paho.py",
     "agent/port/linux_bus.py", "hil/sim.py", "hil/pty_serial.py", "hil/mpbuild.py",
-    "hil/mosquitto.py", "hil/bench.py",
+    "hil/mosquitto.py", "hil/bench.py", "agent/pki.py", "hil/pki.py",
 }
 CPYTHON_ONLY_DIRS = ("agent/collector/",)
 
