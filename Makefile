@@ -1,6 +1,6 @@
 # Two entry points, both self-contained on a fresh Debian/Ubuntu machine (run as root):
-#   make demo   - venv, install, simulate an emulated fleet, print the ledger
-#   make test   - venv, install test deps (+ mosquitto from apt), run the whole suite
+#   make demo   - venv, install, simulate an emulated fleet, print the ledger and its billing report
+#   make test   - venv, install test deps (+ mosquitto and postgresql from apt), run the whole suite
 # the first Python >= 3.11 on PATH (Ubuntu 22.04's python3 is 3.10)
 PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
             command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv mosquitto clean
+.PHONY: demo test venv mosquitto postgres clean
 
 venv: $(STAMP)
 
@@ -29,10 +29,20 @@ mosquitto:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
 	  { echo "installing mosquitto"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
 
-demo: venv
-	$(BIN)/tally simulate --devices 3 --days 2 --loss 0.05
+# the collector's PostgreSQL tests start their own throwaway cluster from these binaries
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing postgresql"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-test: venv mosquitto
+# The simulated fleet starts on 2026-01-01 (the virtual clock), so its month is 2026-01.
+DEMO_DB := $(VENV)/demo-ledger.sqlite
+demo: venv
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(BIN)/tally simulate --devices 3 --days 2 --loss 0.05 --db $(DEMO_DB)
+	@echo
+	$(BIN)/tally report --db $(DEMO_DB) --rates docs/rates.example.toml --period 2026-01
+
+test: venv mosquitto postgres
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:
