@@ -7,8 +7,9 @@ import sys
 import threading
 import time
 
-USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_fail",
-              "republished", "bytes_sent", "overruns", "log_errors", "coalesced", "dropped"}
+USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_tries",
+              "fail_conn", "fail_pub", "republished", "bad_acks", "bytes_sent", "overruns",
+              "log_errors", "coalesced", "dropped"}
 
 
 def _err(msg, code=2):
@@ -114,8 +115,17 @@ def cmd_run(a):
     transport = None
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport
-        transport = PahoTransport(cfg["device_id"], cfg["broker"])
+        try:
+            transport = PahoTransport(cfg["device_id"], cfg["broker"], tls=cfg.get("tls"))
+        except ValueError as e:
+            return _err("run: %s" % e)
     uplink_opts = {"key": bytes.fromhex(cfg["key"])} if cfg.get("key") else None
+    if uplink_opts:
+        for k in ("batch_max", "window", "drain_bps"):
+            if k in cfg:
+                uplink_opts[k] = cfg[k]
+        if "max_latency_s" in cfg:
+            uplink_opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
     os.makedirs(os.path.dirname(os.path.abspath(cfg["log_path"])), exist_ok=True)
     try:
         log = file_log(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
@@ -135,9 +145,15 @@ def cmd_run(a):
     t_end = time.monotonic() + a.duration if a.duration else None
     seen = agent.records
     m = agent.meter
+    t_note = 0
+    said = None
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
             agent.tick()
+            if transport and transport.last_error != said:
+                said = transport.last_error       # each new cause once, not every retry
+                if said:
+                    print("tally: broker: %s" % said, file=sys.stderr, flush=True)
             if agent.records != seen:
                 seen = agent.records
                 v = dict(zip(m.names, log.last[10]))
@@ -148,6 +164,17 @@ def cmd_run(a):
                          v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
                          v["sync_ok"]), flush=True)
             wait = agent.next_due() - clock.uptime_ms()
+            up = agent.uplink
+            while wait > 0 and up and up.busy() and not stop.is_set():
+                # a backlog is draining: step the uplink between samples so
+                # the window refills as acks come back, not once per sample
+                up.step(clock.uptime_ms())
+                if time.monotonic() >= t_note:
+                    t_note = time.monotonic() + 10
+                    print("draining backlog: %d intervals unacked, %d batches in flight"
+                          % (log.depth(), len(up.inflight)), flush=True)
+                stop.wait(0.002)
+                wait = agent.next_due() - clock.uptime_ms()
             if wait > 0:
                 stop.wait(wait / 1000)
     finally:
@@ -200,20 +227,26 @@ def load_keys(path=None, master_hex=None):
 
 
 def cmd_collect(a):
-    from agent.collector.store import Collector
+    from agent.collector.store import DB_ERRORS, Collector, display_name
     from agent.collector.service import CollectorService
     from agent.port.mqtt_paho import parse_url
     try:
         parse_url(a.broker)
         keys = load_keys(a.keys, a.master_key)
         col = Collector(a.db, keys=keys)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, *DB_ERRORS) as e:
         return _err("collect: %s" % e)
     def log_reject(device, reason):
         print("%s reject %s: %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    device or "-", reason), file=sys.stderr, flush=True)
     col.on_reject = log_reject
-    svc = CollectorService(a.broker, col, group=a.group).start()
+    tls = {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
+    try:
+        svc = CollectorService(a.broker, col, group=a.group, tls=tls,
+                               client_id=a.client_id).start()
+    except ValueError as e:
+        col.close()
+        return _err("collect: %s" % e)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *x: stop.set())
     signal.signal(signal.SIGINT, lambda *x: stop.set())
@@ -222,7 +255,8 @@ def cmd_collect(a):
     except ConnectionError as e:
         svc.stop()
         return _err("collect: %s" % e)
-    print("tally: collecting from %s (group %s) into %s" % (a.broker, a.group, a.db), flush=True)
+    print("tally: collecting from %s (group %s) into %s" % (a.broker, a.group, display_name(a.db)),
+          flush=True)
 
     def report(s):
         print("handled %d messages; rejects %s" % (s.handled, s.collector.rejects or "none"),
@@ -233,6 +267,102 @@ def cmd_collect(a):
     svc.stop()
     report(svc)
     col.close()
+    return 0
+
+
+# -- config ------------------------------------------------------------------------------
+
+def _settings(pairs):
+    out = {}
+    for p in pairs or ():
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise ValueError("--set %r: expected SETTING=INTEGER" % p)
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            raise ValueError("--set %s: %r is not an integer" % (k, v))
+    return out
+
+
+def cmd_config(a):
+    from agent.collector.store import Collector, DB_ERRORS
+    try:
+        col = Collector(a.db, keys=load_keys(a.keys, a.master_key))
+    except (ValueError, OSError) + DB_ERRORS as e:
+        return _err("config: %s" % e)
+    try:
+        if a.action == "status":
+            for dev in a.device:
+                st = col.config_status(dev)
+                if st is None:
+                    print("%s: no answer to a config yet" % dev)
+                else:
+                    print("%s: version %d %s; in force: %d%s" % (
+                        dev, st["version"], "applied" if st["ok"] else "REJECTED", st["active"],
+                        "; reason: " + st["reason"] if st["reason"] else ""))
+            return 0
+        settings = _settings(a.set)
+        if not settings:
+            return _err("config push: nothing to set (give --set SETTING=VALUE; settings: %s)"
+                        % ", ".join(sorted(remote_settings())))
+        msgs = [col.push_config(dev, settings) for dev in a.device]
+    except (ValueError, OSError) + DB_ERRORS as e:
+        return _err("config: %s" % e)
+    finally:
+        col.close()
+    from agent.port.mqtt_paho import Client
+    tls = {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
+    try:
+        c = Client("tally-config-%d" % os.getpid(), a.broker, tls)
+        c.connect(c.host, c.port, 30)
+    except (ValueError, OSError) as e:
+        return _err("config push: broker %s: %s" % (a.broker, getattr(c, "last_error", None) or e))
+    c.loop_start()
+    infos = [c.publish(tp, body, qos=1, retain=True) for tp, body in msgs]
+    try:
+        for i in infos:
+            i.wait_for_publish(10)
+    except (RuntimeError, ValueError) as e:
+        return _err("config push: not published: %s" % e)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    for (tp, _), dev in zip(msgs, a.device):
+        print("%s: config published retained on %s; the device answers on tally/v1/%s/cfgack "
+              "(see tally config status)" % (dev, tp, dev))
+    return 0
+
+
+def remote_settings():
+    from agent.remote import SETTINGS
+    return SETTINGS
+
+
+# -- pki ---------------------------------------------------------------------------------
+
+def cmd_pki(a):
+    from agent import pki
+    try:
+        if a.action == "init":
+            p = pki.init(a.dir, hosts=a.host or ("localhost", "127.0.0.1"), days=a.days, port=a.port)
+            print("tally: new fleet PKI in %s\n"
+                  "  CA         %s (keep ca.key offline: it signs every certificate)\n"
+                  "  broker     %s for %s\n"
+                  "  collector  %s\n"
+                  "  mosquitto  %s, %s (docs/security.md)\n"
+                  "next: tally pki device %s DEVICE_ID, for each device"
+                  % (a.dir, p["ca"], p["server_cert"], ", ".join(a.host or ("localhost", "127.0.0.1")),
+                     p["collector_cert"], p["conf"], p["acl"], a.dir))
+        else:
+            crt, key = pki.device(a.dir, a.device_id, days=a.days)
+            print("tally: %s, %s\ncopy them and ca.crt to the device's /etc/tally/ (the key 0600, "
+                  "owned by the agent's user); its tally.toml then has:\n"
+                  "broker = \"mqtts://BROKER:8883\"\n[tls]\nca = \"/etc/tally/ca.crt\"\n"
+                  "cert = \"/etc/tally/%s.crt\"\nkey = \"/etc/tally/%s.key\""
+                  % (crt, key, a.device_id, a.device_id))
+    except (pki.PKIError, OSError) as e:
+        return _err("pki: %s" % e)
     return 0
 
 
@@ -315,15 +445,14 @@ def _inspect_payload(data):
 # -- export --------------------------------------------------------------------------------
 
 def cmd_export(a):
-    import sqlite3
-    from agent.collector.store import Collector
+    from agent.collector.store import DB_ERRORS, Collector, is_postgres_url
     from agent.collector import export
-    if not os.path.exists(a.db):
+    if not is_postgres_url(a.db) and not os.path.exists(a.db):
         return _err("export: no ledger at %s" % a.db)
     try:
         col = Collector(a.db, keys=lambda d: None)
         items = (export.senml if a.format == "senml" else export.cloudevents)(col, a.device)
-    except sqlite3.DatabaseError as e:
+    except DB_ERRORS as e:
         return _err("export: %s is not a Tally ledger (%s)" % (a.db, e))
     if a.out:
         with open(a.out, "w") as f:
@@ -334,13 +463,67 @@ def cmd_export(a):
     return 0
 
 
+# -- report --------------------------------------------------------------------------------
+
+def cmd_report(a):
+    from agent.collector import billing
+    try:
+        text = billing.run(a.db, a.rates, period=a.period, start=a.start, end=a.end,
+                           devices=a.device, fmt=a.format)
+    except billing.BillingError as e:
+        return _err("report: %s" % e)
+    if not a.out:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(a.out, "w", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        return _err("report: %s: %s" % (a.out, e.strerror or e))
+    print("tally: %s report written to %s" % (a.format, a.out), file=sys.stderr)
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------
+
+def _bench_soak(a):
+    from hil.mosquitto import find_mosquitto
+    from hil.soak import soak
+    if not find_mosquitto():
+        return _err("bench soak: mosquitto is not installed (apt-get install mosquitto)")
+    if a.devices < 1 or a.seconds <= 0 or a.workers < 1:
+        return _err("bench soak: --devices, --seconds and --workers must be positive")
+    progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
+    r = soak(devices=a.devices, seconds=a.seconds, speed=a.speed, workers=a.workers,
+             db=a.db, seed=a.seed, fault_every=a.fault_every, progress=progress)
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0 if r["reconciled"] else 1
+    print("tally bench soak: %d devices at %gx time, %d collector workers, %gs of faults"
+          % (r["devices"], r["speed"], r["workers"], r["seconds"]))
+    for k, n in sorted(r["faults"].items()):
+        print("  fault %-16s %d" % (k, n))
+    print("  duplicates injected    %d" % r["duplicates_injected"])
+    print("  records logged         %d" % r["records"])
+    print("  lost                   %d" % r["lost"])
+    print("  counted twice          %d" % r["counted_twice"])
+    print("  duplicates ignored     %d" % r["duplicates_ignored"])
+    for d in r["per_device"]:
+        print("  %s  boots %d  logged %d  in ledger %d  gaps %d (coalesced %d, dropped %d)  %s"
+              % (d["device_id"], d["boots"], d["records_logged"], d["intervals_in_ledger"],
+                 d["gaps_unexplained"], d["gap_records_coalesced"], d["gap_records_dropped"],
+                 "reconciled" if d["reconciled"] else "NOT reconciled: %s" % d["mismatches"]))
+    print("reconciled: %s" % ("yes" if r["reconciled"] else "NO"))
+    return 0 if r["reconciled"] else 1
+
 
 def cmd_bench(a):
     if a.what == "payload":
         return _bench_payload(a)
     if a.what == "sync":
         return _bench_sync(a)
+    if a.what == "soak":
+        return _bench_soak(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     if a.cuts < 1 or a.days <= 0:
@@ -389,7 +572,8 @@ def _bench_sync(a):
         m = Mosquitto().start()          # a private broker on a free loopback port
         broker = m.url
     try:
-        r = bench_sync(broker=broker)
+        r = bench_sync(broker=broker, db=a.db, progress=None if a.json else
+                       (lambda s: print("  " + s, file=sys.stderr, flush=True)))
     finally:
         if m:
             m.close()
@@ -397,12 +581,17 @@ def _bench_sync(a):
         print(json.dumps(r, indent=2, sort_keys=True))
         return 0
     print("tally bench sync")
-    print("  collector ingest, one worker, SQLite (median of 5)  %d records/s"
-          % r["ingest_records_per_s_one_worker_sqlite"])
+    ing = r["ingest_records_per_s"]
+    print("  collector ingest, records/s (medians; all workers together)")
+    for label, k in (("SQLite, one worker", "sqlite_1_worker"), ("SQLite, two workers", "sqlite_2_workers"),
+                     ("PostgreSQL, one worker", "postgres_1_worker"),
+                     ("PostgreSQL, two workers", "postgres_2_workers")):
+        print("    %-28s %s" % (label, ing.get(k, ing.get("postgres", "-"))))
     print("  backlog after 7 days offline at 1 record/min         %d records" % r["backlog_records"])
-    print("  drain, embedded collector                            %s records/s" % r["drain_records_per_s_embedded"])
-    print("  drain, through mosquitto                             %s records/s"
-          % r.get("drain_records_per_s_mosquitto", "no broker"))
+    print("  drain, embedded collector, window 4                  %s records/s" % r["drain_records_per_s_embedded"])
+    for w in (1, 4, 16):
+        print("  drain, through mosquitto, window %-2d                  %s records/s"
+              % (w, r.get("drain_records_per_s_mosquitto_window_%d" % w, "no broker")))
     print("  bytes per device-day (payload / with MQTT framing)   %d / %d"
           % (r["bytes_per_device_day_payload"], r["bytes_per_device_day_with_mqtt"]))
     print("goals (issue 5):")
@@ -482,36 +671,111 @@ def build_parser():
 
     c = sub.add_parser("collect", help="run the collector against an MQTT broker")
     c.add_argument("--broker", required=True, help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883")
-    c.add_argument("--db", default="tally-ledger.sqlite", help="SQLite ledger file (default tally-ledger.sqlite)")
+    c.add_argument("--db", default="tally-ledger.sqlite",
+                   help="the ledger: a SQLite file (default tally-ledger.sqlite) or a PostgreSQL URL, "
+                   "postgresql://user@host:port/dbname")
     c.add_argument("--group", default="tally", help="shared-subscription group (default tally)")
+    c.add_argument("--client-id", help="MQTT client id (default: tally-collector-<pid>-<n>; "
+                   "each worker needs its own)")
     c.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
     c.add_argument("--master-key", help="fleet master secret (hex); device keys are derived from it")
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     c.add_argument("--connect-timeout", type=float, default=10.0)
+    c.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA file that signed the broker's "
+                   "certificate (default: the system's CAs)")
+    c.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate "
+                   "(CN collector; tally pki init makes one)")
+    c.add_argument("--key", metavar="FILE", help="with mqtts://: the private key of --cert "
+                   "(not the MAC keys: those are --keys)")
     c.set_defaults(func=cmd_collect)
 
     e = sub.add_parser("export", help="export the ledger as SenML JSON or CloudEvents JSON",
                        description="SenML JSON (RFC 8428; odometers as sums) or CloudEvents JSON "
                        "(one event per record, id = device/epoch/seq) from a collector's ledger.")
-    e.add_argument("--db", required=True, help="the collector's SQLite ledger")
+    e.add_argument("--db", required=True, help="the collector's ledger: a SQLite file or a PostgreSQL URL")
     e.add_argument("--format", choices=("senml", "cloudevents"), default="cloudevents")
     e.add_argument("--device", help="only this device")
     e.add_argument("--out", help="write to this file instead of standard output")
     e.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync)",
+    rp = sub.add_parser("report", help="billing report for a period from a rate card (text, CSV, JSON)",
+                        description="Price the ledger's usage for a calendar month (--period) or an "
+                        "inclusive range of UTC days (--from/--to) with a TOML rate card (see "
+                        "docs/billing.md): per device each priced metric, run-hours, base fee and "
+                        "subtotal, a fleet total, and data-quality lines. Amounts are exact decimals.")
+    rp.add_argument("--db", required=True, help="the collector's SQLite ledger")
+    rp.add_argument("--rates", required=True, metavar="RATES.toml", help="the rate card")
+    rp.add_argument("--period", metavar="YYYY-MM", help="a calendar month, UTC")
+    rp.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (with --to)")
+    rp.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, inclusive")
+    rp.add_argument("--format", choices=("text", "csv", "json"), default="text")
+    rp.add_argument("--device", nargs="+", action="extend", metavar="ID", help="only these devices")
+    rp.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
+    rp.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
                        "life, recovery reads, capacity. payload: bytes per record of our signed batches "
                        "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times. "
-                       "sync: collector ingest rate, backlog drain rate, bytes per device-day.")
-    b.add_argument("what", choices=("ring", "payload", "sync"), help="what to measure")
+                       "sync: collector ingest rate, backlog drain rate, bytes per device-day. "
+                       "soak: device and collector processes through a real mosquitto under "
+                       "broker restarts, link cuts, SIGKILLs and duplicates, then the ledger "
+                       "reconciled with every device's log (exit 1 if it is not).")
+    b.add_argument("what", choices=("ring", "payload", "sync", "soak"), help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
+    b.add_argument("--db", help="sync: also measure collector ingest into this PostgreSQL database "
+                   "(a URL; use a scratch database); soak: the ledger (SQLite path or "
+                   "postgresql:// URL; default a fresh SQLite file)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--devices", type=int, default=6, help="soak: device processes (default 6)")
+    b.add_argument("--seconds", type=float, default=60, help="soak: seconds of faults (default 60)")
+    b.add_argument("--speed", type=float, default=600,
+                   help="soak: device time runs this many times real time (default 600)")
+    b.add_argument("--workers", type=int, default=2, help="soak: collector worker processes (default 2)")
+    b.add_argument("--fault-every", type=float, default=2.0,
+                   help="soak: mean seconds between faults (default 2)")
+    b.add_argument("--seed", type=int, default=1, help="soak: seed of the fault schedule")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
     b.set_defaults(func=cmd_bench)
+
+    cf = sub.add_parser("config", help="push a remote config to devices, or show their answers",
+                        description="push: check a config with the device's own rules, number it "
+                        "one above the last version, record it in the ledger database and publish it "
+                        "retained on tally/v1/<device>/config. status: the latest answer each device "
+                        "sent on .../cfgack (applied, or rejected and why). Settings: "
+                        + ", ".join("%s %d..%d" % (k, lo, hi) for k, (lo, hi) in
+                                    sorted(remote_settings().items())) + ".")
+    cf.add_argument("action", choices=("push", "status"))
+    cf.add_argument("device", nargs="+", help="device id(s)")
+    cf.add_argument("--set", action="append", metavar="SETTING=VALUE", help="push: a setting (repeat)")
+    cf.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="push: broker URL")
+    cf.add_argument("--db", default="tally-ledger.sqlite", help="the collector's ledger (path or URL)")
+    cf.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
+    cf.add_argument("--master-key", help="fleet master secret (hex)")
+    cf.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA of the broker")
+    cf.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate")
+    cf.add_argument("--key", metavar="FILE", help="with mqtts://: the private key of --cert")
+    cf.set_defaults(func=cmd_config)
+
+    k = sub.add_parser("pki", help="make a fleet CA and TLS certificates (tally pki init|device)",
+                       description="TLS certificates for broker, collector and devices, EC P-256, "
+                       "and a mosquitto listener config and ACL that let a device publish only "
+                       "under its own id (see docs/security.md). Needs the cryptography package.")
+    ks = k.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ki = ks.add_parser("init", help="a new CA, broker and collector certificates, mosquitto config")
+    ki.add_argument("dir", help="directory for the fleet PKI")
+    ki.add_argument("--host", action="append", help="the broker's DNS name or address, for its "
+                    "certificate (repeat; default localhost and 127.0.0.1)")
+    ki.add_argument("--port", type=int, default=8883, help="TLS listener port in the config (default 8883)")
+    ki.add_argument("--days", type=int, default=825, help="validity of the certificates (default 825)")
+    kd = ks.add_parser("device", help="a client certificate for one device (CN = its id)")
+    kd.add_argument("dir", help="the directory of tally pki init")
+    kd.add_argument("device_id")
+    kd.add_argument("--days", type=int, default=825, help="validity (default 825)")
+    k.set_defaults(func=cmd_pki)
 
     i = sub.add_parser("inspect", help="decode a log file or a payload into readable text")
     i.add_argument("file")

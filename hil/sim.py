@@ -63,8 +63,10 @@ class SimDevice:
 
 def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
              sample_s=5, reboot_every_h=0.0, outage_h=0.0, log_kib=256, db=":memory:", workdir=None,
-             serial="loopback", durable=False, progress=None, drain_timeout_s=60.0):
-    """Run the fleet; returns the report dict (see reconcile())."""
+             serial="loopback", durable=False, progress=None, drain_timeout_s=60.0, tls=None):
+    """Run the fleet; returns the report dict (see reconcile()). With an
+    mqtts:// broker, tls(name) gives the TLS settings of each device id and of
+    "collector" (hil.pki.TestPKI.tls_for)."""
     if devices < 1 or days <= 0:
         raise ValueError("simulate: need at least one device and a positive number of days")
     own_dir = workdir is None
@@ -79,12 +81,12 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
     if broker:
         from agent.collector.service import CollectorService
         from agent.port.mqtt_paho import PahoTransport
-        service = CollectorService(broker, collector)
+        service = CollectorService(broker, collector, tls=tls("collector") if tls else None)
         service.start()
         service.wait_ready(10)
 
         def make_transport(dev_id):
-            return PahoTransport(dev_id, broker)
+            return PahoTransport(dev_id, broker, tls=tls(dev_id) if tls else None)
     else:
         hub = Hub(collector, loss=loss, seed=seed)
         make_transport = hub.transport

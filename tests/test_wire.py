@@ -134,3 +134,20 @@ def test_three_record_column_never_takes_the_ambiguous_second_difference_form():
     run = batch.take_run(log.pending(10), 60)
     out = batch.decode(cbor2.loads(batch.encode(run)))
     assert [r["values"] for r in out] == [r[10] for r in run]
+
+
+def test_config_and_cfgack_validate_against_the_cddl():
+    from agent import cose, remote
+    key = bytes(16)
+    cfg = {"v": 1, "version": 2, "interval_s": 300, "window": 8, "drain_bps": 500}
+    valid(cbor2.dumps(cfg), "config")
+    dev = remote.Config()
+    ok = dev.offer(cose.mac0(cbor2.dumps(cfg), key, "d"), key, "d")
+    valid(ok["ack"], "cfgack")
+    bad = dev.offer(cose.mac0(cbor2.dumps(dict(cfg, version=3, window=0)), key, "d"), key, "d")
+    valid(bad["ack"], "cfgack")
+    assert cbor2.loads(bad["ack"])["reason"] == "window=0 is not an integer in 1..32"
+    garbled = dev.offer(b"\x00not cose", key, "d")
+    valid(garbled["ack"], "cfgack")
+    with pytest.raises(AssertionError):
+        valid(cbor2.dumps(dict(cfg, window=0)), "config")

@@ -3,32 +3,29 @@
 (retained) and deaths on plain subscriptions, since a broker gives retained
 messages only to non-shared ones. Messages are handled on the caller's
 thread, in arrival order; acks are published at QoS 1 after the commit."""
+import os
 import queue
-import sqlite3
 import sys
 import threading
 import time
 
-import paho.mqtt.client as mqtt
-
-from agent.port.mqtt_paho import parse_url
+from agent.collector.store import DB_ERRORS
+from agent.port.mqtt_paho import Client
 
 
 class CollectorService:
-    def __init__(self, url, collector, group="tally", client_id=None):
-        self.host, self.port = parse_url(url)
+    def __init__(self, url, collector, group="tally", client_id=None, tls=None):
+        """tls: dict(ca=, cert=, key=) with an mqtts:// URL (docs/security.md)."""
         self.collector = collector
         self.group = group
         self._q = queue.Queue()
         self._ready = threading.Event()
         self.handled = 0
         self.db_errors = 0
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=client_id or "tally-collector-%d" % id(self),
-                        clean_session=True)
-        c.reconnect_delay_set(1, 30)
-        c.on_connect = self._on_connect
-        c.on_disconnect = lambda *a: self._ready.clear()
+        # the pid keeps two workers on one host from taking each other's session
+        c = Client(client_id or "tally-collector-%d-%x" % (os.getpid(), id(self) & 0xffffff), url, tls,
+                   on_connect=self._on_connect, on_disconnect=lambda *a: self._ready.clear())
+        self.host, self.port = c.host, c.port
         c.on_subscribe = lambda *a: self._ready.set()
         c.on_message = lambda c, u, m: self._q.put((m.topic, m.payload))
         self.c = c
@@ -36,7 +33,8 @@ class CollectorService:
     def _on_connect(self, c, userdata, flags, rc, props=None):
         if rc == 0:
             c.subscribe([("$share/%s/tally/v1/+/data" % self.group, 1),
-                         ("tally/v1/+/birth", 1), ("tally/v1/+/death", 1)])
+                         ("tally/v1/+/birth", 1), ("tally/v1/+/death", 1),
+                         ("tally/v1/+/cfgack", 1)])
 
     def start(self):
         self.c.connect_async(self.host, self.port, 30)
@@ -45,8 +43,9 @@ class CollectorService:
 
     def wait_ready(self, timeout):
         if not self._ready.wait(timeout):
-            raise ConnectionError("collector: no subscription on %s:%d after %gs"
-                                  % (self.host, self.port, timeout))
+            raise ConnectionError("collector: no subscription on %s:%d after %gs%s"
+                                  % (self.host, self.port, timeout,
+                                     "; " + self.c.last_error if self.c.last_error else ""))
 
     def pump(self, timeout=0.0):
         """Handle queued messages; wait up to timeout for the first one."""
@@ -59,7 +58,7 @@ class CollectorService:
             topic, payload = item
             try:
                 replies = self.collector.handle(topic, payload)
-            except sqlite3.Error as e:
+            except DB_ERRORS as e:
                 # Nothing was committed and nothing is acked: the device
                 # re-sends. Say so and keep serving.
                 self.db_errors += 1
