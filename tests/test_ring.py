@@ -207,3 +207,23 @@ class RingMachine(RuleBasedStateMachine):
 
 TestRingStateful = RingMachine.TestCase
 TestRingStateful.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 30)), min_size=1, max_size=25),
+       st.integers(0, 2000), st.integers(1, 70))
+def test_pending_after_is_the_filtered_pending_whatever_the_sectors(steps, after, limit):
+    # pending(limit, after) skips whole sectors below `after`: it must give
+    # exactly what filtering the full pending list would, through wrap-around,
+    # coalescing (a full log merges its oldest sectors) and acks
+    log = ring(EmulatedNOR(512, 8), max_span=4)
+    n = 0
+    for adds, acks in steps:
+        fill(log, adds, start=n)
+        n += adds
+        if acks and log.depth():
+            log.ack(log.epoch, log.acked + min(acks, log.depth()))
+        full = log.pending(10 ** 6)
+        for a in (after % (log.next_seq + 1), log.acked, log.next_seq - 1):
+            want = [r for r in full if r[R_SEQ] > a][:limit]
+            assert log.pending(limit, a) == want

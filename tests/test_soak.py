@@ -12,10 +12,12 @@ pytestmark = pytest.mark.skipif(not find_mosquitto() and not os.environ.get("CI"
                                 reason="mosquitto is not installed")
 
 
-def test_chaos_soak_reconciles_exactly():
+@pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
+def test_chaos_soak_reconciles_exactly(ledger, request):
     from hil.soak import FAULTS, soak
+    db = request.getfixturevalue("postgres") if ledger == "postgres" else None
     lines = []
-    r = soak(devices=3, seconds=16, speed=240, workers=2, seed=7, fault_every=1.2,
+    r = soak(devices=3, seconds=16, speed=240, workers=2, seed=7, fault_every=1.2, db=db,
              progress=lines.append)
     print("\n".join(lines))
     for d in r["per_device"]:
