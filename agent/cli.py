@@ -503,6 +503,8 @@ def _bench_soak(a):
           % (r["devices"], r["speed"], r["workers"], r["seconds"]))
     for k, n in sorted(r["faults"].items()):
         print("  fault %-16s %d" % (k, n))
+    print("  worker kills inside a transaction  %d of %d"
+          % (r["worker_kills_inside_a_transaction"], r["faults"]["worker_kill"]))
     print("  duplicates injected    %d" % r["duplicates_injected"])
     print("  records logged         %d" % r["records"])
     print("  lost                   %d" % r["lost"])

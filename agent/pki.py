@@ -203,6 +203,7 @@ def mosquitto_tls_conf(port, ca, cert, key, acl, bind=None):
     fleet CA and enforces the ACL. tls_version is the minimum in mosquitto 2."""
     return ("per_listener_settings false\n"
             "allow_anonymous false\n"
+            "set_tcp_nodelay true\n"
             "acl_file %s\n"
             "listener %d%s\n"
             "cafile %s\n"

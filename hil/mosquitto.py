@@ -49,7 +49,8 @@ class Mosquitto:
                 f.write(pki.mosquitto_tls_conf(self.port, tls["ca"], tls["cert"], tls["key"],
                                                acl_file, bind="127.0.0.1") + common)
             else:
-                f.write("listener %d 127.0.0.1\nallow_anonymous true\n%s" % (self.port, common))
+                f.write("listener %d 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n%s"
+                        % (self.port, common))
         self.proc = None
 
     @property

@@ -8,6 +8,7 @@
 # words, in last_error until the next successful connect.
 import os
 import queue
+import socket
 import ssl
 import threading
 from urllib.parse import urlparse
@@ -186,6 +187,14 @@ class Client(mqtt.Client):
             self._note(buf.split(": ", 1)[-1])
 
     def _connected(self, c, userdata, flags, rc, props=None):
+        # Small messages each way (batches, acks): without TCP_NODELAY Nagle
+        # holds each one for the peer's delayed ACK, ~40 ms a round trip.
+        sock = self.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         if rc.is_failure:
             self._note("the broker refused the connection: %s" % rc)
         else:
