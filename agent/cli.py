@@ -240,7 +240,7 @@ def cmd_collect(a):
         print("%s reject %s: %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                    device or "-", reason), file=sys.stderr, flush=True)
     col.on_reject = log_reject
-    tls = {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
+    tls = _tls_opts(a)
     try:
         svc = CollectorService(a.broker, col, group=a.group, tls=tls,
                                client_id=a.client_id).start()
@@ -312,7 +312,7 @@ def cmd_config(a):
     finally:
         col.close()
     from agent.port.mqtt_paho import Client
-    tls = {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
+    tls = _tls_opts(a)
     try:
         c = Client("tally-config-%d" % os.getpid(), a.broker, tls)
         c.connect(c.host, c.port, 30)
@@ -337,6 +337,22 @@ def cmd_config(a):
 def remote_settings():
     from agent.remote import SETTINGS
     return SETTINGS
+
+
+def _collector_identity_args(p):
+    """The collector's MAC keys and TLS client identity (collect, config)."""
+    p.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
+    p.add_argument("--master-key", help="fleet master secret (hex); device keys are derived from it")
+    p.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA file that signed the broker's "
+                   "certificate (default: the system's CAs)")
+    p.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate "
+                   "(CN collector; tally pki init makes one)")
+    p.add_argument("--key", metavar="FILE", help="with mqtts://: the private key of --cert "
+                   "(not the MAC keys: those are --keys)")
+
+
+def _tls_opts(a):
+    return {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
 
 
 # -- pki ---------------------------------------------------------------------------------
@@ -679,16 +695,9 @@ def build_parser():
     c.add_argument("--group", default="tally", help="shared-subscription group (default tally)")
     c.add_argument("--client-id", help="MQTT client id (default: tally-collector-<pid>-<n>; "
                    "each worker needs its own)")
-    c.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
-    c.add_argument("--master-key", help="fleet master secret (hex); device keys are derived from it")
+    _collector_identity_args(c)
     c.add_argument("--duration", type=float, help="stop after this many seconds")
     c.add_argument("--connect-timeout", type=float, default=10.0)
-    c.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA file that signed the broker's "
-                   "certificate (default: the system's CAs)")
-    c.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate "
-                   "(CN collector; tally pki init makes one)")
-    c.add_argument("--key", metavar="FILE", help="with mqtts://: the private key of --cert "
-                   "(not the MAC keys: those are --keys)")
     c.set_defaults(func=cmd_collect)
 
     e = sub.add_parser("export", help="export the ledger as SenML JSON or CloudEvents JSON",
@@ -755,11 +764,7 @@ def build_parser():
     cf.add_argument("--set", action="append", metavar="SETTING=VALUE", help="push: a setting (repeat)")
     cf.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="push: broker URL")
     cf.add_argument("--db", default="tally-ledger.sqlite", help="the collector's ledger (path or URL)")
-    cf.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
-    cf.add_argument("--master-key", help="fleet master secret (hex)")
-    cf.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA of the broker")
-    cf.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate")
-    cf.add_argument("--key", metavar="FILE", help="with mqtts://: the private key of --cert")
+    _collector_identity_args(cf)
     cf.set_defaults(func=cmd_config)
 
     k = sub.add_parser("pki", help="make a fleet CA and TLS certificates (tally pki init|device)",

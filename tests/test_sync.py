@@ -12,60 +12,14 @@ from agent.collector.store import Collector
 from agent.log import file_log, R_IVAL
 from boards.emulated import Emulation
 from hil.loopback import Hub
+from hil.scripted import ScriptedBroker
 
 KEY = bytes(range(32))
 DEV = "dev-s"
 
 
-class HeldBroker:
-    """The edge of the world: a broker that holds every data publish until
-    the test releases it to the real collector, in any order."""
-
-    def __init__(self, collector):
-        self.collector = collector
-        self.held = []            # (topic, payload) of data messages
-        self.box = []
-        self.up = False
-        self.sess = 0
-        self.refuse = False
-        self.other = []
-
-    # transport interface
-    will = None
-
-    def connect(self):
-        if self.refuse:
-            return False
-        self.up = True
-        self.sess += 1
-        return True
-
-    def connected(self):
-        return self.up
-
-    def session(self):
-        return self.sess
-
-    def publish(self, topic, payload, retain=False):
-        if not self.up:
-            return False
-        if topic.endswith("/data"):
-            self.held.append((topic, bytes(payload)))
-        else:
-            self.other.append((topic, bytes(payload)))
-            self.box.extend(self.collector.handle(topic, bytes(payload)))
-        return True
-
-    def poll(self):
-        out, self.box = self.box, []
-        return out
-
-    def release(self, i):
-        topic, payload = self.held.pop(i)
-        self.box.extend(self.collector.handle(topic, payload))
-
-    def close(self):
-        self.up = False
+def HeldBroker(collector):
+    return ScriptedBroker(collector.handle)
 
 
 def make(tmp_path, transport, **opts):

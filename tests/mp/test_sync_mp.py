@@ -7,6 +7,7 @@ from agent.log import RingLog
 from agent.meter import Meter
 from agent.sync import Uplink
 from hil.flash import EmulatedNOR
+from hil.scripted import ScriptedBroker
 
 KEY = b"k" * 16
 DEV = "dev-mp"
@@ -14,42 +15,23 @@ SCHEMA = [("run_s", "s", 0, "odo"), ("sync_ok", "count", 0, "odo"),
           ("sync_tries", "count", 0, "odo"), ("republished", "count", 0, "odo")]
 
 
-class Peer:
+class Peer(ScriptedBroker):
+    """Answers like a collector would, with the device's own codecs."""
+
     def __init__(self):
-        self.held = []
-        self.box = []
-        self.sess = 0
-        self.up = False
+        ScriptedBroker.__init__(self, self._answer)
         self.cfgacks = []
-        self.will = None
 
-    def connect(self):
-        self.up = True
-        self.sess += 1
-        return True
-
-    def connected(self):
-        return self.up
-
-    def session(self):
-        return self.sess
-
-    def publish(self, topic, payload, retain=False):
+    def _answer(self, topic, payload):
         if topic.endswith("/data"):
-            self.held.append(bytes(payload))
-        elif topic.endswith("/cfgack"):
-            self.cfgacks.append(cbor.loads(cose.verify(bytes(payload), KEY, DEV)))
-        return True
+            recs = batch.decode(cbor.loads(cose.verify(payload, KEY, DEV)))
+            body = cbor.dumps([recs[0]["epoch"], recs[0]["seq"], recs[-1]["seq"]])
+            return [("tally/v1/%s/ack" % DEV, cose.mac0(body, KEY, DEV))]
+        if topic.endswith("/cfgack"):
+            self.cfgacks.append(cbor.loads(cose.verify(payload, KEY, DEV)))
+        return []
 
-    def poll(self):
-        out = self.box
-        self.box = []
-        return out
-
-    def ack(self, i):
-        recs = batch.decode(cbor.loads(cose.verify(self.held.pop(i), KEY, DEV)))
-        body = cbor.dumps([recs[0]["epoch"], recs[0]["seq"], recs[-1]["seq"]])
-        self.box.append(("tally/v1/%s/ack" % DEV, cose.mac0(body, KEY, DEV)))
+    ack = ScriptedBroker.release
 
     def config(self, cfg):
         self.box.append(("tally/v1/%s/config" % DEV, cose.mac0(cbor.dumps(cfg), KEY, DEV)))
