@@ -1,14 +1,22 @@
 # Channels turn one sensor's readings into metrics. Each declares the metrics
 # it owns (schema entries), binds to the meter once, then samples in the loop.
 # A bus error never escapes a channel: it is counted by kind (err_nack,
-# err_crc, err_timeout, err_range) and the loop carries on.
+# err_crc, err_timeout, err_range) and the loop carries on. A sensor that
+# fails FAIL_LIMIT times in a row is backed off: not read for 5 s, then 10 s,
+# doubling to 5 minutes, retried after each wait (counted in `backoffs`), so
+# a dead or timing-out sensor costs the loop a read every few minutes, not
+# every sample.
 
 ERROR_METRICS = [
     ("err_nack", "count", 0, "odo"),
     ("err_crc", "count", 0, "odo"),
     ("err_timeout", "count", 0, "odo"),
     ("err_range", "count", 0, "odo"),
+    ("backoffs", "count", 0, "odo"),
 ]
+FAIL_LIMIT = 3
+BACKOFF_MIN_MS = 5000
+BACKOFF_MAX_MS = 300000
 
 
 class Channel:
@@ -20,11 +28,14 @@ class Channel:
     def __init__(self, driver):
         self.driver = driver
         self.errors = 0
+        self.fails = 0          # failures in a row
+        self._retry_at = 0
 
     def bind(self, meter):
         self._err = {}
         for kind in ("nack", "crc", "timeout", "range"):
             self._err[kind] = meter.index("err_" + kind)
+        self._i_backoff = meter.index("backoffs")
         self._bind(meter)
 
     def _bind(self, meter):
@@ -35,15 +46,27 @@ class Channel:
         pass
 
     def sample(self, meter, now_ms, dt_ms):
+        if self.fails >= FAIL_LIMIT and now_ms < self._retry_at:
+            return False                        # backed off: not read now
         try:
             r = self.driver.read()
         except OSError as e:
             self.errors += 1
             kind = getattr(e, "kind", "nack")
             meter.add(self._err.get(kind, self._err["nack"]), 1)
+            self.fails += 1
+            if self.fails >= FAIL_LIMIT:
+                k = self.fails - FAIL_LIMIT
+                wait = BACKOFF_MIN_MS << (k if k < 6 else 6)
+                self._retry_at = now_ms + (wait if wait < BACKOFF_MAX_MS else BACKOFF_MAX_MS)
+                meter.add(self._i_backoff, 1)
             return False
+        self.fails = 0
         self.update(meter, now_ms, dt_ms, r)
         return True
+
+    def backed_off(self, now_ms):
+        return self.fails >= FAIL_LIMIT and now_ms < self._retry_at
 
 
 class PowerChannel(Channel):
