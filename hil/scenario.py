@@ -94,3 +94,219 @@ class Compressor:
         w = self._mains_mW() / 1000
         v = 230.0 + self._jit(15) / 10
         return v, w / v, w, self.mains_mWs / 3600000000
+
+
+# Faults scheduled in a scenario ----------------------------------------------
+
+class FaultSchedule:
+    """Faults at world times: (at_ms, kind, target, duration_ms). The board
+    registers what each (kind, target) does (start() and end() callables);
+    due() runs the starts and ends the clock has passed, in time order.
+    Kinds the board does not know are counted in `unknown`, not raised."""
+
+    def __init__(self, events=()):
+        self.events = sorted(events)
+        self.actions = {}
+        self.fired = []           # (at_ms, kind, target) as started
+        self.unknown = 0
+        self._next = 0
+        self._ends = []           # (end_ms, kind, target)
+
+    def on(self, kind, target, start, end=None):
+        self.actions[(kind, target)] = (start, end)
+
+    def due(self, now_ms):
+        ev = self.events
+        while self._next < len(ev) and ev[self._next][0] <= now_ms:
+            at, kind, target, dur = ev[self._next]
+            self._next += 1
+            act = self.actions.get((kind, target))
+            if act is None:
+                self.unknown += 1
+                continue
+            act[0]()
+            self.fired.append((at, kind, target))
+            if dur and act[1]:
+                self._ends.append((at + dur, kind, target))
+                self._ends.sort()
+        while self._ends and self._ends[0][0] <= now_ms:
+            _, kind, target = self._ends.pop(0)
+            self.actions[(kind, target)][1]()
+
+
+class _Profile:
+    """Common to the asset profiles: a world clock, seeded noise, stepping."""
+    STEP_MS = 5000
+
+    def __init__(self, clock, seed):
+        self.clock = clock
+        self.rng = Rng(seed)
+        self.noise = Rng(seed + 7919)
+        self._t = clock.world_ms()
+        self.faults = FaultSchedule()
+
+    def _jit(self, n):
+        return self.noise.below(2 * n + 1) - n
+
+    def advance(self):
+        now = self.clock.world_ms()
+        while self._t < now:
+            end = min(now, self._t + self.STEP_MS)
+            self._step(end - self._t)
+            self._t = end
+        self.faults.due(now)
+
+
+# Luminaire: lighting as a service -------------------------------------------
+
+class Luminaire(_Profile):
+    """An LED high-bay luminaire on a 48 V DC driver (INA226), a BH1750 under
+    it measuring the light delivered, and an SHT4x on the driver's heat sink.
+    Dimming schedule over the day: off 22:00-05:30, a ramp to full by 07:00,
+    100 % to 17:00, 30 % in the evening; occupancy lifts the evening level to
+    80 % for a few minutes at random. Light = dimming x 900 lux at full, plus
+    daylight through the roof lights around noon. The heat sink warms with
+    the power drawn; above 70 C the driver derates the output by a quarter.
+    The outcome billed is lux-hours delivered (ground truth: true_lux_ms)."""
+    FULL_MW = 150000          # electrical power at 100 %
+    BUS_MV = 48000
+    FULL_LUX = 900
+    DERATE_MC = 70000
+
+    def __init__(self, clock, seed=1):
+        _Profile.__init__(self, clock, seed)
+        self.level = 0            # dimming, per mille
+        self.occupied_until = 0
+        self.sink_mC = 22000
+        self.true_lux_ms = 0
+        self.true_on_ms = 0
+
+    def _schedule(self, t):
+        m = (t % DAY_MS) // 60000                         # minute of the day
+        if m < 330 or m >= 1320:
+            return 0
+        if m < 420:
+            return (m - 330) * 1000 // 90                   # dawn ramp
+        if m < 1020:
+            return 1000
+        return 300
+
+    def _daylight(self, t):
+        m = (t % DAY_MS) // 60000
+        if m < 480 or m >= 1080:
+            return 0
+        tri = m - 480 if m < 780 else 1080 - m
+        return 250 * tri // 300                             # up to 250 lux at 13:00
+
+    def _derated(self):
+        return self.sink_mC >= self.DERATE_MC
+
+    def _step(self, dt):
+        t = self._t
+        lvl = self._schedule(t)
+        if 0 < lvl < 800:
+            if t < self.occupied_until:
+                lvl = 800
+            elif self.rng.below(720) == 0:                  # someone walks in
+                self.occupied_until = t + (120 + self.rng.below(480)) * 1000
+        if self._derated():
+            lvl = lvl * 3 // 4
+        self.level = lvl
+        p = self.FULL_MW * lvl // 1000
+        target = 22000 + p * 267 // 1000                     # +40 C at full power
+        self.sink_mC += (target - self.sink_mC) * dt // (1200000 + dt)
+        lux = self.FULL_LUX * lvl // 1000 + self._daylight(t)
+        self.true_lux_ms += lux * dt
+        if lvl:
+            self.true_on_ms += dt
+
+    def ina226(self):
+        self.advance()
+        p = self.FULL_MW * self.level // 1000
+        ma = p * 1000 // self.BUS_MV
+        return self.BUS_MV + self._jit(30), (ma + self._jit(5)) if ma else 0
+
+    def bh1750(self):
+        """Illuminance at the sensor, in milli-lux."""
+        self.advance()
+        lux = self.FULL_LUX * self.level // 1000 + self._daylight(self._t)
+        return lux * 1000 + self._jit(500) if lux else 0
+
+    def sht4x(self):
+        self.advance()
+        return self.sink_mC // 10 + self._jit(3), 4000 + self._jit(30)
+
+
+# Pump: water by the cubic metre ---------------------------------------------
+
+class BoosterPump(_Profile):
+    """A three-phase booster pump (SDM630 on its supply) filling a tank: on
+    when the tank is at 20 %, off at 90 %, draw-off varying over the day. An
+    ADXL345 on the bearing housing: vibration RMS grows slowly with bearing
+    wear (health) and spikes while the pump starts; a BME280 in the cabinet
+    gives temperature, humidity and air pressure. Outcome: m3 pumped, from
+    run time x rated flow (ground truth: true_litres)."""
+    RATED_LPM = 400
+    RUN_W = 5500
+    TANK_L = 20000
+
+    def __init__(self, clock, seed=1, meter_start_Wh=500000):
+        _Profile.__init__(self, clock, seed)
+        self.level_l = self.TANK_L // 2
+        self.running = False
+        self.started_at = 0
+        self.wear = 0                                       # bearing wear, parts per million
+        self.mains_mWs = meter_start_Wh * 3600000
+        self.cab_mC = 24000
+        self.true_litres_mL = 0
+        self.true_run_ms = 0
+        self.true_starts = 0
+
+    def _draw_lpm(self, t):
+        h = (t % DAY_MS) // 3600000
+        return 120 if 6 <= h < 22 else 30
+
+    def _step(self, dt):
+        t = self._t
+        self.level_l -= self._draw_lpm(t) * dt // 60000
+        if self.running:
+            pumped = self.RATED_LPM * dt // 60000
+            self.level_l += pumped
+            self.true_litres_mL += self.RATED_LPM * dt // 60
+            self.true_run_ms += dt
+            self.mains_mWs += self.RUN_W * dt
+            self.wear += dt // 1000                         # 1 ppm per running second
+        else:
+            self.mains_mWs += 15 * dt                          # controls on standby
+        if not self.running and self.level_l <= self.TANK_L // 5:
+            self.running = True
+            self.started_at = t
+            self.true_starts += 1
+        elif self.running and self.level_l >= self.TANK_L * 9 // 10:
+            self.running = False
+        target = 26000 if self.running else 22000
+        self.cab_mC += (target - self.cab_mC) * dt // (900000 + dt)
+
+    def sdm630(self):
+        """(volts per phase, amps per phase, total W, import kWh) like the meter."""
+        self.advance()
+        w = self.RUN_W if self.running else 15
+        v = 230.0 + self._jit(20) / 10
+        a = w / 3 / v
+        return (v, v, v), (a, a, a), float(w + self._jit(10) if self.running else w), \
+            self.mains_mWs / 3600000000
+
+    def vibration_mg(self):
+        """RMS vibration at the bearing housing, milli-g."""
+        self.advance()
+        if not self.running:
+            return 3 + self.noise.below(3)
+        base = 120 + self.wear // 2000                      # +1 mg per 2000 ppm of wear
+        if self._t - self.started_at < 10000:
+            base *= 3                                       # starting transient
+        return base + self._jit(8)
+
+    def bme280(self):
+        """(temperature cC, RH cP, pressure Pa) in the cabinet."""
+        self.advance()
+        return self.cab_mC // 10 + self._jit(3), 5200 + self._jit(40), 101325 + self._jit(30)
