@@ -502,6 +502,28 @@ def cmd_report(a):
 
 # -- bench ---------------------------------------------------------------------------------
 
+def _bench_drivers(a):
+    from hil.bench import bench_drivers
+    r = bench_drivers()
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    cp, mp = r["cpython"], r["micropython"] or {}
+    print("tally bench drivers: reads through the emulated buses (median of 5 runs of 200)")
+    print("  %-10s %14s %18s %14s" % ("driver", "CPython r/s", "MicroPython r/s", "bus tx/read"))
+    for name in cp:
+        c, m = cp[name], mp.get(name, {})
+        print("  %-10s %14s %18s %14s" % (
+            name, c.get("reads_per_s", c.get("error")),
+            m.get("reads_per_s", m.get("error", "n/a" if not r["micropython"] else "-")),
+            c.get("transactions_per_read", "-")))
+    if r.get("micropython_error"):
+        print("MicroPython run failed: %s" % r["micropython_error"])
+    elif r["micropython"] is None:
+        print("(micropython unix port not found: only CPython measured)")
+    return 0
+
+
 def _bench_soak(a):
     from hil.mosquitto import find_mosquitto
     from hil.soak import soak
@@ -542,6 +564,8 @@ def cmd_bench(a):
         return _bench_sync(a)
     if a.what == "soak":
         return _bench_soak(a)
+    if a.what == "drivers":
+        return _bench_drivers(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     if a.cuts < 1 or a.days <= 0:
@@ -724,7 +748,7 @@ def build_parser():
     rp.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
     rp.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -733,8 +757,10 @@ def build_parser():
                        "sync: collector ingest rate, backlog drain rate, bytes per device-day. "
                        "soak: device and collector processes through a real mosquitto under "
                        "broker restarts, link cuts, SIGKILLs and duplicates, then the ledger "
-                       "reconciled with every device's log (exit 1 if it is not).")
-    b.add_argument("what", choices=("ring", "payload", "sync", "soak"), help="what to measure")
+                       "reconciled with every device's log (exit 1 if it is not). "
+                       "drivers: reads/s per driver through the emulated buses on CPython and the "
+                       "MicroPython unix port, and bus transactions per reading.")
+    b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers"), help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
     b.add_argument("--db", help="sync: also measure collector ingest into this PostgreSQL database "
                    "(a URL; use a scratch database); soak: the ledger (SQLite path or "

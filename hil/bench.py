@@ -499,3 +499,38 @@ def bench_sync(broker=None, days=7, db=None, progress=None):
             out["ingest_records_per_s_one_worker_sqlite"] >= 50000,
     }
     return out
+
+
+def _parse_drv(text):
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "DRV":
+            out[f[1]] = {"error": " ".join(f[3:])} if f[2] == "error" else \
+                {"reads_per_s": int(f[2]), "transactions_per_read": int(f[3])}
+    return out
+
+
+def bench_drivers(n=200):
+    """Reads/s (median of 5 runs of n reads) and bus transactions per reading
+    for every driver in hil/drivers_bench.py's table, through the emulated
+    buses, on CPython and on the MicroPython unix port (compiled, as flashed)."""
+    import io
+    import contextlib
+    from hil import drivers_bench
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        drivers_bench.main(n)
+    out = {"cpython": _parse_drv(buf.getvalue()), "micropython": None}
+    mp = mpbuild.tool("micropython")
+    if mp:
+        with tempfile.TemporaryDirectory() as d:
+            mpbuild.build(d)
+            r = subprocess.run([mp, "-X", "heapsize=256K", "-c",
+                                "from hil import drivers_bench; drivers_bench.main(%d)" % n],
+                               cwd=d, env=dict(os.environ, MICROPYPATH=d),
+                               capture_output=True, text=True, timeout=600)
+            out["micropython"] = _parse_drv(r.stdout)
+            if r.returncode:
+                out["micropython_error"] = (r.stderr or r.stdout)[-500:]
+    return out
