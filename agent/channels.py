@@ -85,6 +85,9 @@ class PowerChannel(Channel):
         Channel.__init__(self, driver)
         self.threshold = run_threshold_mA
         self.flow_lpm = flow_lpm
+        if not flow_lpm:
+            # no flow outcome on this asset (a luminaire bills light instead)
+            self.metrics = [x for x in PowerChannel.metrics if x[0] != "air_L"]
         self.running = False
         self._e = 0      # mW*ms not yet a whole mWh
         self._run = 0    # ms not yet a whole second
@@ -92,8 +95,9 @@ class PowerChannel(Channel):
         self._last = None
 
     def _bind(self, m):
-        self.i_run, self.i_cyc, self.i_e, self.i_air, self.i_v, self.i_i = [
-            m.index(x[0]) for x in self.metrics]
+        self.i_run, self.i_cyc, self.i_e, self.i_v, self.i_i = [
+            m.index(x) for x in ("run_s", "cycles", "energy_mWh", "vbus_min_mV", "i_max_mA")]
+        self.i_air = m.index("air_L") if self.flow_lpm else None
 
     def update(self, m, now_ms, dt_ms, r):
         bus_mV, cur_mA, p_mW = r
@@ -111,9 +115,10 @@ class PowerChannel(Channel):
                 self._run += dt
                 m.add(self.i_run, self._run // 1000)
                 self._run %= 1000
-                self._air += dt * self.flow_lpm
-                m.add(self.i_air, self._air // 60000)
-                self._air %= 60000
+                if self.i_air is not None:
+                    self._air += dt * self.flow_lpm
+                    m.add(self.i_air, self._air // 60000)
+                    self._air %= 60000
         on = cur_mA >= self.threshold
         if on and not self.running:
             m.add(self.i_cyc, 1)
@@ -204,3 +209,70 @@ class MainsChannel(Channel):
         m.observe(self.i_reg, e_Wh)
         m.observe(self.i_w, p_W)
         m.observe(self.i_v, v_dV)
+
+
+class LightChannel(Channel):
+    """An illuminance sensor (BH1750) under a luminaire: the outcome billed in
+    lighting as a service, lux-hours delivered, plus time lit and the light
+    level. driver.read() -> illuminance in milli-lux."""
+    metrics = [
+        ("lux_h", "lx.h", 0, "odo"),
+        ("lit_s", "s", 0, "odo"),
+        ("lux_mean", "lx", 0, "mean"),
+        ("lux_max", "lx", 0, "max"),
+    ]
+
+    def __init__(self, driver, lit_mlux=50000):
+        Channel.__init__(self, driver)
+        self.lit = lit_mlux
+        self._acc = 0    # mlux*ms not yet a whole lux-hour
+        self._lit = 0    # ms lit not yet a whole second
+        self._last = None
+
+    def _bind(self, m):
+        self.i_luxh, self.i_lit, self.i_mean, self.i_max = [m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, mlux):
+        last = self._last
+        if last is not None:
+            dt = now_ms - last[0]
+            self._acc += last[1] * dt
+            m.add(self.i_luxh, self._acc // 3600000000)
+            self._acc %= 3600000000
+            if last[1] >= self.lit:
+                self._lit += dt
+                m.add(self.i_lit, self._lit // 1000)
+                self._lit %= 1000
+        self._last = (now_ms, mlux)
+        m.observe(self.i_mean, mlux // 1000)
+        m.observe(self.i_max, mlux // 1000)
+
+
+class VibrationChannel(Channel):
+    """An accelerometer (ADXL345) on a bearing housing: vibration RMS for
+    health (it grows with wear), and the time spent above an alert level.
+    driver.read() -> RMS vibration over the driver's window, in milli-g."""
+    metrics = [
+        ("vib_mean_mg", "mg", 0, "mean"),
+        ("vib_max_mg", "mg", 0, "max"),
+        ("vib_high_s", "s", 0, "odo"),
+    ]
+
+    def __init__(self, driver, alert_mg=250):
+        Channel.__init__(self, driver)
+        self.alert = alert_mg
+        self._high = 0
+        self._last = None
+
+    def _bind(self, m):
+        self.i_mean, self.i_max, self.i_high = [m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, rms_mg):
+        last = self._last
+        if last is not None and last[1] >= self.alert:
+            self._high += now_ms - last[0]
+            m.add(self.i_high, self._high // 1000)
+            self._high %= 1000
+        self._last = (now_ms, rms_mg)
+        m.observe(self.i_mean, rms_mg)
+        m.observe(self.i_max, rms_mg)
