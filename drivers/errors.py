@@ -4,6 +4,7 @@
 #
 #   BusError     "bus"      base class
 #   NackError    "nack"     device absent / not acknowledging / Modbus exception
+#     ChipIdError           the address answers with another chip's id
 #   CRCError     "crc"      CRC mismatch, garbage or malformed frame
 #   BusTimeout   "timeout"  no (complete) answer in time
 #   RangeError   "range"    reading physically impossible / out of sensor range
@@ -31,6 +32,11 @@ class BusError(OSError):
 class NackError(BusError):
     kind = "nack"
     code = None        # Modbus exception code (set on the instance), None for I2C
+
+
+class ChipIdError(NackError):
+    """The address answers but its id register names another chip: the chip
+    asked for is not there. Counted as `nack`; the message names the id found."""
 
 
 class CRCError(BusError):

@@ -16,8 +16,8 @@
 
 import time
 
-from drivers.crc import crc8_sensirion
-from drivers.errors import CRCError, RangeError, wrap_oserror
+from drivers.crc import sensirion_words
+from drivers.errors import RangeError, wrap_oserror
 
 CMD_MEASURE = b"\x24\x00"
 MEASURE_MS = 16
@@ -46,19 +46,7 @@ class SHT3x:
             self.i2c.readfrom_into(self.addr, b)
         except OSError as e:
             raise wrap_oserror(e, self.name)
-        if b[0] == 0xFF and b[1] == 0xFF and b[2] == 0xFF and b[3] == 0xFF \
-                and b[4] == 0xFF and b[5] == 0xFF:
-            raise CRCError("%s: read all 0xFF (bus floating?)" % self.name)
-        c = crc8_sensirion(b, 0, 2)
-        if c != b[2]:
-            raise CRCError("%s: CRC mismatch on temperature word (got 0x%02x, want 0x%02x)"
-                           % (self.name, b[2], c))
-        c = crc8_sensirion(b, 3, 5)
-        if c != b[5]:
-            raise CRCError("%s: CRC mismatch on humidity word (got 0x%02x, want 0x%02x)"
-                           % (self.name, b[5], c))
-        t_raw = (b[0] << 8) | b[1]
-        rh_raw = (b[3] << 8) | b[4]
+        t_raw, rh_raw = sensirion_words(b, self.name, "temperature", "humidity")
         if t_raw == 0xFFFF and rh_raw == 0xFFFF:
             raise RangeError("%s: both words saturated (0xFFFF)" % self.name)
         return (-4500 + (17500 * t_raw) // 65535, (10000 * rh_raw) // 65535)

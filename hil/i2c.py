@@ -9,6 +9,9 @@
 # A model raising OSError(EIO) is a NACK; an absent address raises
 # OSError(ENODEV) like machine.I2C. Every attempted transaction counts in
 # `transactions`, including failed ones.
+# Bus faults: fail_next (NACK or timeout), absent (no ACK at all), and
+# short_read (the device stops driving SDA part way: the master clocks in
+# 0xFF for the bytes it did not send).
 
 import errno
 
@@ -39,6 +42,7 @@ class EmulatedI2C:
         self.transactions = 0
         self._fail = {}        # addr -> [remaining, errno]
         self._absent = {}      # addr -> True
+        self._short = {}       # addr -> [remaining, bytes delivered]
 
     # setup and faults ----------------------------------------------------------
 
@@ -58,6 +62,23 @@ class EmulatedI2C:
             self._absent[addr] = True
         else:
             self._absent.pop(addr, None)
+
+    def short_read(self, addr, nbytes, n=1):
+        """The next n read transactions from addr deliver only their first
+        nbytes bytes; the rest read 0xFF."""
+        if n > 0:
+            self._short[addr] = [n, nbytes]
+        else:
+            self._short.pop(addr, None)
+
+    def _cut(self, addr, data):
+        s = self._short.get(addr)
+        if s is None:
+            return data
+        s[0] -= 1
+        if s[0] <= 0:
+            del self._short[addr]
+        return data[:s[1]]
 
     def _dev(self, addr):
         self.transactions += 1
@@ -82,12 +103,12 @@ class EmulatedI2C:
         return len(buf)
 
     def readfrom_into(self, addr, buf, stop=True):
-        _copy(buf, self._dev(addr).read(len(buf)))
+        _copy(buf, self._cut(addr, self._dev(addr).read(len(buf))))
 
     def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
         dev = self._dev(addr)
         dev.write(_mem(memaddr, addrsize))
-        _copy(buf, dev.read(len(buf)))
+        _copy(buf, self._cut(addr, dev.read(len(buf))))
 
     def writeto_mem(self, addr, memaddr, buf, addrsize=8):
         self._dev(addr).write(_mem(memaddr, addrsize) + bytes(buf))
