@@ -1,90 +1,50 @@
-# Modbus RTU master (read input/holding registers) over a serial port object:
-#   write(buf) -> int
-#   read(n) -> bytes, fewer or b"" on timeout (pyserial); None from
-#              MicroPython's machine.UART is treated as b""
-#   reset_input_buffer()  optional; called before every request and after
-#                         an error so the next request starts clean
+# Modbus RTU master (read input/holding registers) over a serial port with
+# the UART protocol of drivers/uart.py (write, readinto; any() or
+# reset_input_buffer() optional, used to drop stale input before every request
+# and after an error so the next request starts clean).
 #
 # Request:  [slave][fc][addr hi][addr lo][count hi][count lo][crc lo][crc hi]
 # Response: [slave][fc][bytecount][data...][crc lo][crc hi]
 # Exception [slave][fc|0x80][code][crc lo][crc hi]        -> NackError(.code)
 # The 3-byte head is read first, then the rest. timeout_ms is the longest
 # silence tolerated (before the reply starts, and between bytes); nothing or a
-# short frame -> BusTimeout. Bad CRC, wrong slave or function echoed, or a byte
-# count that does not match the request -> CRCError (garbage).
-
-import time
+# short frame -> BusTimeout. Up to RESYNC stray bytes before the head (line
+# noise at bus turnaround) are skipped; more, or stray bytes then silence, or
+# a bad CRC, or a byte count that does not match the request -> CRCError,
+# after which the master waits for timeout_ms of quiet on the line (so a late
+# reply cannot shift every later answer by one request).
 
 from drivers.crc import crc16_modbus
 from drivers.errors import BusTimeout, CRCError, NackError
+from drivers.uart import UARTDevice
 
-try:
-    from time import ticks_ms, ticks_diff, sleep_ms
-except ImportError:
-    def ticks_ms():
-        return time.monotonic_ns() // 1000000
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        time.sleep(ms / 1000)
-
-# exception codes 1..4 (others are reported as "exception N")
+# exception codes 1..6 (others, e.g. 10/11 from a gateway: "exception N")
 EXCEPTIONS = ("illegal function", "illegal data address", "illegal data value",
-              "slave device failure")
+              "slave device failure", "acknowledge", "slave device busy")
 
 MAX_COUNT = 125          # registers per read (250 data bytes)
+RESYNC = 8               # stray bytes skipped before a reply's head
 
 
-class ModbusRTU:
+class ModbusRTU(UARTDevice):
     def __init__(self, port, timeout_ms=200):
-        self.port = port
-        self.timeout_ms = timeout_ms
+        UARTDevice.__init__(self, port, 3 + 2 * MAX_COUNT + 2, timeout_ms)
         self._tx = bytearray(8)
-        self._rx = bytearray(3 + 2 * MAX_COUNT + 2)
-        self._mv = memoryview(self._rx)
 
     # low level -------------------------------------------------------------------
 
-    def _flush(self):
-        f = getattr(self.port, "reset_input_buffer", None)
-        if f is not None:
-            f()
-            return
-        for _ in range(64):      # bounded: a babbling line cannot hang us
-            if not self.port.read(64):
-                return
-
-    def _fill(self, pos, end):
-        # Read into _rx[pos:end]; returns the position reached. Gives up after
-        # timeout_ms without a byte: an empty read is taken as "nothing yet"
-        # (machine.UART may be non-blocking), a blocking port simply uses its
-        # own timeout inside read().
-        rx = self._rx
-        t0 = ticks_ms()
-        while pos < end:
-            chunk = self.port.read(end - pos)
-            if chunk:
-                k = len(chunk)
-                if k > end - pos:
-                    k = end - pos
-                    chunk = chunk[:k]
-                rx[pos:pos + k] = chunk
-                pos += k
-                t0 = ticks_ms()
-            elif ticks_diff(ticks_ms(), t0) >= self.timeout_ms:
-                break
-            else:
-                sleep_ms(1)
-        return pos
+    def _who(self):
+        tx = self._tx
+        return "Modbus slave %d fc 0x%02x @0x%04x" % (tx[0], tx[1], (tx[2] << 8) | tx[3])
 
     def _fail(self, cls, msg, *args):
-        # error path only: the message is formatted here, not on every request
-        self._flush()
-        tx = self._tx
-        return cls("Modbus slave %d fc 0x%02x @0x%04x: " % (tx[0], tx[1], (tx[2] << 8) | tx[3])
-                   + (msg % args if args else msg))
+        e = UARTDevice._fail(self, cls, msg, *args)
+        if cls is CRCError:
+            # Out of step (a late reply, line noise): wait until the line has
+            # been quiet for timeout_ms, or the answer to this request, still
+            # on its way, becomes the next request's garbage. Bounded.
+            self._fill(0, len(self._rx))
+        return e
 
     def read_raw(self, slave, fc, addr, count):
         """One transaction; returns a memoryview of the 2*count data bytes
@@ -107,10 +67,17 @@ class ModbusRTU:
         self.port.write(tx)
         rx = self._rx
         got = self._fill(0, 3)
+        skipped = 0
+        while got == 3 and (rx[0] != slave or (rx[1] & 0x7F) != fc) and skipped < RESYNC:
+            got = self._fill(self._shift(1, 3), 3)
+            skipped += 1
         if got < 3:
+            if skipped:
+                raise self._fail(CRCError, "%d stray bytes, then silence", skipped + got)
             raise self._fail(BusTimeout, "no reply (%d of 3 head bytes)", got)
         if rx[0] != slave or (rx[1] & 0x7F) != fc:
-            raise self._fail(CRCError, "garbage head %02x %02x %02x", rx[0], rx[1], rx[2])
+            raise self._fail(CRCError, "garbage head %02x %02x %02x after %d stray bytes",
+                             rx[0], rx[1], rx[2], skipped)
         if rx[1] & 0x80:
             got = self._fill(3, 5)
             if got < 5:
@@ -119,8 +86,8 @@ class ModbusRTU:
             if crc != rx[3] | (rx[4] << 8):
                 raise self._fail(CRCError, "CRC mismatch on exception reply")
             code = rx[2]
-            e = self._fail(NackError, "exception %d (%s)", code,
-                           EXCEPTIONS[code - 1] if 1 <= code <= 4 else "see the device manual")
+            e = self._fail(NackError, "exception %d (%s)", code, EXCEPTIONS[code - 1]
+                           if 1 <= code <= len(EXCEPTIONS) else "see the device manual")
             e.code = code
             raise e
         n = rx[2]

@@ -1,5 +1,7 @@
-# Model of an Eastron SDM120 energy meter speaking Modbus RTU, and an
-# in-process serial port that connects it to the master. Portable.
+# Model of an Eastron SDM120 energy meter speaking Modbus RTU (and the base
+# of the other Eastron models, hil/sdm630.py: a subclass gives its register
+# blocks and values). Portable. hil/serial_loop.py connects it to the master
+# in-process, hil/pty_serial.py over a pseudo-terminal.
 #
 # source() -> (voltage_V, current_A, power_W, energy_kWh) floats, sampled once
 # per request. Registers are IEEE-754 binary32 big-endian over 2 registers.
@@ -11,13 +13,18 @@
 #   0x001C baud code (2 = 9600).
 # handle(frame) answers one complete request: another slave (or broadcast) or a
 # bad CRC -> None (silence); unknown function -> exception 1; a register outside
-# the blocks -> exception 2; count 0 or > 125 -> exception 3.
-# Faults, one-shot: corrupt_crc_next, garble_next, drop_next, exception_next=code.
+# the blocks -> exception 2; count 0 or > MAX_COUNT -> exception 3 (with PAIRS,
+# as Eastron meters: an odd address -> 2, an odd count -> 3).
+# Faults, one-shot: corrupt_crc_next, garble_next, drop_next, exception_next=code,
+# truncate_next (half a reply, then silence), noise_next=n (n stray 0x00/0xFF
+# bytes before the reply), delay_next=ms (the reply comes that late: the port
+# reads delay_ms after each handle()).
 
 import struct
 
 from drivers.crc import crc16_modbus
 from hil.rng import Rng
+from hil.serial_loop import LoopbackPort  # noqa: F401  (re-exported: it serves any model)
 
 INPUT_BLOCKS = ((0x0000, 0x0050), (0x0156, 0x015A))
 HOLDING_BLOCKS = ((0x0000, 0x0040),)
@@ -38,6 +45,13 @@ def _with_crc(b):
 
 
 class SDM120Model:
+    REQUEST_LEN = REQUEST_LEN
+    frame_ok = staticmethod(frame_ok)
+    INPUT_BLOCKS = INPUT_BLOCKS
+    HOLDING_BLOCKS = HOLDING_BLOCKS
+    MAX_COUNT = 125
+    PAIRS = False
+
     def __init__(self, source, slave=1, seed=1):
         self.source = source
         self.slave = slave
@@ -45,6 +59,10 @@ class SDM120Model:
         self.garble_next = False
         self.drop_next = False
         self.exception_next = 0
+        self.truncate_next = False
+        self.noise_next = 0
+        self.delay_next = 0
+        self.delay_ms = 0
         self.requests = 0          # well-formed requests addressed to us
         self._rng = Rng(seed)
 
@@ -65,12 +83,12 @@ class SDM120Model:
         if not code:
             if fc not in (0x03, 0x04):
                 code = 1
-            elif not 1 <= count <= 125:
+            elif not 1 <= count <= self.MAX_COUNT or (self.PAIRS and count & 1):
                 code = 3
             else:
                 code = 2
-                for lo, hi in INPUT_BLOCKS if fc == 0x04 else HOLDING_BLOCKS:
-                    if lo <= addr and addr + count <= hi:
+                for lo, hi in self.INPUT_BLOCKS if fc == 0x04 else self.HOLDING_BLOCKS:
+                    if lo <= addr and addr + count <= hi and not (self.PAIRS and addr & 1):
                         code = 0
         if code:
             return _with_crc(bytearray((self.slave, fc | 0x80, code)))
@@ -85,9 +103,11 @@ class SDM120Model:
 
     def handle(self, frame):
         """One 8-byte request -> reply bytes, or None for no reply."""
+        self.delay_ms = 0
         if len(frame) != REQUEST_LEN or not frame_ok(frame) or frame[0] != self.slave:
             return None
         self.requests += 1
+        self.delay_ms, self.delay_next = self.delay_next, 0
         if self.drop_next:
             self.drop_next = False
             return None
@@ -101,48 +121,10 @@ class SDM120Model:
         elif self.corrupt_crc_next:
             self.corrupt_crc_next = False
             r[-1] ^= 0xFF
+        elif self.truncate_next:
+            self.truncate_next = False
+            r = r[:len(r) // 2]
+        if self.noise_next:
+            r = bytearray((0x00, 0xFF) * self.noise_next)[:self.noise_next] + r
+            self.noise_next = 0
         return bytes(r)
-
-
-class LoopbackPort:
-    """In-process serial port (pyserial-like) wired to a Modbus slave model:
-    written bytes are framed as 8-byte requests (resyncing one byte at a time
-    on a bad CRC) and the model's reply is queued for read()."""
-
-    def __init__(self, model):
-        self.model = model
-        self.timeout = 0
-        self._req = bytearray()
-        self._out = b""
-        self._pos = 0
-
-    def write(self, buf):
-        self._req.extend(buf)
-        req = self._req
-        while len(req) >= REQUEST_LEN:
-            if frame_ok(req):
-                r = self.model.handle(bytes(req[0:REQUEST_LEN]))
-                req[0:REQUEST_LEN] = b""
-                if r:
-                    self._out = self._out[self._pos:] + r
-                    self._pos = 0
-            else:
-                req[0:1] = b""
-        return len(buf)
-
-    def read(self, n=1):
-        p = self._pos
-        k = len(self._out) - p
-        if k <= 0:
-            return b""
-        if n < k:
-            k = n
-        self._pos = p + k
-        return self._out[p:p + k]
-
-    def reset_input_buffer(self):
-        self._out = b""
-        self._pos = 0
-
-    def close(self):
-        pass

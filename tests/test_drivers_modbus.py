@@ -24,7 +24,7 @@ def with_crc(b):
 class ScriptPort:
     """A serial port that plays back scripted replies, `chunk` bytes per read;
     `none_on_empty` mimics machine.UART (None on timeout); no
-    reset_input_buffer unless `resettable`."""
+    reset_input_buffer (see ResettablePort)."""
 
     def __init__(self, replies=(), chunk=256, none_on_empty=False):
         self.replies = list(replies)
@@ -45,6 +45,13 @@ class ScriptPort:
         if not out and self.none_on_empty:
             return None
         return out
+
+    def readinto(self, buf):
+        out = self.read(len(buf))       # subclasses override read()
+        if not out:
+            return None if out is None else 0       # machine.UART / pyserial
+        buf[:len(out)] = out
+        return len(out)
 
 
 class ResettablePort(ScriptPort):
@@ -93,6 +100,8 @@ def test_holding_registers_fc3_and_chunked_reply():
     (with_crc(b"\x01\x04\x04\x00\x01\x00\x02")[:-1] + b"\x00", CRCError),
     (with_crc(b"\x01\x84\x02")[:-1] + b"\x00", CRCError),            # exception, bad CRC
     (b"\x01\x84", BusTimeout),
+    (b"\x00\xff\x00\xff", CRCError),                                   # stray bytes, silence
+    (b"\xff" * 9 + with_crc(b"\x01\x04\x04\x00\x01\x00\x02"), CRCError),  # past RESYNC
 ])
 def test_master_classifies_bad_replies(reply, cls):
     port = ResettablePort([reply, with_crc(b"\x01\x04\x04\x00\x07\x00\x08")])
@@ -278,16 +287,12 @@ def test_loopback_resyncs_after_junk():
 
 @pytest.fixture
 def pty_rig():
-    serial = pytest.importorskip("serial")
+    pytest.importorskip("serial")
     from hil.pty_serial import PtyServer
     model = SDM120Model(Meter())
-    srv = PtyServer(model).start()
-    ser = serial.Serial(srv.port, 9600, timeout=0.2)
-    try:
+    with PtyServer(model) as srv:
+        ser = srv.open_serial()
         yield model, srv, ser, SDM120(ModbusRTU(ser))
-    finally:
-        ser.close()
-        srv.stop()
 
 
 @pytest.mark.emulator_exact
