@@ -10,7 +10,7 @@ TOP = {
     # key: (type, check, description)
     "device_id": (str, lambda v: 0 < len(v) <= 64 and "/" not in v and "+" not in v and "#" not in v,
                   "1-64 characters without / + #"),
-    "board": (str, lambda v: v in boards.BOARDS, "one of " + ", ".join(boards.BOARDS)),
+    "board": (str, lambda v: v in boards.HOST_BOARDS, "one of " + ", ".join(boards.HOST_BOARDS)),
     "interval_s": (int, lambda v: 1 <= v <= 86400, "an integer from 1 to 86400"),
     "sample_ms": (int, lambda v: 10 <= v <= 3600000, "an integer from 10 to 3600000"),
     "log_path": (str, lambda v: len(v) > 0, "a file path"),
@@ -114,7 +114,7 @@ def load_config(path=None, board=None):
             raise ConfigError("config %s: not valid TOML: %s" % (path, e))
     cfg = validate(raw, "config " + path if path else "config")
     if board is not None:
-        if board not in boards.BOARDS:
-            raise ConfigError("--board: %r is not one of %s" % (board, ", ".join(boards.BOARDS)))
+        if board not in boards.HOST_BOARDS:
+            raise ConfigError("--board: %r is not one of %s" % (board, ", ".join(boards.HOST_BOARDS)))
         cfg["board"] = board
     return cfg

@@ -2,12 +2,23 @@
 # turns a board plus a bus and a serial opener into agent channels, so the
 # emulated board and a real Pi run the same code from the driver up.
 
-BOARDS = ("emulated", "rpi4", "rpi-zero2w")
+BOARDS = ("emulated", "rpi4", "rpi-zero2w", "esp32-devkitc", "esp32-s3-devkitc")
+# the boards `tally run` drives (CPython); the ESP32 boards run MicroPython
+HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
 
+# sensor type (driver name) -> the settings a board entry or a config
+# override may give it; boards/check.py knows each driver's bus and addresses
 SENSOR_KEYS = {
     "ina219": ("addr", "shunt_milliohm", "run_threshold_mA", "flow_lpm"),
+    "ina226": ("addr",),
     "sht3x": ("addr", "hot_cC"),
+    "sht4x": ("addr",),
+    "bme280": ("addr",),
+    "adxl345": ("addr",),
+    "bh1750": ("addr",),
     "sdm120": ("port", "baud", "slave"),
+    "sdm630": ("slave",),
+    "pms5003": (),
 }
 
 
@@ -22,6 +33,10 @@ def load(name):
         from boards import rpi4 as mod
     elif name == "rpi-zero2w":
         from boards import rpi_zero2w as mod
+    elif name == "esp32-devkitc":
+        from boards import esp32_devkitc as mod
+    elif name == "esp32-s3-devkitc":
+        from boards import esp32_s3_devkitc as mod
     else:
         raise BoardError("board: unknown board %r (known: %s)" % (name, ", ".join(BOARDS)))
     validate(mod.BOARD)
@@ -29,22 +44,21 @@ def load(name):
 
 
 def validate(board):
-    for key in ("name", "sensors"):
-        if key not in board:
-            raise BoardError("board: missing key %r" % key)
-    for i, s in enumerate(board["sensors"]):
-        kind = s.get("type")
-        if kind not in SENSOR_KEYS:
-            raise BoardError("board %s: sensors[%d].type %r is not one of %s"
-                             % (board["name"], i, kind, ", ".join(SENSOR_KEYS)))
-        for k in s:
-            if k != "type" and k not in SENSOR_KEYS[kind]:
-                raise BoardError("board %s: sensors[%d] (%s) has unknown key %r"
-                                 % (board["name"], i, kind, k))
-        addr = s.get("addr")
-        if addr is not None and not (0x08 <= addr <= 0x77):
-            raise BoardError("board %s: sensors[%d].addr 0x%x is not a 7-bit I2C address"
-                             % (board["name"], i, addr))
+    """Check a board (pins, buses, addresses, drivers): BoardError names what is wrong."""
+    from boards.check import check
+    return check(board)
+
+
+def settings(board, sensor):
+    """A sensor's entry with its serial bus's port and baud filled in."""
+    o = {}
+    bus = board["buses"].get(sensor.get("bus"), {})
+    if bus.get("kind") == "uart":
+        for k in ("port", "baud"):
+            if k in bus:
+                o[k] = bus[k]
+    o.update(sensor)
+    return o
 
 
 def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
@@ -54,7 +68,7 @@ def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
     overrides = overrides or {}
     chans = []
     for s in board["sensors"]:
-        o = dict(s)
+        o = settings(board, s)
         o.update(overrides.get(s["type"], {}))
         if o["type"] == "ina219":
             from drivers.ina219 import INA219

@@ -4,10 +4,15 @@
 
 BOARD = {
     "name": "emulated",
+    "mcu": "emulated",
+    "buses": {
+        "i2c": {"kind": "i2c", "id": 0},
+        "rs485": {"kind": "uart", "port": "emulated", "baud": 9600},
+    },
     "sensors": [
-        {"type": "ina219", "addr": 0x40, "shunt_milliohm": 100},
-        {"type": "sht3x", "addr": 0x44},
-        {"type": "sdm120", "port": "emulated", "baud": 9600, "slave": 1},
+        {"type": "ina219", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 100},
+        {"type": "sht3x", "bus": "i2c", "addr": 0x44},
+        {"type": "sdm120", "bus": "rs485", "slave": 1},
     ],
 }
 

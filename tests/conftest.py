@@ -15,6 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# --board, --backend: the same suite against emulators, a bench or a board (docs/bench.md)
+pytest_plugins = ["hil.pytest_plugin"]
+
 
 def _need_mosquitto():
     from hil.mosquitto import find_mosquitto

@@ -63,3 +63,28 @@ def reset_cause():
         getattr(machine, "BROWNOUT_RESET", -6): "brownout",
     }
     return names.get(c, "crash")
+
+
+# I2C: machine.I2C already has the method names the drivers use (writeto,
+# readfrom_into, readfrom_mem_into, writeto_mem, readfrom, scan), so it is
+# passed to them as is, no adapter. Its errors are OSError with MicroPython's
+# errno (ENODEV: no ACK on the address, EIO, ETIMEDOUT: SCL held low), which
+# every driver turns into NackError / BusTimeout with drivers.errors.wrap_oserror.
+
+def open_i2c(bus):
+    """machine.I2C for a board's I2C bus entry (boards/*.py: id, sda, scl, freq)."""
+    from machine import I2C, Pin
+    return I2C(bus["id"], scl=Pin(bus["scl"]), sda=Pin(bus["sda"]), freq=bus.get("freq", 100000))
+
+
+# UART: machine.UART already is the serial side of the bus protocol
+# (docs/buses.md: write, readinto -> None on a timeout, read, any), so it too
+# is passed to the serial drivers as is.
+
+def open_uart(bus, timeout_ms=200):
+    """machine.UART for a board's uart bus entry (boards/*.py: id, tx, rx,
+    baud). A read waits timeout_ms for its first byte and 10 ms between
+    bytes; the drivers keep their own timeout on top."""
+    from machine import UART, Pin
+    return UART(bus["id"], baudrate=bus.get("baud", 9600), tx=Pin(bus["tx"]), rx=Pin(bus["rx"]),
+                timeout=timeout_ms, timeout_char=10)

@@ -1,0 +1,218 @@
+# Board checks. A board is data (boards/*.py, or a TOML file for the test
+# plugin): its MCU, its buses (I2C id, SDA/SCL pins, frequency; UART id, TX/RX
+# pins, baud, or a serial device on Linux) and its sensors (driver, bus,
+# address or Modbus slave id). check() refuses a board with a message naming
+# the key, before anything opens a bus: a pin used twice, a sensor on a bus
+# the board does not have, an address the chip cannot take, an unknown driver.
+# Portable: the device checks its own board at start.
+
+from boards import BoardError, SENSOR_KEYS
+
+
+def _r(a, b):
+    return tuple(range(a, b + 1))
+
+
+# driver name -> the bus it needs and, for I2C chips, the addresses their
+# address pins can select. "modbus": Modbus RTU on a UART, several slaves per
+# line; "uart": a device that streams on a UART of its own.
+DRIVERS = {
+    "ina219": ("i2c", _r(0x40, 0x4F)),
+    "ina226": ("i2c", _r(0x40, 0x4F)),
+    "sht3x": ("i2c", (0x44, 0x45)),
+    "sht4x": ("i2c", (0x44, 0x45, 0x46)),
+    "bme280": ("i2c", (0x76, 0x77)),
+    "adxl345": ("i2c", (0x1D, 0x53)),
+    "bh1750": ("i2c", (0x23, 0x5C)),
+    "sdm120": ("modbus", None),
+    "sdm630": ("modbus", None),
+    "pms5003": ("uart", None),
+}
+FIXED_BAUD = {"pms5003": 9600}
+
+_UART0 = "UART0, the REPL that mpremote and the USB bridge use"
+_ESP32_RESERVED = {1: _UART0 + " (TX)", 3: _UART0 + " (RX)"}
+for _g in _r(6, 11):
+    _ESP32_RESERVED[_g] = "wired to the SPI flash"
+_S3_RESERVED = {19: "USB D- (native USB: the REPL of the MicroPython S3 build)",
+                20: "USB D+ (native USB: the REPL of the MicroPython S3 build)",
+                43: _UART0 + " (TX)", 44: _UART0 + " (RX)"}
+for _g in _r(26, 32):
+    _S3_RESERVED[_g] = "wired to the SPI flash and PSRAM"
+_PI = {"gpio": _r(0, 27), "reserved": {0: "the HAT ID EEPROM bus (ID_SD)", 1: "the HAT ID EEPROM bus (ID_SC)"},
+       "input_only": (), "i2c": None, "uart": None, "family": "linux"}
+
+# mcu -> rules. gpio: the GPIOs that exist; reserved: {gpio: what it is
+# wired to}; input_only: GPIOs that cannot drive a line (no SDA, SCL or TX);
+# i2c, uart: the peripheral ids (None: any, a Linux /dev/i2c-N);
+# family: "machine" (MicroPython: buses name their pins and UART id),
+# "linux" (i2c-dev ids, serial devices by path), "emulated" (no pins).
+MCUS = {
+    "esp32": {"gpio": _r(0, 19) + _r(21, 23) + _r(25, 27) + _r(32, 39),
+              "reserved": _ESP32_RESERVED, "input_only": _r(34, 39),
+              "i2c": (0, 1), "uart": (1, 2), "family": "machine"},
+    "esp32s3": {"gpio": _r(0, 21) + _r(26, 48), "reserved": _S3_RESERVED, "input_only": (),
+                "i2c": (0, 1), "uart": (1, 2), "family": "machine"},
+    "bcm2711": _PI,           # Raspberry Pi 4
+    "bcm2710a1": _PI,         # Raspberry Pi Zero 2 W (RP3A0)
+    "emulated": {"gpio": (), "reserved": {}, "input_only": (), "i2c": None, "uart": None,
+                 "family": "emulated"},
+}
+
+# bus kind -> (pin keys, keys it may have)
+BUS_KEYS = {
+    "i2c": (("sda", "scl"), ("kind", "id", "sda", "scl", "freq")),
+    "uart": (("tx", "rx"), ("kind", "id", "tx", "rx", "port", "baud")),
+}
+_OUTPUT_PINS = ("sda", "scl", "tx")
+KEY_HELP = {"id": "the peripheral number", "sda": "a GPIO number", "scl": "a GPIO number",
+            "tx": "a GPIO number", "rx": "a GPIO number", "baud": "bits per second",
+            "port": "the serial device, e.g. /dev/ttyUSB0"}
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _list(xs):
+    return ", ".join(str(x) for x in xs)
+
+
+def check(board):
+    """Raise BoardError naming the first thing wrong with board; return board."""
+    if not isinstance(board, dict):
+        raise BoardError("board: must be a dict (a table in TOML), got %r" % (board,))
+    for key in ("name", "mcu", "buses", "sensors"):
+        if key not in board:
+            raise BoardError("board %s: missing key %r" % (board.get("name", "?"), key))
+    name = board["name"]
+
+    def fail(msg, *args):
+        raise BoardError("board %s: %s" % (name, msg % args))
+
+    mcu = MCUS.get(board["mcu"])
+    if mcu is None:
+        fail("mcu %r is not one of %s", board["mcu"], _list(MCUS))
+    buses = board["buses"]
+    if not isinstance(buses, dict) or not buses:
+        fail("'buses' must be a table of named buses")
+    ids = _check_buses(buses, mcu, board["mcu"], fail)
+    if "i2c_bus" in board and ("i2c", board["i2c_bus"]) not in ids:
+        fail("'i2c_bus' %r (the bus tally run opens) is not the id of an I2C bus in 'buses'",
+             board["i2c_bus"])
+    _check_sensors(board["sensors"], buses, fail)
+    return board
+
+
+def _check_buses(buses, mcu, mcu_name, fail):
+    machine = mcu["family"] == "machine"
+    pins = {}         # gpio -> "bus.key" that uses it
+    ids = {}          # (kind, id) -> bus name
+    for bname, bus in buses.items():
+        if not isinstance(bus, dict) or bus.get("kind") not in BUS_KEYS:
+            fail("bus %s: 'kind' must be one of %s", bname, _list(BUS_KEYS))
+        kind = bus["kind"]
+        pin_keys, allowed = BUS_KEYS[kind]
+        for k in bus:
+            if k not in allowed:
+                fail("bus %s (%s) has unknown key %r (known: %s)", bname, kind, k, _list(allowed))
+            if k not in ("kind", "port") and not (_int(bus[k]) and bus[k] >= 0):
+                fail("bus %s: %r must be a non-negative integer, got %r", bname, k, bus[k])
+        # a UART is a peripheral id on a microcontroller, a serial device on Linux
+        by_port = kind == "uart" and not machine
+        need = ("port", "baud") if by_port else ("id",) + (pin_keys if machine else ())
+        need += ("baud",) if kind == "uart" and not by_port else ()
+        for k in need:
+            if k not in bus:
+                fail("bus %s: missing key %r (%s)", bname, k, KEY_HELP[k])
+        if by_port and "id" in bus:
+            fail("bus %s: a serial line on %s is a 'port' (a device path), not an 'id'", bname, mcu_name)
+        if "port" in bus and (not by_port or not isinstance(bus["port"], str) or not bus["port"]):
+            fail("bus %s: 'port' is a serial device path, and only for a UART on Linux", bname)
+        if "baud" in bus and not 300 <= bus["baud"] <= 1000000:
+            fail("bus %s: baud %d is not from 300 to 1000000", bname, bus["baud"])
+        if "freq" in bus and not 10000 <= bus["freq"] <= 1000000:
+            fail("bus %s: freq %d Hz is not from 10000 to 1000000", bname, bus["freq"])
+        if "id" in bus:
+            valid = mcu[kind]
+            if valid is not None and bus["id"] not in valid:
+                fail("bus %s: %s id %d does not exist on %s (ids: %s)", bname, kind.upper(),
+                     bus["id"], mcu_name, _list(valid))
+            other = ids.get((kind, bus["id"]))
+            if other is not None:
+                fail("bus %s: %s id %d is already bus %s", bname, kind.upper(), bus["id"], other)
+            ids[(kind, bus["id"])] = bname
+        for k in pin_keys:
+            if k not in bus:
+                continue
+            g = bus[k]
+            where = "%s.%s" % (bname, k)
+            if g not in mcu["gpio"]:
+                fail("%s: GPIO%d does not exist on %s", where, g, mcu_name)
+            if g in mcu["reserved"]:
+                fail("%s: GPIO%d is %s", where, g, mcu["reserved"][g])
+            if k in _OUTPUT_PINS and g in mcu["input_only"]:
+                fail("%s: GPIO%d is input-only on %s (GPIO%d-%d cannot drive %s)", where, g, mcu_name,
+                     mcu["input_only"][0], mcu["input_only"][-1], k.upper())
+            if g in pins:
+                fail("%s: GPIO%d is already used by %s", where, g, pins[g])
+            pins[g] = where
+    return ids
+
+
+def _check_sensors(sensors, buses, fail):
+    if not isinstance(sensors, list):
+        fail("'sensors' must be a list (an array of tables in TOML)")
+    seen = {}         # (bus, addr or slave) -> index
+    first = {}        # uart bus -> index of its first sensor
+    for i, s in enumerate(sensors):
+        kind = s.get("type") if isinstance(s, dict) else None
+        if kind not in DRIVERS:
+            fail("sensors[%d]: unknown driver %r (known: %s)", i, kind, _list(DRIVERS))
+        need, addrs = DRIVERS[kind]
+        what = "sensors[%d] (%s)" % (i, kind)
+        bname = s.get("bus")
+        if bname not in buses:
+            fail("%s is on unknown bus %r (buses: %s)", what, bname, _list(buses))
+        bus = buses[bname]
+        have = "i2c" if need == "i2c" else "uart"
+        if bus["kind"] != have:
+            fail("%s needs %s bus, and bus %s is %s", what, "an I2C" if have == "i2c" else "a UART",
+                 bname, bus["kind"].upper())
+        key = {"i2c": "addr", "modbus": "slave", "uart": None}[need]
+        known = ("type", "bus") + ((key,) if key else ()) + tuple(
+            k for k in SENSOR_KEYS.get(kind, ()) if k not in ("port", "baud", key))
+        for k in s:
+            if k in ("port", "baud"):
+                fail("%s: %r belongs on its bus %s, not on the sensor", what, k, bname)
+            if k not in known:
+                fail("%s has unknown key %r (known: %s)", what, k, _list(known))
+        if key is not None:
+            v = s.get(key)
+            if not _int(v):
+                fail("%s: missing or non-integer %r", what, key)
+        if need == "i2c":
+            if not 0x08 <= v <= 0x77:
+                fail("%s: addr 0x%x is not a 7-bit I2C address (0x08-0x77)", what, v)
+            if v not in addrs:
+                fail("%s: addr 0x%02x is not an address the %s can take (%s)", what, v, kind,
+                     _list("0x%02x" % a for a in addrs))
+        else:
+            if need == "modbus" and not 1 <= v <= 247:
+                fail("%s: slave %d is not a Modbus slave id (1-247)", what, v)
+            if kind in FIXED_BAUD and bus["baud"] != FIXED_BAUD[kind]:
+                fail("%s talks at %d baud, and bus %s is set to %d", what, FIXED_BAUD[kind], bname, bus["baud"])
+            j = first.get(bname)
+            if j is not None and need == "uart":
+                fail("%s needs a UART of its own, and bus %s already has sensors[%d] (%s)", what,
+                     bname, j, sensors[j]["type"])
+            if j is not None and DRIVERS[sensors[j]["type"]][0] == "uart":
+                fail("%s: bus %s belongs to sensors[%d] (%s), which needs a UART of its own", what,
+                     bname, j, sensors[j]["type"])
+            first.setdefault(bname, i)
+        if key is not None:
+            other = seen.get((bname, v))
+            if other is not None:
+                fail("%s: %s %s on bus %s is already sensors[%d] (%s)", what, key,
+                     ("0x%02x" % v) if need == "i2c" else str(v), bname, other, sensors[other]["type"])
+            seen[(bname, v)] = i
