@@ -42,8 +42,14 @@ demo: venv
 	@echo
 	$(BIN)/tally report --db $(DEMO_DB) --rates docs/rates.example.toml --period 2026-01
 
+# The whole suite on the emulated compressor board, then the contract tests
+# once more for the ESP32 boards' sensors (INA226, SHT4x, BME280, BH1750,
+# ADXL345), on the twins in this process and on the MicroPython unix port.
 test: venv mosquitto postgres
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	for b in esp32-s3-devkitc esp32-devkitc; do for be in emulated micropython-unix; do \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_contract.py --board $$b --backend $$be \
+	  || exit 1; done; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,7 +33,8 @@ TLS_KEYS = {"ca": "the CA certificate file that signed the broker's certificate"
             "cert": "this device's client certificate file",
             "key": "the private key file of the client certificate"}
 SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
-                      "hot_cC": int, "port": str, "baud": int, "slave": int}
+                      "hot_cC": int, "port": str, "baud": int, "slave": int, "current_lsb_ua": int,
+                      "window": int, "alert_mg": int, "lit_mlux": int}
 
 
 class ConfigError(ValueError):

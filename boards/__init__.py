@@ -10,14 +10,14 @@ HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
 # override may give it; boards/check.py knows each driver's bus and addresses
 SENSOR_KEYS = {
     "ina219": ("addr", "shunt_milliohm", "run_threshold_mA", "flow_lpm"),
-    "ina226": ("addr",),
+    "ina226": ("addr", "shunt_milliohm", "current_lsb_ua", "run_threshold_mA", "flow_lpm"),
     "sht3x": ("addr", "hot_cC"),
-    "sht4x": ("addr",),
-    "bme280": ("addr",),
-    "adxl345": ("addr",),
-    "bh1750": ("addr",),
+    "sht4x": ("addr", "hot_cC"),
+    "bme280": ("addr", "hot_cC"),
+    "adxl345": ("addr", "window", "alert_mg"),
+    "bh1750": ("addr", "lit_mlux"),
     "sdm120": ("port", "baud", "slave"),
-    "sdm630": ("slave",),
+    "sdm630": ("port", "baud", "slave"),
     "pms5003": (),
 }
 
@@ -87,4 +87,56 @@ def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
             from drivers.sdm120 import SDM120
             port = open_serial(o.get("port"), o.get("baud", 9600))
             chans.append(MainsChannel(SDM120(ModbusRTU(port), o.get("slave", 1))))
+        elif o["type"] == "ina226":
+            from drivers.ina226 import INA226
+            d = INA226(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100),
+                       current_lsb_ua=o.get("current_lsb_ua", 25))
+            _init(d)
+            chans.append(PowerChannel(d, o.get("run_threshold_mA", 500), o.get("flow_lpm", 0)))
+        elif o["type"] == "sht4x":
+            from drivers.sht4x import SHT4x
+            chans.append(ClimateChannel(SHT4x(i2c, o.get("addr", 0x44), sleep_ms=sleep_ms),
+                                        o.get("hot_cC", 4500)))
+        elif o["type"] == "bme280":
+            from drivers.bme280 import BME280
+            d = BME280(i2c, o.get("addr", 0x76), sleep_ms=sleep_ms)
+            # (temperature, pressure, humidity): the climate channel takes t and RH
+            chans.append(ClimateChannel(Pick(d, (0, 2)), o.get("hot_cC", 4500)))
+        elif o["type"] == "adxl345":
+            from agent.channels import VibrationChannel
+            from drivers.adxl345 import ADXL345, Vibration
+            d = ADXL345(i2c, o.get("addr", 0x53), sleep_ms=sleep_ms)
+            _init(d)
+            chans.append(VibrationChannel(Vibration(d, o.get("window", 16)), o.get("alert_mg", 250)))
+        elif o["type"] == "bh1750":
+            from agent.channels import LightChannel
+            from drivers.bh1750 import BH1750
+            d = BH1750(i2c, o.get("addr", 0x23), sleep_ms=sleep_ms)
+            _init(d)
+            chans.append(LightChannel(d, o.get("lit_mlux", 50000)))
+        elif o["type"] == "sdm630":
+            from drivers.modbus import ModbusRTU
+            from drivers.sdm630 import SDM630
+            port = open_serial(o.get("port"), o.get("baud", 9600))
+            # phase-1 voltage, phase-1 current, total power, import energy
+            chans.append(MainsChannel(Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11))))
     return chans
+
+
+def _init(d):
+    try:
+        d.init()
+    except OSError:
+        pass   # counted when sampling fails; the drivers re-init a reset chip
+
+
+class Pick:
+    """A driver whose read() gives more than a channel takes: these fields."""
+
+    def __init__(self, driver, fields):
+        self.driver = driver
+        self.fields = fields
+
+    def read(self):
+        r = self.driver.read()
+        return tuple([r[i] for i in self.fields])

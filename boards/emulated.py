@@ -17,40 +17,127 @@ BOARD = {
 }
 
 
-class Emulation:
-    """The world around an emulated device: scenario, bus models, serial."""
+# A luminaire sold as light (lux-hours): LED driver supply, light delivered,
+# heat-sink climate (hil/scenario.py Luminaire).
+LUMINAIRE = {
+    "name": "emulated",
+    "mcu": "emulated",
+    "buses": {"i2c": {"kind": "i2c", "id": 0}},
+    "sensors": [
+        # 150 W at 48 V is 3.1 A: a 200 uA current LSB reads to 6.5 A
+        {"type": "ina226", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 10, "current_lsb_ua": 200,
+         "run_threshold_mA": 100},
+        {"type": "bh1750", "bus": "i2c", "addr": 0x23},
+        {"type": "sht4x", "bus": "i2c", "addr": 0x44, "hot_cC": 7000},
+    ],
+}
 
-    def __init__(self, clock, seed=1, serial="loopback"):
+# A booster pump sold as water (m3): bearing vibration, cabinet climate and a
+# three-phase meter (hil/scenario.py BoosterPump).
+PUMP = {
+    "name": "emulated",
+    "mcu": "emulated",
+    "buses": {
+        "i2c": {"kind": "i2c", "id": 0},
+        "rs485": {"kind": "uart", "port": "emulated", "baud": 9600},
+    },
+    "sensors": [
+        {"type": "adxl345", "bus": "i2c", "addr": 0x53, "window": 16, "alert_mg": 250},
+        {"type": "bme280", "bus": "i2c", "addr": 0x76, "hot_cC": 4000},
+        {"type": "sdm630", "bus": "rs485", "slave": 1},
+    ],
+}
+
+PROFILES = {"compressor": BOARD, "luminaire": LUMINAIRE, "pump": PUMP}
+
+
+class Emulation:
+    """The world around an emulated device: an asset profile (compressor,
+    luminaire or pump) behind chip-level models on an emulated I2C bus and,
+    where it has one, a Modbus meter on a serial line. faults: scheduled
+    (at_ms, kind, target, duration_ms) for the luminaire and the pump, kinds
+    absent, nack, short_read, silent_reset, crc, garble, drop, timeout,
+    exception; the target is a sensor type."""
+
+    def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=()):
         from hil.i2c import EmulatedI2C
-        from hil.ina219 import INA219Model
-        from hil.sht3x import SHT3xModel
-        from hil.sdm120 import SDM120Model
-        from hil.scenario import Compressor
-        self.scenario = Compressor(clock, seed)
+        from hil import scenario as sc
+        if profile not in PROFILES:
+            raise ValueError("emulated board: profile %r is not one of %s"
+                             % (profile, ", ".join(sorted(PROFILES))))
+        self.profile = profile
+        self.board = PROFILES[profile]
         self.i2c = EmulatedI2C()
-        self.ina219 = INA219Model(self.scenario.ina219)
-        self.sht3x = SHT3xModel(self.scenario.sht3x)
-        self.sdm120 = SDM120Model(self.scenario.sdm120)
-        self.i2c.attach(0x40, self.ina219)
-        self.i2c.attach(0x44, self.sht3x)
+        self.meter = None
+        if profile == "compressor":
+            from hil.ina219 import INA219Model
+            from hil.sht3x import SHT3xModel
+            from hil.sdm120 import SDM120Model
+            self.scenario = sc.Compressor(clock, seed)
+            self.ina219 = INA219Model(self.scenario.ina219)
+            self.sht3x = SHT3xModel(self.scenario.sht3x)
+            self.meter = self.sdm120 = SDM120Model(self.scenario.sdm120)
+            self.models = {"ina219": self.ina219, "sht3x": self.sht3x}
+        elif profile == "luminaire":
+            from hil.ina226 import INA226Model
+            from hil.bh1750 import BH1750Model
+            from hil.sht4x import SHT4xModel
+            s = self.scenario = sc.Luminaire(clock, seed)
+            self.models = {"ina226": INA226Model(s.ina226, shunt_milliohm=10),
+                           "bh1750": BH1750Model(s.bh1750), "sht4x": SHT4xModel(s.sht4x)}
+        else:
+            from hil.adxl345 import ADXL345Model
+            from hil.bme280 import BME280Model
+            from hil.sdm630 import SDM630Model
+            s = self.scenario = sc.BoosterPump(clock, seed)
+            self.models = {"adxl345": ADXL345Model(s.adxl345), "bme280": BME280Model(s.bme280)}
+            self.meter = SDM630Model(s.sdm630)
+        self.addr = {}
+        for sensor in self.board["sensors"]:
+            if sensor["type"] in self.models:
+                self.addr[sensor["type"]] = sensor["addr"]
+                self.i2c.attach(sensor["addr"], self.models[sensor["type"]])
+        if faults:
+            self._schedule(faults)
         self.serial = serial
         self._pty = None
         self._ser = None
+
+    def _schedule(self, events):
+        from hil.scenario import FaultSchedule
+        fs = self.scenario.faults = FaultSchedule(events)
+        bus = self.i2c
+        for t, addr in self.addr.items():
+            m = self.models[t]
+            fs.on("absent", t, lambda a=addr: bus.absent(a), lambda a=addr: bus.absent(a, False))
+            fs.on("nack", t, lambda a=addr: bus.fail_next(a, 1))
+            fs.on("short_read", t, lambda a=addr: bus.short_read(a, 1))
+            if hasattr(m, "silent_reset"):
+                fs.on("silent_reset", t, m.silent_reset)
+            if hasattr(m, "corrupt_crc_next"):
+                fs.on("crc", t, lambda m=m: setattr(m, "corrupt_crc_next", True))
+        m = self.meter
+        if m is not None:
+            t = [x["type"] for x in self.board["sensors"] if "slave" in x][0]
+            fs.on("garble", t, lambda: setattr(m, "garble_next", True))
+            fs.on("crc", t, lambda: setattr(m, "corrupt_crc_next", True))
+            fs.on("timeout", t, lambda: setattr(m, "drop_next", True))
+            fs.on("exception", t, lambda: setattr(m, "exception_next", 4))
 
     def open_serial(self, port, baud):
         if self.serial == "pty":
             import serial as pyserial
             from hil.pty_serial import PtyServer
-            self._pty = PtyServer(self.sdm120)
+            self._pty = PtyServer(self.meter)
             self._pty.start()
             self._ser = pyserial.Serial(self._pty.port, baud, timeout=0.2)
             return self._ser
-        from hil.sdm120 import LoopbackPort
-        return LoopbackPort(self.sdm120)
+        from hil.serial_loop import LoopbackPort
+        return LoopbackPort(self.meter)
 
     def channels(self, overrides=None):
         import boards
-        return boards.make_channels(BOARD, self.i2c, self.open_serial,
+        return boards.make_channels(self.board, self.i2c, self.open_serial,
                                     sleep_ms=lambda ms: None, overrides=overrides)
 
     def close(self):

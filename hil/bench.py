@@ -439,16 +439,20 @@ def _drain(days=7, broker=None, window=4, backlog_file=None):
     return backlog, backlog / dt if not left else None, sent
 
 
-def bench_sync(broker=None, days=7, db=None, progress=None):
+def bench_sync(broker=None, days=7, db=None, progress=None, quick=False):
     """db: ingest into this PostgreSQL database too (a URL; a scratch one);
-    without it a private PostgreSQL cluster is started when one is installed."""
+    without it a private PostgreSQL cluster is started when one is installed.
+    quick: one run of each and a one-day backlog (to check the bench runs)."""
     say = progress or (lambda s: None)
+    runs = 1 if quick else None
+    if quick:
+        days = 1
     out = {}
     ingest = out["ingest_records_per_s"] = {}
     say("ingest into SQLite, one worker")
-    ingest["sqlite_1_worker"] = round(bench_ingest())
+    ingest["sqlite_1_worker"] = round(bench_ingest(runs=runs or 5))
     say("ingest into SQLite, two worker processes")
-    ingest["sqlite_2_workers"] = round(ingest_parallel(None, 2))
+    ingest["sqlite_2_workers"] = round(ingest_parallel(None, 2, runs=runs or 3))
     pg = None
     try:
         if not db:
@@ -459,9 +463,9 @@ def bench_sync(broker=None, days=7, db=None, progress=None):
                 db = pg.create_database("bench")
         if db and is_postgres_url(db):
             say("ingest into PostgreSQL, one worker")
-            ingest["postgres_1_worker"] = round(bench_ingest(db))
+            ingest["postgres_1_worker"] = round(bench_ingest(db, runs=runs or 5))
             say("ingest into PostgreSQL, two worker processes")
-            ingest["postgres_2_workers"] = round(ingest_parallel(db, 2))
+            ingest["postgres_2_workers"] = round(ingest_parallel(db, 2, runs=runs or 3))
         else:
             ingest["postgres"] = "not measured: PostgreSQL is not installed and no --db URL given"
     finally:
@@ -474,13 +478,13 @@ def bench_sync(broker=None, days=7, db=None, progress=None):
         _build_backlog(backlog_file, days)
 
         def median_drain(**kw):
-            rates = [_drain(days, backlog_file=backlog_file, **kw) for _ in range(3)]
+            rates = [_drain(days, backlog_file=backlog_file, **kw) for _ in range(runs or 3)]
             ok = [r[1] for r in rates if r[1]]
-            return rates[0][0], (round(statistics.median(ok)) if len(ok) == 3 else None)
+            return rates[0][0], (round(statistics.median(ok)) if len(ok) == len(rates) else None)
         backlog, out["drain_records_per_s_embedded"] = median_drain()
         out["backlog_records"] = backlog
         if broker:
-            for w in (1, 4, 16):
+            for w in ((4,) if quick else (1, 4, 16)):
                 say("drain through mosquitto to a collector process, window %d" % w)
                 out["drain_records_per_s_mosquitto_window_%d" % w] = median_drain(broker=broker, window=w)[1]
             out["drain_records_per_s_mosquitto"] = out["drain_records_per_s_mosquitto_window_4"]

@@ -66,8 +66,66 @@ def _sdm120():
     return d.read, lambda: port.frames
 
 
-# name -> builder; a new driver is one row
-ROWS = [("ina219", _ina219), ("sht3x", _sht3x), ("sdm120", _sdm120)]
+def _ina226():
+    from hil.ina226 import INA226Model
+    from drivers.ina226 import INA226
+    bus = _i2c(0x40, INA226Model(lambda: (48000, 3100), shunt_milliohm=10))
+    d = INA226(bus, shunt_milliohm=10, current_lsb_ua=200)
+    d.init()
+    return d.read, lambda: bus.transactions
+
+
+def _sht4x():
+    from hil.sht4x import SHT4xModel
+    from drivers.sht4x import SHT4x
+    bus = _i2c(0x44, SHT4xModel(lambda: (2345, 4567)))
+    d = SHT4x(bus, sleep_ms=lambda ms: None)
+    return d.read, lambda: bus.transactions
+
+
+def _bme280():
+    from hil.bme280 import BME280Model
+    from drivers.bme280 import BME280
+    bus = _i2c(0x76, BME280Model(lambda: (2345, 101325, 4567)))
+    d = BME280(bus, sleep_ms=lambda ms: None)
+    d.init()
+    return d.read, lambda: bus.transactions
+
+
+def _adxl345():
+    from hil.adxl345 import ADXL345Model
+    from drivers.adxl345 import ADXL345
+    bus = _i2c(0x53, ADXL345Model(lambda: (120, 0, 1000)))
+    d = ADXL345(bus, sleep_ms=lambda ms: None)
+    d.init()
+    return d.read, lambda: bus.transactions
+
+
+def _bh1750():
+    from hil.bh1750 import BH1750Model
+    from drivers.bh1750 import BH1750
+    bus = _i2c(0x23, BH1750Model(lambda: 456000))
+    d = BH1750(bus, sleep_ms=lambda ms: None)
+    d.init()
+    return d.read, lambda: bus.transactions
+
+
+def _sdm630():
+    from hil.sdm630 import SDM630Model
+    from hil.serial_loop import LoopbackPort
+    from drivers.modbus import ModbusRTU
+    from drivers.sdm630 import SDM630
+    src = ((230.0, 231.0, 229.0), (8.0, 8.1, 7.9), 5500.0, 1234.5)
+    port = _Frames(LoopbackPort(SDM630Model(lambda: src)))
+    d = SDM630(ModbusRTU(port))
+    return d.read, lambda: port.frames
+
+
+# name -> builder; a new driver is one row (ADXL345: one sample; the
+# vibration channel reads a window of them)
+ROWS = [("ina219", _ina219), ("ina226", _ina226), ("sht3x", _sht3x), ("sht4x", _sht4x),
+        ("bme280", _bme280), ("adxl345", _adxl345), ("bh1750", _bh1750),
+        ("sdm120", _sdm120), ("sdm630", _sdm630)]
 
 
 def measure(build, n=200, runs=5):

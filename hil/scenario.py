@@ -307,6 +307,13 @@ class BoosterPump(_Profile):
         return base + self._jit(8)
 
     def bme280(self):
-        """(temperature cC, RH cP, pressure Pa) in the cabinet."""
+        """(temperature cC, pressure Pa, RH cP) in the cabinet, as the BME280 twin takes them."""
         self.advance()
-        return self.cab_mC // 10 + self._jit(3), 5200 + self._jit(40), 101325 + self._jit(30)
+        return self.cab_mC // 10 + self._jit(3), 101325 + self._jit(30), 5200 + self._jit(40)
+
+    def adxl345(self):
+        """One acceleration sample (x, y, z mg): gravity on z and a vibration on x
+        whose RMS over an even window is vibration_mg()."""
+        a = self.vibration_mg()
+        self._sign = -getattr(self, "_sign", 1)
+        return a * self._sign, 0, 1000

@@ -24,7 +24,8 @@ class SimDevice:
     def __init__(self, device_id, index, workdir, transport, seed, opts):
         self.id = device_id
         self.clock = VirtualClock()
-        self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"])
+        self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"],
+                               profile=opts["profile"])
         self.log_path = os.path.join(workdir, device_id + ".log")
         self.transport = transport
         self.opts = opts
@@ -63,7 +64,8 @@ class SimDevice:
 
 def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
              sample_s=5, reboot_every_h=0.0, outage_h=0.0, log_kib=256, db=":memory:", workdir=None,
-             serial="loopback", durable=False, progress=None, drain_timeout_s=60.0, tls=None):
+             serial="loopback", durable=False, progress=None, drain_timeout_s=60.0, tls=None,
+             profile="compressor"):
     """Run the fleet; returns the report dict (see reconcile()). With an
     mqtts:// broker, tls(name) gives the TLS settings of each device id and of
     "collector" (hil.pki.TestPKI.tls_for)."""
@@ -75,7 +77,7 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
     collector = Collector(db, keys=lambda dev: cose.device_key(master, dev))
     service = None
     hub = None
-    opts = {"serial": serial, "log_capacity": log_kib * 1024, "durable": durable,
+    opts = {"serial": serial, "profile": profile, "log_capacity": log_kib * 1024, "durable": durable,
             "interval_ms": int(interval_s * 1000), "sample_ms": int(sample_s * 1000),
             "ack_timeout_ms": 30000, "master": master}
     if broker:

@@ -31,9 +31,43 @@ def _sht3x(s, rng):
     return SHT3xModel(steady(rng, (2250, 3), (4500, 20)))
 
 
+def _ina226(s, rng):
+    from hil.ina226 import INA226Model
+    # a 12 V supply drawing 0.8 A
+    return INA226Model(steady(rng, (12000, 20), (800, 10)), s.get("shunt_milliohm", 100))
+
+
+def _sht4x(s, rng):
+    from hil.sht4x import SHT4xModel
+    return SHT4xModel(steady(rng, (2250, 3), (4500, 20)))
+
+
+def _bme280(s, rng):
+    from hil.bme280 import BME280Model
+    # 22.5 C, 1013.25 hPa, 45 %RH
+    return BME280Model(steady(rng, (2250, 3), (101325, 10), (4500, 20)))
+
+
+def _adxl345(s, rng):
+    from hil.adxl345 import ADXL345Model
+    # at rest, flat: 1 g on z
+    return ADXL345Model(steady(rng, (0, 4), (0, 4), (1000, 4)))
+
+
+def _bh1750(s, rng):
+    from hil.bh1750 import BH1750Model
+    src = steady(rng, (350000, 500))              # an office desk, 350 lux
+    return BH1750Model(lambda: src()[0])
+
+
 TWINS = {
     "ina219": _ina219,
+    "ina226": _ina226,
     "sht3x": _sht3x,
+    "sht4x": _sht4x,
+    "bme280": _bme280,
+    "adxl345": _adxl345,
+    "bh1750": _bh1750,
 }
 
 

@@ -73,8 +73,96 @@ def _sht3x_identify(d, bus):
     d.read()
 
 
+def _reg16(bus, addr, reg):
+    raw = bytearray(2)
+    bus.readfrom_mem_into(addr, reg, raw)
+    return raw[0] << 8 | raw[1]
+
+
+def _reg8(bus, addr, reg):
+    raw = bytearray(1)
+    bus.readfrom_mem_into(addr, reg, raw)
+    return raw[0]
+
+
+def _inited(d):
+    d.init()
+    return d
+
+
+def _ina226(bus, s):
+    from drivers.ina226 import INA226
+    return _inited(INA226(bus, s["addr"], shunt_milliohm=s.get("shunt_milliohm", 100),
+                          current_lsb_ua=s.get("current_lsb_ua", 25)))
+
+
+def _ina226_identify(d, bus):
+    assert _reg16(bus, d.addr, 0xFE) == 0x5449, "manufacturer id"     # "TI"
+    assert _reg16(bus, d.addr, 0xFF) == 0x2260, "die id"
+
+
+def _ina226_fields(s):
+    ma = 81920 // s.get("shunt_milliohm", 100)         # +-81.92 mV across the shunt
+    return (("bus_mV", 0, 40960, 250), ("current_mA", -ma, ma, 100),
+            ("power_mW", 0, 40960 * ma // 1000, 3000))
+
+
+def _sht4x(bus, s):
+    from drivers.sht4x import SHT4x
+    return SHT4x(bus, s["addr"])
+
+
+def _bme280(bus, s):
+    from drivers.bme280 import BME280
+    return _inited(BME280(bus, s["addr"]))
+
+
+def _adxl345(bus, s):
+    from drivers.adxl345 import ADXL345
+    return _inited(ADXL345(bus, s["addr"]))
+
+
+class _One:
+    """A driver whose read() is one value, read as a one-field tuple."""
+
+    def __init__(self, d):
+        self.d = d
+        self.addr = d.addr
+
+    def read(self):
+        return (self.d.read(),)
+
+
+def _bh1750(bus, s):
+    from drivers.bh1750 import BH1750
+    return _One(_inited(BH1750(bus, s["addr"])))
+
+
+def _bh1750_identify(d, bus):
+    # no id register: power-on (0x01) is acknowledged and a measurement comes back
+    bus.writeto(d.addr, b"\x01")
+    assert d.read()[0] >= 0
+
+
+_G16 = ("-16 g", -16000, 16000, 50)
+
+
 CONTRACT = {
     "ina219": {"make": _ina219, "identify": _ina219_identify, "fields": _ina219_fields},
+    "ina226": {"make": _ina226, "identify": _ina226_identify, "fields": _ina226_fields},
+    "sht4x": {"make": _sht4x, "identify": lambda d, bus: d.serial(),   # CRC-checked serial number
+              "fields": lambda s: (("temp_cC", -4000, 12500, 50), ("rh_cP", 0, 10000, 300))},
+    "bme280": {"make": _bme280,
+               "identify": lambda d, bus: _reg8(bus, d.addr, 0xD0) == 0x60 or pytest.fail(
+                   "chip id 0x%02x, not a BME280's 0x60" % _reg8(bus, d.addr, 0xD0)),
+               "fields": lambda s: (("temp_cC", -4000, 8500, 50), ("press_Pa", 30000, 110000, 50),
+                                    ("rh_cP", 0, 10000, 300))},
+    "adxl345": {"make": _adxl345,
+                "identify": lambda d, bus: _reg8(bus, d.addr, 0x00) == 0xE5 or pytest.fail(
+                    "DEVID 0x%02x, not an ADXL345's 0xE5" % _reg8(bus, d.addr, 0x00)),
+                "fields": lambda s: (("x_mg",) + _G16[1:], ("y_mg",) + _G16[1:], ("z_mg",) + _G16[1:])},
+    "bh1750": {"make": _bh1750, "identify": _bh1750_identify,
+               "fields": lambda s: (("illuminance_mlx", 0, 54612500, 50000),)},
     "sht3x": {"make": _sht3x, "identify": _sht3x_identify,
               "fields": lambda s: (("temp_cC", -4500, 13000, 50), ("rh_cP", 0, 10000, 300))},
 }
