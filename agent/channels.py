@@ -276,3 +276,22 @@ class VibrationChannel(Channel):
         self._last = (now_ms, rms_mg)
         m.observe(self.i_mean, rms_mg)
         m.observe(self.i_max, rms_mg)
+
+
+class ParticulateChannel(Channel):
+    """A particulate sensor (PMS5003) in the asset's air intake: filter and
+    environment health. driver.read() -> the 12 frame values; PM2.5 and PM10
+    (atmospheric, ug/m3) are the 5th and 6th."""
+    metrics = [
+        ("pm2_5_mean", "ug/m3", 0, "mean"),
+        ("pm2_5_max", "ug/m3", 0, "max"),
+        ("pm10_mean", "ug/m3", 0, "mean"),
+    ]
+
+    def _bind(self, m):
+        self.i_mean, self.i_max, self.i_10 = [m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, r):
+        m.observe(self.i_mean, r[4])
+        m.observe(self.i_max, r[4])
+        m.observe(self.i_10, r[5])

@@ -120,6 +120,15 @@ def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
             port = open_serial(o.get("port"), o.get("baud", 9600))
             # phase-1 voltage, phase-1 current, total power, import energy
             chans.append(MainsChannel(Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11))))
+        elif o["type"] == "pms5003":
+            from agent.channels import ParticulateChannel
+            from drivers.pms5003 import PMS5003
+            d = PMS5003(open_serial(o.get("port"), o.get("baud", 9600)))
+            _init(d)
+            chans.append(ParticulateChannel(d))
+        else:
+            raise ValueError("board %s: no channel for sensor type %r"
+                             % (board.get("name"), o["type"]))
     return chans
 
 

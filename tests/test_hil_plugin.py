@@ -147,13 +147,13 @@ def test_mpremote_link_serves_the_boards_machine_i2c(monkeypatch):
     t = FakeTransport.made[-1]
     assert t.port == "/dev/ttyUSB7" and t.log == ["raw", "mount " + i2c_proxy.ROOT]
     bus = ProxyI2C(link, "i2c0")
-    assert bus.scan() == [0x40, 0x44]          # no twin for the adxl345 yet
+    assert bus.scan() == [0x40, 0x44, 0x53]    # INA219, SHT3x, ADXL345
     assert opened == [(0, 22, 21, 400000)]
     raw = bytearray(2)
     bus.readfrom_mem_into(0x40, 0x00, raw)
     assert raw == b"\x39\x9f"
     with pytest.raises(OSError) as ei:
-        bus.writeto(0x53, b"\x00")
+        bus.writeto(0x29, b"\x00")              # nobody at 0x29
     assert ei.value.errno == errno.ENODEV
     link.close()
     assert t.log[-3:] == ["umount", "exit", "close"]

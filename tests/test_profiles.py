@@ -71,3 +71,34 @@ def test_pump_meter_faults_land_in_their_counters(tmp_path):
     world, ag, v = run(tmp_path, "pump", 3, faults)
     assert v["err_crc"] >= 1 and v["err_timeout"] >= 1 and v["err_nack"] >= 1 + 3
     assert v["mains_Wh"] > 0
+
+
+def test_a_particulate_sensor_is_metered_through_its_channel():
+    # the ESP32-S3 board's PMS5003, on its twin over an in-process serial line
+    import boards
+    from agent.channels import ParticulateChannel, ERROR_METRICS
+    from agent.meter import Meter
+    from hil.pms5003 import PMS5003Model
+    from hil.serial_loop import LoopbackPort
+    pm = (5, 12, 15, 4, 11, 15, 1200, 350, 80, 9, 2, 1)
+    model = PMS5003Model(lambda: pm, period_ms=60)
+    board = {"name": "t", "buses": {"pms": {"kind": "uart", "port": "x", "baud": 9600}},
+             "sensors": [{"type": "pms5003", "bus": "pms"}]}
+    (ch,) = boards.make_channels(board, None, lambda port, baud: LoopbackPort(model))
+    assert isinstance(ch, ParticulateChannel)
+    m = Meter(ch.metrics + ERROR_METRICS)
+    ch.bind(m)
+    assert ch.sample(m, 0, 0) and ch.sample(m, 1000, 1000)
+    v = dict(zip(m.names, m.close()))
+    assert v["pm2_5_mean"] == 11 and v["pm2_5_max"] == 11 and v["pm10_mean"] == 15
+    model.bad_checksum_next = True
+    assert not ch.sample(m, 2000, 1000)
+    v = dict(zip(m.names, m.close()))
+    assert v["err_crc"] == 1
+
+
+def test_a_board_sensor_without_a_channel_is_an_error_not_silence():
+    import boards
+    board = {"name": "t", "buses": {}, "sensors": [{"type": "geiger", "bus": "x"}]}
+    with pytest.raises(ValueError, match="no channel for sensor type 'geiger'"):
+        boards.make_channels(board, None, None)
