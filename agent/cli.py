@@ -105,13 +105,17 @@ def cmd_run(a):
     clock = RealClock()
     board = boards.load(cfg["board"])
     world = None
-    if cfg["board"] == "emulated":
-        world = board.Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"))
-        channels = world.channels(overrides=cfg["sensors"])
-    else:
-        from agent.port.linux_bus import SMBus2I2C, open_serial
-        i2c = SMBus2I2C(board.BOARD.get("i2c_bus", 1))
-        channels = boards.make_channels(board.BOARD, i2c, open_serial, overrides=cfg["sensors"])
+    try:
+        if cfg["board"] == "emulated":
+            world = board.Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"))
+            channels = world.channels(overrides=cfg["sensors"])
+        else:
+            from agent.port.linux_bus import SMBus2I2C, open_serial
+            i2c = SMBus2I2C(board.BOARD.get("i2c_bus", 1))
+            channels = boards.make_channels(board.BOARD, i2c, open_serial, overrides=cfg["sensors"])
+    except (OSError, ValueError) as e:
+        # no /dev/i2c-N, a serial port that will not open, a sensor without a channel
+        return _err("run: board %s: %s" % (cfg["board"], e))
     transport = None
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport
