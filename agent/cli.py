@@ -506,6 +506,35 @@ def cmd_report(a):
 
 # -- bench ---------------------------------------------------------------------------------
 
+def _bench_footprint(a):
+    from hil.bench import bench_footprint
+    progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
+    r = bench_footprint(intervals=a.intervals, progress=progress)
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    print("tally bench footprint (MicroPython unix port, 64-bit: object slots twice an ESP32's)")
+    for group, n in sorted(r["bundle_mpy_bytes"].items()):
+        print("  bundle, %-32s %7d B of .mpy (xtensawin)" % (group, n))
+    s = r.get("steady_loop")
+    if not isinstance(s, dict):
+        print("  steady loop: %s" % (s or r.get("micropython")))
+        return 0
+    print("  heap for code (.mpy loaded in RAM here; in flash on a board)  %d B" % s["heap_code"])
+    print("  heap for data after setup                                    %d B" % s["heap_data_after_setup"])
+    print("  heap for data in the steady loop (peak after collection)     %d B" % s["heap_data_peak"])
+    print("  heap data growth over %d intervals                         %d B"
+          % (s["intervals"], r["heap_data_growth_bytes"]))
+    print("  time per interval (12 samples, 4 sensors, log, sync)         %d us" % s["us_per_interval"])
+    print("  heap free at idle, 256K heap                                 %d B" % s["heap_free_idle"])
+    print("  smallest heap a simulated day runs in                        %d KiB"
+          % r["smallest_heap_for_a_day_kib"])
+    print("goals (issue 7):")
+    for g, ok in r["goals"].items():
+        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    return 0
+
+
 def _bench_drivers(a):
     from hil.bench import bench_drivers
     r = bench_drivers()
@@ -570,6 +599,8 @@ def cmd_bench(a):
         return _bench_soak(a)
     if a.what == "drivers":
         return _bench_drivers(a)
+    if a.what == "footprint":
+        return _bench_footprint(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     if a.cuts < 1 or a.days <= 0:
@@ -756,7 +787,7 @@ def build_parser():
     rp.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
     rp.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -767,8 +798,11 @@ def build_parser():
                        "broker restarts, link cuts, SIGKILLs and duplicates, then the ledger "
                        "reconciled with every device's log (exit 1 if it is not). "
                        "drivers: reads/s per driver through the emulated buses on CPython and the "
-                       "MicroPython unix port, and bus transactions per reading.")
-    b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers"), help="what to measure")
+                       "MicroPython unix port, and bus transactions per reading. "
+                       "footprint: bundle size for the ESP32, heap for code and data, data growth, "
+                       "time per interval and the smallest heap a day runs in, on the unix port.")
+    b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers", "footprint"),
+                   help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
     b.add_argument("--db", help="sync: also measure collector ingest into this PostgreSQL database "
                    "(a URL; use a scratch database); soak: the ledger (SQLite path or "
@@ -785,6 +819,8 @@ def build_parser():
     b.add_argument("--fault-every", type=float, default=2.0,
                    help="soak: mean seconds between faults (default 2)")
     b.add_argument("--seed", type=int, default=1, help="soak: seed of the fault schedule")
+    b.add_argument("--intervals", type=int, default=10000,
+                   help="footprint: intervals of the steady loop (default 10000)")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
     b.set_defaults(func=cmd_bench)

