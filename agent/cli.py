@@ -359,6 +359,28 @@ def _tls_opts(a):
     return {k: v for k, v in (("ca", a.ca), ("cert", a.cert), ("key", a.key)) if v} or None
 
 
+# -- flash -------------------------------------------------------------------------------
+
+def cmd_flash(a):
+    from agent.config import ConfigError, load_config
+    from agent.firmware import FlashError, build
+    if a.port or a.firmware:
+        return _err("flash: writing to a board over USB is not built yet; build the bundle "
+                    "with --out DIR, then copy it: mpremote connect PORT fs cp -r DIR/. :")
+    if not a.out:
+        return _err("flash: give --out DIR (the bundle to build)")
+    try:
+        cfg = load_config(a.config) if a.config else {}
+        r = build(a.out, a.board, cfg, duration_s=a.duration or 0,
+                  progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
+    except (ConfigError, FlashError, RuntimeError, OSError) as e:
+        return _err("flash: %s" % e)
+    print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
+        a.board, a.out, r["files"], r["mpy_bytes"],
+        "; run it: micropython -X heapsize=256K main.py (in %s)" % a.out if a.board == "unix" else ""))
+    return 0
+
+
 # -- pki ---------------------------------------------------------------------------------
 
 def cmd_pki(a):
@@ -839,6 +861,20 @@ def build_parser():
     cf.add_argument("--db", default="tally-ledger.sqlite", help="the collector's ledger (path or URL)")
     _collector_identity_args(cf)
     cf.set_defaults(func=cmd_config)
+
+    fl = sub.add_parser("flash", help="build the device bundle (tally flash --board B --out DIR)",
+                        description="Compile the device-side modules with mpy-cross (xtensawin for "
+                        "the ESP32 boards), compile the TOML config into the JSON the device reads, "
+                        "and write main.py. --board unix builds a bundle the MicroPython unix port "
+                        "runs as is, on the emulated board. Writing to a board over USB (--port, "
+                        "--firmware) is not built yet: copy the bundle with mpremote.")
+    fl.add_argument("--board", required=True, help="unix, esp32-devkitc or esp32-s3-devkitc")
+    fl.add_argument("--out", metavar="DIR", help="build the bundle here")
+    fl.add_argument("--config", metavar="FILE", help="tally.toml for the device (see docs/tally.example.toml)")
+    fl.add_argument("--duration", type=int, help="unix: stop after this many seconds (0: run on)")
+    fl.add_argument("--port", help="(not built yet) the board's serial port")
+    fl.add_argument("--firmware", metavar="FILE", help="(not built yet) MicroPython firmware to write first")
+    fl.set_defaults(func=cmd_flash)
 
     k = sub.add_parser("pki", help="make a fleet CA and TLS certificates (tally pki init|device)",
                        description="TLS certificates for broker, collector and devices, EC P-256, "

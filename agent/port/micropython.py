@@ -53,6 +53,8 @@ def reset_cause():
         import machine
     except ImportError:
         return "poweron"
+    if not hasattr(machine, "reset_cause"):      # the unix port's machine has none
+        return "poweron"
     c = machine.reset_cause()
     names = {
         getattr(machine, "PWRON_RESET", -1): "poweron",
