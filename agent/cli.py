@@ -363,7 +363,7 @@ def _tls_opts(a):
 
 def cmd_flash(a):
     from agent.config import ConfigError, load_config
-    from agent.firmware import FlashError, build
+    from agent.cli_flash import FlashError, build
     if a.port or a.firmware:
         return _err("flash: writing to a board over USB is not built yet; build the bundle "
                     "with --out DIR, then copy it: mpremote connect PORT fs cp -r DIR/. :")
@@ -384,7 +384,7 @@ def cmd_flash(a):
 # -- pki ---------------------------------------------------------------------------------
 
 def cmd_pki(a):
-    from agent import pki
+    from agent.collector import pki
     try:
         if a.action == "init":
             p = pki.init(a.dir, hosts=a.host or ("localhost", "127.0.0.1"), days=a.days, port=a.port)

@@ -2,7 +2,7 @@
 loopback port with its own config, restartable on the same port (to inject
 broker restarts), stopped cleanly. With tls=dict(ca=, cert=, key=) it is a
 TLS-only broker that requires a client certificate from that CA, takes the
-certificate's CN as the username and enforces Tally's ACL (agent/pki.py,
+certificate's CN as the username and enforces Tally's ACL (agent/collector/pki.py,
 docs/security.md)."""
 import os
 import shutil
@@ -42,7 +42,7 @@ class Mosquitto:
             common += "user root\n"
         with open(self.conf, "w") as f:
             if tls:
-                from agent import pki
+                from agent.collector import pki
                 acl_file = os.path.join(self.dir, "acl")
                 with open(acl_file, "w") as a:
                     a.write(pki.mosquitto_acl() if acl is None else acl)

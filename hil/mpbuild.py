@@ -14,8 +14,8 @@ DEVICE_PACKAGES = ("agent", "drivers", "hil", "boards")
 CPYTHON_ONLY = {
     "agent/cli.py", "agent/config.py", "agent/port/cpython.py", "agent/port/mqtt_paho.py",
     "agent/port/linux_bus.py", "hil/sim.py", "hil/pty_serial.py", "hil/mpbuild.py",
-    "hil/mosquitto.py", "hil/bench.py", "agent/pki.py", "hil/pki.py",
-    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "agent/firmware.py",
+    "hil/mosquitto.py", "hil/bench.py", "agent/collector/pki.py", "hil/pki.py",
+    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "agent/cli_flash.py",
 }
 CPYTHON_ONLY_DIRS = ("agent/collector/",)
 
