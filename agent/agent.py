@@ -177,6 +177,21 @@ class Agent:
             self._next_close = now
             self._close(now)
 
+    def shutdown(self, within_ms=3000, poll_ms=5):
+        """A clean stop: log the interval in progress, then give the uplink up
+        to within_ms (device time) to get every record acked, stepping it
+        every poll_ms."""
+        self.close_now()
+        up = self.uplink
+        if up is None:
+            return
+        up.flush = True
+        clock = self.clock
+        end = clock.uptime_ms() + within_ms
+        while not up.idle() and clock.uptime_ms() < end:
+            up.step(clock.uptime_ms())
+            clock.sleep_ms(poll_ms)
+
     def next_due(self):
         """Uptime at which the next tick is due (for real-time loops)."""
         return self._last_tick + self.sample

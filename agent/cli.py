@@ -182,13 +182,8 @@ def cmd_run(a):
             if wait > 0:
                 stop.wait(wait / 1000)
     finally:
-        agent.close_now()
-        if agent.uplink:
-            agent.uplink.flush = True
-            deadline = time.monotonic() + 3
-            while not agent.uplink.idle() and time.monotonic() < deadline:
-                agent.uplink.step(clock.uptime_ms())
-                time.sleep(0.05)
+        agent.shutdown(3000)
+        if transport:
             transport.close()
         agent.stop()
         if world:

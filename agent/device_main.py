@@ -84,13 +84,8 @@ def run(path="tally_config.json"):
         if ag.uplink and ag.uplink.busy():
             wait = 5 if wait > 5 else wait
         clock.sleep_ms(wait)
-    ag.close_now()
-    if ag.uplink:
-        ag.uplink.flush = True
-        t_end = clock.uptime_ms() + 3000
-        while not ag.uplink.idle() and clock.uptime_ms() < t_end:
-            ag.uplink.step(clock.uptime_ms())
-            clock.sleep_ms(5)
+    ag.shutdown(3000)
+    if transport:
         transport.close()
     print("tally: stopped; %d records logged, %d unacked" % (ag.records, log.depth()))
     ag.stop()

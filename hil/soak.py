@@ -210,14 +210,12 @@ class Soak:
             finals = self._drain_all()
             for p in self.workers:
                 p.send_signal(signal.SIGTERM)
-            errs = []
             for p in self.workers:
                 try:
-                    _, err = p.communicate(timeout=30)
+                    p.communicate(timeout=30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-                    _, err = p.communicate()
-                errs.append(err)
+                    p.communicate()
             self.replayer.close()
             return self._reconcile(finals)
         finally:

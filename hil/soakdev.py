@@ -86,12 +86,8 @@ def main(argv=None):
         while not stop.is_set() and time.monotonic() < deadline:
             up.step(clock.uptime_ms())
             stop.wait(0.003 if up.busy() else 0.02)
-    ag.close_now()
-    up.flush = True
-    end = time.monotonic() + a.drain_s
-    while not up.idle() and time.monotonic() < end:
-        up.step(clock.uptime_ms())
-        time.sleep(0.005)
+    # device time runs `speed` times faster: 5 ms of real time between steps
+    ag.shutdown(int(a.drain_s * a.speed * 1000), poll_ms=int(5 * a.speed))
     t.close()
     print(json.dumps({"device": a.id, "depth": log.depth(), "boot": log.boot, "epoch": log.epoch}),
           flush=True)

@@ -145,8 +145,8 @@ def test_drain_rate_limit_holds_bytes_per_second_while_metering_goes_on(tmp_path
     assert ag.records - intervals_before == 10          # metering kept its schedule
     ag.uplink.drain_bps = 0                  # lift the limit: a window (240 records) a step
     run(clock, ag, 1, step_s=5)
-    assert ag.log.depth() < 60               # the backlog is gone; a live part batch waits
-    assert not ag.uplink.inflight
+    assert ag.log.depth() < 60               # the backlog is gone; a live part batch waits,
+    assert len(ag.uplink.inflight) <= 1      # or is on its way (when depends on the jittered reconnect)
 
 
 def send_config(hub, cfg, key=KEY):
@@ -208,3 +208,17 @@ def test_config_with_a_foreign_mac_is_rejected(tmp_path):
     st = col.config_status(DEV)
     assert st["ok"] is False and st["reason"].startswith("bad tag")
     assert ag.interval == 60000
+
+
+def test_shutdown_logs_the_open_interval_and_drains_it(tmp_path):
+    col = collector()
+    hub = Hub(col)
+    clock, ag = make(tmp_path, hub.transport(DEV))
+    run(clock, ag, 7)
+    clock.advance_ms(20000)                  # a third of an interval in progress
+    ag.tick()
+    logged = ag.records
+    assert ag.log.depth() > 0                # a part batch waiting for its latency
+    ag.shutdown(3000)
+    assert ag.records == logged + 1 and ag.log.depth() == 0
+    assert col.summary(DEV)["epochs"][ag.log.epoch]["covered"] == ag.log.next_seq - 1
