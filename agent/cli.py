@@ -537,15 +537,18 @@ def _bench_footprint(a):
     if not isinstance(s, dict):
         print("  steady loop: %s" % (s or r.get("micropython")))
         return 0
-    print("  heap for code (.mpy loaded in RAM here; in flash on a board)  %d B" % s["heap_code"])
-    print("  heap for data after setup                                    %d B" % s["heap_data_after_setup"])
-    print("  heap for data in the steady loop (peak after collection)     %d B" % s["heap_data_peak"])
-    print("  heap data growth over %d intervals                         %d B"
-          % (s["intervals"], r["heap_data_growth_bytes"]))
-    print("  time per interval (12 samples, 4 sensors, log, sync)         %d us" % s["us_per_interval"])
-    print("  heap free at idle, 256K heap                                 %d B" % s["heap_free_idle"])
-    print("  smallest heap a simulated day runs in                        %d KiB"
-          % r["smallest_heap_for_a_day_kib"])
+    m = r.get("steady_loop_romfs") or {}
+    rows = (("heap for code", "heap_code"), ("heap for data after setup", "heap_data_after_setup"),
+            ("heap for data in the steady loop (peak)", "heap_data_peak"),
+            ("time per interval (12 samples, 4 sensors, log, sync), us", "us_per_interval"),
+            ("heap free at idle, 256K heap", "heap_free_idle"))
+    print("  %-58s %12s %12s" % ("", "code in heap", "code in ROM"))
+    for label, k in rows:
+        print("  %-58s %12d %12s" % (label, s[k], m.get(k, "-")))
+    print("  %-58s %12d %12s" % ("smallest heap a simulated day runs in, KiB", r["smallest_heap_for_a_day_kib"],
+                                  r.get("smallest_heap_for_a_day_romfs_kib", "-")))
+    print("  heap data growth over %d intervals: %d B; ROMFS image %d B"
+          % (s["intervals"], r["heap_data_growth_bytes"], r.get("romfs_image_bytes", 0)))
     print("goals (issue 7):")
     for g, ok in r["goals"].items():
         print("  [%s] %s" % ("met" if ok else "NOT met", g))

@@ -1,13 +1,17 @@
 """`tally flash`: build the device bundle (CPython only). The device-side
-modules compiled with mpy-cross (xtensawin for the ESP32 boards, native for
-the unix port), the config compiled from the TOML file into the JSON the
-device reads, and main.py. --board unix builds a bundle that
-`micropython -X heapsize=256K DIR/main.py` runs as is, on the emulated board."""
+modules compiled with mpy-cross (xtensawin for the ESP32 boards, bytecode for
+the unix port), the same modules as a ROMFS image (tally.romfs: executed in
+place from a ROM partition, so the code is not copied to the heap), the
+config compiled from the TOML file into the JSON the device reads, and
+main.py. --board unix builds a bundle that `micropython -X heapsize=256K
+DIR/main.py` runs as is, on the emulated board, and that
+`python -m hil.romboard DIR/tally.romfs DIR/main.py --heap 144K` runs with
+its code in a mapped ROM image as a board would."""
 import json
 import os
 import shutil
 
-from hil import mpbuild
+from hil import mpbuild, romboard, romfs
 
 TARGETS = {
     "unix": None,                        # the MicroPython unix port, this machine's arch
@@ -18,6 +22,7 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s")
 MAIN = "from agent import device_main\ndevice_main.run()\n"
+ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 
 
 class FlashError(ValueError):
@@ -25,7 +30,7 @@ class FlashError(ValueError):
 
 
 def build(out, board, cfg, duration_s=0, progress=None):
-    """Write the bundle to out/; returns {"files", "mpy_bytes", "config"}."""
+    """Write the bundle to out/; returns {"files", "mpy_bytes", "config", "romfs_bytes"}."""
     say = progress or (lambda s: None)
     if board not in TARGETS:
         raise FlashError("flash: board %r is not one of %s" % (board, ", ".join(sorted(TARGETS))))
@@ -42,6 +47,10 @@ def build(out, board, cfg, duration_s=0, progress=None):
         # the emulation (hil/) runs only on the unix port: never flashed
         shutil.rmtree(os.path.join(out, "hil"), ignore_errors=True)
         files = [f for f in files if not os.path.relpath(f, out).startswith("hil")]
+    image = romfs.image(out)
+    with open(os.path.join(out, ROMFS), "wb") as f:
+        f.write(image)
+    say("ROMFS image of the modules: %d bytes (%s)" % (len(image), ROMFS))
     dev = {k: cfg[k] for k in DEVICE_KEYS if k in cfg}
     dev["board"] = board
     dev["log_path"] = "tally.log"
@@ -50,7 +59,8 @@ def build(out, board, cfg, duration_s=0, progress=None):
     with open(os.path.join(out, "tally_config.json"), "w") as f:
         json.dump(dev, f, indent=1, sort_keys=True)
     with open(os.path.join(out, "main.py"), "w") as f:
-        f.write(MAIN)
+        # on a board the firmware mounts its ROM partition itself
+        f.write((romboard.MOUNT if board == "unix" else "") + MAIN)
     size = sum(os.path.getsize(p) for p in files)
     say("%d modules, %d bytes of .mpy, config and main.py in %s" % (len(files), size, out))
-    return {"files": len(files), "mpy_bytes": size, "config": dev}
+    return {"files": len(files), "mpy_bytes": size, "config": dev, "romfs_bytes": len(image)}

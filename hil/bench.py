@@ -540,11 +540,16 @@ def bench_drivers(n=200):
     return out
 
 
-def _fp_run(bundle, heap, intervals):
-    mp = mpbuild.tool("micropython")
-    r = subprocess.run([mp, "-X", "heapsize=" + heap, "-c",
-                        "from hil import footprint_mp; footprint_mp.main(%d)" % intervals],
-                       cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
+def _fp_run(bundle, heap, intervals, rom=None):
+    """One footprint run; rom: a ROMFS image of the bundle, mapped outside the
+    heap (hil/romboard.py) as a board maps its ROM partition."""
+    call = "from hil import footprint_mp; footprint_mp.main(%d)" % intervals
+    if rom:
+        from hil import romboard
+        cmd = romboard.argv(rom, call, heap, bundle)
+    else:
+        cmd = [mpbuild.tool("micropython"), "-X", "heapsize=" + heap, "-c", call]
+    r = subprocess.run(cmd, cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
                        capture_output=True, text=True, timeout=900)
     out = {}
     for line in r.stdout.splitlines():
@@ -554,12 +559,28 @@ def _fp_run(bundle, heap, intervals):
     return out if "END" in r.stdout else None
 
 
+def _smallest_heap(bundle, rom, lo=48, hi=256):
+    """The smallest heap (KiB, to 4 KiB) a simulated day (1440 intervals) runs in."""
+    if _fp_run(bundle, "%dK" % lo, 1440, rom):
+        return lo
+    while hi - lo > 4:
+        mid = (lo + hi) // 2 // 4 * 4
+        if _fp_run(bundle, "%dK" % mid, 1440, rom):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def bench_footprint(intervals=10000, progress=None):
     """The device side on the MicroPython unix port: bundle size as flashed
     (.mpy for xtensawin, the ESP32), heap for code and for data in the steady
     loop (three I2C sensors, one serial, ring log, uplink syncing every batch),
     data growth over `intervals`, time per interval, and the smallest heap a
-    simulated day (1440 intervals) runs in."""
+    simulated day (1440 intervals) runs in: with the modules loaded into the
+    heap from files, and from a ROMFS image executed in place (as from a
+    board's ROM partition)."""
+    from hil import romfs
     say = progress or (lambda s: None)
     out = {}
     with tempfile.TemporaryDirectory() as d:
@@ -575,28 +596,28 @@ def bench_footprint(intervals=10000, progress=None):
             return out
         unix = os.path.join(d, "unix")
         mpbuild.build(unix)
-        say("steady loop, %d intervals at a 256K heap" % intervals)
-        r = _fp_run(unix, "256K", intervals)
-        if r is None:
-            out["steady_loop"] = "failed at 256K"
-            return out
-        out["steady_loop"] = r
+        rom = os.path.join(d, "unix.romfs")
+        with open(rom, "wb") as f:
+            f.write(romfs.image(unix))
+        out["romfs_image_bytes"] = os.path.getsize(rom)
+        for key, image in (("steady_loop", None), ("steady_loop_romfs", rom)):
+            say("steady loop, %d intervals at a 256K heap%s" % (intervals, ", code in ROMFS" if image else ""))
+            r = _fp_run(unix, "256K", intervals, image)
+            if r is None:
+                out[key] = "failed at 256K"
+                return out
+            out[key] = r
+        r = out["steady_loop"]
         out["heap_data_growth_bytes"] = r["heap_data_at_end"] - r["heap_data_after_100_intervals"]
-        say("smallest heap for a simulated day (1440 intervals)")
-        lo, hi = 64, 256                 # KiB: lo fails or is untested, hi runs
-        if _fp_run(unix, "64K", 1440):
-            hi = 64
-        while hi - lo > 4:
-            mid = (lo + hi) // 2 // 4 * 4
-            if _fp_run(unix, "%dK" % mid, 1440):
-                hi = mid
-            else:
-                lo = mid
-        out["smallest_heap_for_a_day_kib"] = hi
+        say("smallest heap for a simulated day (1440 intervals), code in the heap")
+        out["smallest_heap_for_a_day_kib"] = _smallest_heap(unix, None, lo=64)
+        say("smallest heap for a simulated day (1440 intervals), code in ROMFS")
+        out["smallest_heap_for_a_day_romfs_kib"] = _smallest_heap(unix, rom)
     fw = out["bundle_mpy_bytes"].get("firmware", 0)
     out["goals"] = {
         "bundle <= 96 KiB of .mpy": fw <= 96 * 1024,
-        "the full loop, sync included, in a 64 KiB heap": out.get("smallest_heap_for_a_day_kib", 999) <= 64,
+        "the full loop, sync included, in a 64 KiB heap": min(
+            out.get("smallest_heap_for_a_day_kib", 999), out.get("smallest_heap_for_a_day_romfs_kib", 999)) <= 64,
         "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
     }
     return out

@@ -15,7 +15,7 @@ CPYTHON_ONLY = {
     "agent/cli.py", "agent/config.py", "agent/port/cpython.py", "agent/port/mqtt_paho.py",
     "agent/port/linux_bus.py", "hil/sim.py", "hil/pty_serial.py", "hil/mpbuild.py",
     "hil/mosquitto.py", "hil/bench.py", "agent/collector/pki.py", "hil/pki.py",
-    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "agent/cli_flash.py",
+    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "hil/romfs.py", "hil/romboard.py", "agent/cli_flash.py",
 }
 CPYTHON_ONLY_DIRS = ("agent/collector/",)
 

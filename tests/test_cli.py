@@ -149,3 +149,6 @@ def test_bench_footprint_prints_figures():
     s = rep["steady_loop"]
     assert s["intervals"] == 200 and s["heap_code"] > 0 and s["heap_data_peak"] > 0
     assert 64 <= rep["smallest_heap_for_a_day_kib"] <= 256
+    # code executed in place from the ROMFS image leaves the heap to data
+    assert rep["steady_loop_romfs"]["heap_code"] < s["heap_code"]
+    assert 48 <= rep["smallest_heap_for_a_day_romfs_kib"] < rep["smallest_heap_for_a_day_kib"]

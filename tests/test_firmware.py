@@ -5,6 +5,7 @@ clear line."""
 import json
 import os
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -19,7 +20,16 @@ pytestmark = pytest.mark.skipif(not MP, reason="micropython unix port not instal
 MASTER = "00112233445566778899aabbccddeeff"
 
 
-def test_unix_bundle_runs_as_is_and_syncs_through_mosquitto(broker, tmp_path):
+# files: `micropython main.py`, the modules loaded into the heap from files;
+# romfs: the same bundle with its tally.romfs mapped outside the heap as a
+# board maps its ROM partition (hil/romboard.py), code executed in place
+RUNS = {"files": lambda out: [MP, "-X", "heapsize=256K", "main.py"],
+        "romfs": lambda out: [sys.executable, "-m", "hil.romboard", str(out / "tally.romfs"),
+                              "main.py", "--heap", "144K"]}
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_unix_bundle_runs_as_is_and_syncs_through_mosquitto(broker, tmp_path, run):
     key = cose.device_key(bytes.fromhex(MASTER), "unix-1")
     cfg = tmp_path / "tally.toml"
     cfg.write_text('device_id = "unix-1"\ninterval_s = 1\nsample_ms = 100\nbroker = "%s"\nkey = "%s"\n'
@@ -37,7 +47,7 @@ def test_unix_bundle_runs_as_is_and_syncs_through_mosquitto(broker, tmp_path):
     pump.start()
     try:
         # run from the bundle directory, nothing else on the path
-        r = subprocess.run([MP, "-X", "heapsize=256K", "main.py"], cwd=str(out), capture_output=True,
+        r = subprocess.run(RUNS[run](out), cwd=str(out), capture_output=True,
                            text=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
     finally:
         stop.set()
@@ -58,7 +68,8 @@ def test_unix_bundle_runs_as_is_and_syncs_through_mosquitto(broker, tmp_path):
 def test_esp32_bundle_is_built_without_the_emulation(tmp_path):
     out = tmp_path / "esp32"
     assert main(["flash", "--board", "esp32-s3-devkitc", "--out", str(out)]) == 0
-    assert sorted(os.listdir(out)) == ["agent", "boards", "drivers", "main.py", "tally_config.json"]
+    assert sorted(os.listdir(out)) == ["agent", "boards", "drivers", "main.py", "tally.romfs",
+                                       "tally_config.json"]
     assert (out / "drivers" / "bme280.mpy").exists() and (out / "agent" / "port" / "mqtt_mp.mpy").exists()
     assert not (out / "agent" / "collector").exists() and not (out / "agent" / "cli.mpy").exists()
     assert json.loads((out / "tally_config.json").read_text())["board"] == "esp32-s3-devkitc"
