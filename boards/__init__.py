@@ -44,9 +44,18 @@ def load(name):
 
 
 def validate(board):
-    """Check a board (pins, buses, addresses, drivers): BoardError names what is wrong."""
-    from boards.check import check
-    return check(board)
+    """Check a board (pins, buses, addresses, drivers): BoardError names what is wrong.
+    The checker is dropped again afterwards: on a device it runs once at boot
+    and its tables would otherwise hold heap for good."""
+    import sys
+    from boards import check as mod
+    try:
+        return mod.check(board)
+    finally:
+        sys.modules.pop("boards.check", None)
+        import boards
+        if "check" in boards.__dict__:
+            del boards.__dict__["check"]
 
 
 def settings(board, sensor):
