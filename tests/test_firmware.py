@@ -77,7 +77,8 @@ def test_esp32_bundle_is_built_without_the_emulation(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["--board", "esp8266", "--out", "X"], "board 'esp8266' is not one of"),
-    (["--board", "esp32-devkitc", "--port", "/dev/ttyUSB0"], "not built yet"),
+    (["--board", "esp32-devkitc", "--port", "X"], "no serial port"),
+    (["--board", "esp32-devkitc", "--firmware", "X"], "give its --port PORT too"),
     (["--board", "unix"], "give --out DIR"),
 ])
 def test_flash_refuses_with_a_clear_line(tmp_path, capsys, args, msg):
