@@ -66,6 +66,7 @@ class Agent:
             from agent.sync import Uplink   # a logging-only device never loads it
             self.uplink = Uplink(device_id, transport, log, m, board=board, **(uplink_opts or {}))
             self.uplink.ival_ms = interval_ms
+            self.uplink.wall_q = clock.wall_quality
             self.uplink.on_config = self._apply_config
         self._i_age = m.index("unacked_s")
         self._i_cfg = m.index("config")
@@ -131,6 +132,7 @@ class Agent:
         m.observe(self._i_depth, log.depth())
         m.observe(self._i_mem, port.mem_free())
         if self.uplink:
+            self.uplink.wall_q = self.clock.wall_quality
             m.observe(self._i_age, self.uplink.unacked_age_ms(now) // 1000)
             m.observe(self._i_cfg, self.uplink.config.version)
         values = m.close()

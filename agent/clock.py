@@ -28,6 +28,7 @@ class RealClock:
         self._up = 0
         self._last = self._t0
         self.wall_quality = wall_quality
+        self._wall0 = None            # set_wall(): wall ms at uptime 0
 
     def uptime_ms(self):
         # Accumulate ticks_diff so a wrapping ticks counter (MicroPython) never
@@ -40,10 +41,19 @@ class RealClock:
     world_ms = uptime_ms
 
     def wall_s(self):
+        if self._wall0 is not None:
+            return (self._wall0 + self.uptime_ms()) // 1000
         if self.wall_quality == WALL_NONE:
             return 0
         import time
         return int(time.time())
+
+    def set_wall(self, unix_ms, quality=WALL_NTP):
+        """The wall clock reads unix_ms now (from NTP): from here on wall_s()
+        counts on from the ticks, never from time.time(), whose epoch and
+        setting on a board are its own."""
+        self._wall0 = unix_ms - self.uptime_ms()
+        self.wall_quality = quality
 
     def sleep_ms(self, ms):
         if ms > 0:

@@ -22,7 +22,27 @@ TOP = {
     "key": (str, lambda v: 32 <= len(v) <= 128 and len(v) % 2 == 0 and
             all(c in "0123456789abcdefABCDEF" for c in v),
             "the device's MAC key as 32 to 128 hex digits"),
+    # the ESP32 firmware's own (tally flash; tally run on a Pi leaves these to the OS)
+    "wifi_ssid": (str, lambda v: 1 <= len(v) <= 32, "the Wi-Fi network's name, 1-32 characters"),
+    "wifi_password": (str, lambda v: v == "" or 8 <= len(v) <= 63,
+                      "a WPA2 passphrase of 8-63 characters, or \"\" for an open network"),
+    "ntp": (str, lambda v: v == "" or _host_port(v),
+            "an NTP server as host or host:port, or \"\" for none (default pool.ntp.org with wifi_ssid)"),
+    "deep_sleep": (bool, lambda v: True, "true or false"),
+    "awake_s": (int, lambda v: 1 <= v <= 3600, "an integer from 1 to 3600 (seconds awake per wake)"),
+    "watchdog_s": (int, lambda v: v == 0 or 10 <= v <= 7200,
+                   "0 (off) or 10 to 7200 seconds: longer than the longest step that does not feed "
+                   "it (an MQTT connect, 5 s; an NTP exchange, 1 s)"),
+    "log": (str, lambda v: v in ("partition", "file"),
+            "partition (the tallylog flash partition) or file (a file on the board's filesystem)"),
 }
+
+
+def _host_port(v):
+    host, _, port = v.partition(":")
+    return bool(host) and " " not in host and (not port or port.isdigit() and 0 < int(port) < 65536)
+
+
 # the uplink's settings, with the ranges a remote config may set them to
 UPLINK_KEYS = ("batch_max", "max_latency_s", "window", "drain_bps")
 for _k in UPLINK_KEYS:
@@ -72,7 +92,7 @@ def validate(raw, where="config"):
                               % (where, key, ", ".join(sorted(list(TOP) + list(boards.SENSOR_KEYS)
                                                               + ["tls"]))))
         t, ok, desc = TOP[key]
-        if not isinstance(val, t) or isinstance(val, bool) or not ok(val):
+        if not isinstance(val, t) or (isinstance(val, bool) and t is not bool) or not ok(val):
             raise ConfigError("%s: key '%s' must be %s, got %r" % (where, key, desc, val))
         cfg[key] = val
     if cfg.get("tls") and not cfg.get("broker", "").startswith(("mqtts://", "ssl://")):
@@ -80,6 +100,11 @@ def validate(raw, where="config"):
     if cfg.get("broker") and not cfg.get("key"):
         raise ConfigError("%s: key 'key' is required with a broker: every message is MAC'd "
                           "with the device's key (32 hex digits, shared with the collector)" % where)
+    if "wifi_password" in cfg and not cfg.get("wifi_ssid"):
+        raise ConfigError("%s: key 'wifi_password' needs key 'wifi_ssid', the network's name" % where)
+    if cfg.get("deep_sleep") and cfg.get("awake_s", 10) >= cfg["interval_s"]:
+        raise ConfigError("%s: key 'awake_s' (%d) must be below interval_s (%d) with deep_sleep: "
+                          "a wake is part of an interval" % (where, cfg.get("awake_s", 10), cfg["interval_s"]))
     if cfg["sample_ms"] > cfg["interval_s"] * 1000:
         raise ConfigError("%s: key 'sample_ms' (%d) must not exceed interval_s * 1000"
                           % (where, cfg["sample_ms"]))

@@ -1,14 +1,64 @@
 # The firmware's entry point (main.py calls run()): read the config that
 # `tally flash` compiled from the TOML file, build the board's channels, the
-# ring log and, with a broker, the uplink on our MQTT client; then meter in
-# real time. Portable: the unix port (board "unix": the emulated compressor
-# board) and the ESP32 boards (machine.I2C / machine.UART, a watchdog).
+# ring log and, with a broker, the uplink on our MQTT client; join Wi-Fi and
+# set the wall clock from NTP where configured; then meter in real time,
+# or in wake/sleep cycles with deep_sleep. Portable: the unix port (board
+# "unix": the emulated compressor board) and the ESP32 boards (machine.I2C /
+# machine.UART, esp32.Partition, network.WLAN, a watchdog).
+#
+# Whatever is wrong at boot is one console line, and the agent meters what it
+# still can: a broken config runs on defaults, a pin the chip lacks leaves
+# out that bus's sensors, a missing or small log partition falls back to the
+# file log, an unreachable broker or network is retried with backoff while
+# the records wait in the log.
 
 import json
 
 from agent.agent import Agent
-from agent.clock import RealClock
-from agent.log import file_log
+from agent.clock import RealClock, WALL_HOST, WALL_NONE
+from agent.log import RingLog, file_log
+
+LOG_PARTITION = "tallylog"
+MIN_LOG_SECTORS = 8        # 32 KiB of 4 KiB sectors: room to coalesce when full
+SLEEP_DRAIN_MS = 5000      # deep sleep: the uplink's chance to drain before sleeping
+_STR = ("device_id", "board", "broker", "key", "log", "log_path", "ntp", "wifi_ssid", "wifi_password")
+_KIND = {str: "a string", bool: "true or false", int: "a non-negative integer"}
+
+
+def _config(path):
+    """The compiled config. What is wrong in it is said and left out (its
+    default then applies), so the device meters whatever it still can."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        print("tally: config %s unusable (%s): running on defaults: no board, no uplink; "
+              "rebuild it with tally flash" % (path, e))
+        raw = {}
+    cfg = {}
+    for k in raw:
+        v = raw[k]
+        t = str if k in _STR else bool if k == "deep_sleep" else int
+        if type(v) is not t or (t is int and v < 0):
+            print("tally: config %s: key %r must be %s, got %r: left out" % (path, k, _KIND[t], v))
+        else:
+            cfg[k] = v
+    if cfg.get("interval_s", 1) < 1:
+        print("tally: config %s: interval_s must be at least 1: using 60" % path)
+        cfg["interval_s"] = 60
+    ival = cfg.setdefault("interval_s", 60) * 1000
+    s = cfg.get("sample_ms", 1000)
+    if not 10 <= s <= ival:
+        s = 1000 if ival >= 1000 else ival
+        print("tally: config %s: sample_ms must be from 10 to interval_s * 1000: using %d" % (path, s))
+    cfg["sample_ms"] = s
+    if "device_id" not in cfg:
+        from agent.port.micropython import unique_id
+        cfg["device_id"] = "tally-" + (unique_id() or "device")
+        print("tally: config %s: no device_id: using %s" % (path, cfg["device_id"]))
+    return cfg
 
 
 def _broker(url):
@@ -19,48 +69,213 @@ def _broker(url):
 
 
 def _channels(cfg, clock):
-    name = cfg["board"]
+    name = cfg.get("board")
+    if not name:
+        print("tally: no board configured: metering the system counters only")
+        return []
     if name == "unix":
         from boards.emulated import Emulation
         return Emulation(clock, seed=cfg.get("seed", 1)).channels()
     import boards
+    try:
+        board = boards.load(name).BOARD
+    except ValueError as e:                  # BoardError: unknown board, or a wrong board file
+        print("tally: %s: metering the system counters only" % e)
+        return []
+    # bus by bus, sensor by sensor in the board's order (the schema's order):
+    # a bus that will not open leaves out its sensors, not the others'
+    opened = {}
+    chans = []
+    out = []
+    for s in board["sensors"]:
+        b = s["bus"]
+        if b not in opened:
+            opened[b] = _open_bus(name, b, board["buses"][b])
+        bus = opened[b]
+        if bus is None:
+            out.append(s["type"])
+            continue
+        try:
+            # bus is a machine.I2C or a machine.UART: the sensor takes the one it needs
+            chans += boards.make_channels({"name": name, "buses": board["buses"], "sensors": [s]},
+                                          bus, lambda port, baud, u=bus: u)
+        except (OSError, ValueError) as e:
+            print("tally: board %s: %s on bus %s: %s" % (name, s["type"], b, e))
+            out.append(s["type"])
+    if out:
+        print("tally: board %s: metering %d of %d sensors; left out: %s"
+              % (name, len(chans), len(board["sensors"]), ", ".join(out)))
+    return chans
+
+
+def _open_bus(name, b, bus):
     from agent.port.micropython import open_i2c, open_uart
-    board = boards.load(name).BOARD
-    i2c = None
-    uart = None
-    for b in board["buses"].values():
-        if b["kind"] == "i2c" and i2c is None:
-            i2c = open_i2c(b)
-        elif b["kind"] == "uart" and uart is None:
-            uart = b
-    return boards.make_channels(board, i2c, lambda port, baud: open_uart(uart))
+    try:
+        return open_i2c(bus) if bus["kind"] == "i2c" else open_uart(bus)
+    except (ImportError, OSError, ValueError) as e:
+        print("tally: board %s: bus %s did not open: %s" % (name, b, e))
+        return None
+
+
+def _log(cfg, dev):
+    path = cfg.get("log_path", "tally.log")
+    kind = cfg.get("log") or ("file" if cfg.get("board") in (None, "unix") else "partition")
+    if kind == "partition":
+        try:
+            from agent.port.esp32_flash import PartitionFlash
+            fl = PartitionFlash(LOG_PARTITION)
+            if fl.sector_count < MIN_LOG_SECTORS:
+                raise OSError("partition %r has %d sectors; the log needs at least %d (%d KiB)"
+                              % (LOG_PARTITION, fl.sector_count, MIN_LOG_SECTORS,
+                                 MIN_LOG_SECTORS * fl.sector_size // 1024))
+            print("tally: log on partition %r (%d KiB)" % (LOG_PARTITION, fl.size // 1024))
+            return RingLog(fl, dev)
+        except (ImportError, OSError, ValueError) as e:
+            print("tally: log: %s; falling back to the file log %s" % (e, path))
+    elif kind != "file":
+        print("tally: config: log %r is not partition or file: using the file log %s" % (kind, path))
+    return file_log(path, dev, capacity=cfg.get("log_kib", 64) * 1024)
+
+
+def _wifi(cfg):
+    ssid = cfg.get("wifi_ssid")
+    if not ssid:
+        return None                          # the host's network, or one boot.py set up
+    from agent.port.net_mp import WifiLink
+    try:
+        return WifiLink(ssid, cfg.get("wifi_password", ""))
+    except ImportError as e:
+        print("tally: wifi %r: no network module on this port (%s): using the host's network" % (ssid, e))
+        return None
+
+
+class _Net:
+    """The uplink's transport, tried only while the network is up; says on
+    the console when the broker becomes reachable or stops being so."""
+
+    def __init__(self, t, wifi):
+        self.t = t
+        self.wifi = wifi
+        self.will = None
+        self._ok = None
+
+    def connect(self):
+        if self.wifi is not None and not self.wifi.up:
+            return False
+        t = self.t
+        t.will = self.will
+        ok = t.connect()
+        if ok != self._ok:
+            self._ok = ok
+            if ok:
+                print("tally: broker %s:%d connected" % (t.c.host, t.c.port))
+            else:
+                print("tally: broker unreachable (%s): metering on, records kept in the log; "
+                      "retrying with backoff" % t.last_error)
+        return ok
+
+    def connected(self):
+        return self.t.connected()
+
+    def session(self):
+        return self.t.session()
+
+    def publish(self, topic, payload, retain=False):
+        return self.t.publish(topic, payload, retain)
+
+    def poll(self):
+        return self.t.poll()
+
+    def close(self):
+        self.t.close()
+
+
+def _uplink(cfg, dev, wifi):
+    url = cfg.get("broker")
+    if not url:
+        return None, None
+    try:
+        if not url.startswith(("mqtt://", "tcp://")):
+            raise ValueError("the device speaks plain mqtt:// only")
+        host, port = _broker(url)
+        key = bytes.fromhex(cfg.get("key", ""))
+        if len(key) < 16:
+            raise ValueError("key 'key' must be 32 to 128 hex digits")
+    except ValueError as e:
+        print("tally: broker %s: %s: no uplink, logging only" % (url, e))
+        return None, None
+    from agent.port.mqtt_mp import MPTransport
+    opts = {"key": key}
+    for k in ("batch_max", "window", "drain_bps"):
+        if k in cfg:
+            opts[k] = cfg[k]
+    if "max_latency_s" in cfg:
+        opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
+    return _Net(MPTransport(dev, host, port), wifi), opts
+
+
+def _ntp(cfg, clock):
+    # default: NTP wherever the device joins a network itself
+    server = cfg.get("ntp", "pool.ntp.org" if cfg.get("wifi_ssid") else "")
+    if not server:
+        return None
+    from agent.port.net_mp import Sntp
+    return Sntp(server, clock)
+
+
+def _deep(cfg, channels):
+    """Awake ms per wake with deep sleep on, else 0; says what it costs."""
+    if not cfg.get("deep_sleep"):
+        return 0
+    ival = cfg["interval_s"]
+    awake = cfg.get("awake_s", 10)
+    if not 1 <= awake < ival:
+        print("tally: deep sleep: awake_s (%d) must be from 1 to below interval_s (%d): deep sleep off"
+              % (awake, ival))
+        return 0
+    whole = [type(c).__name__ for c in channels if c.per_interval]
+    part = [type(c).__name__ for c in channels if not c.per_interval]
+    print("tally: deep sleep on: wake every %d s, meter %d s, log the interval, give the uplink up "
+          "to %d s, sleep. The open interval does not survive a sleep: cumulative registers (%s) "
+          "cover the whole interval, counters from samples (%s) only the awake time"
+          % (ival, awake, SLEEP_DRAIN_MS // 1000, ", ".join(whole) or "none", ", ".join(part) or "none"))
+    return awake * 1000
+
+
+def _sleep(ag, net, sleeper, wake, net_up):
+    """End a wake: log the interval, let the uplink drain (bounded), then
+    deep sleep until the next interval is due. Returns the uptime the next
+    wake starts at (light sleep), or None once the board is going down."""
+    clock = ag.clock
+    ag.shutdown(SLEEP_DRAIN_MS if net is not None and net_up else 0)
+    now = clock.uptime_ms()
+    ms = wake + ag.interval - now
+    if ms < 1000:
+        ms = 1000
+    print("tally: %d records logged, %d unacked; sleep %d ms" % (ag.records, ag.log.depth(), ms))
+    if sleeper is None:
+        clock.sleep_ms(ms)                   # no deep sleep here: the agent stays up
+        return clock.uptime_ms()
+    if net is not None:
+        net.close()
+    ag.stop()
+    sleeper(ms)                              # the board powers down and boots afresh
+    return None
 
 
 def run(path="tally_config.json"):
-    with open(path) as f:
-        cfg = json.load(f)
+    cfg = _config(path)
     dev = cfg["device_id"]
-    clock = RealClock()
-    try:
-        channels = _channels(cfg, clock)
-    except (OSError, ValueError) as e:
-        print("tally: board %s: %s" % (cfg["board"], e))
-        raise
-    log = file_log(cfg.get("log_path", "tally.log"), dev, capacity=cfg.get("log_kib", 64) * 1024)
-    transport = None
-    opts = None
-    if cfg.get("broker"):
-        from agent.port.mqtt_mp import MPTransport
-        host, port = _broker(cfg["broker"])
-        transport = MPTransport(dev, host, port)
-        opts = {"key": bytes.fromhex(cfg["key"])}
-        for k in ("batch_max", "window", "drain_bps"):
-            if k in cfg:
-                opts[k] = cfg[k]
-        if "max_latency_s" in cfg:
-            opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
-    ag = Agent(dev, channels, log, clock, transport=transport, board=cfg["board"],
-               interval_ms=cfg.get("interval_s", 60) * 1000, sample_ms=cfg.get("sample_ms", 1000),
+    board = cfg.get("board")
+    # the unix port's clock is the host's; a board knows no time until NTP
+    clock = RealClock(WALL_HOST if board == "unix" else WALL_NONE)
+    channels = _channels(cfg, clock)
+    log = _log(cfg, dev)
+    wifi = _wifi(cfg)
+    net, opts = _uplink(cfg, dev, wifi)
+    ntp = _ntp(cfg, clock)
+    ag = Agent(dev, channels, log, clock, transport=net, board=board or "none",
+               interval_ms=cfg["interval_s"] * 1000, sample_ms=cfg["sample_ms"],
                uplink_opts=opts).start()
     wdt = None
     if cfg.get("watchdog_s"):
@@ -69,23 +284,55 @@ def run(path="tally_config.json"):
             wdt = WDT(timeout=cfg["watchdog_s"] * 1000)
         except (ImportError, AttributeError, ValueError):
             wdt = None                       # no watchdog on this port
-    print("tally: device %s on %s, boot %d (%s), %s" % (
-        dev, cfg["board"], ag.boot, ag.reason, cfg.get("broker") or "no broker (logging only)"))
+    print("tally: device %s on %s, boot %d (%s), %s%s%s" % (
+        dev, board or "no board", ag.boot, ag.reason, cfg.get("broker") if net else "no broker (logging only)",
+        ", wifi %r" % wifi.ssid if wifi else "", ", ntp %s" % ntp.host if ntp else ""))
+    awake = _deep(cfg, channels)
+    sleeper = None
+    if awake:
+        from agent.port.micropython import deepsleep
+        sleeper = deepsleep()
+        if sleeper is None:
+            print("tally: deep sleep: this port has no machine.deepsleep: light sleep instead, "
+                  "the agent stays up")
     end = cfg.get("duration_s", 0) * 1000
     seen = ag.records
+    up = ag.uplink
+    wake = 0
+    net_up = wifi is None
     while not end or clock.uptime_ms() < end:
-        ag.tick()
+        now = clock.uptime_ms()
+        if now >= ag.next_due():
+            now = ag.tick()                  # sample on schedule (and step the uplink)
+        elif up is not None and up.busy():
+            up.step(now)                     # a backlog drains between samples
         if wdt:
             wdt.feed()
         if ag.records != seen:
             seen = ag.records
             print("interval seq=%d depth=%d" % (log.last[0], log.depth()))
-        wait = ag.next_due() - clock.uptime_ms()
-        if ag.uplink and ag.uplink.busy():
+        due = ag.next_due()
+        if wifi is not None:
+            if wifi.step(now) and not net_up and up is not None:
+                up.kick(now)                 # the network is back: try the broker now
+            net_up = wifi.up
+            d = wifi.due(now)
+            due = d if d < due else due
+        if ntp is not None and net_up:
+            ntp.step(now)
+        if awake:
+            if now - wake >= awake:
+                wake = _sleep(ag, net, sleeper, wake, net_up)
+                if wake is None:
+                    return
+                continue
+            due = wake + awake if wake + awake < due else due
+        wait = due - clock.uptime_ms()
+        if up is not None and up.busy():
             wait = 5 if wait > 5 else wait
         clock.sleep_ms(wait)
-    ag.shutdown(3000)
-    if transport:
-        transport.close()
+    ag.shutdown(3000 if net_up else 0)
+    if net:
+        net.close()
     print("tally: stopped; %d records logged, %d unacked" % (ag.records, log.depth()))
     ag.stop()

@@ -60,6 +60,7 @@ class Uplink:
         self._t_fill = None
         self._backoff = backoff_min_ms
         self._next_try = 0
+        self.wall_q = 0               # the clock's wall quality, for the birth (the agent keeps it current)
         self._session = None
         self.inflight = []            # oldest first: [epoch, first, last, sent_at, payload, retries, acked]
         self.flush = False            # send what is pending now, regardless of latency
@@ -112,11 +113,16 @@ class Uplink:
             "v": 1, "device": self.device_id, "fw": __version__, "board": self.board,
             "reason": self.reason,
             "boot": self.log.boot, "epoch": self.log.epoch, "seq0": self.log.epoch_seq0, "schema_id": self.meter.id,
-            "schema": schema, "wall_q": 0, "ival_ms": self.ival_ms, "config": self.config.version,
+            "schema": schema, "wall_q": self.wall_q, "ival_ms": self.ival_ms, "config": self.config.version,
         }))
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
+
+    def kick(self, now):
+        """The network is back: try the broker now, the backoff started afresh."""
+        self._next_try = now
+        self._backoff = self.bmin
 
     def _fail(self, now, cause):
         self.failures += 1

@@ -73,10 +73,20 @@ def reset_cause():
 # errno (ENODEV: no ACK on the address, EIO, ETIMEDOUT: SCL held low), which
 # every driver turns into NackError / BusTimeout with drivers.errors.wrap_oserror.
 
+def _pin(bus, key):
+    # machine.Pin's ValueError ("invalid pin") does not say which: this one does
+    from machine import Pin
+    try:
+        return Pin(bus[key])
+    except ValueError as e:
+        raise ValueError("%s=GPIO%d: %s on this chip" % (key, bus[key], e))
+
+
 def open_i2c(bus):
-    """machine.I2C for a board's I2C bus entry (boards/*.py: id, sda, scl, freq)."""
-    from machine import I2C, Pin
-    return I2C(bus["id"], scl=Pin(bus["scl"]), sda=Pin(bus["sda"]), freq=bus.get("freq", 100000))
+    """machine.I2C for a board's I2C bus entry (boards/*.py: id, sda, scl, freq).
+    ValueError names a pin the chip does not have."""
+    from machine import I2C
+    return I2C(bus["id"], scl=_pin(bus, "scl"), sda=_pin(bus, "sda"), freq=bus.get("freq", 100000))
 
 
 # UART: machine.UART already is the serial side of the bus protocol
@@ -87,6 +97,25 @@ def open_uart(bus, timeout_ms=200):
     """machine.UART for a board's uart bus entry (boards/*.py: id, tx, rx,
     baud). A read waits timeout_ms for its first byte and 10 ms between
     bytes; the drivers keep their own timeout on top."""
-    from machine import UART, Pin
-    return UART(bus["id"], baudrate=bus.get("baud", 9600), tx=Pin(bus["tx"]), rx=Pin(bus["rx"]),
+    from machine import UART
+    return UART(bus["id"], baudrate=bus.get("baud", 9600), tx=_pin(bus, "tx"), rx=_pin(bus, "rx"),
                 timeout=timeout_ms, timeout_char=10)
+
+
+def deepsleep():
+    """machine.deepsleep (call it with ms: the board powers down and boots
+    afresh when they are up), or None on a port without it (the unix port)."""
+    try:
+        from machine import deepsleep
+    except ImportError:
+        return None
+    return deepsleep
+
+
+def unique_id():
+    """The chip's id as hex (the ESP32's MAC), or None."""
+    try:
+        from machine import unique_id
+    except ImportError:
+        return None
+    return "".join("%02x" % b for b in unique_id())
