@@ -540,6 +540,15 @@ def bench_drivers(n=200):
     return out
 
 
+def _fp_parse(stdout):
+    out = {}
+    for line in stdout.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "FP":
+            out[f[1]] = int(f[2])
+    return out if "FP END" in stdout else None
+
+
 def _fp_run(bundle, heap, intervals, rom=None):
     """One footprint run; rom: a ROMFS image of the bundle, mapped outside the
     heap (hil/romboard.py) as a board maps its ROM partition."""
@@ -551,12 +560,45 @@ def _fp_run(bundle, heap, intervals, rom=None):
         cmd = [mpbuild.tool("micropython"), "-X", "heapsize=" + heap, "-c", call]
     r = subprocess.run(cmd, cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
                        capture_output=True, text=True, timeout=900)
-    out = {}
-    for line in r.stdout.splitlines():
-        f = line.split()
-        if len(f) >= 3 and f[0] == "FP":
-            out[f[1]] = int(f[2])
-    return out if "END" in r.stdout else None
+    return _fp_parse(r.stdout)
+
+
+# A 32-bit MicroPython to measure on: the WebAssembly port, from npm (pinned).
+WASM_PORT = "@micropython/micropython-webassembly-pyscript@1.29.0-6"
+
+
+def wasm_port(progress=None):
+    """(path of the port's micropython.mjs, None), installed with npm into a
+    cache directory on first use; or (None, why not)."""
+    import shutil
+    node = shutil.which("node")
+    if not node:
+        return None, "node not found (apt-get install nodejs npm)"
+    d = os.environ.get("TALLY_WASM_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tally", "mp-wasm")
+    mjs = os.path.join(d, "node_modules", "@micropython", "micropython-webassembly-pyscript", "micropython.mjs")
+    if not os.path.exists(mjs):
+        npm = shutil.which("npm")
+        if not npm:
+            return None, "npm not found (apt-get install npm)"
+        (progress or (lambda s: None))("installing %s with npm into %s" % (WASM_PORT, d))
+        os.makedirs(d, exist_ok=True)
+        try:
+            r = subprocess.run([npm, "install", "--silent", "--prefix", d, WASM_PORT],
+                               capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return None, "npm install %s took over 3 minutes: no registry?" % WASM_PORT
+        if r.returncode or not os.path.exists(mjs):
+            return None, "npm install %s failed: %s" % (WASM_PORT, (r.stderr or r.stdout).strip()[-300:])
+    return mjs, None
+
+
+def _wasm_run(mjs, target, intervals):
+    """hil/wasm_footprint.mjs on the WebAssembly port; target: a ROMFS image,
+    or the bundle directory (modules loaded into the heap)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm_footprint.mjs")
+    r = subprocess.run(["node", script, mjs, target, "256", str(intervals)],
+                       capture_output=True, text=True, timeout=900)
+    return _fp_parse(r.stdout)
 
 
 def _smallest_heap(bundle, rom, lo=48, hi=256):
@@ -613,11 +655,24 @@ def bench_footprint(intervals=10000, progress=None):
         out["smallest_heap_for_a_day_kib"] = _smallest_heap(unix, None, lo=64)
         say("smallest heap for a simulated day (1440 intervals), code in ROMFS")
         out["smallest_heap_for_a_day_romfs_kib"] = _smallest_heap(unix, rom)
+        mjs, why = wasm_port(say)
+        if mjs:
+            n = min(intervals, 1440)
+            for key, target in (("wasm32", unix), ("wasm32_romfs", rom)):
+                say("32-bit: the WebAssembly port, %d intervals%s" % (n, ", code in ROMFS" if target == rom else ""))
+                out[key] = _wasm_run(mjs, target, n) or "failed"
+        else:
+            out["wasm32"] = "skipped: " + why
     fw = out["bundle_mpy_bytes"].get("firmware", 0)
+    w = out.get("wasm32_romfs")
+    device_live = w["heap_code_device"] + w["heap_data_peak"] if isinstance(w, dict) else None
+    out["device_live_heap_32bit_romfs"] = device_live
     out["goals"] = {
         "bundle <= 96 KiB of .mpy": fw <= 96 * 1024,
         "the full loop, sync included, in a 64 KiB heap": min(
             out.get("smallest_heap_for_a_day_kib", 999), out.get("smallest_heap_for_a_day_romfs_kib", 999)) <= 64,
         "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
+        "32-bit, code in ROMFS: the device's live heap (its code's objects + data at the peak) "
+        "<= 64 KiB (measured between intervals, not a capped run)": device_live is not None and device_live <= 65536,
     }
     return out

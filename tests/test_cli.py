@@ -152,3 +152,9 @@ def test_bench_footprint_prints_figures():
     # code executed in place from the ROMFS image leaves the heap to data
     assert rep["steady_loop_romfs"]["heap_code"] < s["heap_code"]
     assert 48 <= rep["smallest_heap_for_a_day_romfs_kib"] < rep["smallest_heap_for_a_day_kib"]
+    w = rep.get("wasm32_romfs")
+    if w is None:                                   # no node here: said, not silently left out
+        assert rep["wasm32"].startswith("skipped: ")
+    else:                                           # 32-bit slots: less heap than the 64-bit port
+        assert w["acked"] >= 190 and w["heap_code_device"] < rep["steady_loop_romfs"]["heap_code_device"]
+        assert rep["device_live_heap_32bit_romfs"] == w["heap_code_device"] + w["heap_data_peak"]
