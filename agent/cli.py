@@ -374,7 +374,8 @@ def cmd_flash(a):
         return _err("flash: %s" % e)
     print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
         a.board, a.out, r["files"], r["mpy_bytes"],
-        "; run it: micropython -X heapsize=256K main.py (in %s)" % a.out if a.board == "unix" else ""))
+        "; run it in %s: micropython -X heapsize=256K main.py, or with its code in ROM as a board "
+        "runs it: python -m hil.romboard tally.romfs main.py --heap 144K" % a.out if a.board == "unix" else ""))
     return 0
 
 
@@ -569,7 +570,8 @@ def _bench_footprint(a):
             ("  of it the emulation's (not on a board)", "heap_code_emulation"),
             ("heap for data after setup", "heap_data_after_setup"),
             ("heap for data in the steady loop (peak)", "heap_data_peak"),
-            ("time per interval (12 samples, 4 sensors, log, sync), us", "us_per_interval"))
+            ("time per interval (12 samples, 4 sensors, log, sync), us", "us_per_interval"),
+            ("heap free at idle in a 256K heap (unix64)", "heap_free_idle"))
     print("  %-58s" % "" + "".join(" %13s" % h for h, _ in cols))
     for label, k in rows:
         print("  %-58s" % label + "".join(" %13s" % c.get(k, "-") for _, c in cols))
@@ -913,7 +915,8 @@ def build_parser():
     fl = sub.add_parser("flash", help="build the device bundle and put it on a board "
                         "(tally flash --board B --out DIR | --port PORT)",
                         description="Compile the device-side modules with mpy-cross (xtensawin for "
-                        "the ESP32 boards), compile the TOML config into the JSON the device reads, "
+                        "the ESP32 boards) and into a ROMFS image (tally.romfs, executed in place from a ROM "
+                        "partition), compile the TOML config into the JSON the device reads, "
                         "and write main.py. --board unix builds a bundle the MicroPython unix port "
                         "runs as is, on the emulated board. --port copies the bundle to a board "
                         "over USB (changed files only; our stale modules removed) and soft-resets "
