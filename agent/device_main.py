@@ -15,6 +15,7 @@
 import json
 
 from agent.agent import Agent
+from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
 from agent.log import RingLog, file_log
 
@@ -263,6 +264,46 @@ def _sleep(ag, net, sleeper, wake, net_up):
     return None
 
 
+
+class _Counters:
+    """The network's own counters, read as a sensor would be (no bus: a
+    read never fails)."""
+
+    def __init__(self, wifi, ntp):
+        self.wifi = wifi
+        self.ntp = ntp
+
+    def read(self):
+        w = self.wifi
+        n = self.ntp
+        return (w.failures if w else 0, w.drops if w else 0, n.failures if n else 0)
+
+
+class NetChannel(Channel):
+    """The device's network health in every record, as odometers: Wi-Fi
+    attempts that did not join, links lost, NTP exchanges that failed. Read
+    once per interval; each boot's counters start at zero and add on."""
+    metrics = [
+        ("wifi_fail", "count", 0, "odo"),
+        ("wifi_drops", "count", 0, "odo"),
+        ("ntp_fail", "count", 0, "odo"),
+    ]
+    per_interval = True
+
+    def __init__(self, wifi, ntp):
+        Channel.__init__(self, _Counters(wifi, ntp))
+        self._seen = (0, 0, 0)
+
+    def _bind(self, m):
+        self._i = [m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, r):
+        seen = self._seen
+        for k in range(3):
+            m.add(self._i[k], r[k] - seen[k])
+        self._seen = r
+
+
 def run(path="tally_config.json"):
     cfg = _config(path)
     dev = cfg["device_id"]
@@ -274,6 +315,8 @@ def run(path="tally_config.json"):
     wifi = _wifi(cfg)
     net, opts = _uplink(cfg, dev, wifi)
     ntp = _ntp(cfg, clock)
+    if wifi is not None or ntp is not None:
+        channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record
     ag = Agent(dev, channels, log, clock, transport=net, board=board or "none",
                interval_ms=cfg["interval_s"] * 1000, sample_ms=cfg["sample_ms"],
                uplink_opts=opts).start()

@@ -113,6 +113,15 @@ def data(path, sectors=16):
     return [r for t, r in records(path, sectors) if t == T_DATA]
 
 
+def net_health(rec):
+    """wifi_fail, wifi_drops, ntp_fail of a record: the network's channel
+    comes last among the channels, before the error and system metrics."""
+    from agent.agent import SYSTEM_METRICS
+    from agent.channels import ERROR_METRICS
+    k = len(ERROR_METRICS) + len(SYSTEM_METRICS)
+    return rec[R_VALUES][-k - 3:-k]
+
+
 def esp32(**kw):
     cfg = {"device_id": "esp-1", "board": "esp32-devkitc", "interval_s": 1, "sample_ms": 100,
            "duration_s": 3, "log": "file"}
@@ -214,6 +223,7 @@ def test_wifi_joins_after_failures_with_backoff_then_ntp_sets_the_records_wall_q
     # wall time from the ticks and NTP's offset (2030), not from the host's clock
     assert all(abs(r[R_WALL] - WALL_2030) < 30 for r in synced)
     assert [r[R_WALL] for r in synced] == sorted(r[R_WALL] for r in synced)
+    assert net_health(recs[-1]) == [2, 0, 0]          # the two failed joins are in the records
 
 
 def test_wifi_link_lost_is_said_and_rejoined(device):
@@ -225,6 +235,7 @@ def test_wifi_link_lost_is_said_and_rejoined(device):
     assert "wifi: joined 'bench' as 192.168.4.2 (attempt 1, 0 failed)" in out
     assert "wifi: lost 'bench'; rejoining" in out
     assert "wifi: joined 'bench' as 192.168.4.2 (attempt 2, 0 failed)" in out
+    assert net_health(data(device.dir / "tally.log")[-1]) == [0, 1, 0]
 
 
 def test_the_uplink_is_not_tried_while_wifi_is_down(device):
