@@ -58,11 +58,16 @@ def go():
     T += time.ticks_diff(time.ticks_us(), t)`);
 const img = parseInt(py("print(len(W.flash.image))")[0]);
 const setup = used();
-let early = null, peak = 0;
+let early = null, peak = 0, tPrev = 0;
+const chunks = [];                 // Python time per 100 intervals, for a median
 const n = parseInt(intervals);
+const pyTime = () => parseInt(py("print(T)")[0]);
 for (let i = 0; i < n; i++) {
   py("go()");
   if (i % 100 === 99) {
+    const t = pyTime();
+    chunks.push((t - tPrev) / 100);
+    tPrev = t;
     const live = used();
     if (live > peak) peak = live;
     if (early === null) early = live;
@@ -75,7 +80,8 @@ fp("heap_code_device", device - start);
 fp("heap_code_emulation", base - device);
 fp("heap_data_after_setup", setup - base - img);
 fp("intervals", n);
-fp("us_per_interval", Math.floor(parseInt(py("print(T)")[0]) / n));
+chunks.sort((a, b) => a - b);
+fp("us_per_interval", Math.floor(chunks.length ? chunks[chunks.length >> 1] : pyTime() / n));
 fp("heap_data_after_100_intervals", (early ?? end) - base - img);
 fp("heap_data_at_end", end - base - img);
 fp("heap_data_peak", peak - base - img);
