@@ -871,8 +871,11 @@ def build_parser():
                        "reconciled with every device's log (exit 1 if it is not). "
                        "drivers: reads/s per driver through the emulated buses on CPython and the "
                        "MicroPython unix port, and bus transactions per reading. "
-                       "footprint: bundle size for the ESP32, heap for code and data, data growth, "
-                       "time per interval and the smallest heap a day runs in, on the unix port.")
+                       "footprint: bundle size for the ESP32, heap for code (device and emulation "
+                       "apart) and data, data growth, time per interval (median of 100-interval "
+                       "stretches) and the smallest capped heap a day runs in, with the code from "
+                       "files and from a ROMFS image, on the 64-bit unix port and, when node is "
+                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
     b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers", "footprint"),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
