@@ -5,9 +5,10 @@
 MicroPython's raw REPL through mpremote's SerialTransport (raw-paste mode,
 flow controlled): one command lists what the board has under our
 directories with the SHA-256 of each file (hashed on the board), only the
-files that differ are written, 4 KiB of base64 a command, and our .mpy/.py
-files that are not in the bundle are removed, so an old module never shadows
-a new one. Then a soft reset in the friendly REPL starts main.py.
+files that differ are written, 4 KiB of base64 a command, each beside the
+old one until all are there (a copy cut short leaves the old bundle whole),
+and our .mpy/.py files that are not in the bundle are removed, so an old
+module never shadows a new one. Then a soft reset in the friendly REPL starts main.py.
 Every failure is a DeployError: one line for the user."""
 import ast
 import base64
@@ -28,6 +29,7 @@ CHIP_NAMES = {0: "ESP32", 2: "ESP32-S2", 5: "ESP32-C3", 9: "ESP32-S3", 12: "ESP3
 PARTITION_TABLE = 0x8000         # in flash, after the bootloader
 OURS = ("agent", "boards", "drivers", "hil")        # our directories on the board
 CHUNK = 4096
+STAGED = ".new"           # a file being copied, until the whole bundle is on the board
 BANNER = b"raw REPL; CTRL-B to exit\r\n"
 ENOSPC = 28
 
@@ -55,6 +57,16 @@ for p in %r:
     _see(p)
 s = os.statvfs('/')
 print(repr(('', s[1] * s[4], '')))
+"""
+# The new files replace the old ones (a FAT volume will not rename onto a file).
+SWITCH = """\
+import os
+for a, b in %r:
+    try:
+        os.rename(a, b)
+    except OSError:
+        os.remove(b)
+        os.rename(a, b)
 """
 MKDIRS = """\
 import os
@@ -314,12 +326,15 @@ def deploy(bundle, port, say=None, reset=True, timeout=5.0, boot_wait=0.0):
 def _deploy(tr, port, files, say, reset, t0):
     from mpremote.transport import TransportError
     try:
-        have, free = board_files(tr, sorted({p.split("/")[0] for p in files} - set(OURS)))
+        top = sorted({p.split("/")[0] for p in files} - set(OURS))
+        have, free = board_files(tr, top + [t + STAGED for t in top])
         todo = [p for p, data in files.items()
                 if have.get(p, (None, None))[1] != hashlib.sha256(data).hexdigest()]
-        stale = sorted(p for p in have if p not in files and p.split("/")[0] in OURS
-                       and p.endswith((".mpy", ".py")))
-        need = sum(len(files[p]) for p in todo) - sum(have[p][0] for p in todo + stale if p in have)
+        # ours and not in the bundle, and what an interrupted deploy left behind
+        stale = sorted(p for p in have if p not in files and (p.endswith(STAGED) or
+                       p.split("/")[0] in OURS and p.endswith((".mpy", ".py"))))
+        # the new files are staged next to the old ones: both take space until the switch
+        need = sum(len(files[p]) for p in todo) - sum(have[p][0] for p in stale)
         if free is not None and need > free:
             raise DeployError("the board's filesystem has %s free, the bundle needs %s more: "
                               "remove old files (mpremote fs rm) or erase the flash with "
@@ -335,14 +350,23 @@ def _deploy(tr, port, files, say, reset, t0):
             _exec(tr, MKDIRS % (dirs,), "making directories on the board")
         if todo:
             _exec(tr, "from binascii import a2b_base64", "the board's binascii")
+        # Every changed file is written beside the old one first; only when
+        # all are there do they replace the old ones, in one command. A copy
+        # cut short (a cable pulled, a full filesystem) leaves the old bundle
+        # whole, so the board still boots and meters.
         for i, p in enumerate(todo, 1):
             try:
-                _write(tr, p, files[p])
+                _write(tr, p + STAGED, files[p])
             except DeployError as e:
                 # littlefs full: "OSError: 28" on an ESP32 (no ENOSPC in its errno table)
-                _no_half_file(tr, p, re.search(r"OSError: (\[Errno )?%d\b" % ENOSPC, str(e)))
+                _unstage(tr, [q + STAGED for q in todo[:i]],
+                         p, re.search(r"OSError: (\[Errno )?%d\b" % ENOSPC, str(e)))
                 raise
             say("[%d/%d] %s  %s" % (i, len(todo), p, _size(len(files[p]))))
+        if todo:
+            # modules first, main.py and the config last
+            order = sorted(todo, key=lambda q: ("/" not in q, q))
+            _exec(tr, SWITCH % ([(q + STAGED, q) for q in order],), "switching to the new files")
         booted = False
         tr.exit_raw_repl()                       # Ctrl-B: the friendly REPL
         if reset:
@@ -356,21 +380,22 @@ def _deploy(tr, port, files, say, reset, t0):
             "seconds": time.monotonic() - t0, "reset": booted}
 
 
-def _no_half_file(tr, path, full):
-    """After a failed write: no half file left (an import error is clearer
-    than a truncated .mpy), and if the filesystem is full, how full."""
+def _unstage(tr, staged, path, full):
+    """After a failed write: the staged files removed (the old bundle stays as
+    it was), and if the filesystem is full, how full."""
     from mpremote.transport import TransportError
     try:
-        tr.exec("try:\n f.close()\nexcept Exception:\n pass\nimport os\nos.remove(%r)" % path)
+        tr.exec("try:\n f.close()\nexcept Exception:\n pass\nimport os\nfor p in %r:\n try:\n"
+                "  os.remove(p)\n except OSError:\n  pass" % (staged,))
         if not full:
             return
         s = ast.literal_eval(tr.exec("import os\nprint(tuple(os.statvfs('/')))").decode().strip())
     except (TransportError, ValueError, SyntaxError):
         return
     free = s[1] * s[4]
-    raise DeployError("writing %s on the board: its filesystem is full (%s free after removing "
-                      "the partial file): remove old files or erase the flash with --firmware FILE "
-                      "--erase" % (path, _size(free)))
+    raise DeployError("writing %s on the board: its filesystem is full (%s free with the new "
+                      "files removed; the old bundle is untouched): remove old files or erase "
+                      "the flash with --firmware FILE --erase" % (path, _size(free)))
 
 
 # -- tally flash --port ----------------------------------------------------------------------

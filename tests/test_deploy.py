@@ -114,7 +114,8 @@ def test_a_running_main_py_is_interrupted_and_the_new_one_started(tmp_path):
      "the board's filesystem has 16,384 B free, the bundle needs 20,000 B more"),
     # the bytes fit but not the blocks they take (4 KiB each, as littlefs): the write fails
     (8192, {"agent/%d.mpy" % i: b"x" * 100 for i in range(5)},
-     "writing agent/2.mpy on the board: its filesystem is full (0 B free after removing the partial file)"),
+     "writing agent/2.mpy on the board: its filesystem is full (8,192 B free with the new files "
+     "removed; the old bundle is untouched)"),
 ])
 def test_a_full_board_is_named(tmp_path, limit, files, msg):
     bundle = small_bundle(tmp_path / "b", files)
@@ -122,7 +123,29 @@ def test_a_full_board_is_named(tmp_path, limit, files, msg):
         with pytest.raises(DeployError) as e:
             deploy(bundle, fb.port)
         assert msg in str(e.value)
-        assert not os.path.exists(os.path.join(fb.root, "agent", "2.mpy"))     # no half file
+        assert tree(fb.root) == {}                   # nothing staged is left behind
+
+
+def test_a_copy_cut_short_leaves_the_old_bundle_whole_and_its_leftovers_go_next_time(tmp_path):
+    old = {"agent/%d.mpy" % i: b"old%d" % i for i in range(3)}
+    old["main.py"] = b"import agent\n"
+    new = {k: v.replace(b"old", b"new") for k, v in old.items()}
+    with FakeBoard(fs_limit=6 * 4096) as fb:       # 6 blocks: the old bundle takes 4
+        deploy(small_bundle(tmp_path / "old", old), fb.port, reset=False)
+        assert tree(fb.root) == old
+        # the new files are staged beside the old ones: the third does not fit
+        with pytest.raises(DeployError) as e:
+            deploy(small_bundle(tmp_path / "new", new), fb.port, reset=False)
+        assert "writing agent/2.mpy on the board: its filesystem is full" in str(e.value)
+        assert tree(fb.root) == old                  # the board still boots the old bundle
+        # what a cut cable leaves (staged files) is cleared by the next deploy
+        with open(os.path.join(fb.root, "main.py.new"), "wb") as f:
+            f.write(b"half")
+        with open(os.path.join(fb.root, "agent", "1.mpy.new"), "wb") as f:
+            f.write(b"ha")
+        r = deploy(small_bundle(tmp_path / "old2", old), fb.port, reset=False)
+        assert sorted(r["removed"]) == ["agent/1.mpy.new", "main.py.new"]
+        assert tree(fb.root) == old
 
 
 def test_a_busy_port_is_named(tmp_path):
