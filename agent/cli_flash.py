@@ -22,7 +22,7 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s")
-MAIN = "from agent import device_main\ndevice_main.run()\n"
+MAIN = "from agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 
 

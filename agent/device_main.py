@@ -14,11 +14,14 @@
 
 import json
 
+from agent import port
 from agent.agent import Agent
 from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
 from agent.log import RingLog, file_log
 
+CRASH = "tally.crash"      # left by a crash: the next boot's reason is "crash"
+CRASH_WAIT_S = 5           # between a crash and the reset: time to read the console
 LOG_PARTITION = "tallylog"
 MIN_LOG_SECTORS = 8        # 32 KiB of 4 KiB sectors: room to coalesce when full
 SLEEP_DRAIN_MS = 5000      # deep sleep: the uplink's chance to drain before sleeping
@@ -317,9 +320,13 @@ def run(path="tally_config.json"):
     ntp = _ntp(cfg, clock)
     if wifi is not None or ntp is not None:
         channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record
+    reason = None
+    if port.exists(CRASH):
+        reason = "crash"                     # the board reset itself after one (start())
+        port.remove(CRASH)
     ag = Agent(dev, channels, log, clock, transport=net, board=board or "none",
                interval_ms=cfg["interval_s"] * 1000, sample_ms=cfg["sample_ms"],
-               uplink_opts=opts).start()
+               reason=reason, uplink_opts=opts).start()
     wdt = None
     if cfg.get("watchdog_s"):
         try:
@@ -379,3 +386,29 @@ def run(path="tally_config.json"):
         net.close()
     print("tally: stopped; %d records logged, %d unacked" % (ag.records, log.depth()))
     ag.stop()
+
+
+def start(path="tally_config.json"):
+    """main.py's call: run(). Should it ever raise (a bug; every expected
+    fault is handled inside), the traceback goes to the console, a marker
+    file makes the next boot's reason "crash", and the board resets, so
+    metering resumes instead of the board idling at its REPL. A port without
+    machine.reset (the unix port) raises on. Ctrl-C is not caught."""
+    try:
+        run(path)
+    except Exception as e:
+        import sys
+        sys.print_exception(e)
+        try:
+            with open(CRASH, "w") as f:
+                f.write(repr(e))
+        except OSError:
+            pass
+        try:
+            from machine import reset
+        except ImportError:
+            raise e
+        print("tally: crashed (%r); resetting in %d s" % (e, CRASH_WAIT_S))
+        import time
+        time.sleep(CRASH_WAIT_S)
+        reset()

@@ -339,6 +339,20 @@ def test_deep_sleep_logs_the_interval_then_sleeps_until_the_next_and_wakes_delib
     assert [r[R_SEQ] for t, r in recs if t == T_DATA] == [1, 2]
 
 
+def test_a_crash_resets_the_board_and_the_next_boot_says_crash(device):
+    cfg = esp32(duration_s=4)
+    # the I2C controller raises what no driver expects: a bug, not a bus fault
+    out, rc = device(cfg, soc={"i2c_fault_after": 40})
+    assert rc == 0
+    assert "RuntimeError: I2C controller fault (emulated)" in out          # the traceback, on the console
+    assert "tally: crashed (RuntimeError(" in out and "resetting in 5 s" in out
+    assert out.rstrip().endswith("soc: reset") and (device.dir / "tally.crash").exists()
+    out2, rc = device(cfg, soc={})                                 # the board boots again and meters
+    assert rc == 0 and "boot 2 (crash)" in out2 and "tally: stopped;" in out2
+    assert [r[1] for t, r in records(device.dir / "tally.log") if t == T_BOOT] == ["poweron", "crash"]
+    assert not (device.dir / "tally.crash").exists()
+
+
 def test_deep_sleep_on_the_unix_port_falls_back_to_a_light_sleep(device):
     out, rc = device({"device_id": "u", "board": "unix", "interval_s": 2, "sample_ms": 100, "duration_s": 5,
                       "deep_sleep": True, "awake_s": 1})

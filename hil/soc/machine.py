@@ -2,7 +2,10 @@
 # Pin refuses GPIOs the chip lacks like the real one ("invalid pin"); I2C and
 # UART are the emulated compressor's buses (boards/emulated.py: INA219 and
 # SHT3x on I2C, an SDM120 behind every UART); deepsleep records the request
-# and ends the run (the next run wakes with DEEPSLEEP_RESET); WDT counts feeds.
+# and ends the run (the next run wakes with DEEPSLEEP_RESET), as reset does
+# (SOFT_RESET, what an ESP32 reports after machine.reset); WDT counts feeds.
+# soc.json "i2c_fault_after": N makes the I2C controller raise what no driver
+# expects (RuntimeError) after N transactions: a firmware bug to crash on.
 import json
 
 from hil.soc import CFG, STATE
@@ -18,8 +21,11 @@ _PINS = CFG.get("pins") or [g for g in range(40) if g not in (20, 24, 28, 29, 30
 _cause = PWRON_RESET
 try:
     with open(STATE) as f:
-        if json.load(f).get("slept_ms"):
-            _cause = DEEPSLEEP_RESET
+        _last = json.load(f)
+    if _last.get("slept_ms"):
+        _cause = DEEPSLEEP_RESET
+    elif _last.get("reset"):
+        _cause = SOFT_RESET
     import os
     os.remove(STATE)
 except (OSError, ValueError):
@@ -54,12 +60,29 @@ def _the_world():
     return _world
 
 
+class _FaultyI2C:
+    def __init__(self, bus, n):
+        self.bus = bus
+        self.n = n
+
+    def __getattr__(self, name):
+        op = getattr(self.bus, name)
+
+        def call(*a, **kw):
+            self.n -= 1
+            if self.n < 0:
+                raise RuntimeError("I2C controller fault (emulated)")
+            return op(*a, **kw)
+        return call
+
+
 def I2C(id, scl=None, sda=None, freq=400000):
     if id not in (0, 1):
         raise ValueError("I2C(%d) doesn't exist" % id)
     if not (isinstance(scl, Pin) and isinstance(sda, Pin)):
         raise TypeError("scl and sda must be Pins")
-    return _the_world().i2c
+    n = CFG.get("i2c_fault_after")
+    return _the_world().i2c if n is None else _FaultyI2C(_the_world().i2c, n)
 
 
 def UART(id, baudrate=115200, tx=None, rx=None, timeout=0, timeout_char=0):
@@ -81,4 +104,11 @@ def deepsleep(ms=0):
     with open(STATE, "w") as f:
         json.dump({"slept_ms": ms}, f)
     print("soc: deepsleep %d ms" % ms)
+    raise SystemExit(0)
+
+
+def reset():
+    with open(STATE, "w") as f:
+        json.dump({"reset": True}, f)
+    print("soc: reset")
     raise SystemExit(0)
