@@ -549,6 +549,12 @@ def cmd_report(a):
 
 # -- bench ---------------------------------------------------------------------------------
 
+def _print_goals(title, goals):
+    print(title)
+    for g, ok in goals.items():
+        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+
+
 def _bench_footprint(a):
     from hil.bench import bench_footprint
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
@@ -584,9 +590,7 @@ def _bench_footprint(a):
     print("  unix64: the MicroPython unix port, 64-bit (object slots and GC blocks twice an ESP32's);")
     print("  wasm32: the WebAssembly port, 32-bit like an ESP32; it collects only between intervals,")
     print("  so its figures are live heap measured there, not a capped run")
-    print("goals (issue 7):")
-    for g, ok in r["goals"].items():
-        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    _print_goals('goals (issue 7):', r["goals"])
     return 0
 
 
@@ -687,9 +691,7 @@ def cmd_bench(a):
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print("  %-*s  %s" % (w, k, v))
-    print("goals:")
-    for g, ok in r["goals"].items():
-        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    _print_goals('goals:', r["goals"])
     for v in r["violation_examples"]:
         print("  violation: " + v)
     return 0
@@ -727,9 +729,7 @@ def _bench_sync(a):
               % (w, r.get("drain_records_per_s_mosquitto_window_%d" % w, "no broker")))
     print("  bytes per device-day (payload / with MQTT framing)   %d / %d"
           % (r["bytes_per_device_day_payload"], r["bytes_per_device_day_with_mqtt"]))
-    print("goals (issue 5):")
-    for g, ok in r["goals"].items():
-        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    _print_goals('goals (issue 5):', r["goals"])
     return 0
 
 
@@ -755,9 +755,7 @@ def _bench_payload(a):
     mp = r["encode_us_per_batch_micropython"]
     print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
           % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))
-    print("goals:")
-    for g, ok in r["goals"].items():
-        print("  [%s] %s" % ("met" if ok else "NOT met", g))
+    _print_goals('goals:', r["goals"])
     return 0
 
 
