@@ -158,69 +158,103 @@ class BatchError(ValueError):
 
 
 I64 = 1 << 63     # every value must fit a signed 64-bit integer (ledgers store int64)
+_CBOR_INT = 1 << 64   # a column item (a delta of int64 values may need 64 bits and a sign)
+MAX_COUNT = 1024      # records a batch may declare (docs/wire.md, Limits)
+MAX_CELLS = 65536     # records x (metrics + 1) a batch may expand to
+MAX_WALL_S = (1 << 32) - 1
 
 
 def _ints(vals, what):
     for v in vals:
         if type(v) is not int:          # bool is not int here, by design
             raise BatchError("batch: column %s holds a non-integer" % what)
+        if not -_CBOR_INT <= v < _CBOR_INT:
+            raise BatchError("batch: column %s holds an integer past 64 bits" % what)
     return vals
 
 
-def _expand(col, n, what):
-    """Values of one column, whatever its form."""
-    if col == 0:
-        return [0] * n
-    if isinstance(col, dict):                       # sparse: index -> delta
-        d = [0] * n
-        for k, v in col.items():
+def _check(col, n, what):
+    """The column's form against n records, in O(its size), before expanding."""
+    if type(col) is int and col == 0:
+        return
+    if type(col) is dict:
+        if len(col) > n:
+            raise BatchError("batch: column %s has more entries than records" % what)
+        for k in col:
             if type(k) is not int or not 0 <= k < n:
                 raise BatchError("batch: column %s has a bad index" % what)
-            d[k] = v
-        _ints(d, what)
-    elif not isinstance(col, list):
+        _ints(col.values(), what)
+    elif type(col) is not list:
         raise BatchError("batch: column %s is not a column" % what)
-    elif len(col) == n:                             # first value then deltas
-        d = _ints(col, what)
-    elif len(col) == 2 and n > 2:                   # constant step
+    elif len(col) == n or (len(col) == 2 and n > 2):
         _ints(col, what)
-        d = [col[0]] + [col[1]] * (n - 1)
-    elif len(col) == 3 and n > 3 and isinstance(col[2], list) and len(col[2]) == n - 2:
-        _ints(col[:2], what)                        # second differences
-        d = [col[0]] + list(accumulate([col[1]] + _ints(col[2], what)))
+    elif len(col) == 3 and n > 3 and type(col[2]) is list and len(col[2]) == n - 2:
+        _ints(col[:2], what)
+        _ints(col[2], what)
     else:
         raise BatchError("batch: column %s has the wrong length" % what)
+
+
+def _expand(col, n, what):
+    """Values of one column, whatever its form (checked by _check first)."""
+    _check(col, n, what)
+    if type(col) is int:
+        return [0] * n
+    if type(col) is dict:                           # sparse: index -> delta
+        d = [0] * n
+        for k, v in col.items():
+            d[k] = v
+    elif len(col) == n:                             # first value then deltas
+        d = col
+    elif len(col) == 2:                             # constant step
+        d = [col[0]] + [col[1]] * (n - 1)
+    else:                                           # second differences
+        d = [col[0]] + list(accumulate([col[1]] + col[2]))
     out = list(accumulate(d))
     if out and (min(out) < -I64 or max(out) >= I64):
         raise BatchError("batch: column %s leaves the 64-bit range" % what)
     return out
 
 
-def decode(obj, max_count=10000):
+def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS):
     """Expand a decoded batch (the CBOR array as Python lists) to records:
     a list of dicts with seq, from_seq, flags, epoch, schema_id, boot,
-    uptime_ms, wall_s, wall_q, ival_ms, values. Raises BatchError."""
-    if not isinstance(obj, list) or len(obj) < _NHEAD + 1:
+    uptime_ms, wall_s, wall_q, ival_ms, values. Every column's form is
+    checked before any is expanded, and records x columns is bounded, so
+    the cost is bounded by the message's size. Raises BatchError."""
+    if type(obj) is not list or len(obj) < _NHEAD + 1:
         raise BatchError("batch: not a batch array")
-    if obj[0] != VERSION:
-        raise BatchError("batch: unknown version %r" % (obj[0],))
+    if type(obj[0]) is not int or obj[0] != VERSION:
+        raise BatchError("batch: unknown version")
     for i in range(_NHEAD):
         v = obj[i]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v >= I64:
+        if type(v) is not int or v < 0 or v >= I64:
             raise BatchError("batch: header field %d is not a valid integer" % i)
     (_, schema, epoch, seq, from_seq, flags, boot, up0, wall0, wq, ival, n) = obj[:_NHEAD]
     if not 0 < n <= max_count:
         raise BatchError("batch: count %d out of range" % n)
-    if from_seq > seq or seq == 0 or seq + n >= I64:
+    if from_seq > seq or seq == 0 or seq + n > I64:
         raise BatchError("batch: bad seq range %d..%d" % (from_seq, seq))
+    ncols = len(obj) - _NHEAD - 1
+    if n * (ncols + 1) > max_cells:
+        raise BatchError("batch: %d records of %d columns is more than %d values"
+                         % (n, ncols + 1, max_cells))
+    for j in range(ncols + 1):                      # all forms first: nothing expanded yet
+        _check(obj[_NHEAD + j], n, "dt" if j == 0 else str(j - 1))
     dts = _expand(obj[_NHEAD], n, "dt")
+    ups = [up0] * n
+    for i in range(1, n):
+        ups[i] = ups[i - 1] + ival + dts[i]
+        if not 0 <= ups[i] < I64:
+            raise BatchError("batch: uptime leaves 0..2^63-1")
+    span0 = seq - from_seq + 1
+    if wall0 and wall0 + ((ups[-1] - up0) + (span0 + n) * ival) // 1000 > MAX_WALL_S:
+        raise BatchError("batch: wall time runs past 2^32 s")
     cols = [_expand(c, n, str(j)) for j, c in enumerate(obj[_NHEAD + 1:])]
     recs = []
-    up = up0
     for i in range(n):
-        if i:
-            up += ival + dts[i]
         s = seq + i
+        up = ups[i]
         recs.append({
             "seq": s, "from_seq": from_seq if i == 0 else s, "flags": flags if i == 0 else 0,
             "epoch": epoch, "schema_id": schema, "boot": boot, "uptime_ms": up,

@@ -12,10 +12,29 @@ ODO = "odo"
 _AGG_CODE = {"odo": 0, "min": 1, "max": 2, "mean": 3, "last": 4}
 
 
+def wire_schema(schema):
+    """The schema as the birth sends it: lists of [name, unit, scale, kind],
+    kind "odometer" or "gauge:min|max|mean|last" (docs/wire.md)."""
+    out = []
+    for m in schema:
+        k = m[3]
+        if k in _AGG_CODE:
+            k = "odometer" if k == ODO else "gauge:" + k
+        out.append([m[0], m[1], m[2], k])
+    return out
+
+
+def schema_hash(wire):
+    """The schema id of a schema in its wire form (docs/wire.md): the first 4
+    bytes, big-endian, of SHA-256 over its deterministic CBOR encoding."""
+    import hashlib
+    return int.from_bytes(hashlib.sha256(cbor.dumps(wire)).digest()[:4], "big")
+
+
 def schema_id(schema):
-    """Short id (32-bit) of a schema: CRC-32 of its canonical CBOR."""
-    import binascii
-    return binascii.crc32(cbor.dumps([list(m) for m in schema])) & 0xFFFFFFFF
+    """Short id (32-bit) of a schema, as the collector recomputes it from
+    the birth: schema_hash of its wire form."""
+    return schema_hash(wire_schema(schema))
 
 
 class Meter:

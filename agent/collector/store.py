@@ -11,6 +11,7 @@ the few things the two databases say differently (types, the write lock,
 "insert unless stored, how many were new", reconnecting) are in _Sqlite and
 _Postgres at the end of this file.
 """
+import hashlib
 import json
 import os
 import sqlite3
@@ -23,11 +24,15 @@ import cbor2
 from agent import batch as wire
 from agent import cose
 from agent import remote
+from agent.collector import validate
+from agent.collector.validate import MAX_PAYLOAD, show
 
-MAX_PAYLOAD = 64 * 1024
+MAX_QUARANTINE = 100      # quarantined messages kept per device; past it counted, not kept
+MAX_REJECT_KEYS = 64      # reason classes kept in Collector.rejects (the rest count as "other")
+MAX_SCHEMA_CACHE = 10000  # (device, schema id) pairs kept in memory
 _JSON = json.JSONEncoder(separators=(",", ":")).encode    # values as compact JSON
 
-# {id}: a device id; {int}: a signed 64-bit integer; {real}: a double.
+# {id}: a device id; {int}: a signed 64-bit integer; {real}: a double; {blob}: bytes.
 _SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS records (
     device_id {id} NOT NULL, epoch {int} NOT NULL, seq {int} NOT NULL,
@@ -62,7 +67,15 @@ CREATE TABLE IF NOT EXISTS counters (
     device_id {id} NOT NULL, name TEXT NOT NULL, n {int} NOT NULL,
     PRIMARY KEY (device_id, name)
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    device_id {id} NOT NULL, digest TEXT NOT NULL, topic TEXT NOT NULL,
+    payload {blob} NOT NULL, reason TEXT NOT NULL, at_s {real} NOT NULL,
+    PRIMARY KEY (device_id, digest)
+);
 """
+# Columns added to tables of older ledgers (CREATE TABLE IF NOT EXISTS
+# leaves an existing table as it is): table -> [(column, type)].
+_ADDED_COLUMNS = {"alarms": [("last_seq", "{int}"), ("what", "TEXT")]}
 
 
 class PostgresError(Exception):
@@ -76,14 +89,32 @@ DB_ERRORS = (sqlite3.Error, PostgresError)
 
 
 class Reject(ValueError):
-    pass
+    """A message refused, with its reason class (the text before the first
+    colon: "bad tag", "malformed", ...) and a bounded description.
+    quarantine: keep the signed message (an authenticated one that cannot
+    be processed); alarm: an alarms row to write with it."""
+
+    def __init__(self, reason, quarantine=False, alarm=None):
+        ValueError.__init__(self, reason)
+        self.quarantine = quarantine
+        self.alarm = alarm
+
+
+# Reasons of messages nobody is known to have signed: no row is written for them.
+UNAUTHENTICATED = ("topic", "oversized", "unknown device", "bad tag")
 
 
 def parse_topic(topic):
-    parts = topic.split("/")
+    if type(topic) is not str:
+        raise Reject("topic: %s is not text" % show(topic))
+    parts = topic.split("/", 4)
     # (MQTT forbids NUL in a topic; a database text column can't hold one either)
     if len(parts) != 4 or "\x00" in topic or parts[0] != "tally" or parts[1] != "v1" or not parts[2]:
-        raise Reject("topic: %r is not tally/v1/<device>/<kind>" % topic)
+        raise Reject("topic: %s is not tally/v1/<device>/<kind>" % show(topic))
+    try:
+        topic.encode()
+    except UnicodeError:
+        raise Reject("topic: %s is not UTF-8" % show(topic))
     return parts[2], parts[3]
 
 
@@ -97,8 +128,9 @@ class Collector:
         self.keys = keys
         self.db_path = db
         self._b = _Postgres(db) if is_postgres_url(db) else _Sqlite(db)
-        self.rejects = {}        # reason -> count, for this process
-        self.on_reject = None    # callback(device, reason), e.g. to log each one
+        self.rejects = {}        # reason class -> count, for this process (bounded keys)
+        self.on_reject = None    # callback(device or None, reason), e.g. to log each one
+        self.escapes = 0         # messages that raised something other than a Reject
         self._schemas = {}
         # Fault injection for the chaos soak only (hil/soak.py): hold every
         # data transaction open this long, with a marker file present while
@@ -125,79 +157,158 @@ class Collector:
                               (device, name)).fetchone()
         return row[0] if row else 0
 
-    def _reject(self, device, reason):
-        key = reason.split(":")[0]
-        self.rejects[key] = self.rejects.get(key, 0) + 1
+    def _reject(self, device, e, topic, signed, ack):
+        """Count a refused message. Unauthenticated (device None): only the
+        in-memory aggregate and the callback, no row. Authenticated: the
+        device's counters ("rejected" and "rejected:<class>"), and for a
+        message that cannot be processed a quarantine row (and an alarm row
+        if the reason has one), all in one transaction. Returns the replies:
+        `ack` when the message's bytes are kept (see docs/collector.md)."""
+        reason = str(e)
+        cls = reason.split(":")[0]
+        if cls not in self.rejects and len(self.rejects) >= MAX_REJECT_KEYS:
+            cls = "other"
+        self.rejects[cls] = self.rejects.get(cls, 0) + 1
         if self.on_reject:
             self.on_reject(device, reason)
-        if device:
+        if device is None:
+            return []
+        kept = False
+        with self._b.transaction(write=True):
             self._bump(device, "rejected")
-        return []
+            self._bump(device, "rejected:" + cls)
+            if e.quarantine:
+                kept = self._quarantine(device, topic, signed, reason, e.alarm)
+        return ack if kept else []
+
+    def _quarantine(self, device, topic, signed, reason, alarm):
+        """Keep a signed message that cannot be processed; True if its bytes
+        are kept (now or before). Past MAX_QUARANTINE rows for the device it
+        is counted (quarantine_full) and not kept. The alarm row, if any, is
+        written once per distinct message."""
+        digest = hashlib.sha256(signed).hexdigest()
+        x = self._b.execute
+        if x("SELECT 1 FROM quarantine WHERE device_id=? AND digest=?", (device, digest)).fetchone():
+            return True                     # the same message again: kept already
+        if x("SELECT COUNT(*) FROM quarantine WHERE device_id=?", (device,)).fetchone()[0] >= MAX_QUARANTINE:
+            self._bump(device, "quarantine_full")
+            return False
+        now = time.time()
+        x("INSERT INTO quarantine(device_id, digest, topic, payload, reason, at_s) VALUES (?,?,?,?,?,?)",
+          (device, digest, topic, bytes(signed), reason, now))
+        self._bump(device, "quarantined")
+        if alarm:
+            what, epoch, seq, last, stored, received = alarm
+            x("INSERT INTO alarms(device_id, epoch, seq, last_seq, stored, received, at_s, what) "
+              "VALUES (?,?,?,?,?,?,?,?)", (device, epoch, seq, last, stored, received, now, what))
+        return True
+
+    def quarantined(self, device=None):
+        """The quarantine: [(device, topic, payload bytes, reason, at_s)]
+        oldest first, of one device or all."""
+        q = "SELECT device_id, topic, payload, reason, at_s FROM quarantine"
+        rows = (self._b.execute(q + " WHERE device_id=? ORDER BY at_s", (device,)) if device
+                else self._b.execute(q + " ORDER BY at_s, device_id"))
+        return [(d, t, bytes(p), r, at) for d, t, p, r, at in rows]
 
     # -- messages -----------------------------------------------------------------
 
     def handle(self, topic, payload):
         """Process one message; returns [(topic, payload)] to publish (acks).
-        Never raises on bad input: it is counted as a reject with a reason."""
+        Nothing raises out of here but a database error (DB_ERRORS: nothing
+        was committed or acked; the caller keeps serving). Bad input is a
+        reject counted by reason class; anything else a message makes raise
+        is an escape: counted (self.escapes) and quarantined as "internal"."""
         device = None
+        signed = payload
+        ack = []
         try:
             device, kind = parse_topic(topic)
-            if len(payload) > MAX_PAYLOAD:
-                raise Reject("oversized: %d bytes" % len(payload))
             if kind not in ("data", "birth", "death", "cfgack"):
                 return []
+            if not isinstance(payload, (bytes, bytearray)):
+                raise Reject("malformed: payload is %s, not bytes" % show(payload))
+            if len(payload) > MAX_PAYLOAD:
+                raise Reject("oversized: %d bytes" % len(payload))
             key = self.keys(device)
             if key is None:
-                raise Reject("unknown device: %s" % device)
+                raise Reject("unknown device: %s" % show(device))
             try:
-                payload = cose.verify(payload, key, device)
+                payload = cose.verify(bytes(payload), key, device)
             except cose.CoseError as e:
-                raise Reject("bad tag: %s" % e)
+                raise Reject("bad tag: %s" % show(str(e), 60)[1:-1])
+        except Reject as e:
+            return self._reject(None, e, topic, signed, [])
+        except Exception as e:           # (e.g. a key lookup that raised): no row either
+            self.escapes += 1
+            return self._reject(None, Reject("internal: %s" % type(e).__name__[:60]), topic, signed, [])
+        # authenticated from here: the device signed this payload
+        try:
             if kind == "data":
-                return self._data(device, payload, key)
+                obj = self._decode(payload)
+                rng = validate.ack_range(obj)
+                if rng:
+                    ack = [("tally/v1/%s/ack" % device, cose.mac0(cbor2.dumps(list(rng)), key, device))]
+                return self._data(device, obj, key)
             if kind == "birth":
                 self._birth(device, payload)
             elif kind == "death":
-                self._bump(device, "deaths")
+                validate.death(self._decode(payload))
+                with self._b.transaction(write=True):
+                    self._bump(device, "deaths")
             elif kind == "cfgack":
                 self._cfgack(device, payload)
             return []
         except Reject as e:
-            return self._reject(device, str(e))
+            return self._reject(device, e, topic, signed, ack)
+        except DB_ERRORS:
+            raise
+        except Exception as e:           # a bug the message found: keep it, go on
+            self.escapes += 1
+            return self._reject(device, Reject("internal: %s" % type(e).__name__[:60], quarantine=True),
+                                topic, signed, ack)
 
     def _decode(self, payload):
         try:
             return cbor2.loads(payload)
         except Exception as e:   # cbor2 raises several types on hostile input
-            raise Reject("malformed: %s" % e)
+            raise Reject("malformed: not CBOR (%s)" % type(e).__name__[:60], quarantine=True)
 
     def _birth(self, device, payload):
-        b = self._decode(payload)
-        if not isinstance(b, dict) or not isinstance(b.get("schema"), list):
-            raise Reject("malformed: birth is not a map with a schema")
-        if b.get("device") != device:
-            raise Reject("topic/device mismatch: birth says %r on %s's topic" % (b.get("device"), device))
-        sid = b.get("schema_id")
-        metrics = b["schema"]
-        for m in metrics:
-            if not (isinstance(m, list) and len(m) == 4 and isinstance(m[0], str)):
-                raise Reject("malformed: schema entry %r" % (m,))
-        for k in ("schema_id", "epoch", "seq0", "boot"):
-            v = b.get(k)
-            if k == "schema_id" or v is not None:
-                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < wire.I64:
-                    raise Reject("malformed: birth field %s" % k)
-        # (a text column can't hold NUL in PostgreSQL)
-        reason, fw, board = (str(b.get(k)).replace("\x00", "\ufffd") for k in ("reason", "fw", "board"))
+        try:
+            b = validate.birth(self._decode(payload), device)
+        except validate.Invalid as e:
+            raise Reject("%s: %s" % (e.cls, e), quarantine=True)
+        sid, metrics = b["schema_id"], b["schema"]
+        want = validate.schema_id(metrics)
+        if sid != want:
+            raise Reject("schema id: birth says %08x, its schema hashes to %08x" % (sid, want),
+                         quarantine=True)
+        text = json.dumps(metrics)
         x = self._b.execute
-        with self._b.transaction():
-            x("INSERT INTO schemas VALUES (?,?,?) ON CONFLICT(device_id, schema_id) "
-              "DO UPDATE SET metrics = excluded.metrics", (device, sid, json.dumps(metrics)))
-            if isinstance(b.get("epoch"), int) and isinstance(b.get("seq0"), int):
+        with self._b.transaction(write=True):
+            row = x("SELECT metrics FROM schemas WHERE device_id=? AND schema_id=?",
+                    (device, sid)).fetchone()
+            if row is not None and json.loads(row[0]) != metrics:
+                # never rewritten: past bills were made with the stored one
+                raise Reject("schema conflict: schema id %08x is stored with other metrics" % sid,
+                             quarantine=True,
+                             alarm=("schema %08x" % sid, b.get("epoch", 0), 0, 0, row[0], text))
+            if row is None:
+                x("INSERT INTO schemas VALUES (?,?,?) ON CONFLICT(device_id, schema_id) DO NOTHING",
+                  (device, sid, text))
+            if "epoch" in b and "seq0" in b:
                 x("INSERT INTO epochs VALUES (?,?,?) ON CONFLICT DO NOTHING",
                   (device, b["epoch"], b["seq0"]))
             x("INSERT INTO births VALUES (?,?,?,?,?,?,?)",
-              (device, b.get("boot"), b.get("epoch"), reason, fw, board, time.time()))
+              (device, b.get("boot"), b.get("epoch"), b.get("reason", "None"), b.get("fw", "None"),
+               b.get("board", "None"), time.time()))
+        if row is None:
+            self._cache(device, sid, metrics)
+
+    def _cache(self, device, sid, metrics):
+        if len(self._schemas) >= MAX_SCHEMA_CACHE:
+            self._schemas.clear()
         self._schemas[(device, sid)] = metrics
 
     def schema(self, device, sid):
@@ -206,23 +317,27 @@ class Collector:
             row = self._b.execute("SELECT metrics FROM schemas WHERE device_id=? AND schema_id=?",
                                   (device, sid)).fetchone()
             if row:
-                m = self._schemas[(device, sid)] = json.loads(row[0])
+                m = json.loads(row[0])
+                self._cache(device, sid, m)
         return m
 
-    def _data(self, device, payload, key):
-        obj = self._decode(payload)
+    def _data(self, device, obj, key):
         try:
-            recs = wire.decode(obj)
-        except wire.BatchError as e:
-            raise Reject("malformed: %s" % e)
-        sid = recs[0]["schema_id"]
+            head = validate.data(obj)           # shape and ranges, nothing expanded yet
+        except validate.Invalid as e:
+            raise Reject("%s: %s" % (e.cls, e), quarantine=True)
+        sid = head["schema_id"]
         metrics = self.schema(device, sid)
         if metrics is None:
             # No ack: the device re-sends after its next birth tells us the schema.
-            raise Reject("unknown schema: %08x from %s" % (sid, device))
-        if len(recs[0]["values"]) != len(metrics):
-            raise Reject("malformed: %d columns for a %d-metric schema"
-                         % (len(recs[0]["values"]), len(metrics)))
+            raise Reject("unknown schema: %08x" % sid)
+        if head["columns"] != len(metrics):
+            raise Reject("malformed: %d columns for a %d-metric schema" % (head["columns"], len(metrics)),
+                         quarantine=True)
+        try:
+            recs = wire.decode(obj)
+        except wire.BatchError as e:
+            raise Reject("malformed: %s" % e, quarantine=True)
         now = time.time()
         enc = _JSON
         rows = [(device, r["epoch"], r["seq"], r["from_seq"], r["flags"], sid, r["boot"],
@@ -273,19 +388,18 @@ class Collector:
     def _cfgack(self, device, payload):
         """What the device said of a config: applied, or rejected and why.
         Every worker sees it (a plain subscription): the upsert is idempotent."""
-        a = self._decode(payload)
-        if not (isinstance(a, dict) and isinstance(a.get("version"), int)
-                and isinstance(a.get("ok"), bool) and isinstance(a.get("active"), int)):
-            raise Reject("malformed: cfgack %r" % (a,))
-        reason = str(a.get("reason", ""))[:500].replace("\x00", "\ufffd")
+        try:
+            version, ok, active, reason = validate.cfgack(self._decode(payload))
+        except validate.Invalid as e:
+            raise Reject("%s: %s" % (e.cls, e), quarantine=True)
+        reason = reason.replace("\x00", "\ufffd")
         with self._b.transaction(write=True):
             self._b.execute(
                 "INSERT INTO configs(device_id, version, body, pushed_s, ok, reason, active, acked_s) "
                 "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(device_id, version) DO UPDATE SET "
                 "ok = excluded.ok, reason = excluded.reason, active = excluded.active, "
                 "acked_s = excluded.acked_s",
-                (device, a["version"], "{}", time.time(), int(a["ok"]), reason, a["active"],
-                 time.time()))
+                (device, version, "{}", time.time(), int(ok), reason, active, time.time()))
 
     def config_status(self, device):
         """The device's latest answer: {version, ok, active, reason,
@@ -306,19 +420,31 @@ class Collector:
         """Same key again: a quiet duplicate if the content is the same, an
         alarm (kept, counted) if it differs: the ledger keeps the first.
         (A record inserted by this very batch compares equal to itself.) A
-        batch is one epoch and contiguous seqs, so one range read has them all."""
+        batch is one epoch and contiguous seqs, so one range read has them
+        all. One alarm row per batch: the range of seqs that differ, the
+        first of them as stored and as received; `conflicts` counts records."""
         stored = {row[0]: tuple(row[1:]) for row in self._b.execute(
             "SELECT seq, from_seq, flags, boot, uptime_ms, vals FROM records "
             "WHERE device_id=? AND epoch=? AND seq BETWEEN ? AND ?",
             (device, recs[0]["epoch"], recs[0]["seq"], recs[-1]["seq"]))}
+        first = last = None
+        n = 0
         for r in recs:
             row = stored.get(r["seq"])
             got = (r["from_seq"], r["flags"], r["boot"], r["uptime_ms"], _JSON(r["values"]))
             if row is not None and row != got:
-                self._b.execute("INSERT INTO alarms VALUES (?,?,?,?,?,?)",
-                                (device, r["epoch"], r["seq"], json.dumps(list(row)),
-                                 json.dumps(list(got)), now))
-                self._bump(device, "conflicts")
+                if first is None:
+                    first = (r["seq"], row, got)
+                last = r["seq"]
+                n += 1
+        if n:
+            seq, row, got = first
+            self._b.execute(
+                "INSERT INTO alarms(device_id, epoch, seq, last_seq, stored, received, at_s, what) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (device, recs[0]["epoch"], seq, last, json.dumps(list(row)), json.dumps(list(got)),
+                 now, "replay: %d records differ" % n))
+            self._bump(device, "conflicts", n)
 
     # -- ledger ---------------------------------------------------------------------
 
@@ -448,7 +574,7 @@ class _Backend:
 class _Sqlite(_Backend):
     # IMMEDIATE: the dedupe read and the write under one lock, across processes
     BEGIN_WRITE = "BEGIN IMMEDIATE"
-    TYPES = {"id": "TEXT", "int": "INTEGER", "real": "REAL"}
+    TYPES = {"id": "TEXT", "int": "INTEGER", "real": "REAL", "blob": "BLOB"}
     INSERT = "INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
     def __init__(self, path):
@@ -457,6 +583,11 @@ class _Sqlite(_Backend):
             self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")   # durable before we ack
         self.conn.executescript(_SCHEMA_SQL.format(**self.TYPES))
+        for table, cols in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(%s)" % table)}
+            for name, typ in cols:
+                if name not in have:
+                    self.conn.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, name, typ.format(**self.TYPES)))
         self.execute = self.conn.execute
 
     def connection(self):
@@ -484,7 +615,7 @@ class _Postgres(_Backend):
     with overlapping batches of a device lock keys in the same order. A lost
     connection is replaced before the next statement outside a transaction,
     so a restarted server is picked up without restarting the collector."""
-    TYPES = {"id": 'TEXT COLLATE "C"', "int": "BIGINT", "real": "DOUBLE PRECISION"}
+    TYPES = {"id": 'TEXT COLLATE "C"', "int": "BIGINT", "real": "DOUBLE PRECISION", "blob": "BYTEA"}
     # one statement a batch, whatever its size: the records as 13 column arrays
     INSERT = ("INSERT INTO records SELECT * FROM unnest(?::text[], ?::int8[], ?::int8[], "
               "?::int8[], ?::int8[], ?::int8[], ?::int8[], ?::int8[], ?::int8[], ?::int8[], "
@@ -507,6 +638,10 @@ class _Postgres(_Backend):
                 for ddl in _SCHEMA_SQL.format(**self.TYPES).split(";"):
                     if ddl.strip():
                         self.execute(ddl)
+                for table, cols in _ADDED_COLUMNS.items():
+                    for name, typ in cols:
+                        self.execute("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"
+                                     % (table, name, typ.format(**self.TYPES)))
         except BaseException:
             self.close()
             raise

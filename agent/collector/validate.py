@@ -1,0 +1,278 @@
+"""What a signed message must be before the collector expands, stores or
+formats any of it: one check per message type (data, birth, death, cfgack),
+shape as docs/wire.cddl says and every value in its range, at a cost
+O(message size). Everything downstream may trust what passes.
+
+Each check takes the decoded payload (cbor2's Python objects) and raises
+Invalid with a bounded message that names the field; it never formats the
+offending value itself (an integer of thousands of digits raises in repr,
+a string may carry terminal control sequences): show() describes a value in
+at most a few dozen printable characters. The limits are documented in
+docs/wire.md ("Limits"); change both together.
+"""
+import hashlib
+
+from agent import cbor
+
+I64 = 1 << 63               # every stored integer fits a signed 64-bit column
+U32 = 1 << 32
+CBOR_INT = 1 << 64          # a CBOR integer item: -2^64 .. 2^64-1 (deltas of int64 values need it)
+
+MAX_PAYLOAD = 64 * 1024     # bytes of a signed message (before verifying)
+MAX_RECORDS = 1024          # records one batch may declare (a device sends at most 600)
+MAX_METRICS = 256           # metrics in a schema, so columns in a batch
+MAX_CELLS = 65536           # records x (metrics + 1): the most a batch may expand to
+MAX_NAME = 64               # characters of a metric name or unit
+MAX_TEXT = 64               # characters of a birth's fw, board and reason
+MAX_REASON = 500            # characters of a cfgack's reason
+SCALE_MIN, SCALE_MAX = -9, 9
+MAX_IVAL_MS = 86400000      # one day: remote config allows interval_s up to 86400
+MAX_SPAN = U32              # intervals one (coalesced) record may cover
+MAX_WALL_S = U32 - 1        # 2106-02-07: every wall time, ends of intervals included
+FLAGS = 1 | 2 | 4           # 1 coalesced, 2 gap, 4 damaged (seqs the log could not read)
+WALL_Q_MAX = 3
+NHEAD = 12                  # header fields of a batch before the dt column
+
+KINDS = ("odometer", "gauge:min", "gauge:max", "gauge:mean", "gauge:last")
+
+# SenML units (RFC 8428 section 12.1 and the secondary units of RFC 8798),
+# and the few the devices send that no registry has (By, mg, lx.h).
+UNITS = frozenset("""
+m kg g s A K cd mol Hz rad sr N Pa J W C V F Ohm S Wb T H Cel lm lx Bq Gy Sv kat
+m2 m3 l m/s m/s2 m3/s l/s W/m2 cd/m2 bit bit/s lat lon pH dB dBW Bspl count / %
+%RH %EL EL 1/s 1/min beat/min beats S/m B VA VAs var vars J/m kg/m3 deg
+ms min h MHz kW kVA kvar Ah Wh kWh varh kvarh kVAh Wh/km KiB GB Mbit/s B/s MB/s
+mV mA dBm ug/m3 mm/h m/h ppm /100 /1000 hPa mm cm km km/h
+By mg lx.h lx.s
+""".split())
+
+
+class Invalid(ValueError):
+    """A message that does not pass; str() names the field, boundedly. cls is
+    the collector's reason class for it."""
+
+    def __init__(self, msg, cls="malformed"):
+        ValueError.__init__(self, msg)
+        self.cls = cls
+
+
+def show(v, n=40):
+    """A printable, bounded description of any value, for an error line."""
+    if type(v) is str:
+        s = "".join(c if " " <= c <= "~" else "?" for c in v[:n])
+        return "'%s'%s" % (s, "..." if len(v) > n else "")
+    if type(v) is int:
+        if -I64 <= v < I64:
+            return str(v)
+        return "an integer of %d bits" % v.bit_length()
+    if type(v) is bool or v is None:
+        return str(v)
+    if type(v) in (list, dict, bytes):
+        return "a %s of %d" % (type(v).__name__, len(v))
+    return "a %s" % type(v).__name__[:n]
+
+
+def _int(v, what, lo, hi):
+    """v must be an int (not a bool) with lo <= v < hi."""
+    if type(v) is not int:
+        raise Invalid("%s is %s, not an integer" % (what, show(v)))
+    if not lo <= v < hi:
+        raise Invalid("%s %s is outside %d..%d" % (what, show(v), lo, hi - 1))
+    return v
+
+
+def _text(v, what, limit, free=False):
+    """A text string of at most `limit` characters. Names and units may not
+    hold control characters; free text (free=True) has them replaced."""
+    if type(v) is not str:
+        raise Invalid("%s is %s, not text" % (what, show(v)))
+    if len(v) > limit:
+        raise Invalid("%s is %d characters, more than %d" % (what, len(v), limit))
+    clean = "".join(c if c >= " " and c != "\x7f" and not "\x80" <= c <= "\x9f" else "\ufffd"
+                    for c in v)
+    if clean != v and not free:
+        raise Invalid("%s %s holds control characters" % (what, show(v)))
+    return clean
+
+
+def _name(v, what):
+    _text(v, what, MAX_NAME)
+    if not v or not (v[0].isalpha() or v[0] == "_") or not v.isascii() \
+            or not all(c.isalnum() or c in "_.-" for c in v):
+        raise Invalid("%s %s is not a name (a letter or _, then letters, digits, _ . -)"
+                      % (what, show(v)))
+    return v
+
+
+def _map(obj, what):
+    if type(obj) is not dict:
+        raise Invalid("%s is %s, not a map" % (what, show(obj)))
+    return obj
+
+
+# -- birth --------------------------------------------------------------------------
+
+def schema(metrics):
+    """A schema as the birth sends it: 1..MAX_METRICS entries [name, unit,
+    scale, kind], names unique. Returns it (the same object)."""
+    if type(metrics) is not list:
+        raise Invalid("schema is %s, not an array" % show(metrics))
+    if not 0 < len(metrics) <= MAX_METRICS:
+        raise Invalid("schema has %d metrics, not 1..%d" % (len(metrics), MAX_METRICS))
+    names = set()
+    for i, m in enumerate(metrics):
+        what = "schema entry %d" % i
+        if type(m) is not list or len(m) != 4:
+            raise Invalid("%s is %s, not [name, unit, scale, kind]" % (what, show(m)))
+        name, unit, scale, kind = m
+        _name(name, what + " name")
+        if name in names:
+            raise Invalid("%s name %s appears twice" % (what, show(name)))
+        names.add(name)
+        _text(unit, what + " unit", MAX_NAME)
+        if unit not in UNITS:
+            raise Invalid("%s unit %s is not an allowed unit" % (what, show(unit)))
+        _int(scale, what + " scale", SCALE_MIN, SCALE_MAX + 1)
+        if type(kind) is not str or kind not in KINDS:
+            raise Invalid("%s kind %s is not one of %s" % (what, show(kind), "/".join(KINDS)))
+    return metrics
+
+
+def schema_id(metrics):
+    """The id a schema must carry (docs/wire.md): the first 4 bytes, big
+    endian, of SHA-256 over its deterministic CBOR encoding (agent.cbor, as
+    the device computes it in agent.meter.schema_hash)."""
+    return int.from_bytes(hashlib.sha256(cbor.dumps(metrics)).digest()[:4], "big")
+
+
+def birth(b, device):
+    """A birth for `device` (its topic's id). Returns a dict of the fields the
+    collector uses, each checked: device, schema_id, schema, and when
+    present v, boot, epoch, seq0, wall_q, ival_ms, config, fw, board, reason
+    (free text: control characters replaced). Keys not listed are ignored."""
+    _map(b, "birth")
+    if type(b.get("v")) is not int or b["v"] != 1:
+        raise Invalid("birth v is %s, not 1" % show(b.get("v")))
+    if type(b.get("device")) is not str or b["device"] != device:
+        raise Invalid("birth says %s on %s's topic" % (show(b.get("device")), show(device)),
+                      "topic/device mismatch")
+    out = {"device": device, "schema_id": _int(b.get("schema_id"), "birth schema_id", 0, U32),
+           "schema": schema(b.get("schema"))}
+    for k, lo, hi in (("boot", 0, U32), ("epoch", 0, U32), ("seq0", 0, I64), ("wall_q", 0, WALL_Q_MAX + 1),
+                      ("ival_ms", 1, MAX_IVAL_MS + 1), ("config", 0, I64)):
+        if k in b:
+            out[k] = _int(b[k], "birth " + k, lo, hi)
+    for k in ("fw", "board", "reason"):
+        if k in b:
+            out[k] = _text(b[k], "birth " + k, MAX_TEXT, free=True)
+    return out
+
+
+# -- death, cfgack ------------------------------------------------------------------
+
+def death(d):
+    """{"v": 1, "boot", "epoch"}: a map; the fields present in range."""
+    _map(d, "death")
+    if "v" in d and (type(d["v"]) is not int or d["v"] != 1):
+        raise Invalid("death v is %s, not 1" % show(d["v"]))
+    for k in ("boot", "epoch"):
+        if k in d:
+            _int(d[k], "death " + k, 0, U32)
+    return d
+
+
+def cfgack(a):
+    """{"v": 1, "version", "ok", "active", ? "reason"}. Returns (version, ok,
+    active, reason) with reason's control characters replaced."""
+    _map(a, "cfgack")
+    if "v" in a and (type(a["v"]) is not int or a["v"] != 1):
+        raise Invalid("cfgack v is %s, not 1" % show(a["v"]))
+    version = _int(a.get("version"), "cfgack version", 0, I64)
+    active = _int(a.get("active"), "cfgack active", 0, I64)
+    ok = a.get("ok")
+    if type(ok) is not bool:
+        raise Invalid("cfgack ok is %s, not a bool" % show(ok))
+    reason = _text(a.get("reason", ""), "cfgack reason", MAX_REASON, free=True)
+    return version, ok, active, reason
+
+
+# -- data ---------------------------------------------------------------------------
+
+def ack_range(obj):
+    """(epoch, first seq, last seq) of a batch whose header can at least be
+    read that far, else None: what an ack of it would say."""
+    if type(obj) is not list or len(obj) < NHEAD:
+        return None
+    epoch, seq, n = obj[2], obj[3], obj[11]
+    if type(epoch) is not int or type(seq) is not int or type(n) is not int:
+        return None
+    if not (0 <= epoch < U32 and 0 < seq < I64 and 0 < n <= MAX_RECORDS and seq + n <= I64):
+        return None
+    return epoch, seq, seq + n - 1
+
+
+def _column(col, n, what):
+    """A column's form against the record count n, in O(its size): values are
+    ints in the 64-bit range (their running sums are checked when expanded)."""
+    if type(col) is int:
+        if col != 0:
+            raise Invalid("%s is %s, not 0 or a column" % (what, show(col)))
+        return
+    if type(col) is dict:
+        if len(col) > n:
+            raise Invalid("%s has %d sparse entries for %d records" % (what, len(col), n))
+        for k, v in col.items():
+            _int(k, what + " index", 0, n)
+            _int(v, what + " value", -CBOR_INT, CBOR_INT)
+        return
+    if type(col) is not list:
+        raise Invalid("%s is %s, not a column" % (what, show(col)))
+    if len(col) == n:
+        vals = col
+    elif len(col) == 2 and n > 2:
+        vals = col
+    elif len(col) == 3 and n > 3 and type(col[2]) is list and len(col[2]) == n - 2:
+        vals = col[:2] + col[2]
+    else:
+        raise Invalid("%s has %d items, no column form for %d records" % (what, len(col), n))
+    for v in vals:
+        _int(v, what + " value", -CBOR_INT, CBOR_INT)
+
+
+def data(obj):
+    """A data batch, before its schema is looked up and before any column is
+    expanded. Returns the header as a dict (schema_id, epoch, seq, count,
+    columns: the number of metric columns)."""
+    if type(obj) is not list:
+        raise Invalid("batch is %s, not an array" % show(obj))
+    if len(obj) < NHEAD + 1:
+        raise Invalid("batch has %d items, fewer than %d" % (len(obj), NHEAD + 1))
+    ncols = len(obj) - NHEAD - 1
+    if ncols > MAX_METRICS:
+        raise Invalid("batch has %d columns, more than %d" % (ncols, MAX_METRICS))
+    if type(obj[0]) is not int or obj[0] != 1:
+        raise Invalid("batch version is %s, not 1" % show(obj[0]))
+    sid = _int(obj[1], "batch schema_id", 0, U32)
+    epoch = _int(obj[2], "batch epoch", 0, U32)
+    seq = _int(obj[3], "batch seq", 1, I64)
+    frm = _int(obj[4], "batch from_seq", 0, seq + 1)
+    if seq - frm >= MAX_SPAN:
+        raise Invalid("batch first record covers %d intervals, more than %d" % (seq - frm + 1, MAX_SPAN))
+    flags = _int(obj[5], "batch flags", 0, 8)
+    if flags & ~FLAGS:
+        raise Invalid("batch flags %d has unknown bits" % flags)
+    _int(obj[6], "batch boot", 0, U32)
+    _int(obj[7], "batch uptime_ms", 0, I64)
+    _int(obj[8], "batch wall_s", 0, MAX_WALL_S + 1)
+    _int(obj[9], "batch wall_q", 0, WALL_Q_MAX + 1)
+    _int(obj[10], "batch ival_ms", 1, MAX_IVAL_MS + 1)
+    n = _int(obj[11], "batch count", 1, MAX_RECORDS + 1)
+    if seq + n > I64:
+        raise Invalid("batch seqs run past 2^63")
+    if n * (ncols + 1) > MAX_CELLS:
+        raise Invalid("batch declares %d records of %d columns, more than %d values"
+                      % (n, ncols + 1, MAX_CELLS))
+    _column(obj[NHEAD], n, "batch dt column")
+    for j in range(ncols):
+        _column(obj[NHEAD + 1 + j], n, "batch column %d" % j)
+    return {"schema_id": sid, "epoch": epoch, "seq": seq, "count": n, "columns": ncols}
