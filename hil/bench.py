@@ -299,7 +299,7 @@ def ingest_run(db=None, devices=20, batches=10, prefix="dev-", ready=None):
         devs = ["%s%03d" % (prefix, i) for i in range(devices)]
         for dv in devs:
             col.handle("tally/v1/%s/birth" % dv, cose.mac0(cbor2.dumps({
-                "v": 1, "device": dv, "schema_id": 0x7A11, "epoch": 1, "seq0": 1, "boot": 3,
+                "v": 1, "device": dv, "schema_id": R.SCHEMA_ID, "epoch": 1, "seq0": 1, "boot": 3,
                 "schema": [list(x) for x in R.METRICS]}), key, dv))
         msgs = [("tally/v1/%s/data" % dv,
                  cose.mac0(batch.encode(R.log_records(rows, epoch=1, seq0=1 + b * 60)), key, dv))

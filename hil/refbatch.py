@@ -3,6 +3,7 @@
 # Integer-only and portable, so the MicroPython encode timing uses the same
 # records. The metric set is the one named in issue 4.
 
+from agent.meter import schema_hash
 from hil.rng import Rng
 
 METRICS = [
@@ -21,6 +22,7 @@ METRICS = [
     ("free_mem_bytes", "By", 0, "gauge:min"),
 ]
 T0 = 1767225600          # 2026-01-01T00:00:00Z, first record's start
+SCHEMA_ID = schema_hash([list(m) for m in METRICS])   # as the birth carries it (docs/wire.md)
 
 
 def records(seed=42, n=60):
@@ -67,5 +69,5 @@ def log_records(rows, epoch=0x5EED, seq0=1000, boot=3):
     out = []
     for i, v in enumerate(rows):
         s = seq0 + i
-        out.append([s, s, 0, epoch, 0x7A11, boot, 86400000 * 3 + i * 60000, T0 + i * 60, 2, 60000, v])
+        out.append([s, s, 0, epoch, SCHEMA_ID, boot, 86400000 * 3 + i * 60000, T0 + i * 60, 2, 60000, v])
     return out

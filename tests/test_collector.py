@@ -127,25 +127,29 @@ def test_failed_write_is_not_acked_and_leaves_no_partial_rows(tmp_path, ledger):
     assert c.counter(DEV, "duplicates") == 0
 
 
-@pytest.mark.parametrize("topic,payload,reason", [
-    ("tally/v1/%s/data" % DEV, b"\xff\x00garbage", "bad tag"),
-    ("tally/v1/%s/data" % DEV, cbor2.dumps([1, 2, 3]), "bad tag"),
-    ("tally/v1/%s/data" % DEV, sealed(b"\xff\x00garbage"), "malformed"),
-    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps({"not": "a batch"})), "malformed"),
-    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps([1, 2, 3])), "malformed"),
-    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps([1]), key=bytes(16)), "bad tag"),
-    ("tally/v1/other/data", sealed(cbor2.dumps([1]), dev="other"), "unknown device"),
-    ("tally/v1/%s/data" % DEV, b"\x00" * (70 * 1024), "oversized"),
-    ("tally/x/%s/data" % DEV, b"", "topic"),
-    ("tally/v1/%s/birth" % DEV, sealed(cbor2.dumps([1])), "malformed"),
+@pytest.mark.parametrize("topic,payload,reason,signed", [
+    ("tally/v1/%s/data" % DEV, b"\xff\x00garbage", "bad tag", False),
+    ("tally/v1/%s/data" % DEV, cbor2.dumps([1, 2, 3]), "bad tag", False),
+    ("tally/v1/%s/data" % DEV, sealed(b"\xff\x00garbage"), "malformed", True),
+    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps({"not": "a batch"})), "malformed", True),
+    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps([1, 2, 3])), "malformed", True),
+    ("tally/v1/%s/data" % DEV, sealed(cbor2.dumps([1]), key=bytes(16)), "bad tag", False),
+    ("tally/v1/other/data", sealed(cbor2.dumps([1]), dev="other"), "unknown device", False),
+    ("tally/v1/%s/data" % DEV, b"\x00" * (70 * 1024), "oversized", False),
+    ("tally/x/%s/data" % DEV, b"", "topic", False),
+    ("tally/v1/%s/birth" % DEV, sealed(cbor2.dumps([1])), "malformed", True),
 ])
-def test_bad_messages_are_counted_not_raised(topic, payload, reason, ledger):
+def test_bad_messages_are_counted_not_raised(topic, payload, reason, signed, ledger):
+    """Signed by the device: counted on it (rejected, rejected:<class>) and
+    the message quarantined. Not signed: counted in memory only, no row."""
     c = new_collector(ledger)
     assert c.handle(topic, payload) == []
     assert sum(c.rejects.values()) == 1
     assert any(k.startswith(reason) for k in c.rejects), c.rejects
-    if topic.startswith("tally/v1/%s/" % DEV):     # a device known by its topic
-        assert c.counter(DEV, "rejected") == 1
+    assert c.counter(DEV, "rejected") == c.counter(DEV, "rejected:" + reason) == int(signed)
+    assert c.db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == int(signed)
+    if not signed:
+        assert c.db.execute("SELECT COUNT(*) FROM counters").fetchone()[0] == 0
 
 
 def test_nul_characters_never_reach_the_database(tmp_path, ledger):

@@ -170,7 +170,10 @@ class Collector:
             cls = "other"
         self.rejects[cls] = self.rejects.get(cls, 0) + 1
         if self.on_reject:
-            self.on_reject(device, reason)
+            try:
+                self.on_reject(device, reason)
+            except Exception:            # a logger's failure is not the message's
+                pass
         if device is None:
             return []
         kept = False
@@ -261,6 +264,8 @@ class Collector:
             return []
         except Reject as e:
             return self._reject(device, e, topic, signed, ack)
+        except validate.Invalid as e:
+            return self._reject(device, Reject("%s: %s" % (e.cls, e), quarantine=True), topic, signed, ack)
         except DB_ERRORS:
             raise
         except Exception as e:           # a bug the message found: keep it, go on
