@@ -195,10 +195,32 @@ def cmd_run(a):
 
 # -- collect -----------------------------------------------------------------------------
 
-def load_keys(path=None, master_hex=None):
+MIN_KEY, MAX_KEY = 16, 64        # bytes of a MAC key or master secret (the device's own rule)
+# The keys this repository shows (docs/tally.example.toml, tests, benchmarks):
+# anyone can read them, so a collector using one gets a warning.
+EXAMPLE_KEYS = (bytes.fromhex("00112233445566778899aabbccddeeff"), bytes(range(16)))
+
+
+def _key(hexkey, what):
+    try:
+        k = bytes.fromhex(hexkey.strip())
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError("%s is not hex" % what)
+    if not MIN_KEY <= len(k) <= MAX_KEY:
+        raise ValueError("%s is %d bytes; a key takes %d to %d" % (what, len(k), MIN_KEY, MAX_KEY))
+    if k in EXAMPLE_KEYS:
+        print("tally: warning: %s is the repository's example key, which anyone can read"
+              % what, file=sys.stderr, flush=True)
+    return k
+
+
+def load_keys(path=None, master_hex=None, master_file=None, environ=None):
     """Device keys for the collector: a JSON file {device_id: hex key}, or a
-    fleet master secret from which each device's key is derived."""
+    fleet master secret from which each device's key is derived, read from
+    a file (master_file), the command line (master_hex: other users see it
+    in ps, so it warns) or $TALLY_MASTER_KEY. Every key 16 to 64 bytes."""
     from agent import cose
+    environ = os.environ if environ is None else environ
     if path:
         try:
             with open(path) as f:
@@ -211,18 +233,27 @@ def load_keys(path=None, master_hex=None):
             raise ValueError("keys file %s must map device ids to hex keys" % path)
         keys = {}
         for dev, hexkey in table.items():
-            try:
-                keys[dev] = bytes.fromhex(hexkey)
-            except (TypeError, ValueError):
-                raise ValueError("keys file %s: key of %r is not hex" % (path, dev))
+            keys[dev] = _key(hexkey, "keys file %s: the key of %s" % (path, json.dumps(dev)[:80]))
         return keys.get
-    if master_hex:
+    if master_hex and master_file:
+        raise ValueError("give --master-key-file or --master-key, not both")
+    if master_file:
         try:
-            master = bytes.fromhex(master_hex)
-        except ValueError:
-            raise ValueError("--master-key is not hex")
-        return lambda dev: cose.device_key(master, dev)
-    raise ValueError("give --keys FILE or --master-key HEX: every message is MAC'd")
+            with open(master_file) as f:
+                master_hex = f.read(4096)
+        except (OSError, UnicodeError) as e:
+            raise ValueError("--master-key-file %s: %s" % (master_file, getattr(e, "strerror", None) or e))
+        master = _key(master_hex, "--master-key-file %s" % master_file)
+    elif master_hex:
+        print("tally: warning: --master-key on the command line is visible to other users (ps); "
+              "use --master-key-file FILE or TALLY_MASTER_KEY", file=sys.stderr, flush=True)
+        master = _key(master_hex, "--master-key")
+    elif environ.get("TALLY_MASTER_KEY"):
+        master = _key(environ["TALLY_MASTER_KEY"], "TALLY_MASTER_KEY")
+    else:
+        raise ValueError("give --keys FILE or --master-key-file FILE (or set TALLY_MASTER_KEY): "
+                         "every message is MAC'd")
+    return lambda dev: cose.device_key(master, dev)
 
 
 def cmd_collect(a):
@@ -231,7 +262,7 @@ def cmd_collect(a):
     from agent.port.mqtt_paho import parse_url
     try:
         parse_url(a.broker)
-        keys = load_keys(a.keys, a.master_key)
+        keys = load_keys(a.keys, a.master_key, a.master_key_file)
         col = Collector(a.db, keys=keys)
     except (ValueError, OSError, *DB_ERRORS) as e:
         return _err("collect: %s" % e)
@@ -287,7 +318,7 @@ def _settings(pairs):
 def cmd_config(a):
     from agent.collector.store import Collector, DB_ERRORS
     try:
-        col = Collector(a.db, keys=load_keys(a.keys, a.master_key))
+        col = Collector(a.db, keys=load_keys(a.keys, a.master_key, a.master_key_file))
     except (ValueError, OSError) + DB_ERRORS as e:
         return _err("config: %s" % e)
     try:
@@ -341,7 +372,10 @@ def remote_settings():
 def _collector_identity_args(p):
     """The collector's MAC keys and TLS client identity (collect, config)."""
     p.add_argument("--keys", help="JSON file mapping device ids to their hex MAC keys")
-    p.add_argument("--master-key", help="fleet master secret (hex); device keys are derived from it")
+    p.add_argument("--master-key-file", metavar="FILE", help="file holding the fleet master secret "
+                   "(hex, 16 to 64 bytes); device keys are derived from it. Or set TALLY_MASTER_KEY")
+    p.add_argument("--master-key", metavar="HEX", help="the fleet master secret on the command line "
+                   "(other users see it in ps: prefer --master-key-file or TALLY_MASTER_KEY)")
     p.add_argument("--ca", metavar="FILE", help="with mqtts://: the CA file that signed the broker's "
                    "certificate (default: the system's CAs)")
     p.add_argument("--cert", metavar="FILE", help="with mqtts://: the collector's client certificate "

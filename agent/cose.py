@@ -87,5 +87,8 @@ def verify(msg, key, aad):
 
 
 def device_key(master, device_id):
-    """A per-device key derived from a fleet master secret (HMAC-SHA256)."""
+    """A per-device key derived from a fleet master secret (HMAC-SHA256)
+    of at least 16 bytes."""
+    if len(master) < 16:
+        raise ValueError("cose: a master secret takes at least 16 bytes")
     return hmac_sha256(master, b"tally-device-key:" + device_id.encode())[:16]

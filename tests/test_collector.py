@@ -2,6 +2,8 @@
 takes `ledger` runs once on a SQLite file and once on a fresh PostgreSQL
 database (conftest's `postgres`; skipped when PostgreSQL is not installed,
 except in CI)."""
+import json
+import os
 import threading
 
 import cbor2
@@ -276,3 +278,51 @@ def test_any_device_id_round_trips(tmp_path, ledger, dev):
     assert c.handle("tally/v1/%s/data" % dev, sealed(batch.encode(recs), dev=dev))
     assert c.devices() == [dev]
     assert c.summary(dev)["epochs"][5]["totals"]["run_s"] == 180
+
+
+def test_keys_shorter_than_16_bytes_are_refused_everywhere(tmp_path, capsys):
+    from agent import cli
+    keys = tmp_path / "keys.json"
+    for table, err in (({DEV: ""}, "is 0 bytes"), ({DEV: "ab"}, "is 1 bytes"), ({DEV: "zz"}, "not hex"),
+                       ({DEV: 7}, "not hex"), ({DEV: "00" * 65}, "is 65 bytes")):
+        keys.write_text(json.dumps(table))
+        with pytest.raises(ValueError, match=err):
+            cli.load_keys(str(keys))
+    for short in ("", "ab", "00" * 15):
+        with pytest.raises(ValueError):
+            cli.load_keys(master_hex=short, environ={}) if short else cli.load_keys(environ={})
+        with pytest.raises(ValueError, match="TALLY_MASTER_KEY is"):
+            cli.load_keys(environ={"TALLY_MASTER_KEY": short or "0"})
+    with pytest.raises(ValueError):
+        cose.device_key(b"\x01", DEV)
+    # the master key from a file or the environment, the same derived keys; no warning
+    master = "5a" * 16
+    (tmp_path / "master").write_text(master + "\n")
+    capsys.readouterr()
+    a = cli.load_keys(master_file=str(tmp_path / "master"), environ={})
+    b = cli.load_keys(environ={"TALLY_MASTER_KEY": master})
+    assert a(DEV) == b(DEV) == cose.device_key(bytes.fromhex(master), DEV)
+    assert capsys.readouterr().err == ""
+    # on the command line: works, and says ps shows it
+    assert cli.load_keys(master_hex=master, environ={})(DEV) == a(DEV)
+    assert "visible to other users (ps)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not both"):
+        cli.load_keys(master_hex=master, master_file=str(tmp_path / "master"))
+    # the repository's example key works but is named for what it is
+    cli.load_keys(environ={"TALLY_MASTER_KEY": "00112233445566778899aabbccddeeff"})
+    keys.write_text(json.dumps({DEV: bytes(range(16)).hex()}))
+    cli.load_keys(str(keys))
+    err = capsys.readouterr().err
+    assert err.count("the repository's example key") == 2 and "TALLY_MASTER_KEY" in err
+
+
+def test_collect_takes_the_master_key_from_a_file_and_refuses_a_short_one(tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "short").write_text("abcd")
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "collect", "--broker", "mqtt://127.0.0.1:1",
+                        "--db", str(tmp_path / "l.sqlite"), "--master-key-file", str(tmp_path / "short")],
+                       cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "tally: collect: --master-key-file %s is 2 bytes; a key takes 16 to 64" % (tmp_path / "short")]

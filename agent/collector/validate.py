@@ -159,7 +159,7 @@ def birth(b, device):
     out = {"device": device, "schema_id": _int(b.get("schema_id"), "birth schema_id", 0, U32),
            "schema": schema(b.get("schema"))}
     for k, lo, hi in (("boot", 0, U32), ("epoch", 0, U32), ("seq0", 0, I64), ("wall_q", 0, WALL_Q_MAX + 1),
-                      ("ival_ms", 1, MAX_IVAL_MS + 1), ("config", 0, I64)):
+                      ("ival_ms", 0, MAX_IVAL_MS + 1), ("config", 0, I64)):
         if k in b:
             out[k] = _int(b[k], "birth " + k, lo, hi)
     for k in ("fw", "board", "reason"):
