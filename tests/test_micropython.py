@@ -109,3 +109,16 @@ def test_a_simulated_day_gives_the_same_values_on_micropython_and_cpython(bundle
     last = dict(zip(names, cp_recs[-1]["values"]))
     assert last["run_s"] > 3600 and last["cycles"] > 10 and last["mains_Wh"] > 0
     print(r.stdout.splitlines()[-1])
+
+
+def test_the_schema_id_is_the_same_on_micropython_and_the_collector_accepts_it(bundle):
+    """agent.meter.schema_id on the device: SHA-256 of the wire schema's CBOR,
+    the id the collector recomputes from the birth (docs/wire.md)."""
+    from agent.collector import validate
+    from agent.meter import schema_id, wire_schema
+    schema = [("run_s", "s", 0, "odo"), ("temp_max_cC", "Cel", -2, "max"), ("lux_h", "lx.h", 0, "odo"),
+              ("rh_mean_cP", "%RH", -2, "mean"), ("mem_free", "By", 0, "min"), ("x", "count", 0, "last")]
+    r = mp_run(bundle, "from agent.meter import schema_id; print(schema_id(%r))" % (schema,))
+    assert r.returncode == 0, r.stderr
+    wire = validate.schema(wire_schema(schema))
+    assert int(r.stdout.split()[-1]) == schema_id(schema) == validate.schema_id(wire)

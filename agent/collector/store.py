@@ -197,8 +197,11 @@ class Collector:
             self._bump(device, "quarantine_full")
             return False
         now = time.time()
-        x("INSERT INTO quarantine(device_id, digest, topic, payload, reason, at_s) VALUES (?,?,?,?,?,?)",
-          (device, digest, topic, bytes(signed), reason, now))
+        cur = x("INSERT INTO quarantine(device_id, digest, topic, payload, reason, at_s) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(device_id, digest) DO NOTHING",
+                (device, digest, topic, bytes(signed), reason, now))
+        if cur.rowcount == 0:
+            return True                     # another worker kept it just now
         self._bump(device, "quarantined")
         if alarm:
             what, epoch, seq, last, stored, received = alarm
@@ -308,8 +311,6 @@ class Collector:
             x("INSERT INTO births VALUES (?,?,?,?,?,?,?)",
               (device, b.get("boot"), b.get("epoch"), b.get("reason", "None"), b.get("fw", "None"),
                b.get("board", "None"), time.time()))
-        if row is None:
-            self._cache(device, sid, metrics)
 
     def _cache(self, device, sid, metrics):
         if len(self._schemas) >= MAX_SCHEMA_CACHE:
