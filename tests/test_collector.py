@@ -326,3 +326,24 @@ def test_collect_takes_the_master_key_from_a_file_and_refuses_a_short_one(tmp_pa
                        cwd=root, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "tally: collect: --master-key-file %s is 2 bytes; a key takes 16 to 64" % (tmp_path / "short")]
+
+
+def test_a_ledger_from_before_gets_the_new_alarm_columns_and_keeps_its_rows(tmp_path, ledger):
+    """alarms had no last_seq/what: opening an old ledger adds them; the old
+    rows stay, and new alarms go in."""
+    old = Collector(ledger, keys=KEYS)
+    old.db.execute("DROP TABLE alarms")
+    old.db.execute("CREATE TABLE alarms (device_id TEXT NOT NULL, epoch BIGINT NOT NULL, seq BIGINT NOT NULL, "
+                   "stored TEXT NOT NULL, received TEXT NOT NULL, at_s DOUBLE PRECISION NOT NULL)")
+    old._b.execute("INSERT INTO alarms VALUES (?,?,?,?,?,?)", (DEV, 5, 2, "[1]", "[2]", 1.0))
+    old.close()
+    m, recs = records(tmp_path, 4)
+    c = Collector(ledger, keys=KEYS)
+    c.handle("tally/v1/%s/birth" % DEV, birth(m))
+    c.handle("tally/v1/%s/data" % DEV, data(recs))
+    forged = [r[:] for r in recs]
+    forged[3][10] = [1, 2, 3]
+    assert c.handle("tally/v1/%s/data" % DEV, data(forged))
+    assert c.db.execute("SELECT seq, last_seq, what FROM alarms ORDER BY at_s").fetchall() == [
+        (2, None, None), (4, 4, "replay: 1 records differ")]
+    c.close()

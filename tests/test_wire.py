@@ -69,8 +69,26 @@ def test_config_example_validates_and_bad_ones_do_not():
 def test_malformed_batches_do_not_validate():
     ok = [1, 9, 5, 1, 1, 0, 1, 0, 0, 0, 60000, 2, 0, [3, 1]]
     valid(cbor2.dumps(ok), "data-batch")
-    for bad in (ok[:5], ok[:12] + [[0, 0], [1.5, 2]], [2] + ok[1:], ok[:9] + [7] + ok[10:]):
+    for bad in (ok[:5], ok[:12] + [[0, 0], [1.5, 2]], [2] + ok[1:], ok[:9] + [7] + ok[10:],
+                ok[:5] + [8] + ok[6:], ok[:2] + [1 << 32] + ok[3:], ok[:11] + [1025] + ok[12:],
+                ok[:10] + [0] + ok[11:]):                  # flags 8, epoch 2^32, count 1025, ival 0
         assert not V.validate(cbor2.dumps(bad), "data-batch").valid
+
+
+def test_the_cddl_says_the_birth_limits_the_collector_checks():
+    from agent.collector import validate
+    wire = [["run_s", "s", 0, "odometer"]]
+    ok = {"v": 1, "device": "d", "fw": "1", "board": "b", "reason": "poweron", "boot": 1, "epoch": 2,
+          "seq0": 1, "schema_id": validate.schema_id(wire), "schema": wire, "wall_q": 2, "ival_ms": 0,
+          "config": 0, "later": [1]}
+    valid(cbor2.dumps(ok), "birth")
+    validate.birth(ok, "d")
+    for k, v in (("schema", [["=x", "s", 0, "odometer"]]), ("schema", [["x", "s", 10, "odometer"]]),
+                 ("schema", [["x", "s", 0, "odo"]]), ("schema", []), ("epoch", 1 << 32), ("wall_q", 4)):
+        bad = dict(ok, **{k: v})
+        assert not V.validate(cbor2.dumps(bad), "birth").valid, (k, v)
+        with pytest.raises(validate.Invalid):
+            validate.birth(bad, "d")
 
 
 ints = st.integers(min_value=-(2 ** 62), max_value=2 ** 62)
