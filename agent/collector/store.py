@@ -242,7 +242,7 @@ class Collector:
             try:
                 payload = cose.verify(bytes(payload), key, device)
             except cose.CoseError as e:
-                raise Reject("bad tag: %s" % show(str(e), 60)[1:-1])
+                raise Reject("bad tag: %s" % validate.clean(e))
         except Reject as e:
             return self._reject(None, e, topic, signed, [])
         except Exception as e:           # (e.g. a key lookup that raised): no row either
@@ -343,7 +343,7 @@ class Collector:
         try:
             recs = wire.decode(obj)
         except wire.BatchError as e:
-            raise Reject("malformed: %s" % e, quarantine=True)
+            raise Reject("malformed: %s" % validate.clean(e, 160), quarantine=True)
         now = time.time()
         enc = _JSON
         rows = [(device, r["epoch"], r["seq"], r["from_seq"], r["flags"], sid, r["boot"],

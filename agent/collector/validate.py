@@ -56,6 +56,12 @@ class Invalid(ValueError):
         self.cls = cls
 
 
+def clean(s, n=80):
+    """Text for an error line: printable ASCII only, at most n characters."""
+    s = "".join(c if " " <= c <= "~" else "?" for c in str(s)[:n + 1])
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
 def show(v, n=40):
     """A printable, bounded description of any value, for an error line."""
     if type(v) is str:
