@@ -308,3 +308,21 @@ def test_the_schema_id_is_the_hash_the_device_computes():
     m = Meter(SCHEMA)
     assert m.id == SID == validate.schema_id(WIRE)
     assert validate.schema(WIRE) is WIRE
+
+
+def test_what_a_message_makes_raise_is_an_escape_kept_in_quarantine(ledger):
+    """A ledger from before births were checked may hold a schema that is not
+    a list (here the JSON number 5): a batch of that id makes the collector
+    raise where no check expected it. The message boundary catches it: one
+    escape, the batch quarantined as internal and acked (its bytes are kept),
+    and the worker goes on with the next message."""
+    c = Collector(ledger, keys=KEYS)
+    c._b.execute("INSERT INTO schemas VALUES (?,?,?)", (EVIL, 77, "5"))
+    topic, msg = signed(a_batch(sid=77))
+    replies = c.handle(topic, msg)
+    assert c.escapes == 1 and c.rejects == {"internal": 1}
+    assert [cbor2.loads(cose.verify(p, EVIL_KEY, EVIL)) for _, p in replies] == [[5, 1, 3]]
+    assert [(r, p) for _, _, p, r, _ in c.quarantined(EVIL)] == [("internal: TypeError", msg)]
+    assert c.counter(EVIL, "rejected:internal") == 1
+    assert c.handle(*signed(a_birth(), "birth")) == [] and c.handle(*signed(a_batch()))
+    assert c.db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3
