@@ -277,10 +277,10 @@ def test_a_birth_reusing_a_stored_id_with_other_content_is_refused_and_alarmed_o
 
 def test_the_same_birth_again_is_accepted_and_extra_keys_are_ignored(ledger):
     c = Collector(ledger, keys=KEYS)
-    for b in (a_birth(), a_birth(config=7, future={"anything": [1, 2.5, None]}, fw="2.0\x1b[31m")):
+    for b in (a_birth(), a_birth(config=7, future={"anything": [1, 2.5, None]}, fw="2.0\x1b[31m\u202e")):
         assert c.handle(*signed(b, "birth")) == []
     assert c.rejects == {} and c.schema(EVIL, SID) == WIRE
-    assert c.db.execute("SELECT fw FROM births ORDER BY received_s").fetchall() == [("1.0",), ("2.0\ufffd[31m",)]
+    assert c.db.execute("SELECT fw FROM births ORDER BY received_s").fetchall() == [("1.0",), ("2.0\ufffd[31m\ufffd",)]
 
 
 def test_the_quarantine_is_bounded_per_device(ledger, monkeypatch):

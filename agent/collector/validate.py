@@ -11,6 +11,7 @@ at most a few dozen printable characters. The limits are documented in
 docs/wire.md ("Limits"); change both together.
 """
 import hashlib
+import unicodedata
 
 from agent import cbor
 
@@ -45,6 +46,9 @@ ms min h MHz kW kVA kvar Ah Wh kWh varh kvarh kVAh Wh/km KiB GB Mbit/s B/s MB/s
 mV mA dBm ug/m3 mm/h m/h ppm /100 /1000 hPa mm cm km km/h
 By mg lx.h lx.s
 """.split())
+
+
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")   # control, format, separators, unassigned
 
 
 class Invalid(ValueError):
@@ -89,13 +93,14 @@ def _int(v, what, lo, hi):
 
 def _text(v, what, limit, free=False):
     """A text string of at most `limit` characters. Names and units may not
-    hold control characters; free text (free=True) has them replaced."""
+    hold control characters (C0, C1, DEL, and the invisible format and
+    separator ones: bidi overrides, zero widths); free text (free=True) has
+    them replaced by U+FFFD."""
     if type(v) is not str:
         raise Invalid("%s is %s, not text" % (what, show(v)))
     if len(v) > limit:
         raise Invalid("%s is %d characters, more than %d" % (what, len(v), limit))
-    clean = "".join(c if c >= " " and c != "\x7f" and not "\x80" <= c <= "\x9f" else "\ufffd"
-                    for c in v)
+    clean = "".join("\ufffd" if c < " " or unicodedata.category(c) in _HIDDEN else c for c in v)
     if clean != v and not free:
         raise Invalid("%s %s holds control characters" % (what, show(v)))
     return clean
