@@ -124,3 +124,36 @@ def test_service_does_not_ack_while_the_database_is_down(tmp_path, broker, postg
         dev.close()
         svc.stop()
         col.close()
+
+
+def test_two_workers_quarantine_the_same_poison_once(postgres):
+    """A retained birth goes to every worker (plain subscriptions): two
+    workers refusing the same signed message at the same time keep it once,
+    raise one alarm, and neither gets a database error."""
+    import threading
+    from test_validate import EVIL, KEYS as VKEYS, SID, a_birth, signed
+    first = Collector(postgres, keys=VKEYS)
+    first._b.execute("INSERT INTO schemas VALUES (?,?,?)", (EVIL, SID, '[["x", "s", 0, "odometer"]]'))
+    workers = [first, Collector(postgres, keys=VKEYS)]
+    topic, msg = signed(a_birth(), "birth")                 # reuses the stored id with other metrics
+    go = threading.Barrier(2)
+    errors = []
+
+    def run(c):
+        try:
+            go.wait(10)
+            for _ in range(5):
+                c.handle(topic, msg)
+        except Exception as e:
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(c,)) for c in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert first.db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0] == 1
+    assert first.db.execute("SELECT COUNT(*) FROM alarms").fetchone()[0] == 1
+    assert first.counter(EVIL, "rejected:schema conflict") == 10
+    for c in workers:
+        c.close()
