@@ -195,9 +195,10 @@ def _check(col, n, what):
         raise BatchError("batch: column %s has the wrong length" % what)
 
 
-def _expand(col, n, what):
-    """Values of one column, whatever its form (checked by _check first)."""
-    _check(col, n, what)
+def _expand(col, n, what, checked=False):
+    """Values of one column, whatever its form (checked first unless it was)."""
+    if not checked:
+        _check(col, n, what)
     if type(col) is int:
         return [0] * n
     if type(col) is dict:                           # sparse: index -> delta
@@ -216,12 +217,14 @@ def _expand(col, n, what):
     return out
 
 
-def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS):
+def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS, checked=False):
     """Expand a decoded batch (the CBOR array as Python lists) to records:
     a list of dicts with seq, from_seq, flags, epoch, schema_id, boot,
     uptime_ms, wall_s, wall_q, ival_ms, values. Every column's form is
     checked before any is expanded, and records x columns is bounded, so
-    the cost is bounded by the message's size. Raises BatchError."""
+    the cost is bounded by the message's size. checked=True: the columns'
+    forms were checked already (agent.collector.validate.data does).
+    Raises BatchError."""
     if type(obj) is not list or len(obj) < _NHEAD + 1:
         raise BatchError("batch: not a batch array")
     if type(obj[0]) is not int or obj[0] != VERSION:
@@ -239,9 +242,10 @@ def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS):
     if n * (ncols + 1) > max_cells:
         raise BatchError("batch: %d records of %d columns is more than %d values"
                          % (n, ncols + 1, max_cells))
-    for j in range(ncols + 1):                      # all forms first: nothing expanded yet
-        _check(obj[_NHEAD + j], n, "dt" if j == 0 else str(j - 1))
-    dts = _expand(obj[_NHEAD], n, "dt")
+    if not checked:
+        for j in range(ncols + 1):                  # all forms first: nothing expanded yet
+            _check(obj[_NHEAD + j], n, "dt" if j == 0 else str(j - 1))
+    dts = _expand(obj[_NHEAD], n, "dt", True)
     ups = [up0] * n
     for i in range(1, n):
         ups[i] = ups[i - 1] + ival + dts[i]
@@ -250,7 +254,7 @@ def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS):
     span0 = seq - from_seq + 1
     if wall0 and wall0 + ((ups[-1] - up0) + (span0 + n) * ival) // 1000 > MAX_WALL_S:
         raise BatchError("batch: wall time runs past 2^32 s")
-    cols = [_expand(c, n, str(j)) for j, c in enumerate(obj[_NHEAD + 1:])]
+    cols = [_expand(c, n, str(j), True) for j, c in enumerate(obj[_NHEAD + 1:])]
     recs = []
     for i in range(n):
         s = seq + i

@@ -219,7 +219,7 @@ def test_a_key_store_that_raises_is_an_escape_without_rows(ledger):
 def test_reject_classes_in_memory_are_bounded():
     c = Collector(keys=KEYS)
     for i in range(store.MAX_REJECT_KEYS * 3):
-        c._reject(None, store.Reject("class-%d: x" % i), "t", b"", [])
+        c._reject(None, store.Reject("class-%d: x" % i), "t", b"", None)
     assert len(c.rejects) == store.MAX_REJECT_KEYS + 1 and c.rejects["other"] >= store.MAX_REJECT_KEYS
 
 

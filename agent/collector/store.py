@@ -163,7 +163,7 @@ class Collector:
         device's counters ("rejected" and "rejected:<class>"), and for a
         message that cannot be processed a quarantine row (and an alarm row
         if the reason has one), all in one transaction. Returns the replies:
-        `ack` when the message's bytes are kept (see docs/collector.md)."""
+        ack() when the message's bytes are kept (see docs/collector.md)."""
         reason = str(e)
         cls = reason.split(":")[0]
         if cls not in self.rejects and len(self.rejects) >= MAX_REJECT_KEYS:
@@ -182,7 +182,7 @@ class Collector:
             self._bump(device, "rejected:" + cls)
             if e.quarantine:
                 kept = self._quarantine(device, topic, signed, reason, e.alarm)
-        return ack if kept else []
+        return ack() if kept and ack else []
 
     def _quarantine(self, device, topic, signed, reason, alarm):
         """Keep a signed message that cannot be processed; True if its bytes
@@ -227,7 +227,7 @@ class Collector:
         is an escape: counted (self.escapes) and quarantined as "internal"."""
         device = None
         signed = payload
-        ack = []
+        ack = None
         try:
             device, kind = parse_topic(topic)
             if kind not in ("data", "birth", "death", "cfgack"):
@@ -244,17 +244,17 @@ class Collector:
             except cose.CoseError as e:
                 raise Reject("bad tag: %s" % validate.clean(e))
         except Reject as e:
-            return self._reject(None, e, topic, signed, [])
+            return self._reject(None, e, topic, signed, None)
         except Exception as e:           # (e.g. a key lookup that raised): no row either
             self.escapes += 1
-            return self._reject(None, Reject("internal: %s" % type(e).__name__[:60]), topic, signed, [])
+            return self._reject(None, Reject("internal: %s" % type(e).__name__[:60]), topic, signed, None)
         # authenticated from here: the device signed this payload
         try:
             if kind == "data":
                 obj = self._decode(payload)
                 rng = validate.ack_range(obj)
-                if rng:
-                    ack = [("tally/v1/%s/ack" % device, cose.mac0(cbor2.dumps(list(rng)), key, device))]
+                if rng:                  # what a poison batch's ack would say, made if needed
+                    ack = lambda: [("tally/v1/%s/ack" % device, cose.mac0(cbor2.dumps(list(rng)), key, device))]
                 return self._data(device, obj, key)
             if kind == "birth":
                 self._birth(device, payload)
@@ -341,7 +341,7 @@ class Collector:
             raise Reject("malformed: %d columns for a %d-metric schema" % (head["columns"], len(metrics)),
                          quarantine=True)
         try:
-            recs = wire.decode(obj)
+            recs = wire.decode(obj, checked=True)   # the forms were checked by validate.data
         except wire.BatchError as e:
             raise Reject("malformed: %s" % validate.clean(e, 160), quarantine=True)
         now = time.time()
