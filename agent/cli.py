@@ -50,8 +50,7 @@ def _print_sim(rep):
           % (len(rep["devices"]), rep["simulated_days"], rep["mode"], rep["elapsed_s"]))
     print()
     print("Ledger: usage per device and UTC day")
-    head = ["device", "day"] + ["%s[%s]" % (c.rsplit("_", 1)[0] if units[c][1] else c, units[c][0])
-                                for c in cols]
+    head = ["device", "day"] + ["%s[%s]" % (c, units[c][0]) for c in cols]
     rows = []
     for dev, days in sorted(rep["ledger"].items()):
         for day, use in sorted(days.items()):
@@ -161,10 +160,10 @@ def cmd_run(a):
             if agent.records != seen:
                 seen = agent.records
                 v = dict(zip(m.names, log.last[10]))
-                print("interval seq=%d run_s=%d cycles=%d energy_mWh=%d mains_Wh=%d temp_max=%s "
+                print("interval seq=%d run_time=%d cycles=%d energy=%d mains_energy=%d temp_max=%s "
                       "depth=%d errors=%d sync_ok=%d"
-                      % (log.last[0], v["run_s"], v["cycles"], v["energy_mWh"], v["mains_Wh"],
-                         _scaled(v["temp_max_cC"], -2), v["depth"],
+                      % (log.last[0], v["run_time"], v["cycles"], v["energy"], v["mains_energy"],
+                         _scaled(v["temp_max"], -2), v["depth"],
                          v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
                          v["sync_ok"]), flush=True)
             wait = agent.next_due() - clock.uptime_ms()

@@ -175,7 +175,7 @@ def _merge(fleet, over, dev, where):
         rh = dict(fleet.get("run_hours", {}), **over.get("run_hours", {}))
         if "price" not in rh:
             raise BillingError(where + "key '%srun_hours.price' is required" % pre)
-        rh.setdefault("metric", "run_s")
+        rh.setdefault("metric", "run_time")
         plan["run_hours"] = rh
     own = over.get("metrics", {})
     for name in list(fleet["metrics"]) + [n for n in own if n not in fleet["metrics"]]:
