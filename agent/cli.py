@@ -508,18 +508,31 @@ def _inspect_payload(data):
 
 def cmd_export(a):
     from agent.collector.store import DB_ERRORS, Collector, is_postgres_url
-    from agent.collector import export
+    from agent.collector import billing, export
     if not is_postgres_url(a.db) and not os.path.exists(a.db):
-        return _err("export: no ledger at %s" % a.db)
+        return _err("export: no ledger at %s" % billing.clean(a.db))
+    skipped = set()
     try:
         col = Collector(a.db, keys=lambda d: None)
-        items = (export.senml if a.format == "senml" else export.cloudevents)(col, a.device)
+        try:
+            if a.format == "senml":
+                items = export.senml(col, a.device, skipped)
+            else:
+                items = export.cloudevents(col, a.device)
+        finally:
+            col.close()
     except DB_ERRORS as e:
-        return _err("export: %s is not a Tally ledger (%s)" % (a.db, e))
+        return _err("export: %s is not a Tally ledger (%s)" % (billing.clean(a.db), billing.clean(str(e))))
+    for dev, name, unit in sorted(skipped, key=repr):
+        print("tally: export: %s %s left out: unit %s has no SenML equivalent"
+              % (billing.clean(dev), billing.clean(str(name)), billing.clean(repr(unit))), file=sys.stderr)
     if a.out:
-        with open(a.out, "w") as f:
-            export.write(items, f)
-        print("tally: %d %s items written to %s" % (len(items), a.format, a.out), file=sys.stderr)
+        try:
+            with open(a.out, "w") as f:
+                export.write(items, f)
+        except OSError as e:
+            return _err("export: %s: %s" % (billing.clean(a.out), e.strerror or e))
+        print("tally: %d %s items written to %s" % (len(items), a.format, billing.clean(a.out)), file=sys.stderr)
     else:
         export.write(items, sys.stdout)
     return 0
@@ -533,7 +546,7 @@ def cmd_report(a):
         text = billing.run(a.db, a.rates, period=a.period, start=a.start, end=a.end,
                            devices=a.device, fmt=a.format)
     except billing.BillingError as e:
-        return _err("report: %s" % e)
+        return _err("report: %s" % billing.clean(str(e)))
     if not a.out:
         sys.stdout.write(text)
         return 0
@@ -541,7 +554,7 @@ def cmd_report(a):
         with open(a.out, "w", newline="") as f:
             f.write(text)
     except OSError as e:
-        return _err("report: %s: %s" % (a.out, e.strerror or e))
+        return _err("report: %s: %s" % (billing.clean(a.out), e.strerror or e))
     print("tally: %s report written to %s" % (a.format, a.out), file=sys.stderr)
     return 0
 
@@ -833,7 +846,7 @@ def build_parser():
     c.set_defaults(func=cmd_collect)
 
     e = sub.add_parser("export", help="export the ledger as SenML JSON or CloudEvents JSON",
-                       description="SenML JSON (RFC 8428; odometers as sums) or CloudEvents JSON "
+                       description="SenML JSON (RFC 8428; SenML primary units, odometers as readings) or CloudEvents JSON "
                        "(one event per record, id = device/epoch/seq) from a collector's ledger.")
     e.add_argument("--db", required=True, help="the collector's ledger: a SQLite file or a PostgreSQL URL")
     e.add_argument("--format", choices=("senml", "cloudevents"), default="cloudevents")

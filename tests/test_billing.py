@@ -326,3 +326,93 @@ def test_the_example_rate_card_parses():
     assert card["currency"] == "EUR" and card["minor"] == 2 and card["rounding"] == "half-even"
     assert card["fleet"]["run_hours"] == {"metric": "run_time", "price": Decimal("0.40")}
     assert card["devices"]["sim-002"]["metrics"]["air"] == {"price": Decimal("0.015")}
+
+
+# -- hostile periods and rate cards: one line, exit 2, no traceback, no hang --------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (["--period", "0000-01"], "--period '0000-01' is outside the years 1970 to 9998"),
+    (["--period", "9999-12"], "--period '9999-12' is outside the years 1970 to 9998"),
+    (["--period", "1969-12"], "outside the years"),
+    (["--period", "2026-13"], "--period '2026-13' is not a month YYYY-MM"),
+    (["--period", "2026-00"], "is not a month YYYY-MM"),
+    (["--period", "abc"], "--period 'abc' is not a month YYYY-MM"),
+    (["--period", "2026-11\n"], "--period '2026-11\\n' is not a month YYYY-MM"),
+    (["--period", "\uff12\uff10\uff12\uff16-11"], "is not a month YYYY-MM"),         # full-width digits
+    (["--period", "2026-11\x1b[2J"], "--period '2026-11\\x1b[2J' is not a month"),
+    (["--from", "0000-01-01", "--to", "2026-01-01"], "--from '0000-01-01' is not a day"),
+    (["--from", "2026-01-01", "--to", "9999-12-31"], "--to 9999-12-31 is outside the years 1970 to 9998"),
+    (["--from", "1970-01-01", "--to", "9998-12-31"], "spans 2932532 days; a report covers at most 3660"),
+    (["--from", "2026-12-01", "--to", "2026-11-30"], "--to 2026-11-30 is before --from 2026-12-01"),
+    (["--from", "2026-11-01\n", "--to", "2026-11-30"], "is not a day YYYY-MM-DD"),
+    (["--period", "2026-11", "--device", "c-1\x1b[2J"], "no device c-1\\x1b[2J in the ledger"),
+])
+def test_every_bad_period_is_one_line_and_exit_2(tmp_path, ledger, capsys, args, needle):
+    db, col = ledger
+    feed(col, "c-1", [("2026-11-10T08:01", 60, 1000, 1000)])
+    p = tmp_path / "rates.toml"
+    p.write_text(RATES)
+    assert cli.main(["report", "--db", db, "--rates", str(p)] + args) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert err.count("\n") == 1 and "\x1b" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rates,needle", [
+    ('currency = "EUR"\nx = ' + "[" * 5000 + "]" * 5000 + "\n", "is not valid TOML: nested too deep"),
+    ('currency = "EUR"\nx = ' + "{a = " * 3000 + "1" + "}" * 3000 + "\n", "is not valid TOML: nested too deep"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = nan\n',
+     "key 'metrics.energy.price' must be a decimal string such as \"0.80\" (got nan)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = inf\n', "(got inf)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = -inf\n', "(got -inf)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "nan"\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "Infinity"\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = -1\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "cheap"\n', "(got 'cheap')"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "' + "9" * 100000 + '"\n',
+     "at most 15 digits before the point and 12 after"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = 99999999999999999\n', "at most 15 digits"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = [1, 2]\n', "(got a list)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = 3\nprice = "1"\n', "key 'metrics.energy.unit' must be a unit"),
+    ('currency = "EUR"\nmonthly_fee = { a = 1 }\n', "key 'monthly_fee' must be a decimal string"),
+    ('currency = "EUR"\nrounding = ["half-up"]\n', "key 'rounding' must be one of half-even, half-up (got a list)"),
+    ('currency = ["EUR"]\n', "key 'currency' must be an ISO 4217 code such as \"EUR\" (got a list)"),
+    ('currency = "EUR"\ndevices = [1, 2]\n', "key 'devices' must be a table"),
+    ('currency = "EUR"\n[run_hours]\nmetric = 5\nprice = "1"\n', "key 'run_hours.metric' must be a metric name"),
+    ('currency = "EUR"\n[metrics.unknown_metric]\nunit = "kWh"\nprice = "1"\n',
+     "no device in this report has an odometer named 'unknown_metric'"),
+    ('currency = "EUR"\n[metrics."x\\u001b[2J"]\nunit = "kWh"\nprice = "1"\n',
+     "no device in this report has an odometer named 'x\\x1b[2J'"),
+    ('currency = "EUR"\n[devices."d\\r\\nnote: forged"]\nmonthly_fee = "1"\n', "unknown key"),
+])
+def test_every_bad_rate_card_is_one_line_and_exit_2(tmp_path, ledger, rates, needle):
+    db, col = ledger
+    feed(col, "c-1", [("2026-11-10T08:01", 60, 1000, 1000)])
+    col.close()
+    p = tmp_path / "rates.toml"
+    p.write_text(rates)
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "report", "--db", db, "--rates", str(p),
+                        "--period", "2026-11"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if "forged" in rates:           # an override for a device not in the report is a note, not an error
+        assert r.returncode == 0 and "note: rate card overrides for devices not in this report: " \
+            "d\\x0d\\x0anote: forged" in r.stdout, r.stdout
+        return
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert needle in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_rate_card_larger_than_a_megabyte_is_refused(tmp_path, ledger, capsys):
+    db, col = ledger
+    p = tmp_path / "rates.toml"
+    p.write_text('currency = "EUR"\n' + "# padding\n" * 120000)
+    assert cli.main(["report", "--db", db, "--rates", str(p), "--period", "2026-11"]) == 2
+    assert "is larger than 1048576 bytes" in capsys.readouterr().err
+
+
+def test_csv_cells_and_text_are_neutralised():
+    from agent.collector.billing import clean, csv_cell
+    assert [csv_cell(x) for x in ("=1+1", "+1", "-1+2", "@A1", "\t=1", "\r=1", "plain", "-12.50", "0.31", "-3")] \
+        == ["'=1+1", "'+1", "'-1+2", "'@A1", "'\\x09=1", "'\\x0d=1", "plain", "-12.50", "0.31", "-3"]
+    assert clean("a\x1b[2Jb\x07\x9b\u202e\u2066c\n") == "a\\x1b[2Jb\\x07\\x9b\\u202e\\u2066c\\x0a"
+    assert clean("caf\u00e9 ok") == "caf\u00e9 ok"              # printable text is left alone
