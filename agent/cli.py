@@ -518,14 +518,14 @@ def cmd_export(a):
             if a.format == "senml":
                 items = export.senml(col, a.device, skipped)
             else:
-                items = export.cloudevents(col, a.device)
+                items = export.cloudevents(col, a.device, skipped)
         finally:
             col.close()
     except DB_ERRORS as e:
         return _err("export: %s is not a Tally ledger (%s)" % (billing.clean(a.db), billing.clean(str(e))))
-    for dev, name, unit in sorted(skipped, key=repr):
-        print("tally: export: %s %s left out: unit %s has no SenML equivalent"
-              % (billing.clean(dev), billing.clean(str(name)), billing.clean(repr(unit))), file=sys.stderr)
+    for dev, name, unit in sorted(skipped):
+        print("tally: export: %s %s left out: its unit %s or its scale cannot be exported"
+              % (billing.clean(dev), billing.clean(name), billing.clean(unit)), file=sys.stderr)
     if a.out:
         try:
             with open(a.out, "w") as f:

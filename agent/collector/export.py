@@ -93,6 +93,13 @@ def _number(x):
     return f
 
 
+def _usable(unit, scale):
+    """A unit and scale an export can use: text, and an integer power of ten
+    within 10**-18..10**18 (a ledger written before births were checked may
+    hold others: 10**9 as a scale would take forever to apply)."""
+    return isinstance(unit, str) and type(scale) is int and -18 <= scale <= 18
+
+
 def _end(r):
     span = r["seq"] - r["from_seq"] + 1
     if r["wall_q"] and r["wall_s"]:
@@ -102,8 +109,8 @@ def _end(r):
 
 def senml(collector, device=None, skipped=None):
     """The SenML pack (a list of records). Metrics whose unit has no SenML
-    equivalent are left out and named in `skipped` (a set of
-    (device, metric, unit)) when one is given."""
+    equivalent, or whose scale is unusable, are left out and named in
+    `skipped` (a set of (device, metric, repr of the unit)) when one is given."""
     out = []
     for dev in ([device] if device else collector.devices()):
         first = True
@@ -112,9 +119,9 @@ def senml(collector, device=None, skipped=None):
             for name, unit, scale, kind in metrics:
                 conv = TO_SENML.get(unit) if isinstance(unit, str) else None
                 v = r["values"].get(name)
-                if conv is None or type(v) is not int or type(scale) is not int or not -18 <= scale <= 18:
+                if conv is None or type(v) is not int or not _usable(unit, scale):
                     if skipped is not None:
-                        skipped.add((dev, name, unit))
+                        skipped.add((dev, str(name), repr(unit)[:40]))
                     continue
                 e = {}
                 if first:
@@ -131,11 +138,17 @@ def senml(collector, device=None, skipped=None):
     return out
 
 
-def cloudevents(collector, device=None):
+def cloudevents(collector, device=None, skipped=None):
+    """One CloudEvent per record. Odometers whose unit or scale no export can
+    use are left out and named in `skipped` when one is given."""
     out = []
     for dev in ([device] if device else collector.devices()):
         for epoch, r, deltas, metrics in collector._walk(dev):
             units = {m[0]: (m[1], m[2]) for m in metrics}
+            for k in [k for k in deltas if not _usable(*units[k])]:
+                del deltas[k]
+                if skipped is not None:
+                    skipped.add((dev, str(k), repr(units[k][0])[:40]))
             out.append({
                 "specversion": "1.0",
                 "id": "%s/%d/%d" % (dev, epoch, r["seq"]),
