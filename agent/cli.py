@@ -160,9 +160,9 @@ def cmd_run(a):
             if agent.records != seen:
                 seen = agent.records
                 v = dict(zip(m.names, log.last[10]))
-                print("interval seq=%d run_time=%d cycles=%d energy=%d mains_energy=%d temp_max=%s "
-                      "depth=%d errors=%d sync_ok=%d"
-                      % (log.last[0], v["run_time"], v["cycles"], v["energy"], v["mains_energy"],
+                print("interval seq=%d run_time=%d s cycles=%d energy=%s Wh mains_energy=%d Wh "
+                      "temp_max=%s Cel depth=%d errors=%d sync_ok=%d"
+                      % (log.last[0], v["run_time"], v["cycles"], _scaled(v["energy"], -3), v["mains_energy"],
                          _scaled(v["temp_max"], -2), v["depth"],
                          v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
                          v["sync_ok"]), flush=True)
