@@ -555,7 +555,7 @@ def cmd_report(a):
             f.write(text)
     except OSError as e:
         return _err("report: %s: %s" % (billing.clean(a.out), e.strerror or e))
-    print("tally: %s report written to %s" % (a.format, a.out), file=sys.stderr)
+    print("tally: %s report written to %s" % (a.format, billing.clean(a.out)), file=sys.stderr)
     return 0
 
 
