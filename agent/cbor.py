@@ -1,8 +1,24 @@
 # Minimal deterministic CBOR (RFC 8949) for the device: unsigned and negative
 # integers (up to 64 bits), byte and text strings, arrays, maps, tags,
-# false/true/null.
-# Integers always take their shortest form, so output matches cbor2 for this
-# subset. Portable: CPython and MicroPython.
+# false/true/null. Portable: CPython and MicroPython.
+#
+# The encoder follows the core deterministic encoding requirements of RFC 8949
+# section 4.2.1: every argument (integer, length, tag) in its shortest form,
+# definite lengths only, and the keys of every map sorted by the bytewise
+# lexicographic order of their own deterministic encodings, with no key twice.
+# So one message has one encoding, byte for byte the same on CPython and
+# MicroPython (whose dicts iterate in another order). That order is not cbor2's
+# `canonical=True` (RFC 7049's length-first order) where keys of different
+# major types have encodings of different lengths: RFC 8949 puts 100 (0x1864)
+# before -1 (0x20); RFC 7049 puts -1 first.
+#
+# The decoder takes any well-formed item of the subset in any key order and
+# with any argument width (firmware before this encoder sent unsorted maps, and
+# a MAC is over the bytes as sent, so order adds nothing to authenticity). It
+# refuses what is not valid or not ours: a map with a key twice (RFC 8949
+# section 5.6: two readers could see two values), indefinite lengths, floats,
+# undefined and simple values, nesting deeper than 16. `is_deterministic()`
+# says whether bytes are in the encoding this module writes.
 
 _U64 = 1 << 64
 
@@ -66,10 +82,7 @@ def encode_into(buf, obj):
         for x in obj:
             encode_into(buf, x)
     elif isinstance(obj, dict):
-        _head(buf, 5, len(obj))
-        for k in obj:
-            encode_into(buf, k)
-            encode_into(buf, obj[k])
+        _map(buf, obj)
     elif isinstance(obj, Tag):
         _head(buf, 6, obj.tag)
         encode_into(buf, obj.value)
@@ -78,8 +91,45 @@ def encode_into(buf, obj):
     return buf
 
 
+def _key0(pair):
+    return pair[0]
+
+
+def _map(buf, obj):
+    n = len(obj)
+    _head(buf, 5, n)
+    if n < 2:
+        for k in obj:
+            encode_into(buf, k)
+            encode_into(buf, obj[k])
+        return
+    # Each key's encoding, then the pairs in the bytewise order of those
+    # (RFC 8949 section 4.2.1); one list and one bytes per key, and only for
+    # maps of two keys or more (a batch has none in its records).
+    pairs = []
+    for k in obj:
+        pairs.append((dumps(k), k))
+    pairs.sort(key=_key0)
+    prev = None
+    for kb, k in pairs:
+        if kb == prev:
+            raise ValueError("cbor: duplicate map key")
+        prev = kb
+        buf.extend(kb)
+        encode_into(buf, obj[k])
+
+
 def dumps(obj):
     return bytes(encode_into(bytearray(), obj))
+
+
+def is_deterministic(data):
+    """True when data is one item in exactly the encoding dumps() writes
+    (RFC 8949 section 4.2.1 for this subset); False for any other bytes."""
+    try:
+        return dumps(loads(data)) == bytes(data)
+    except (ValueError, TypeError):
+        return False
 
 
 class CBORError(ValueError):
@@ -142,6 +192,8 @@ def _decode(data, pos, depth):
             x, pos = _decode(data, pos, depth + 1)
             if isinstance(k, (list, dict, Tag)):
                 raise CBORError("cbor: map key of a type that cannot be a key")
+            if k in out:
+                raise CBORError("cbor: duplicate map key")
             out[k] = x
         return out, pos
     if major == 6:

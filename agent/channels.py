@@ -73,12 +73,12 @@ class PowerChannel(Channel):
     """INA219 on the motor supply: energy, run time, start/stop cycles, and the
     outcome (litres of free air, from run time and the rated flow)."""
     metrics = [
-        ("run_s", "s", 0, "odo"),
+        ("run_time", "s", 0, "odo"),
         ("cycles", "count", 0, "odo"),
-        ("energy_mWh", "Wh", -3, "odo"),
-        ("air_L", "m3", -3, "odo"),
-        ("vbus_min_mV", "V", -3, "min"),
-        ("i_max_mA", "A", -3, "max"),
+        ("energy", "Wh", -3, "odo"),
+        ("air", "m3", -3, "odo"),
+        ("vbus_min", "V", -3, "min"),
+        ("i_max", "A", -3, "max"),
     ]
 
     def __init__(self, driver, run_threshold_mA=500, flow_lpm=250):
@@ -87,7 +87,7 @@ class PowerChannel(Channel):
         self.flow_lpm = flow_lpm
         if not flow_lpm:
             # no flow outcome on this asset (a luminaire bills light instead)
-            self.metrics = [x for x in PowerChannel.metrics if x[0] != "air_L"]
+            self.metrics = [x for x in PowerChannel.metrics if x[0] != "air"]
         self.running = False
         self._e = 0      # mW*ms not yet a whole mWh
         self._run = 0    # ms not yet a whole second
@@ -96,8 +96,8 @@ class PowerChannel(Channel):
 
     def _bind(self, m):
         self.i_run, self.i_cyc, self.i_e, self.i_v, self.i_i = [
-            m.index(x) for x in ("run_s", "cycles", "energy_mWh", "vbus_min_mV", "i_max_mA")]
-        self.i_air = m.index("air_L") if self.flow_lpm else None
+            m.index(x) for x in ("run_time", "cycles", "energy", "vbus_min", "i_max")]
+        self.i_air = m.index("air") if self.flow_lpm else None
 
     def update(self, m, now_ms, dt_ms, r):
         bus_mV, cur_mA, p_mW = r
@@ -132,11 +132,11 @@ class ClimateChannel(Channel):
     """SHT3x: temperature and humidity, time above a hot threshold and thermal
     cycles (each crossing above the threshold after having cooled below it)."""
     metrics = [
-        ("temp_min_cC", "Cel", -2, "min"),
-        ("temp_max_cC", "Cel", -2, "max"),
-        ("temp_mean_cC", "Cel", -2, "mean"),
-        ("rh_mean_cP", "%RH", -2, "mean"),
-        ("hot_s", "s", 0, "odo"),
+        ("temp_min", "Cel", -2, "min"),
+        ("temp_max", "Cel", -2, "max"),
+        ("temp_mean", "Cel", -2, "mean"),
+        ("rh_mean", "%RH", -2, "mean"),
+        ("hot_time", "s", 0, "odo"),
         ("thermal_cycles", "count", 0, "odo"),
     ]
 
@@ -175,10 +175,10 @@ class MainsChannel(Channel):
     the meter's register deltas, so it starts at zero with the epoch and
     survives a meter swap; a register that goes back is a range event."""
     metrics = [
-        ("mains_Wh", "Wh", 0, "odo"),
-        ("mains_max_W", "W", 0, "max"),
-        ("mains_min_dV", "V", -1, "min"),
-        ("mains_reg_Wh", "Wh", 0, "last"),   # the meter's own register, to resume after a reboot
+        ("mains_energy", "Wh", 0, "odo"),
+        ("mains_power_max", "W", 0, "max"),
+        ("mains_voltage_min", "V", -1, "min"),
+        ("mains_register", "Wh", 0, "last"),   # the meter's own register, to resume after a reboot
     ]
     per_interval = True
 
@@ -216,10 +216,10 @@ class LightChannel(Channel):
     lighting as a service, lux-hours delivered, plus time lit and the light
     level. driver.read() -> illuminance in milli-lux."""
     metrics = [
-        ("lux_h", "lx.h", 0, "odo"),
-        ("lit_s", "s", 0, "odo"),
-        ("lux_mean", "lx", 0, "mean"),
-        ("lux_max", "lx", 0, "max"),
+        ("light_exposure", "lx.h", 0, "odo"),
+        ("lit_time", "s", 0, "odo"),
+        ("illuminance_mean", "lx", 0, "mean"),
+        ("illuminance_max", "lx", 0, "max"),
     ]
 
     def __init__(self, driver, lit_mlux=50000):
@@ -251,11 +251,13 @@ class LightChannel(Channel):
 class VibrationChannel(Channel):
     """An accelerometer (ADXL345) on a bearing housing: vibration RMS for
     health (it grows with wear), and the time spent above an alert level.
-    driver.read() -> RMS vibration over the driver's window, in milli-g."""
+    driver.read() -> RMS vibration over the driver's window, in milli-g; the
+    metrics are in mm/s2 (m/s2 at scale -3: 1 g is 9.80665 m/s2 by
+    definition), as "mg" would read as milligrams and g has no SenML unit."""
     metrics = [
-        ("vib_mean_mg", "mg", 0, "mean"),
-        ("vib_max_mg", "mg", 0, "max"),
-        ("vib_high_s", "s", 0, "odo"),
+        ("vib_mean", "m/s2", -3, "mean"),
+        ("vib_max", "m/s2", -3, "max"),
+        ("vib_high_time", "s", 0, "odo"),
     ]
 
     def __init__(self, driver, alert_mg=250):
@@ -274,8 +276,11 @@ class VibrationChannel(Channel):
             m.add(self.i_high, self._high // 1000)
             self._high %= 1000
         self._last = (now_ms, rms_mg)
-        m.observe(self.i_mean, rms_mg)
-        m.observe(self.i_max, rms_mg)
+        # milli-g -> mm/s2: x 9.80665 as x 40168 / 4096 (within 2 ppm), which
+        # stays a small int on an ESP32 up to the ADXL345's 16 g
+        mms2 = rms_mg * 40168 >> 12
+        m.observe(self.i_mean, mms2)
+        m.observe(self.i_max, mms2)
 
 
 class ParticulateChannel(Channel):

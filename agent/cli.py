@@ -50,8 +50,7 @@ def _print_sim(rep):
           % (len(rep["devices"]), rep["simulated_days"], rep["mode"], rep["elapsed_s"]))
     print()
     print("Ledger: usage per device and UTC day")
-    head = ["device", "day"] + ["%s[%s]" % (c.rsplit("_", 1)[0] if units[c][1] else c, units[c][0])
-                                for c in cols]
+    head = ["device", "day"] + ["%s[%s]" % (c, units[c][0]) for c in cols]
     rows = []
     for dev, days in sorted(rep["ledger"].items()):
         for day, use in sorted(days.items()):
@@ -161,10 +160,10 @@ def cmd_run(a):
             if agent.records != seen:
                 seen = agent.records
                 v = dict(zip(m.names, log.last[10]))
-                print("interval seq=%d run_s=%d cycles=%d energy_mWh=%d mains_Wh=%d temp_max=%s "
-                      "depth=%d errors=%d sync_ok=%d"
-                      % (log.last[0], v["run_s"], v["cycles"], v["energy_mWh"], v["mains_Wh"],
-                         _scaled(v["temp_max_cC"], -2), v["depth"],
+                print("interval seq=%d run_time=%d s cycles=%d energy=%s Wh mains_energy=%d Wh "
+                      "temp_max=%s Cel depth=%d errors=%d sync_ok=%d"
+                      % (log.last[0], v["run_time"], v["cycles"], _scaled(v["energy"], -3), v["mains_energy"],
+                         _scaled(v["temp_max"], -2), v["depth"],
                          v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
                          v["sync_ok"]), flush=True)
             wait = agent.next_due() - clock.uptime_ms()
@@ -543,18 +542,31 @@ def _inspect_payload(data):
 
 def cmd_export(a):
     from agent.collector.store import DB_ERRORS, Collector, is_postgres_url
-    from agent.collector import export
+    from agent.collector import billing, export
     if not is_postgres_url(a.db) and not os.path.exists(a.db):
-        return _err("export: no ledger at %s" % a.db)
+        return _err("export: no ledger at %s" % billing.clean(a.db))
+    skipped = set()
     try:
         col = Collector(a.db, keys=lambda d: None)
-        items = (export.senml if a.format == "senml" else export.cloudevents)(col, a.device)
+        try:
+            if a.format == "senml":
+                items = export.senml(col, a.device, skipped)
+            else:
+                items = export.cloudevents(col, a.device, skipped)
+        finally:
+            col.close()
     except DB_ERRORS as e:
-        return _err("export: %s is not a Tally ledger (%s)" % (a.db, e))
+        return _err("export: %s is not a Tally ledger (%s)" % (billing.clean(a.db), billing.clean(str(e))))
+    for dev, name, unit in sorted(skipped):
+        print("tally: export: %s %s left out: its unit %s or its scale cannot be exported"
+              % (billing.clean(dev), billing.clean(name), billing.clean(unit)), file=sys.stderr)
     if a.out:
-        with open(a.out, "w") as f:
-            export.write(items, f)
-        print("tally: %d %s items written to %s" % (len(items), a.format, a.out), file=sys.stderr)
+        try:
+            with open(a.out, "w") as f:
+                export.write(items, f)
+        except OSError as e:
+            return _err("export: %s: %s" % (billing.clean(a.out), e.strerror or e))
+        print("tally: %d %s items written to %s" % (len(items), a.format, billing.clean(a.out)), file=sys.stderr)
     else:
         export.write(items, sys.stdout)
     return 0
@@ -568,7 +580,7 @@ def cmd_report(a):
         text = billing.run(a.db, a.rates, period=a.period, start=a.start, end=a.end,
                            devices=a.device, fmt=a.format)
     except billing.BillingError as e:
-        return _err("report: %s" % e)
+        return _err("report: %s" % billing.clean(str(e)))
     if not a.out:
         sys.stdout.write(text)
         return 0
@@ -576,8 +588,8 @@ def cmd_report(a):
         with open(a.out, "w", newline="") as f:
             f.write(text)
     except OSError as e:
-        return _err("report: %s: %s" % (a.out, e.strerror or e))
-    print("tally: %s report written to %s" % (a.format, a.out), file=sys.stderr)
+        return _err("report: %s: %s" % (billing.clean(a.out), e.strerror or e))
+    print("tally: %s report written to %s" % (a.format, billing.clean(a.out)), file=sys.stderr)
     return 0
 
 
@@ -868,7 +880,7 @@ def build_parser():
     c.set_defaults(func=cmd_collect)
 
     e = sub.add_parser("export", help="export the ledger as SenML JSON or CloudEvents JSON",
-                       description="SenML JSON (RFC 8428; odometers as sums) or CloudEvents JSON "
+                       description="SenML JSON (RFC 8428; SenML primary units, odometers as readings) or CloudEvents JSON "
                        "(one event per record, id = device/epoch/seq) from a collector's ledger.")
     e.add_argument("--db", required=True, help="the collector's ledger: a SQLite file or a PostgreSQL URL")
     e.add_argument("--format", choices=("senml", "cloudevents"), default="cloudevents")

@@ -22,16 +22,16 @@ from hil.flash import EmulatedNOR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = bytes(range(16))
-SCHEMA = [("run_s", "s", 0, "odo"), ("air_L", "m3", -3, "odo"), ("energy_mWh", "Wh", -3, "odo"),
-          ("tmax_cC", "Cel", -2, "max")]
+SCHEMA = [("run_time", "s", 0, "odo"), ("air", "m3", -3, "odo"), ("energy", "Wh", -3, "odo"),
+          ("tmax", "Cel", -2, "max")]
 RATES = """currency = "EUR"
 monthly_fee = "25.00"
 [run_hours]
 price = "0.40"
-[metrics.air_L]
+[metrics.air]
 unit = "m3"
 price = "0.018"
-[metrics.energy_mWh]
+[metrics.energy]
 unit = "kWh"
 price = "0.25"
 """
@@ -45,7 +45,7 @@ def utc(s):
 def feed(col, dev, rows, epoch=7, skip=()):
     """Log one-minute records on a real ring log, then send them to the
     collector as a signed birth and signed CBOR batches. rows: (end of the
-    interval, run_s, air_L, energy_mWh usage in it); seqs in `skip` are logged
+    interval, run_time, air, energy usage in it); seqs in `skip` are logged
     but never delivered (an unexplained gap)."""
     m = Meter(SCHEMA)
     log = RingLog(EmulatedNOR(4096, 16), dev).open()
@@ -104,11 +104,11 @@ def test_amounts_are_exact_from_the_odometers(tmp_path, ledger):
     got, d = lines(rep, "c-1")
     # 7263 s x 0.40 / 3600 s = 0.807 -> 0.81; 123.456 x 0.018 = 2.222208 -> 2.22;
     # 98.765432 x 0.25 = 24.691358 -> 24.69; base fee 25.00
-    assert got["run_s"]["quantity"] == "2.0175" and got["run_s"]["amount"] == "0.81"
-    assert got["run_s"]["item"] == "run_hours" and got["run_s"]["unit"] == "h"
-    assert got["air_L"]["quantity"] == "123.456" and got["air_L"]["amount"] == "2.22"
-    assert got["energy_mWh"]["quantity"] == "98.765432" and got["energy_mWh"]["amount"] == "24.69"
-    assert got["energy_mWh"]["odometer"] == {"total": 98765432, "unit": "Wh", "scale": -3}
+    assert got["run_time"]["quantity"] == "2.0175" and got["run_time"]["amount"] == "0.81"
+    assert got["run_time"]["item"] == "run_hours" and got["run_time"]["unit"] == "h"
+    assert got["air"]["quantity"] == "123.456" and got["air"]["amount"] == "2.22"
+    assert got["energy"]["quantity"] == "98.765432" and got["energy"]["amount"] == "24.69"
+    assert got["energy"]["odometer"] == {"total": 98765432, "unit": "Wh", "scale": -3}
     assert got["base_fee"]["quantity"] == "1" and got["base_fee"]["amount"] == "25.00"
     assert d["subtotal"] == rep["total"] == "52.72"
     assert rep["currency"] == "EUR" and rep["period"] == {"from": "2026-11-01", "to": "2026-11-30",
@@ -123,22 +123,22 @@ def test_half_cent_lines_round_half_even_unless_the_card_says_half_up(tmp_path, 
     db, col = ledger
     feed(col, "a", [("2026-11-02T00:01", 1, 1500, 0)])      # 1.5 m3 x 0.01 = 0.015
     feed(col, "b", [("2026-11-02T00:01", 0, 2500, 0)])      # 2.5 m3 x 0.01 = 0.025
-    rates = 'currency = "EUR"\n[run_hours]\nprice = "54.00"\n[metrics.air_L]\nunit = "m3"\nprice = "0.01"\n'
+    rates = 'currency = "EUR"\n[run_hours]\nprice = "54.00"\n[metrics.air]\nunit = "m3"\nprice = "0.01"\n'
     even = report(tmp_path, db, "--period", "2026-11", rates=rates)
-    assert lines(even, "a")[0]["air_L"]["amount"] == "0.02"     # 0.015 -> 0.02 (not truncated)
-    assert lines(even, "b")[0]["air_L"]["amount"] == "0.02"     # 0.025 -> 0.02 (to even)
+    assert lines(even, "a")[0]["air"]["amount"] == "0.02"     # 0.015 -> 0.02 (not truncated)
+    assert lines(even, "b")[0]["air"]["amount"] == "0.02"     # 0.025 -> 0.02 (to even)
     # 1 s at 54.00 per hour is exactly 0.015: multiplied before dividing, it is a true tie -> 0.02
-    assert lines(even, "a")[0]["run_s"]["quantity"] == "0.000278"
-    assert lines(even, "a")[0]["run_s"]["amount"] == "0.02"
+    assert lines(even, "a")[0]["run_time"]["quantity"] == "0.000278"
+    assert lines(even, "a")[0]["run_time"]["amount"] == "0.02"
     assert even["rounding"].startswith("half-even")
     up = report(tmp_path, db, "--period", "2026-11", rates=rates.replace("EUR\"", "EUR\"\nrounding = \"half-up\""))
-    assert lines(up, "b")[0]["air_L"]["amount"] == "0.03"
-    assert lines(up, "a")[0]["air_L"]["amount"] == "0.02"
+    assert lines(up, "b")[0]["air"]["amount"] == "0.03"
+    assert lines(up, "a")[0]["air"]["amount"] == "0.02"
     # currencies keep their own minor unit: yen have none, dinars three
     yen = report(tmp_path, db, "--period", "2026-11", rates=rates.replace("EUR", "JPY"))
-    assert lines(yen, "b")[0]["air_L"]["amount"] == "0" and yen["total"] == "0"
+    assert lines(yen, "b")[0]["air"]["amount"] == "0" and yen["total"] == "0"
     kwd = report(tmp_path, db, "--period", "2026-11", rates=rates.replace("EUR", "KWD"))
-    assert lines(kwd, "b")[0]["air_L"]["amount"] == "0.025" and kwd["minor_unit"] == 3
+    assert lines(kwd, "b")[0]["air"]["amount"] == "0.025" and kwd["minor_unit"] == 3
 
 
 def test_period_boundaries_follow_the_ledgers_day_bookings(tmp_path, ledger):
@@ -149,13 +149,13 @@ def test_period_boundaries_follow_the_ledgers_day_bookings(tmp_path, ledger):
                       ("2026-12-01T00:00", 4, 0, 0),         # ends at midnight: still 30 November
                       ("2026-12-01T00:01", 50000, 0, 0)])    # 1 December: out
     assert col.ledger()["c-1"] == {
-        "2026-10-31": {"run_s": 1000, "air_L": 0, "energy_mWh": 0},
-        "2026-11-01": {"run_s": 200, "air_L": 0, "energy_mWh": 0},
-        "2026-11-30": {"run_s": 34, "air_L": 0, "energy_mWh": 0},
-        "2026-12-01": {"run_s": 50000, "air_L": 0, "energy_mWh": 0}}
+        "2026-10-31": {"run_time": 1000, "air": 0, "energy": 0},
+        "2026-11-01": {"run_time": 200, "air": 0, "energy": 0},
+        "2026-11-30": {"run_time": 34, "air": 0, "energy": 0},
+        "2026-12-01": {"run_time": 50000, "air": 0, "energy": 0}}
     rates = 'currency = "EUR"\n[run_hours]\nprice = "3600"\n'          # 1.00 a second
     nov = report(tmp_path, db, "--period", "2026-11", rates=rates)
-    assert lines(nov, "c-1")[0]["run_s"]["amount"] == "234.00"
+    assert lines(nov, "c-1")[0]["run_time"]["amount"] == "234.00"
     assert report(tmp_path, db, "--from", "2026-11-30", "--to", "2026-11-30", rates=rates)["total"] == "34.00"
     assert report(tmp_path, db, "--from", "2026-12-01", "--to", "2026-12-01", rates=rates)["total"] == "50000.00"
     assert report(tmp_path, db, "--period", "2026-10", rates=rates)["total"] == "1000.00"
@@ -180,16 +180,16 @@ def test_fleet_report_matches_the_simulated_devices_own_odometers(tmp_path):
     db = str(tmp_path / "sim.sqlite")
     rep = simulate(devices=2, days=0.25, db=db, loss=0.1, seed=4)
     assert rep["reconciled"]
-    rates = RATES + '[devices."sim-002"]\nmonthly_fee = "20.00"\nmetrics.air_L.price = "0.015"\n'
+    rates = RATES + '[devices."sim-002"]\nmonthly_fee = "20.00"\nmetrics.air.price = "0.015"\n'
     js = report(tmp_path, db, "--period", "2026-01", rates=rates)
     cent = Decimal("0.01")
     total = Decimal(0)
     for d in rep["devices"]:
         odo = {k: v["device"] for k, v in d["odometers"].items()}      # the devices' own meters
         air = "0.015" if d["device_id"] == "sim-002" else "0.018"
-        want = {"air_L": Decimal(odo["air_L"]) * Decimal(air) / 1000,
-                "energy_mWh": Decimal(odo["energy_mWh"]) * Decimal("0.25") / 1000000,
-                "run_s": Decimal(odo["run_s"]) * Decimal("0.40") / 3600,
+        want = {"air": Decimal(odo["air"]) * Decimal(air) / 1000,
+                "energy": Decimal(odo["energy"]) * Decimal("0.25") / 1000000,
+                "run_time": Decimal(odo["run_time"]) * Decimal("0.40") / 3600,
                 "base_fee": Decimal("20.00" if d["device_id"] == "sim-002" else "25.00")}
         got, dev = lines(js, d["device_id"])
         for k, v in want.items():
@@ -249,26 +249,26 @@ def test_data_quality_lines(tmp_path, ledger):
 @pytest.mark.parametrize("rates,needle", [
     ('currency = "EUR"\n[metrics.air_m3]\nunit = "m3"\nprice = "1"\n',
      "key 'metrics.air_m3': no device in this report has an odometer named 'air_m3'"),
-    ('currency = "EUR"\n[metrics.air_L]\nunit = "kWh"\nprice = "1"\n',
-     "key 'metrics.air_L': unit 'kWh' is energy, but air_L is measured in m3 (volume)"),
-    ('currency = "EUR"\n[metrics.air_L]\nunit = "gal"\nprice = "1"\n', "key 'metrics.air_L': unknown unit 'gal'"),
-    ('currency = "EUR"\n[run_hours]\nmetric = "energy_mWh"\nprice = "1"\n',
-     "key 'run_hours.metric': unit 'h' is time, but energy_mWh is measured in Wh (energy)"),
-    ('currency = "EUR"\n[metrics.air_L]\nunit = "m3"\nprice = 0.018\n',
-     "key 'metrics.air_L.price' must be a decimal string such as \"0.80\" (a TOML float"),
+    ('currency = "EUR"\n[metrics.air]\nunit = "kWh"\nprice = "1"\n',
+     "key 'metrics.air': unit 'kWh' is energy, but air is measured in m3 (volume)"),
+    ('currency = "EUR"\n[metrics.air]\nunit = "gal"\nprice = "1"\n', "key 'metrics.air': unknown unit 'gal'"),
+    ('currency = "EUR"\n[run_hours]\nmetric = "energy"\nprice = "1"\n',
+     "key 'run_hours.metric': unit 'h' is time, but energy is measured in Wh (energy)"),
+    ('currency = "EUR"\n[metrics.air]\nunit = "m3"\nprice = 0.018\n',
+     "key 'metrics.air.price' must be a decimal string such as \"0.80\" (a TOML float"),
     ('currency = "EUR"\nmonthly_fee = "-5"\n', "key 'monthly_fee' must be a non-negative decimal"),
     ('currency = "EUR"\nmonthly_fee = "1e3"\n', "key 'monthly_fee' must be a non-negative decimal"),
-    ('currency = "EUR"\n[metrics.air_L]\nprice = "1"\n', "key 'metrics.air_L.unit' is required"),
-    ('currency = "EUR"\n[devices.c-1.run_hours]\nmetric = "run_s"\n', "key 'devices.c-1.run_hours.price' is required"),
-    ('currency = "EUR"\n[devices.c-1.metrics.hot_s]\nunit = "h"\nprice = "1"\n',
-     "key 'devices.c-1.metrics.hot_s': device c-1 has no odometer named 'hot_s'"),
-    ('currency = "EUR"\n[run_hours]\nprice = "1"\n[metrics.run_s]\nunit = "h"\nprice = "1"\n',
-     "metric 'run_s' is priced twice"),
+    ('currency = "EUR"\n[metrics.air]\nprice = "1"\n', "key 'metrics.air.unit' is required"),
+    ('currency = "EUR"\n[devices.c-1.run_hours]\nmetric = "run_time"\n', "key 'devices.c-1.run_hours.price' is required"),
+    ('currency = "EUR"\n[devices.c-1.metrics.hot_time]\nunit = "h"\nprice = "1"\n',
+     "key 'devices.c-1.metrics.hot_time': device c-1 has no odometer named 'hot_time'"),
+    ('currency = "EUR"\n[run_hours]\nprice = "1"\n[metrics.run_time]\nunit = "h"\nprice = "1"\n',
+     "metric 'run_time' is priced twice"),
     ('currency = "EURO"\n', "key 'currency' must be an ISO 4217 code"),
     ('monthly_fee = "1"\n', "key 'currency' must be an ISO 4217 code"),
     ('currency = "EUR"\nrounding = "up"\n', "key 'rounding' must be one of half-even, half-up"),
     ('currency = "EUR"\nmonthy_fee = "1"\n', "unknown key 'monthy_fee'"),
-    ('currency = "EUR"\n[metrics.air_L]\nunit = "m3"\nprise = "1"\n', "unknown key 'metrics.air_L.prise'"),
+    ('currency = "EUR"\n[metrics.air]\nunit = "m3"\nprise = "1"\n', "unknown key 'metrics.air.prise'"),
     ('currency = "EUR"\nmetrics = 3\n', "key 'metrics' must be a table"),
     ('this is [not toml', "is not valid TOML"),
 ])
@@ -324,5 +324,95 @@ def test_the_example_rate_card_parses():
     from agent.collector import billing
     card = billing.load_rates(os.path.join(ROOT, "docs", "rates.example.toml"))
     assert card["currency"] == "EUR" and card["minor"] == 2 and card["rounding"] == "half-even"
-    assert card["fleet"]["run_hours"] == {"metric": "run_s", "price": Decimal("0.40")}
-    assert card["devices"]["sim-002"]["metrics"]["air_L"] == {"price": Decimal("0.015")}
+    assert card["fleet"]["run_hours"] == {"metric": "run_time", "price": Decimal("0.40")}
+    assert card["devices"]["sim-002"]["metrics"]["air"] == {"price": Decimal("0.015")}
+
+
+# -- hostile periods and rate cards: one line, exit 2, no traceback, no hang --------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (["--period", "0000-01"], "--period '0000-01' is outside the years 1970 to 9998"),
+    (["--period", "9999-12"], "--period '9999-12' is outside the years 1970 to 9998"),
+    (["--period", "1969-12"], "outside the years"),
+    (["--period", "2026-13"], "--period '2026-13' is not a month YYYY-MM"),
+    (["--period", "2026-00"], "is not a month YYYY-MM"),
+    (["--period", "abc"], "--period 'abc' is not a month YYYY-MM"),
+    (["--period", "2026-11\n"], "--period '2026-11\\n' is not a month YYYY-MM"),
+    (["--period", "\uff12\uff10\uff12\uff16-11"], "is not a month YYYY-MM"),         # full-width digits
+    (["--period", "2026-11\x1b[2J"], "--period '2026-11\\x1b[2J' is not a month"),
+    (["--from", "0000-01-01", "--to", "2026-01-01"], "--from '0000-01-01' is not a day"),
+    (["--from", "2026-01-01", "--to", "9999-12-31"], "--to 9999-12-31 is outside the years 1970 to 9998"),
+    (["--from", "1970-01-01", "--to", "9998-12-31"], "spans 2932532 days; a report covers at most 3660"),
+    (["--from", "2026-12-01", "--to", "2026-11-30"], "--to 2026-11-30 is before --from 2026-12-01"),
+    (["--from", "2026-11-01\n", "--to", "2026-11-30"], "is not a day YYYY-MM-DD"),
+    (["--period", "2026-11", "--device", "c-1\x1b[2J"], "no device c-1\\x1b[2J in the ledger"),
+])
+def test_every_bad_period_is_one_line_and_exit_2(tmp_path, ledger, capsys, args, needle):
+    db, col = ledger
+    feed(col, "c-1", [("2026-11-10T08:01", 60, 1000, 1000)])
+    p = tmp_path / "rates.toml"
+    p.write_text(RATES)
+    assert cli.main(["report", "--db", db, "--rates", str(p)] + args) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert err.count("\n") == 1 and "\x1b" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("rates,needle", [
+    ('currency = "EUR"\nx = ' + "[" * 5000 + "]" * 5000 + "\n", "is not valid TOML: nested too deep"),
+    ('currency = "EUR"\nx = ' + "{a = " * 3000 + "1" + "}" * 3000 + "\n", "is not valid TOML: nested too deep"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = nan\n',
+     "key 'metrics.energy.price' must be a decimal string such as \"0.80\" (got nan)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = inf\n', "(got inf)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = -inf\n', "(got -inf)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "nan"\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "Infinity"\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = -1\n', "must be a non-negative decimal"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "cheap"\n', "(got 'cheap')"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = "' + "9" * 100000 + '"\n',
+     "at most 15 digits before the point and 12 after"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = 99999999999999999\n', "at most 15 digits"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = "kWh"\nprice = [1, 2]\n', "(got a list)"),
+    ('currency = "EUR"\n[metrics.energy]\nunit = 3\nprice = "1"\n', "key 'metrics.energy.unit' must be a unit"),
+    ('currency = "EUR"\nmonthly_fee = { a = 1 }\n', "key 'monthly_fee' must be a decimal string"),
+    ('currency = "EUR"\nrounding = ["half-up"]\n', "key 'rounding' must be one of half-even, half-up (got a list)"),
+    ('currency = ["EUR"]\n', "key 'currency' must be an ISO 4217 code such as \"EUR\" (got a list)"),
+    ('currency = "EUR"\ndevices = [1, 2]\n', "key 'devices' must be a table"),
+    ('currency = "EUR"\n[run_hours]\nmetric = 5\nprice = "1"\n', "key 'run_hours.metric' must be a metric name"),
+    ('currency = "EUR"\n[metrics.unknown_metric]\nunit = "kWh"\nprice = "1"\n',
+     "no device in this report has an odometer named 'unknown_metric'"),
+    ('currency = "EUR"\n[metrics."x\\u001b[2J"]\nunit = "kWh"\nprice = "1"\n',
+     "no device in this report has an odometer named 'x\\x1b[2J'"),
+    ('currency = "EUR"\n[devices."d\\r\\nnote: forged"]\nmonthly_fee = "1"\n', "unknown key"),
+])
+def test_every_bad_rate_card_is_one_line_and_exit_2(tmp_path, ledger, rates, needle):
+    db, col = ledger
+    feed(col, "c-1", [("2026-11-10T08:01", 60, 1000, 1000)])
+    col.close()
+    p = tmp_path / "rates.toml"
+    p.write_text(rates)
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "report", "--db", db, "--rates", str(p),
+                        "--period", "2026-11"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if "forged" in rates:           # an override for a device not in the report is a note, not an error
+        assert r.returncode == 0 and "note: rate card overrides for devices not in this report: " \
+            "d\\x0d\\x0anote: forged" in r.stdout, r.stdout
+        return
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert needle in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "\x1b" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_rate_card_larger_than_a_megabyte_is_refused(tmp_path, ledger, capsys):
+    db, col = ledger
+    p = tmp_path / "rates.toml"
+    p.write_text('currency = "EUR"\n' + "# padding\n" * 120000)
+    assert cli.main(["report", "--db", db, "--rates", str(p), "--period", "2026-11"]) == 2
+    assert "is larger than 1048576 bytes" in capsys.readouterr().err
+
+
+def test_csv_cells_and_text_are_neutralised():
+    from agent.collector.billing import clean, csv_cell
+    assert [csv_cell(x) for x in ("=1+1", "+1", "-1+2", "@A1", "\t=1", "\r=1", "plain", "-12.50", "0.31", "-3")] \
+        == ["'=1+1", "'+1", "'-1+2", "'@A1", "'\\x09=1", "'\\x0d=1", "plain", "-12.50", "0.31", "-3"]
+    assert clean("a\x1b[2Jb\x07\x9b\u202e\u2066c\n") == "a\\x1b[2Jb\\x07\\x9b\\u202e\\u2066c\\x0a"
+    assert clean("caf\u00e9 ok") == "caf\u00e9 ok"              # printable text is left alone

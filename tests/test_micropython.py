@@ -107,7 +107,7 @@ def test_a_simulated_day_gives_the_same_values_on_micropython_and_cpython(bundle
         va[free] = vb[free] = 0
         assert va == vb, (a["seq"], [(n, x, y) for n, x, y in zip(names, va, vb) if x != y])
     last = dict(zip(names, cp_recs[-1]["values"]))
-    assert last["run_s"] > 3600 and last["cycles"] > 10 and last["mains_Wh"] > 0
+    assert last["run_time"] > 3600 and last["cycles"] > 10 and last["mains_energy"] > 0
     print(r.stdout.splitlines()[-1])
 
 

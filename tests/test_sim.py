@@ -20,15 +20,15 @@ def test_fleet_reconciles_embedded():
         assert d["duplicates_ignored"] == 0 and d["gaps"] == 0
         o = d["odometers"]
         # the compressor ran and was metered by every sensor
-        assert o["run_s"]["device"] > 2 * 3600 and o["cycles"]["device"] > 20
-        assert o["energy_mWh"]["device"] > 0 and o["mains_Wh"]["device"] > 0 and o["air_L"]["device"] > 0
+        assert o["run_time"]["device"] > 2 * 3600 and o["cycles"]["device"] > 20
+        assert o["energy"]["device"] > 0 and o["mains_energy"]["device"] > 0 and o["air"]["device"] > 0
         # mains energy (meter register deltas) is consistent with DC energy through an 88% PSU + standby
-        dc_wh = o["energy_mWh"]["device"] / 1000
-        assert dc_wh / 0.88 < o["mains_Wh"]["device"] < dc_wh / 0.88 + 4 * 24 + 2
+        dc_wh = o["energy"]["device"] / 1000
+        assert dc_wh / 0.88 < o["mains_energy"]["device"] < dc_wh / 0.88 + 4 * 24 + 2
     # the ledger's days add up to the totals
     for dev, days in rep["ledger"].items():
         d = next(x for x in rep["devices"] if x["device_id"] == dev)
-        assert sum(u["run_s"] for u in days.values()) == d["odometers"]["run_s"]["ledger"]
+        assert sum(u["run_time"] for u in days.values()) == d["odometers"]["run_time"]["ledger"]
 
 
 def test_lost_messages_and_acks_are_retried_and_deduped():

@@ -14,6 +14,13 @@ rounded lines, so a CSV of the lines always adds up to the total.
 
 Only the Collector's public API is used: ledger() for the bookings, summary()
 for each device's odometer units and its data-quality counters.
+
+Nothing in a report can be turned against its reader (docs/billing.md,
+"Reports are safe to open"): every text that comes from a device or a rate
+card (ids, metric names, units, keys) has its control characters escaped in
+every format, CSV cells that a spreadsheet would run as a formula are
+prefixed with an apostrophe, and every bad period or rate card is one
+BillingError line.
 """
 import calendar
 import csv
@@ -70,7 +77,42 @@ for _fam, _table in (
 ROUNDING = ("half-even", "half-up")
 _TOP_KEYS = ("currency", "rounding", "monthly_fee", "run_hours", "metrics", "devices")
 _PLAN_KEYS = ("monthly_fee", "run_hours", "metrics")
-_PRICE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_PRICE = re.compile(r"[0-9]{1,15}(\.[0-9]{1,12})?", re.ASCII)
+RATES_MAX_BYTES = 1 << 20       # a rate card is a page of TOML, not a megabyte
+YEAR_MIN, YEAR_MAX = 1970, 9998  # the ledger's times are Unix times; a day after the last must exist
+MAX_DAYS = 3660                  # a --from/--to range: at most ten years of days
+
+
+# -- text that is safe to show --------------------------------------------------------
+
+# C0 and C1 controls, DEL, and the Unicode format characters that reorder or
+# hide text on screen (bidi embeddings, overrides and isolates, zero-width
+# characters, line and paragraph separators)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def clean(text):
+    """text with every control or reordering character written as a visible
+    escape (ESC -> \\x1b, CR -> \\x0d, U+202E -> \\u202e), so it cannot move
+    the cursor, clear a terminal, start a new CSV row or reorder a line."""
+    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100
+                       else "\\u%04x" % ord(m.group()), text)
+
+
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(text):
+    """A CSV cell no spreadsheet runs as a formula: control characters escaped
+    (clean()), then a cell starting with = + - @ (or one that started with a
+    tab, CR or LF) gets a leading apostrophe, except a plain decimal number
+    such as -12.50, which stays a number."""
+    if _NUMBER.fullmatch(text):
+        return text
+    if text.startswith(_FORMULA_START):
+        return "'" + clean(text)
+    return clean(text)
 
 
 # -- the rate card ---------------------------------------------------------------------
@@ -80,21 +122,26 @@ def load_rates(path):
     Returns {"path", "currency", "minor", "rounding", "fleet", "devices"}."""
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            raw = f.read(RATES_MAX_BYTES + 1)
+        if len(raw) > RATES_MAX_BYTES:
+            raise BillingError("rate card %s is larger than %d bytes" % (path, RATES_MAX_BYTES))
+        doc = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise BillingError("rate card %s: no such file" % path)
     except OSError as e:
         raise BillingError("rate card %s: %s" % (path, e.strerror or e))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BillingError("rate card %s is not valid TOML: %s" % (path, e))
+    except RecursionError:
+        raise BillingError("rate card %s is not valid TOML: nested too deep" % path)
     where = "rate card %s: " % path
     _known(doc, _TOP_KEYS, "", where)
     cur = doc.get("currency")
     if not isinstance(cur, str) or cur not in _ISO4217:
-        raise BillingError(where + "key 'currency' must be an ISO 4217 code such as \"EUR\" (got %r)" % (cur,))
+        raise BillingError(where + "key 'currency' must be an ISO 4217 code such as \"EUR\" (got %s)" % _show(cur))
     rounding = doc.get("rounding", "half-even")
-    if rounding not in ROUNDING:
-        raise BillingError(where + "key 'rounding' must be one of %s (got %r)" % (", ".join(ROUNDING), rounding))
+    if not isinstance(rounding, str) or rounding not in ROUNDING:
+        raise BillingError(where + "key 'rounding' must be one of %s (got %s)" % (", ".join(ROUNDING), _show(rounding)))
     fleet = _plan(doc, "", where)
     _merge(fleet, {}, None, where)               # complete on its own, or say what is missing
     devices = doc.get("devices", {})
@@ -120,12 +167,24 @@ def _known(table, keys, prefix, where):
 
 def _price(v, key, where):
     if isinstance(v, bool) or not isinstance(v, (str, int)):
-        hint = " (a TOML float is binary and inexact: write \"%s\")" % v if isinstance(v, float) else ""
-        raise BillingError(where + "key '%s' must be a decimal string such as \"0.80\"%s" % (key, hint))
-    s = str(v).strip()
-    if not _PRICE.match(s):
-        raise BillingError(where + "key '%s' must be a non-negative decimal such as \"0.80\" (got %r)" % (key, v))
+        hint = ""
+        if isinstance(v, float) and math.isfinite(v) and v >= 0:
+            hint = " (a TOML float is binary and inexact: write \"%s\")" % v
+        raise BillingError(where + "key '%s' must be a decimal string such as \"0.80\"%s (got %s)"
+                           % (key, hint, _show(v)))
+    s = str(v).strip() if isinstance(v, str) or -10 ** 15 < v < 10 ** 15 else "-"
+    if not _PRICE.fullmatch(s):
+        raise BillingError(where + "key '%s' must be a non-negative decimal such as \"0.80\", at most 15 "
+                           "digits before the point and 12 after (got %s)" % (key, _show(v)))
     return Decimal(s)
+
+
+def _show(v):
+    """A short, printable account of a value from a rate card or the command line."""
+    if isinstance(v, (dict, list)):
+        return "a %s" % ("table" if isinstance(v, dict) else "list")
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _plan(t, prefix, where):
@@ -175,7 +234,7 @@ def _merge(fleet, over, dev, where):
         rh = dict(fleet.get("run_hours", {}), **over.get("run_hours", {}))
         if "price" not in rh:
             raise BillingError(where + "key '%srun_hours.price' is required" % pre)
-        rh.setdefault("metric", "run_s")
+        rh.setdefault("metric", "run_time")
         plan["run_hours"] = rh
     own = over.get("metrics", {})
     for name in list(fleet["metrics"]) + [n for n in own if n not in fleet["metrics"]]:
@@ -215,26 +274,34 @@ def parse_period(period=None, start=None, end=None):
     if period is not None and (start is not None or end is not None):
         raise BillingError("give either --period or --from/--to, not both")
     if period is not None:
-        m = re.match(r"^(\d{4})-(\d{2})$", period)
+        m = re.fullmatch(r"([0-9]{4})-([0-9]{2})", period, re.ASCII)
         if not m or not 1 <= int(m.group(2)) <= 12:
-            raise BillingError("--period %r is not a month YYYY-MM" % period)
+            raise BillingError("--period %s is not a month YYYY-MM" % _show(period))
         y, mo = int(m.group(1)), int(m.group(2))
+        if not YEAR_MIN <= y <= YEAR_MAX:
+            raise BillingError("--period %s is outside the years %d to %d" % (_show(period), YEAR_MIN, YEAR_MAX))
         return (datetime.date(y, mo, 1), datetime.date(y, mo, calendar.monthrange(y, mo)[1]), period)
     if start is None or end is None:
         raise BillingError("give --period YYYY-MM, or both --from and --to (YYYY-MM-DD)")
     a, b = _day(start, "--from"), _day(end, "--to")
     if b < a:
         raise BillingError("--to %s is before --from %s" % (end, start))
+    if (b - a).days >= MAX_DAYS:
+        raise BillingError("--from %s --to %s spans %d days; a report covers at most %d"
+                           % (start, end, (b - a).days + 1, MAX_DAYS))
     return a, b, "%s..%s" % (a, b)
 
 
 def _day(s, opt):
     try:
-        if not re.match(r"^\d{4}-\d{2}-\d{2}$", s):
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", s, re.ASCII):
             raise ValueError
-        return datetime.date.fromisoformat(s)
+        d = datetime.date.fromisoformat(s)
     except ValueError:
-        raise BillingError("%s %r is not a day YYYY-MM-DD" % (opt, s))
+        raise BillingError("%s %s is not a day YYYY-MM-DD" % (opt, _show(s)))
+    if not YEAR_MIN <= d.year <= YEAR_MAX:
+        raise BillingError("%s %s is outside the years %d to %d" % (opt, s, YEAR_MIN, YEAR_MAX))
+    return d
 
 
 def _months(a, b):
@@ -345,6 +412,9 @@ def _usage(dev, priced, units, booked, rates, where):
     if units[name] is None:
         raise BillingError(where + "key '%s': device %s changed the unit or scale of '%s' between "
                            "epochs, so its ledger total cannot be billed" % (key, dev, name))
+    if units[name][1] is None:
+        raise BillingError(where + "key '%s': device %s declares '%s' with a unit or scale out of range, "
+                           "so its ledger total cannot be billed" % (key, dev, name))
     munit, scale = units[name]
     raw = sum(use.get(name, 0) for use in booked.values())
     qty = raw * Fraction(10) ** scale * _factor(unit, munit, key, name, where)
@@ -360,7 +430,10 @@ def _units(summary):
     out = {}
     for e in summary["epochs"].values():
         for name, us in e["units"].items():
-            us = tuple(us)
+            us = tuple(us) if isinstance(us, (list, tuple)) else ()
+            if (len(us) != 2 or not isinstance(us[0], str) or type(us[1]) is not int
+                    or not -18 <= us[1] <= 18):
+                us = ("?", None)     # a unit or scale no bill can use (a ledger from before births were checked)
             out[name] = us if out.get(name, us) == us else None
     return out
 
@@ -431,7 +504,8 @@ def quantity(x):
 
 def render(rep, fmt):
     if fmt == "json":
-        return json.dumps(to_json(rep), indent=1, sort_keys=True) + "\n"
+        # ensure_ascii: control and non-ASCII characters as \uXXXX escapes
+        return json.dumps(to_json(rep), indent=1, sort_keys=True, ensure_ascii=True) + "\n"
     if fmt == "csv":
         return to_csv(rep)
     if fmt == "text":
@@ -473,8 +547,9 @@ def to_csv(rep):
     for r in rep["devices"]:
         for x in r["lines"]:
             j = _line_json(x, rep["minor"])
-            w.writerow([p["from"], p["to"], r["device"], j["item"], j["metric"] or "", j["quantity"],
-                        j["unit"], j["unit_price"], j["amount"], rep["currency"]])
+            w.writerow([csv_cell(c) for c in (p["from"], p["to"], r["device"], j["item"], j["metric"] or "",
+                                              j["quantity"], j["unit"], j["unit_price"], j["amount"],
+                                              rep["currency"])])
     return buf.getvalue()
 
 
@@ -503,9 +578,9 @@ def to_text(rep):
     for r in rep["devices"]:
         for x in r["lines"]:
             j = _line_json(x, m)
-            rows.append((r["device"], j["item"], j["metric"] or "", j["quantity"], j["unit"], j["unit_price"],
-                         j["amount"]))
-        rows.append((r["device"], "subtotal", "", "", "", "", money(r["subtotal"], m)))
+            rows.append(tuple(clean(c) for c in (r["device"], j["item"], j["metric"] or "", j["quantity"],
+                                                 j["unit"], j["unit_price"], j["amount"])))
+        rows.append((clean(r["device"]), "subtotal", "", "", "", "", money(r["subtotal"], m)))
     rows.append(("fleet", "total", "", "", "", cur, money(rep["total"], m)))
     w = [max(len(row[i]) for row in rows + [head]) for i in range(len(head))]
     right = (False, False, False, True, False, True, True)
@@ -518,9 +593,10 @@ def to_text(rep):
     for r in rep["devices"]:
         q, h = r["quality"], r["quality"]["history"]
         miss = q["days_without_data"]
-        out.append("%s  data on %d of %d days%s" % (r["device"], q["days_with_data"], p["days"],
+        dev = clean(r["device"])
+        out.append("%s  data on %d of %d days%s" % (dev, q["days_with_data"], p["days"],
                                                      "; none on " + _spans(miss) if miss else ""))
-        pad = " " * len(r["device"])
+        pad = " " * len(dev)
         gaps = "".join(" (epoch %08x seq %d..%d)" % (g["epoch"], g["from_seq"], g["to_seq"])
                        for g in h["gap_ranges"][:5])
         out.append("%s  whole history*: %d epoch(s), %d records covering %d intervals, duplicates ignored %d, "
@@ -534,7 +610,7 @@ def to_text(rep):
     out += [""] if rep["notes"] else []
     for n in rep["notes"]:
         out.append("note: " + n)
-    return "\n".join(out) + "\n"
+    return "\n".join(clean(x) for x in out) + "\n"
 
 
 def run(db, rates_path, period=None, start=None, end=None, devices=None, fmt="text"):

@@ -12,6 +12,24 @@ def test_cbor_vectors():
         assert cbor.loads(cbor.dumps(v)) == v
 
 
+def test_cbor_map_keys_in_rfc8949_order():
+    # RFC 8949 section 4.2.1's example: keys sorted bytewise by their encodings,
+    # whatever order the dict holds them in on this runtime
+    d = {False: 8, (-1,): 7, (100,): 6, "aa": 5, "z": 4, -1: 3, 100: 2, 10: 1}
+    got = "".join("%02x" % b for b in cbor.dumps(d))
+    assert got == "a80a011864022003617a046261610581186406812007f408", got
+    got = "".join("%02x" % b for b in cbor.dumps({"e": "E", "d": "D", "c": "C", "b": "B", "a": "A"}))
+    assert got == "a56161614161626142616361436164614461656145", got
+    for dup in (b"\xa2\x61\x61\x01\x61\x61\x02", b"\xa2\x01\x01\x01\x02"):
+        try:
+            cbor.loads(dup)
+        except cbor.CBORError:
+            continue
+        raise AssertionError("accepted a duplicate key %r" % dup)
+    assert cbor.loads(b"\xa2\x61\x62\x02\x61\x61\x01") == {"a": 1, "b": 2}
+    assert not cbor.is_deterministic(b"\xa2\x61\x62\x02\x61\x61\x01")
+
+
 def test_cbor_rejects_garbage():
     for bad in (b"", b"\x18", b"\x83\x01", b"\x01\x02"):
         try:
