@@ -8,7 +8,7 @@ import threading
 import time
 
 USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_tries",
-              "fail_conn", "fail_pub", "republished", "bad_acks", "bytes_sent", "overruns",
+              "fail_conn", "fail_pub", "republished", "bad_acks", "bad_configs", "bytes_sent", "overruns",
               "log_errors", "coalesced", "dropped", "backoffs"}
 
 

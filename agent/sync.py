@@ -28,7 +28,9 @@ B_ACKED = 6
 
 # health counters, mirrored into meter odometers when the schema has them
 HEALTH = ("sync_ok", "sync_tries", "fail_conn", "fail_pub", "republished", "bad_acks",
-          "bytes_sent")
+          "bad_configs", "bytes_sent")
+U32 = 1 << 32
+U64 = 1 << 64
 
 
 def topic(device_id, kind):
@@ -150,12 +152,31 @@ class Uplink:
 
     # -- acks ---------------------------------------------------------------------
 
-    def _on_ack(self, payload):
+    def _ack_of(self, payload):
+        """(epoch, first, last) of an ack, or None when it is not one we can
+        use: a bad MAC, not CBOR, not [epoch, first, last] of unsigned ints in
+        range, first > last, or seqs of our epoch we never logged (our own will
+        reflected onto the ack topic verifies, but is a map)."""
         try:
-            epoch, first, last = cbor.loads(cose.verify(payload, self.key, self.device_id))
-        except (ValueError, TypeError):
-            self._count("bad_acks")   # forged or damaged: never free log space on it
+            a = cbor.loads(cose.verify(payload, self.key, self.device_id))
+        except (ValueError, TypeError, IndexError, AttributeError):
+            return None
+        if type(a) is not list or len(a) != 3:
+            return None
+        epoch, first, last = a
+        if (type(epoch) is not int or type(first) is not int or type(last) is not int
+                or not 0 <= epoch < U32 or not 0 < first <= last < U64):
+            return None
+        if epoch == self.log.epoch and last >= self.log.next_seq:
+            return None
+        return a
+
+    def _on_ack(self, payload):
+        a = self._ack_of(payload)
+        if a is None:
+            self._count("bad_acks")   # forged, damaged or of the wrong shape: never free log space on it
             return
+        epoch, first, last = a
         fl = self.inflight
         log = self.log
         for b in fl:
@@ -176,9 +197,11 @@ class Uplink:
     def _on_config(self, payload, now):
         status = self.config.offer(payload, self.key, self.device_id)
         if status is None:
-            return                    # the one already applied, seen again
+            return                    # the one already applied, or one refused, seen again
         changes = status.get("apply")
-        if changes is not None:
+        if changes is None:
+            self._count("bad_configs")
+        else:
             if "batch_max" in changes:
                 self.batch_max = changes["batch_max"]
             if "max_latency_s" in changes:
