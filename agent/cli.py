@@ -101,8 +101,10 @@ def cmd_run(a):
     from agent.agent import Agent
     from agent.clock import RealClock
     from agent.log import file_log
+    from agent.port.cpython import host_clock_synchronised
     import boards
-    clock = RealClock()
+    # the host clock is good only while the system says it is synchronised
+    clock = RealClock(host_sync=host_clock_synchronised)
     board = boards.load(cfg["board"])
     world = None
     try:
@@ -146,6 +148,10 @@ def cmd_run(a):
           % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
              "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
           flush=True)
+    if not clock.wall_quality:
+        print("tally: the host clock is not synchronised (adjtimex/timedatectl): records carry no "
+              "wall time until it is; the collector places them from their boot's other records",
+              flush=True)
     t_end = time.monotonic() + a.duration if a.duration else None
     seen = agent.records
     m = agent.meter

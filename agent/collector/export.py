@@ -12,6 +12,8 @@
 import json
 import time
 
+from agent.collector import timeline
+
 SENML_UNITS = {"By": "B"}     # our UCUM byte to SenML's registered "B"
 
 
@@ -22,17 +24,14 @@ def _scale(v, scale):
 
 
 def _end(r):
-    span = r["seq"] - r["from_seq"] + 1
-    if r["wall_q"] and r["wall_s"]:
-        return r["wall_s"] + span * r["ival_ms"] // 1000
-    return int(r["received_s"])
+    return r["end_s"]             # placed by agent/collector/timeline.py
 
 
 def senml(collector, device=None):
     out = []
     for dev in ([device] if device else collector.devices()):
         first = True
-        for epoch, r, deltas, metrics in collector._walk(dev):
+        for epoch, r, deltas, metrics in timeline.placed(collector._walk(dev)):
             t = _end(r)
             for name, unit, scale, kind in metrics:
                 e = {"n": name, "u": SENML_UNITS.get(unit, unit)}
@@ -51,7 +50,7 @@ def senml(collector, device=None):
 def cloudevents(collector, device=None):
     out = []
     for dev in ([device] if device else collector.devices()):
-        for epoch, r, deltas, metrics in collector._walk(dev):
+        for epoch, r, deltas, metrics in timeline.placed(collector._walk(dev)):
             units = {m[0]: (m[1], m[2]) for m in metrics}
             out.append({
                 "specversion": "1.0",

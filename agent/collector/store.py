@@ -23,6 +23,7 @@ import cbor2
 from agent import batch as wire
 from agent import cose
 from agent import remote
+from agent.collector import timeline
 
 MAX_PAYLOAD = 64 * 1024
 _JSON = json.JSONEncoder(separators=(",", ":")).encode    # values as compact JSON
@@ -353,34 +354,36 @@ class Collector:
 
     def ledger(self, device=None):
         """Usage per device and UTC day: {device: {day: {odometer: total}}}.
-        A record's usage is booked on the day its interval ends; records with
-        no good wall clock are booked by the time the collector received them."""
+        A record's usage is booked on the day its interval ends, placed by
+        the evidence of its boot (agent/collector/timeline.py): its own wall
+        time, else re-anchored from a record of the same boot that has one,
+        and only when nothing anchors it the time the collector received it."""
         out = {}
         for dev in ([device] if device else self.devices()):
             days = out.setdefault(dev, {})
-            for epoch, r, deltas, _ in self._walk(dev):
-                span = r["seq"] - r["from_seq"] + 1
-                if r["wall_q"] and r["wall_s"]:
-                    end = r["wall_s"] + span * r["ival_ms"] // 1000
-                else:
-                    end = int(r["received_s"])
-                day = time.strftime("%Y-%m-%d", time.gmtime(end - 1))
-                acc = days.setdefault(day, {})
+            for epoch, r, deltas, _ in timeline.placed(self._walk(dev)):
+                acc = days.setdefault(timeline.day(r["end_s"]), {})
                 for k, d in deltas.items():
                     acc[k] = acc.get(k, 0) + d
         return out
 
     def summary(self, device):
         """Per device: totals per epoch (last odometer values), records, the
-        seqs they cover, coalesced and dropped intervals, and unexplained gaps."""
+        seqs they cover, coalesced and dropped intervals, unexplained gaps, and
+        how many records were placed in time by which evidence ("placed");
+        "time_quality": the records placed by receive time or whose wall time
+        was contradicted, in groups with their usage (timeline.note)."""
         epochs = {}
-        for epoch, r, deltas, metrics in self._walk(device):
+        tq = []
+        for epoch, r, deltas, metrics in timeline.placed(self._walk(device)):
+            timeline.note(tq, epoch, r, deltas)
             e = epochs.get(epoch)
             if e is None:
                 row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
                                       (device, epoch)).fetchone()
                 start = row[0] if row else r["from_seq"]
                 e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
+                                     "placed": dict.fromkeys(timeline.KINDS, 0),
                                      "dropped": 0, "gaps": 0, "gap_ranges": [],
                                      "first_seq": start, "last_seq": start - 1,
                                      "units": {m[0]: (m[1], m[2]) for m in metrics
@@ -391,6 +394,7 @@ class Collector:
                 e["gap_ranges"].append((e["last_seq"] + 1, r["from_seq"] - 1))
             e["last_seq"] = r["seq"]
             e["records"] += 1
+            e["placed"][r["placed"]] += 1
             e["covered"] += span
             if r["flags"] & 2:
                 e["dropped"] += span - 1
@@ -398,7 +402,8 @@ class Collector:
                 e["coalesced"] += span - 1
             for k, d in deltas.items():
                 e["totals"][k] = e["totals"].get(k, 0) + d
-        return {"epochs": epochs, "duplicates": self.counter(device, "duplicates"),
+        return {"epochs": epochs, "time_quality": tq,
+                "duplicates": self.counter(device, "duplicates"),
                 "batches": self.counter(device, "batches"),
                 "rejected": self.counter(device, "rejected")}
 
