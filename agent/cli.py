@@ -456,11 +456,12 @@ def _inspect_ring(path, data, ss):
     from hil.flash import EmulatedNOR
     dev = EmulatedNOR(ss, len(data) // ss)
     dev.load_image(data)
-    log = L.RingLog(dev, "?").open()
+    log = L.RingLog(dev, None).open()
     kinds = {L.K_DIRTY: "free", L.K_CLEAN: "free", L.K_HEAD: "records", L.K_COMP: "compacted"}
-    print("%s: ring of %d sectors x %d bytes; epoch %08x, boot %d (%s), next seq %d, acked %d, "
-          "%d unacked, %d damaged" % (path, log.N, ss, log.epoch, log.boot, log.boot_reason,
-                                      log.next_seq, log.acked, log.depth(), log.damaged))
+    print("%s: ring of %d sectors x %d bytes; device %s, epoch %08x, boot %d (%s), next seq %d, "
+          "acked %d, %d unacked, config v%d, %d damaged"
+          % (path, log.N, ss, log.log_device or "?", log.epoch, log.boot, log.boot_reason,
+             log.next_seq, log.acked, log.depth(), log.config_version, log.damaged))
     for i, (k, order, lo, gen, wear) in enumerate(log.sectors()):
         if k >= L.K_HEAD:
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
@@ -487,6 +488,8 @@ def _inspect_ring(path, data, ss):
             print("  [%3d] ACK     epoch=%08x seq<=%d" % (s, rec[0], rec[1]))
         elif t == L.T_EPOCH:
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
+        elif t == L.T_CONFIG:
+            print("  [%3d] CONFIG  version=%d" % (s, rec[0]))
     return 0
 
 
