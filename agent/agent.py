@@ -92,6 +92,11 @@ class Agent:
             ch.restore(self.meter)
         if self.uplink:
             self.uplink.reason = self.reason
+            # the highest remote config version ever applied: an older one is
+            # refused after a reboot too; the retained one is re-applied
+            cfg = self.uplink.config
+            cfg.floor = log.config_version
+            cfg.persist = log.note_config
         now = self.clock.uptime_ms()
         self._start = now
         self._next_close = now + self.interval

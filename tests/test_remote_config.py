@@ -124,3 +124,29 @@ def test_retained_hostile_config_and_ack_are_counted_on_every_reconnect_and_mete
         t.close()
         svc.stop()
         col.close()
+
+
+def test_config_push_needs_the_ledger_and_records_nothing_it_did_not_publish(tmp_path, capsys):
+    from hil.mosquitto import free_port
+    args = ["config", "push", DEV, "--master-key", MASTER, "--set", "window=5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the collector's ledger with --db" in err
+    missing = tmp_path / "nothing.sqlite"
+    assert main(args + ["--db", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no ledger at %s" % missing in err
+    assert not missing.exists()                     # and none was made
+    db = str(tmp_path / "ledger.sqlite")
+    Collector(db, keys=lambda d: None).close()
+    down = "mqtt://127.0.0.1:%d" % free_port()      # nothing listens there
+    assert main(args + ["--db", db, "--broker", down]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing published, no version recorded" in err, err
+    col = Collector(db, keys=lambda d: None)
+    assert col.db.execute("SELECT COUNT(*) FROM configs").fetchone()[0] == 0
+    assert col.config_status(DEV) is None
+    col.close()
+    capsys.readouterr()
+    assert main(["config", "status", DEV, "--db", db, "--master-key", MASTER]) == 0
+    assert "the device has reported no config yet" in capsys.readouterr().out
