@@ -854,7 +854,8 @@ def build_parser():
                    help="embedded mode: the uplink is down for HOURS from a quarter of the run; "
                    "devices store and forward (default 0)")
     s.add_argument("--log-kib", type=int, default=256, help="log capacity per device in KiB (default 256)")
-    s.add_argument("--db", help="SQLite file for the ledger (default in memory)")
+    s.add_argument("--db", help="SQLite file for the ledger (default in memory); one that already holds "
+                   "the simulated device ids (sim-001, ...) is refused, so a second run never bills them twice")
     s.add_argument("--profile", choices=("compressor", "luminaire", "pump"), default="compressor",
                    help="the asset on the emulated board: a compressor (air, m3), a luminaire "
                    "(light, lux-hours) or a booster pump (energy, vibration) (default compressor)")
