@@ -108,15 +108,36 @@ class Uplink:
         return cose.mac0(payload, self.key, self.device_id)
 
     def birth(self):
-        schema = [list(m) for m in self.meter.schema]
-        for m in schema:
-            m[3] = "odometer" if m[3] == "odo" else "gauge:" + m[3]
-        return self._seal(cbor.dumps({
-            "v": 1, "device": self.device_id, "fw": __version__, "board": self.board,
-            "reason": self.reason,
-            "boot": self.log.boot, "epoch": self.log.epoch, "seq0": self.log.epoch_seq0, "schema_id": self.meter.id,
-            "schema": schema, "wall_q": self.wall_q, "ival_ms": self.ival_ms, "config": self.config.version,
-        }))
+        """The birth map, encoded straight into one buffer (no copy of the
+        schema: it is the biggest message, sent at the heap's busiest time),
+        keys in deterministic order (RFC 8949 4.2.1: shorter first, then
+        bytewise)."""
+        log = self.log
+        buf = bytearray()
+        buf.append(0xA0 | 13)
+        enc = cbor.encode_into
+        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
+                     ("board", self.board), ("epoch", log.epoch), ("config", self.config.version),
+                     ("device", self.device_id), ("reason", self.reason), ("schema", None),
+                     ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
+            enc(buf, k)
+            if k != "schema":
+                enc(buf, v)
+                continue
+            schema = self.meter.schema
+            n = len(schema)
+            if n < 24:
+                buf.append(0x80 | n)
+            else:
+                buf.append(0x98)
+                buf.append(n)              # a schema has fewer than 256 metrics
+            for m in schema:
+                buf.append(0x84)
+                enc(buf, m[0])
+                enc(buf, m[1])
+                enc(buf, m[2])
+                enc(buf, "odometer" if m[3] == "odo" else "gauge:" + m[3])
+        return self._seal(buf)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
