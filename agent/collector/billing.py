@@ -495,11 +495,12 @@ def _spans(days):
     return ", ".join(str(a) if a == b else "%s..%s" % (a, b) for a, b in out)
 
 
-def _time_line(g, units):
+def _time_line(g, units, priced):
     """One data-quality line for records placed by receive time or whose wall
-    clock was contradicted (agent/collector/timeline.py), with their usage."""
+    clock was contradicted (agent/collector/timeline.py), with the usage of
+    the priced metrics they carry."""
     use = ", ".join("%s %s %s" % (k, quantity(v * Fraction(10) ** units[k][1]), units[k][0])
-                    for k, v in sorted(g["usage"].items()) if v and units.get(k))
+                    for k, v in sorted(g["usage"].items()) if v and units.get(k) and k in priced)
     how = ("booked by receive time (no clock evidence in its boot)" if g["placed"] == "received"
            else "wall clock contradicted (%s), re-anchored from its boot" % g["flag"])
     return "%s: epoch %08x boot %d seq %d..%d (%d records) on %s, usage %s" % (
@@ -545,7 +546,8 @@ def to_text(rep):
         out.append("%s  whole history*: coalesced %d, dropped %d, unexplained missing %d%s"
                    % (pad, h["coalesced_intervals"], h["dropped_intervals"],
                       h["unexplained_missing_intervals"], gaps))
-        out += ["%s  %s" % (pad, _time_line(g, r["units"])) for g in q["time_quality"]]
+        priced = {x["metric"] for x in r["lines"] if x["metric"]}
+        out += ["%s  %s" % (pad, _time_line(g, r["units"], priced)) for g in q["time_quality"]]
     if rep["devices"]:
         out.append("* " + HISTORY_SCOPE)
     out += [""] if rep["notes"] else []
