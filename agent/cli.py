@@ -337,7 +337,7 @@ def _config_line(dev, st):
                                 else "its local settings (no remote config)")
     rep = st["reported"]
     if rep is not None and (st["answered_s"] is None or rep[1] > st["answered_s"]):
-        out += " (its record received %s)" % _when(rep[1])
+        out += " (its latest record, %s)" % _when(rep[1])
     if st["version"] is not None:
         out += "; last answer %s: version %d %s; in force: %d%s" % (
             _when(st["answered_s"]), st["version"], "applied" if st["ok"] else "REJECTED",
