@@ -234,8 +234,10 @@ def reboot(tmp_path, hub, clock, ag):
                  uplink_opts=dict(key=KEY)).start()
 
 
-def test_config_version_survives_reboots_and_status_says_what_the_device_reported(tmp_path):
-    col = collector()
+def test_config_version_survives_reboots_and_status_says_what_the_device_reported(tmp_path, capsys):
+    from agent.cli import main
+    db = str(tmp_path / "ledger.sqlite")
+    col = Collector(db, keys=lambda d: KEY if d == DEV else None)
     hub = Hub(col)
     clock, ag = make(tmp_path, hub.transport(DEV))
     run(clock, ag, 2)
@@ -266,6 +268,11 @@ def test_config_version_survives_reboots_and_status_says_what_the_device_reporte
     st = col.config_status(DEV)
     assert st["in_force"] == 0 and st["reported"][0] == 0, st
     assert col.config_status(DEV)["active"] == 3          # its last answer, older than its records
+    capsys.readouterr()
+    assert main(["config", "status", DEV, "--db", db, "--master-key", "00" * 16]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("%s: in force: its local settings (no remote config) (its latest record, " % DEV)
+    assert "last answer" in line and "version 2 REJECTED; in force: 3" in line, line
     send_config(hub, {"v": 1, "version": 2, "interval_s": 120})
     run(clock, ag, 2)
     assert ag.uplink.config.version == 0 and ag.interval == 60000
