@@ -5,7 +5,6 @@ every interval on the UTC day it ran, and what only the receive time can
 place is a data-quality line in the report."""
 import time
 
-from agent import cose
 from agent.agent import Agent
 from agent.clock import VirtualClock, WALL_NONE, WALL_NTP
 from agent.collector import billing, export, timeline
