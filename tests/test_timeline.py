@@ -162,3 +162,29 @@ def test_records_nothing_anchors_are_booked_by_receive_time_and_reported(tmp_pat
     line = [x for x in text.splitlines() if "booked by receive time" in x]
     assert line and ("run_s %s s" % billing.quantity(run_s)) in line[0], text
     col.close()
+
+
+def _rec(seq, up, wall=0, q=0, rx=None, boot=1):
+    return {"seq": seq, "from_seq": seq, "boot": boot, "uptime_ms": up, "wall_s": wall, "wall_q": q,
+            "ival_ms": 60000, "received_s": rx if rx is not None else time.time()}
+
+
+def test_the_rule_on_hand_made_records_including_values_no_clock_can_have():
+    now = int(time.time())
+    t0 = now - 86400
+    recs = [_rec(1, 0), _rec(2, 60000, t0 + 60, 2), _rec(3, 120000),
+            _rec(4, 180000, t0 + 180 + 3600, 2),          # an hour off the boot's other records
+            _rec(5, 240000, t0 + 240, 2), _rec(6, 300000, 10 ** 12, 3),   # simulated, past 2200
+            _rec(7, 1 << 62)]                             # an uptime no boot reaches
+    timeline._place_boot(recs)
+    got = [(r["placed"], r["end_s"] - t0, r["flag"]) for r in recs]
+    assert got[:6] == [("anchored", 60, None), ("wall", 120, None), ("anchored", 180, None),
+                       ("flagged", 240, "off its boot's clock"), ("wall", 300, None),
+                       ("flagged", 360, "after 2200")], got
+    assert recs[6]["placed"] == "received" and recs[6]["flag"] == "uptime out of its boot's range"
+    assert timeline.day(10 ** 15) == "2200-01-01" and timeline.day(-5) == "1970-01-01"
+    # one boot with no evidence at all: every record by receive time
+    alone = [_rec(1, 0, 86400 * 3, 1, rx=now), _rec(2, 60000, rx=now)]
+    timeline._place_boot(alone)
+    assert [(r["placed"], r["end_s"]) for r in alone] == [("received", now), ("received", now)]
+    assert alone[0]["flag"] == "before 2020"

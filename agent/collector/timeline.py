@@ -7,7 +7,8 @@ its quality wall_q. Within one (epoch, boot) uptime is one monotonic clock,
 so wall - uptime is the same for every record of it, up to drift:
 
 1. A record's own wall time is *evidence* unless it is contradicted:
-   - it is earlier than MIN_WALL_S (a clock reset to 1970, an unset RTC);
+   - it is earlier than MIN_WALL_S (a clock reset to 1970, an unset RTC)
+     or later than MAX_WALL_S (2200, whatever its quality);
    - its interval ends more than TOLERANCE_S after the collector received
      it (a clock that jumped into the future, to 2031); simulated time
      (wall_q 3) is not compared with the collector's real clock;
@@ -32,6 +33,7 @@ import time
 
 TOLERANCE_S = 600                 # 10 minutes: drift, NTP steps, receive latency
 MIN_WALL_S = 1577836800           # 2020-01-01T00:00Z: no Tally record is older
+MAX_WALL_S = 7258118400           # 2200-01-01T00:00Z: past it, even simulated time is wrong
 WALL_SIM = 3
 
 WALL = "wall"                     # its own wall time
@@ -47,7 +49,7 @@ def _span_ms(r):
 
 def day(end_s):
     """The UTC day a record ending at end_s is booked on."""
-    return time.strftime("%Y-%m-%d", time.gmtime(end_s - 1))
+    return time.strftime("%Y-%m-%d", time.gmtime(min(max(end_s - 1, 0), MAX_WALL_S)))
 
 
 def _place_boot(recs):
@@ -61,6 +63,8 @@ def _place_boot(recs):
             continue
         if r["wall_s"] < MIN_WALL_S:
             r["flag"] = "before 2020"
+        elif r["wall_s"] > MAX_WALL_S:
+            r["flag"] = "after 2200"
         elif (r["wall_q"] != WALL_SIM and r["received_s"]
               and r["wall_s"] * 1000 + _span_ms(r) > (r["received_s"] + TOLERANCE_S) * 1000):
             r["flag"] = "after it was received"
@@ -81,16 +85,19 @@ def _place_boot(recs):
         if r["wall_q"] and r["wall_s"] and r["flag"] is None:
             r["end_s"] = (r["wall_s"] * 1000 + _span_ms(r)) // 1000
             r["placed"] = WALL
-        elif evid:
+            continue
+        if evid:
             i = bisect.bisect_left(ups, r["uptime_ms"])
             a = min((evid[j] for j in (i - 1, i) if 0 <= j < len(evid)),
                     key=lambda x: abs(x["uptime_ms"] - r["uptime_ms"]))
             start_ms = a["wall_s"] * 1000 + (r["uptime_ms"] - a["uptime_ms"])
             r["end_s"] = (start_ms + _span_ms(r)) // 1000
             r["placed"] = FLAGGED if r["flag"] else ANCHORED
-        else:
-            r["end_s"] = int(r["received_s"])
-            r["placed"] = RECEIVED
+            if MIN_WALL_S <= r["end_s"] <= MAX_WALL_S:
+                continue
+            r["flag"] = "uptime out of its boot's range"   # a record's uptime cannot be right
+        r["end_s"] = int(r["received_s"])
+        r["placed"] = RECEIVED
 
 
 def placed(walk):
