@@ -13,7 +13,8 @@ SYSTEM_METRICS = [
     ("fail_conn", "count", 0, "odo"),        # failures by cause: connect refused or failed,
     ("fail_pub", "count", 0, "odo"),         # a publish the link would not take,
     ("republished", "count", 0, "odo"),      # no ack within the timeout,
-    ("bad_acks", "count", 0, "odo"),         # an ack whose MAC did not verify
+    ("bad_acks", "count", 0, "odo"),         # an ack not verified or of the wrong shape
+    ("bad_configs", "count", 0, "odo"),      # a remote config refused (MAC, shape, rules, older)
     ("bytes_sent", "By", 0, "odo"),
     ("unacked_s", "s", 0, "max"),            # age of the oldest unacked record
     ("config", "count", 0, "last"),          # remote config version in force
@@ -91,6 +92,11 @@ class Agent:
             ch.restore(self.meter)
         if self.uplink:
             self.uplink.reason = self.reason
+            # the highest remote config version ever applied: an older one is
+            # refused after a reboot too; the retained one is re-applied
+            cfg = self.uplink.config
+            cfg.floor = log.config_version
+            cfg.persist = log.note_config
         now = self.clock.uptime_ms()
         self._start = now
         self._next_close = now + self.interval

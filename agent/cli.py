@@ -8,7 +8,7 @@ import threading
 import time
 
 USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_tries",
-              "fail_conn", "fail_pub", "republished", "bad_acks", "bytes_sent", "overruns",
+              "fail_conn", "fail_pub", "republished", "bad_acks", "bad_configs", "bytes_sent", "overruns",
               "log_errors", "coalesced", "dropped", "backoffs"}
 
 
@@ -100,8 +100,10 @@ def cmd_run(a):
     from agent.agent import Agent
     from agent.clock import RealClock
     from agent.log import file_log
+    from agent.port.cpython import host_clock_synchronised
     import boards
-    clock = RealClock()
+    # the host clock is good only while the system says it is synchronised
+    clock = RealClock(host_sync=host_clock_synchronised)
     board = boards.load(cfg["board"])
     world = None
     try:
@@ -140,11 +142,20 @@ def cmd_run(a):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *x: stop.set())
     signal.signal(signal.SIGINT, lambda *x: stop.set())
-    agent.start()
+    try:
+        agent.start()
+    except OSError as e:          # log.IdentityError: a log written under another device id
+        if world:
+            world.close()
+        return _err("run: log %s: %s" % (cfg["log_path"], str(e).replace("log: ", "", 1)))
     print("tally: device %s on board %s, boot %d (%s), epoch %08x, log %s, %s"
           % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
              "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
           flush=True)
+    if not clock.wall_quality:
+        print("tally: the host clock is not synchronised (adjtimex/timedatectl): records carry no "
+              "wall time until it is; the collector places them from their boot's other records",
+              flush=True)
     t_end = time.monotonic() + a.duration if a.duration else None
     seen = agent.records
     m = agent.meter
@@ -314,8 +325,18 @@ def _settings(pairs):
     return out
 
 
+def _when(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def cmd_config(a):
-    from agent.collector.store import Collector, DB_ERRORS
+    from agent.collector.store import Collector, DB_ERRORS, is_postgres_url
+    if not a.db:
+        return _err("config: give the collector's ledger with --db PATH or URL (versions are numbered "
+                    "from what the device reported there)")
+    if not is_postgres_url(a.db) and not os.path.isfile(a.db):
+        # a fresh ledger knows no version the device has seen: its push would be refused
+        return _err("config: no ledger at %s (give the collector's ledger: --db PATH or URL)" % a.db)
     try:
         col = Collector(a.db, keys=load_keys(a.keys, a.master_key, a.master_key_file))
     except (ValueError, OSError) + DB_ERRORS as e:
@@ -323,43 +344,71 @@ def cmd_config(a):
     try:
         if a.action == "status":
             for dev in a.device:
-                st = col.config_status(dev)
-                if st is None:
-                    print("%s: no answer to a config yet" % dev)
-                else:
-                    print("%s: version %d %s; in force: %d%s" % (
-                        dev, st["version"], "applied" if st["ok"] else "REJECTED", st["active"],
-                        "; reason: " + st["reason"] if st["reason"] else ""))
+                print(_config_line(dev, col.config_status(dev)))
             return 0
         settings = _settings(a.set)
         if not settings:
             return _err("config push: nothing to set (give --set SETTING=VALUE; settings: %s)"
                         % ", ".join(sorted(remote_settings())))
-        msgs = [col.push_config(dev, settings) for dev in a.device]
+        for dev in a.device:                 # every device's config checked before any is sent
+            col.push_config(dev, settings, dry_run=True)
+        return _config_push(a, col, settings)
     except (ValueError, OSError) + DB_ERRORS as e:
         return _err("config: %s" % e)
     finally:
         col.close()
+
+
+def _config_line(dev, st):
+    """What the device last said of its config, in one line."""
+    if st is None:
+        return "%s: the device has reported no config yet" % dev
+    out = "%s: in force: %s" % (dev, "version %d" % st["in_force"] if st["in_force"]
+                                else "its local settings (no remote config)")
+    rep = st["reported"]
+    if rep is not None and (st["answered_s"] is None or rep[1] > st["answered_s"]):
+        out += " (its latest record, %s)" % _when(rep[1])
+    if st["version"] is not None:
+        out += "; last answer %s: version %d %s; in force: %d%s" % (
+            _when(st["answered_s"]), st["version"], "applied" if st["ok"] else "REJECTED",
+            st["active"], "; reason: " + st["reason"] if st["reason"] else "")
+    return out
+
+
+def _config_push(a, col, settings):
     from agent.port.mqtt_paho import Client
     tls = _tls_opts(a)
+    c = None
     try:
         c = Client("tally-config-%d" % os.getpid(), a.broker, tls)
         c.connect(c.host, c.port, 30)
     except (ValueError, OSError) as e:
-        return _err("config push: broker %s: %s" % (a.broker, getattr(c, "last_error", None) or e))
+        why = getattr(c, "last_error", None) or e
+        return _err("config push: broker %s: %s: nothing published, no version recorded" % (a.broker, why))
     c.loop_start()
-    infos = [c.publish(tp, body, qos=1, retain=True) for tp, body in msgs]
+
+    def publish(tp, body):
+        info = c.publish(tp, body, qos=1, retain=True)
+        try:
+            info.wait_for_publish(10)
+        except (RuntimeError, ValueError) as e:
+            raise OSError("not published: %s" % e)
+        if not info.is_published():
+            raise OSError("the broker did not take it within 10 s")
+
+    done = []
     try:
-        for i in infos:
-            i.wait_for_publish(10)
-    except (RuntimeError, ValueError) as e:
-        return _err("config push: not published: %s" % e)
+        for dev in a.device:
+            tp, _ = col.push_config(dev, settings, publish=publish)
+            done.append(dev)
+            print("%s: config published retained on %s; the device answers on tally/v1/%s/cfgack "
+                  "(see tally config status)" % (dev, tp, dev))
+    except OSError as e:
+        return _err("config push: %s: %s: no version recorded for %s"
+                    % (a.broker, e, ", ".join(d for d in a.device if d not in done)))
     finally:
         c.disconnect()
         c.loop_stop()
-    for (tp, _), dev in zip(msgs, a.device):
-        print("%s: config published retained on %s; the device answers on tally/v1/%s/cfgack "
-              "(see tally config status)" % (dev, tp, dev))
     return 0
 
 
@@ -483,11 +532,12 @@ def _inspect_ring(path, data, ss):
     from hil.flash import EmulatedNOR
     dev = EmulatedNOR(ss, len(data) // ss)
     dev.load_image(data)
-    log = L.RingLog(dev, "?").open()
+    log = L.RingLog(dev, None).open()
     kinds = {L.K_DIRTY: "free", L.K_CLEAN: "free", L.K_HEAD: "records", L.K_COMP: "compacted"}
-    print("%s: ring of %d sectors x %d bytes; epoch %08x, boot %d (%s), next seq %d, acked %d, "
-          "%d unacked, %d damaged" % (path, log.N, ss, log.epoch, log.boot, log.boot_reason,
-                                      log.next_seq, log.acked, log.depth(), log.damaged))
+    print("%s: ring of %d sectors x %d bytes; device %s, epoch %08x, boot %d (%s), next seq %d, "
+          "acked %d, %d unacked, config v%d, %d damaged"
+          % (path, log.N, ss, log.log_device or "?", log.epoch, log.boot, log.boot_reason,
+             log.next_seq, log.acked, log.depth(), log.config_version, log.damaged))
     for i, (k, order, lo, gen, wear) in enumerate(log.sectors()):
         if k >= L.K_HEAD:
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
@@ -514,6 +564,8 @@ def _inspect_ring(path, data, ss):
             print("  [%3d] ACK     epoch=%08x seq<=%d" % (s, rec[0], rec[1]))
         elif t == L.T_EPOCH:
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
+        elif t == L.T_CONFIG:
+            print("  [%3d] CONFIG  version=%d" % (s, rec[0]))
     return 0
 
 
@@ -848,7 +900,8 @@ def build_parser():
                    help="embedded mode: the uplink is down for HOURS from a quarter of the run; "
                    "devices store and forward (default 0)")
     s.add_argument("--log-kib", type=int, default=256, help="log capacity per device in KiB (default 256)")
-    s.add_argument("--db", help="SQLite file for the ledger (default in memory)")
+    s.add_argument("--db", help="SQLite file for the ledger (default in memory); one that already holds "
+                   "the simulated device ids (sim-001, ...) is refused, so a second run never bills them twice")
     s.add_argument("--profile", choices=("compressor", "luminaire", "pump"), default="compressor",
                    help="the asset on the emulated board: a compressor (air, m3), a luminaire "
                    "(light, lux-hours) or a booster pump (energy, vibration) (default compressor)")
@@ -946,16 +999,19 @@ def build_parser():
 
     cf = sub.add_parser("config", help="push a remote config to devices, or show their answers",
                         description="push: check a config with the device's own rules, number it "
-                        "one above the last version, record it in the ledger database and publish it "
-                        "retained on tally/v1/<device>/config. status: the latest answer each device "
-                        "sent on .../cfgack (applied, or rejected and why). Settings: "
+                        "one above the last version the ledger knows (pushed, or reported by the device), "
+                        "publish it retained on tally/v1/<device>/config and, once the broker has it, "
+                        "record it in the ledger (a broker that is down records nothing). status: what "
+                        "each device last reported: its answer on .../cfgack (applied, or rejected and "
+                        "why) or the config version in its latest record, whichever is later. Settings: "
                         + ", ".join("%s %d..%d" % (k, lo, hi) for k, (lo, hi) in
                                     sorted(remote_settings().items())) + ".")
     cf.add_argument("action", choices=("push", "status"))
     cf.add_argument("device", nargs="+", help="device id(s)")
     cf.add_argument("--set", action="append", metavar="SETTING=VALUE", help="push: a setting (repeat)")
     cf.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="push: broker URL")
-    cf.add_argument("--db", default="tally-ledger.sqlite", help="the collector's ledger (path or URL)")
+    cf.add_argument("--db", help="required: the collector's ledger (an existing SQLite file or a "
+                    "PostgreSQL URL): versions are numbered from what the device reported there")
     _collector_identity_args(cf)
     cf.set_defaults(func=cmd_config)
 

@@ -3,7 +3,7 @@
 #
 # Wall-clock quality (carried in every record and batch):
 WALL_NONE = 0     # unknown: the collector re-anchors from (boot, uptime_ms)
-WALL_HOST = 1     # the host's clock (a Pi with an RTC or NTP-disciplined OS clock)
+WALL_HOST = 1     # the host's clock, while the system says it is synchronised (a Pi's NTP)
 WALL_NTP = 2      # set from NTP by the agent itself
 WALL_SIM = 3      # simulated (virtual clock)
 
@@ -22,13 +22,37 @@ except ImportError:  # CPython
         _t.sleep(ms / 1000)
 
 
+HOST_CHECK_MS = 60000     # how often a host clock's synchronisation is asked again
+
+
 class RealClock:
-    def __init__(self, wall_quality=WALL_HOST):
+    """host_sync: a callable that says whether the host's clock is synchronised
+    (agent.port.cpython.host_clock_synchronised on a Pi); while it does not
+    say True, the host clock is not good and records carry no wall time."""
+
+    def __init__(self, wall_quality=WALL_HOST, host_sync=None):
         self._t0 = ticks_ms()
         self._up = 0
         self._last = self._t0
-        self.wall_quality = wall_quality
+        self._q = wall_quality
         self._wall0 = None            # set_wall(): wall ms at uptime 0
+        self.host_sync = host_sync
+        self._synced = False
+        self._asked = None
+
+    @property
+    def wall_quality(self):
+        if self._wall0 is not None or self.host_sync is None or self._q == WALL_NONE:
+            return self._q
+        now = ticks_ms()
+        if self._asked is None or ticks_diff(now, self._asked) >= HOST_CHECK_MS:
+            self._asked = now
+            self._synced = self.host_sync() is True
+        return self._q if self._synced else WALL_NONE
+
+    @wall_quality.setter
+    def wall_quality(self, q):
+        self._q = q
 
     def uptime_ms(self):
         # Accumulate ticks_diff so a wrapping ticks counter (MicroPython) never
@@ -53,7 +77,7 @@ class RealClock:
         counts on from the ticks, never from time.time(), whose epoch and
         setting on a board are its own."""
         self._wall0 = unix_ms - self.uptime_ms()
-        self.wall_quality = quality
+        self._q = quality
 
     def sleep_ms(self, ms):
         if ms > 0:

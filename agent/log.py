@@ -18,6 +18,7 @@ T_EPOCH = 1
 T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
+T_CONFIG = 6
 
 # A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
@@ -51,6 +52,10 @@ K_COMP = 3          # a compacted sector in use
 
 class LogError(OSError):
     pass
+
+
+class IdentityError(LogError):
+    """The log was written under another device id (open() refuses it)."""
 
 
 def _align(n):
@@ -116,6 +121,8 @@ class RingLog:
         self.boot = 0
         self.boot_reason = ""
         self.last = None
+        self.config_version = 0  # the remote config version in force (note_config)
+        self.log_device = None   # the device id the log was written under (None: unknown)
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -160,7 +167,7 @@ class RingLog:
                 if st[1] + 1 > floor:
                     floor = st[1] + 1
             else:
-                if len(st) != 7:
+                if len(st) != 7 and len(st) != 9:
                     self.damaged += 1
                     continue
                 self._kind[i] = K_HEAD
@@ -181,7 +188,10 @@ class RingLog:
             dev.read(head * S, hb)
             st = self._header_state(hb, head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
-             self.boot_reason, self.last) = st
+             self.boot_reason, self.last) = st[:7]
+            if len(st) == 9:
+                self.config_version = st[7]
+                self.log_device = st[8]
             self._head = head
             self._max_order = self._order[head]
             self._scan_head()
@@ -192,6 +202,12 @@ class RingLog:
                 self._max_order = self._order[i]
         self._reclaim()
         self.recovery_reads = dev.reads - r0
+        if (self.device_id is not None and self.log_device is not None
+                and self.log_device != self.device_id):
+            raise IdentityError(
+                "log: written by device %r, this device is %r: refusing to bill one device's "
+                "odometers under another's id (set device_id back, or move the log away to "
+                "start a new one)" % (self.log_device, self.device_id))
         return self
 
     def _header_state(self, hb, i):
@@ -273,6 +289,8 @@ class RingLog:
             self.epoch = rec[0]
             self.epoch_seq0 = rec[1]
             self.last = None
+        elif t == T_CONFIG:
+            self.config_version = rec[0]
 
     def _live(self):
         """Sectors in use, in logical order."""
@@ -335,7 +353,8 @@ class RingLog:
 
     def _open_head(self, need):
         state = cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked,
-                            self.boot, self.boot_reason, self.last])
+                            self.boot, self.boot_reason, self.last, self.config_version,
+                            self._ident()])
         rs = _align(HDR + len(state))
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
@@ -393,6 +412,19 @@ class RingLog:
         if self._stale:
             self.open()
             self._closed = True
+
+    def _ident(self):
+        return self.device_id if self.device_id is not None else self.log_device
+
+    def note_config(self, version):
+        """Persist the remote config version now in force (an int). It
+        survives reboots, compaction and reclaim: every new head sector's
+        state block carries it."""
+        self._ready()
+        if not isinstance(version, int) or version < 0:
+            raise ValueError("log: config version must be a non-negative int, not %r" % (version,))
+        self._put(T_CONFIG, cbor.dumps([version]))
+        self.config_version = version
 
     def start_boot(self, reason):
         """Record a new boot; returns the boot number (persisted, increments)."""

@@ -28,7 +28,9 @@ B_ACKED = 6
 
 # health counters, mirrored into meter odometers when the schema has them
 HEALTH = ("sync_ok", "sync_tries", "fail_conn", "fail_pub", "republished", "bad_acks",
-          "bytes_sent")
+          "bad_configs", "bytes_sent")
+U32 = 1 << 32
+U64 = 1 << 64
 
 
 def topic(device_id, kind):
@@ -106,15 +108,36 @@ class Uplink:
         return cose.mac0(payload, self.key, self.device_id)
 
     def birth(self):
-        schema = [list(m) for m in self.meter.schema]
-        for m in schema:
-            m[3] = "odometer" if m[3] == "odo" else "gauge:" + m[3]
-        return self._seal(cbor.dumps({
-            "v": 1, "device": self.device_id, "fw": __version__, "board": self.board,
-            "reason": self.reason,
-            "boot": self.log.boot, "epoch": self.log.epoch, "seq0": self.log.epoch_seq0, "schema_id": self.meter.id,
-            "schema": schema, "wall_q": self.wall_q, "ival_ms": self.ival_ms, "config": self.config.version,
-        }))
+        """The birth map, encoded straight into one buffer (no copy of the
+        schema: it is the biggest message, sent at the heap's busiest time),
+        keys in deterministic order (RFC 8949 4.2.1: shorter first, then
+        bytewise)."""
+        log = self.log
+        buf = bytearray()
+        buf.append(0xA0 | 13)
+        enc = cbor.encode_into
+        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
+                     ("board", self.board), ("epoch", log.epoch), ("config", self.config.version),
+                     ("device", self.device_id), ("reason", self.reason), ("schema", None),
+                     ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
+            enc(buf, k)
+            if k != "schema":
+                enc(buf, v)
+                continue
+            schema = self.meter.schema
+            n = len(schema)
+            if n < 24:
+                buf.append(0x80 | n)
+            else:
+                buf.append(0x98)
+                buf.append(n)              # a schema has fewer than 256 metrics
+            for m in schema:
+                buf.append(0x84)
+                enc(buf, m[0])
+                enc(buf, m[1])
+                enc(buf, m[2])
+                enc(buf, "odometer" if m[3] == "odo" else "gauge:" + m[3])
+        return self._seal(buf)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
@@ -150,12 +173,31 @@ class Uplink:
 
     # -- acks ---------------------------------------------------------------------
 
-    def _on_ack(self, payload):
+    def _ack_of(self, payload):
+        """(epoch, first, last) of an ack, or None when it is not one we can
+        use: a bad MAC, not CBOR, not [epoch, first, last] of unsigned ints in
+        range, first > last, or seqs of our epoch we never logged (our own will
+        reflected onto the ack topic verifies, but is a map)."""
         try:
-            epoch, first, last = cbor.loads(cose.verify(payload, self.key, self.device_id))
-        except (ValueError, TypeError):
-            self._count("bad_acks")   # forged or damaged: never free log space on it
+            a = cbor.loads(cose.verify(payload, self.key, self.device_id))
+        except (ValueError, TypeError, IndexError, AttributeError):
+            return None
+        if type(a) is not list or len(a) != 3:
+            return None
+        epoch, first, last = a
+        if (type(epoch) is not int or type(first) is not int or type(last) is not int
+                or not 0 <= epoch < U32 or not 0 < first <= last < U64):
+            return None
+        if epoch == self.log.epoch and last >= self.log.next_seq:
+            return None
+        return a
+
+    def _on_ack(self, payload):
+        a = self._ack_of(payload)
+        if a is None:
+            self._count("bad_acks")   # forged, damaged or of the wrong shape: never free log space on it
             return
+        epoch, first, last = a
         fl = self.inflight
         log = self.log
         for b in fl:
@@ -176,9 +218,11 @@ class Uplink:
     def _on_config(self, payload, now):
         status = self.config.offer(payload, self.key, self.device_id)
         if status is None:
-            return                    # the one already applied, seen again
+            return                    # the one already applied, or one refused, seen again
         changes = status.get("apply")
-        if changes is not None:
+        if changes is None:
+            self._count("bad_configs")
+        else:
             if "batch_max" in changes:
                 self.batch_max = changes["batch_max"]
             if "max_latency_s" in changes:

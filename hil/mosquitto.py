@@ -3,7 +3,8 @@ loopback port with its own config, restartable on the same port (to inject
 broker restarts), stopped cleanly. With tls=dict(ca=, cert=, key=) it is a
 TLS-only broker that requires a client certificate from that CA, takes the
 certificate's CN as the username and enforces Tally's ACL (agent/collector/pki.py,
-docs/security.md)."""
+docs/security.md). Retained messages and sessions persist across restart()
+(saved when the broker stops), as on a production broker."""
 import os
 import shutil
 import socket
@@ -35,7 +36,11 @@ class Mosquitto:
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         self.log = os.path.join(self.dir, "mosquitto.log")
         self.tls = tls
-        common = "persistence false\nlog_dest file %s\n" % self.log
+        # Persistence on, as on a real broker (Debian's mosquitto.conf has it):
+        # a retained config must outlive a broker restart, or a device that
+        # reboots while the broker is down comes back on its local settings.
+        common = ("persistence true\npersistence_location %s/\nautosave_interval 60\n"
+                  "log_dest file %s\n" % (self.dir, self.log))
         if os.geteuid() == 0:
             # as root mosquitto drops to user mosquitto, who may not read our
             # private keys (0600) or write the log in our 0700 directory

@@ -75,6 +75,16 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
     workdir = workdir or tempfile.mkdtemp(prefix="tally-sim-")
     master = b"tally-sim-master-%d" % seed      # the fleet's key material, for the simulation
     collector = Collector(db, keys=lambda dev: cose.device_key(master, dev))
+    ids = ["sim-%03d" % (i + 1) for i in range(devices)]
+    held = sorted(set(ids) & set(collector.devices()))
+    if held:
+        # Their logs are new, so their records would be new keys: a second run
+        # into the same ledger would bill these devices twice. Refuse instead.
+        collector.close()
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise ValueError("the ledger %s already holds %s from an earlier run: simulating again into it "
+                         "would bill them twice; give a new --db" % (db, ", ".join(held)))
     service = None
     hub = None
     opts = {"serial": serial, "profile": profile, "log_capacity": log_kib * 1024, "durable": durable,
@@ -95,8 +105,7 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
     fleet = []
     t_start = time.monotonic()
     try:
-        for i in range(devices):
-            dev_id = "sim-%03d" % (i + 1)
+        for i, dev_id in enumerate(ids):
             fleet.append(SimDevice(dev_id, i, workdir, make_transport(dev_id), seed, opts))
         total = int(days * DAY_MS)
         step = opts["sample_ms"]

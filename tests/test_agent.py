@@ -173,3 +173,28 @@ def test_a_dead_sensor_is_backed_off_and_comes_back(tmp_path):
     run_minutes(clock, ag, 6)                   # the longest wait is 5 minutes
     sht = [ch for ch in ag.channels if "temp_max" in [m[0] for m in ch.metrics]][0]
     assert sht.fails == 0 and not sht.backed_off(clock.uptime_ms())
+
+
+def test_tally_run_refuses_a_log_written_under_another_device_id_in_one_line(tmp_path, capsys):
+    from agent.cli import main
+    logp = tmp_path / "log.bin"
+    clock = VirtualClock()
+    ag = Agent("pump-7", Emulation(clock, seed=3).channels(), file_log(str(logp), "pump-7"), clock,
+               interval_ms=60000, sample_ms=60000).start()
+    for _ in range(5):
+        clock.advance_ms(60000)
+        ag.tick()
+    ag.stop()
+    before = logp.read_bytes()
+    cfg = tmp_path / "tally.toml"
+    cfg.write_text('device_id = "pump-8"\ninterval_s = 1\nsample_ms = 100\nlog_path = "%s"\n'
+                   'serial = "loopback"\n' % logp)
+    assert main(["run", "--board", "emulated", "--config", str(cfg), "--duration", "1"]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1, out.err
+    assert "written by device 'pump-7'" in out.err and "'pump-8'" in out.err, out.err
+    assert "Traceback" not in out.err and "interval " not in out.out
+    assert logp.read_bytes()[:len(before)] == before   # the old device's records are left as they were
+    log = file_log(str(logp), "pump-7").open()
+    assert log.next_seq - log.epoch_seq0 == 5 and log.depth() == 5
+    log.close()

@@ -102,7 +102,7 @@ def device(bundle, tmp_path):
 
 def records(path, sectors=16):
     """(type, decoded record) of every record in a log file (or partition image)."""
-    log = RingLog(FileFlash(str(path), 4096, sectors, durable=False), "t")
+    log = RingLog(FileFlash(str(path), 4096, sectors, durable=False), None)   # any device's log
     log.open()
     out = [(t, cbor.loads(p)) for _, _, t, p in log.walk()]
     log.close()

@@ -46,6 +46,9 @@ def mp_run(bundle, code, timeout=600, heap=HEAP):
 # board it is frozen, issue 7), so the sync suite runs at 96K.
 @pytest.mark.parametrize("module,heap", [("test_core", HEAP), ("test_codec", HEAP),
                                          ("test_batch_mp", HEAP), ("test_sync_mp", "96K"),
+                                         # hostile acks and configs: a behaviour test whose
+                                         # many constants are code in the heap here (needs 104K)
+                                         ("test_uplink_hostile_mp", "112K"),
                                          ("test_serial_mp", HEAP),      # needs 48K
                                          ("test_drivers_mp", HEAP)])     # needs 52K
 def test_device_test_suite_passes_under_micropython(bundle, module, heap):

@@ -61,3 +61,92 @@ def test_config_push_applied_and_reported(broker, tmp_path, capsys):
         t.close()
         svc.stop()
         col.close()
+
+
+def _publish_retained(url, msgs):
+    from agent.port.mqtt_paho import Client
+    c = Client("tally-test-%d" % time.monotonic_ns(), url, None)
+    c.connect(c.host, c.port, 30)
+    c.loop_start()
+    try:
+        for tp, body in msgs:
+            c.publish(tp, body, qos=1, retain=True).wait_for_publish(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_retained_hostile_config_and_ack_are_counted_on_every_reconnect_and_metering_goes_on(broker, tmp_path):
+    import cbor2
+    db = str(tmp_path / "ledger.sqlite")
+    key = cose.device_key(bytes.fromhex(MASTER), DEV)
+    col = Collector(db, keys=lambda d: cose.device_key(bytes.fromhex(MASTER), d))
+    svc = CollectorService(broker.url, col).start()
+    svc.wait_ready(10)
+    clock = VirtualClock()
+    t = PahoTransport(DEV, broker.url)
+    ag = Agent(DEV, Emulation(clock, seed=2).channels(), file_log(str(tmp_path / "l.bin"), DEV),
+               clock, transport=t, interval_ms=60000, sample_ms=60000,
+               uplink_opts=dict(key=key, batch_max=5)).start()
+    # Signed with the device's own key (a stolen key, a buggy collector): the
+    # device's own will reflected onto its ack topic, and a config whose
+    # settings have the wrong types; both retained, so every (re)connect
+    # delivers them again.
+    _publish_retained(broker.url, [
+        ("tally/v1/%s/ack" % DEV, ag.uplink.death()),
+        ("tally/v1/%s/config" % DEV, cose.mac0(cbor2.dumps(
+            {"v": 1, "version": 5, "window": "six", "interval_s": [60]}), key, DEV))])
+    up = ag.uplink
+
+    def until(cond, secs=10):
+        end = time.monotonic() + secs
+        while time.monotonic() < end and not cond():
+            clock.advance_ms(1000)
+            ag.tick()
+            svc.pump(0.01)
+        return cond()
+
+    try:
+        assert until(lambda: up.h["bad_acks"] == 1 and up.h["bad_configs"] == 1)
+        st = col.config_status(DEV)
+        assert until(lambda: (col.config_status(DEV) or {}).get("ok") is False), st
+        assert "window" in col.config_status(DEV)["reason"]
+        sess = t.session()
+        broker.restart()                       # retained messages persist: both come again
+        assert until(lambda: t.session() > sess and up.h["bad_acks"] == 2, 20)
+        # the same refused config again is not answered or counted twice; the agent meters on
+        assert up.h["bad_configs"] == 1 and up.config.version == 0 and up.window == 4
+        before = ag.records
+        assert until(lambda: ag.records >= before + 12 and ag.log.depth() == 0, 30)
+        tot = col.summary(DEV)["epochs"][ag.log.epoch]["totals"]
+        assert tot["bad_configs"] == 1 and tot["bad_acks"] == 2, tot
+    finally:
+        t.close()
+        svc.stop()
+        col.close()
+
+
+def test_config_push_needs_the_ledger_and_records_nothing_it_did_not_publish(tmp_path, capsys):
+    from hil.mosquitto import free_port
+    args = ["config", "push", DEV, "--master-key", MASTER, "--set", "window=5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the collector's ledger with --db" in err
+    missing = tmp_path / "nothing.sqlite"
+    assert main(args + ["--db", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no ledger at %s" % missing in err
+    assert not missing.exists()                     # and none was made
+    db = str(tmp_path / "ledger.sqlite")
+    Collector(db, keys=lambda d: None).close()
+    down = "mqtt://127.0.0.1:%d" % free_port()      # nothing listens there
+    assert main(args + ["--db", db, "--broker", down]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing published, no version recorded" in err, err
+    col = Collector(db, keys=lambda d: None)
+    assert col.db.execute("SELECT COUNT(*) FROM configs").fetchone()[0] == 0
+    assert col.config_status(DEV) is None
+    col.close()
+    capsys.readouterr()
+    assert main(["config", "status", DEV, "--db", db, "--master-key", MASTER]) == 0
+    assert "the device has reported no config yet" in capsys.readouterr().out

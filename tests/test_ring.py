@@ -167,7 +167,7 @@ class RingMachine(RuleBasedStateMachine):
     @initialize(seed=st.integers(1, 10 ** 6))
     def start(self, seed):
         self.dev = EmulatedNOR(512, 6, seed=seed)
-        self.log = RingLog(self.dev, "dev-h", merge=P.merge, max_span=P.MAX_SPAN).open()
+        self.log = RingLog(self.dev, "dev-cut", merge=P.merge, max_span=P.MAX_SPAN).open()
         self.m = P.Model()
         self.d = P.Driver(self.log, self.m, P.Rng(seed))
 
@@ -227,3 +227,47 @@ def test_pending_after_is_the_filtered_pending_whatever_the_sectors(steps, after
         for a in (after % (log.next_seq + 1), log.acked, log.next_seq - 1):
             want = [r for r in full if r[R_SEQ] > a][:limit]
             assert log.pending(limit, a) == want
+
+
+def test_config_version_survives_reboots_compaction_and_reclaim():
+    dev = EmulatedNOR(512, 6)
+    log = ring(dev, max_span=4)
+    assert log.config_version == 0
+    log.note_config(3)
+    assert log.config_version == 3 and ring(dev).config_version == 3
+    log.note_config(4)
+    n = 0
+    for k in range(12):                                # wrap the ring many times, acks flowing
+        fill(log, 40, start=n)
+        n += 40
+        if k % 2:
+            log.ack(log.epoch, log.next_seq - 1)
+    assert log.compactions > 0 and min(dev.erase_counts) >= 2
+    again = ring(dev)
+    assert again.config_version == 4                   # no sector holds the CONFIG record now
+    with pytest.raises(ValueError):
+        again.note_config("5")
+    # power cut while the new version is written: the old one or the new one, never 0
+    for tear in TEARS:
+        d2 = EmulatedNOR(512, 6, seed=3)
+        d2.load_image(bytes(dev.image))
+        lg = ring(d2)
+        d2.cut_at = d2.ops
+        d2.tear = tear
+        with pytest.raises(PowerCut):
+            lg.note_config(9)
+        d2.reboot()
+        assert ring(d2).config_version in (4, 9)
+
+
+def test_a_log_written_under_another_device_id_is_refused(tmp_path):
+    from agent.log import IdentityError
+    dev = EmulatedNOR(512, 6)
+    log = RingLog(dev, "meter-a").open()
+    log.start_boot("poweron")
+    fill(log, 5)
+    with pytest.raises(IdentityError, match="written by device 'meter-a', this device is 'meter-b'"):
+        RingLog(dev, "meter-b").open()
+    again = RingLog(dev, "meter-a").open()             # nothing was written by the refusal
+    assert again.depth() == 5 and again.log_device == "meter-a"
+    assert RingLog(dev, None).open().depth() == 5     # inspection tools open any log

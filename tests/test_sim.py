@@ -61,3 +61,21 @@ def test_store_and_forward_through_an_outage():
     rep = simulate(devices=2, days=1, outage_h=6, seed=11)
     _ok(rep)
     assert all(d["coalesced"] == 0 and d["records_in_ledger"] == 1440 for d in rep["devices"])
+
+
+def test_simulating_twice_into_one_ledger_is_refused_and_never_doubles_the_bill(tmp_path, capsys):
+    from agent.cli import main
+    from agent.collector.store import Collector
+    db = str(tmp_path / "ledger.sqlite")
+    assert main(["simulate", "--devices", "2", "--days", "0.1", "--db", db, "-q", "--json"]) == 0
+    capsys.readouterr()
+    col = Collector(db, keys=lambda d: None)
+    before = col.ledger()
+    col.close()
+    assert sorted(before) == ["sim-001", "sim-002"]
+    assert main(["simulate", "--devices", "3", "--days", "0.1", "--db", db, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds sim-001, sim-002" in err, err
+    col = Collector(db, keys=lambda d: None)
+    assert col.ledger() == before                 # not one record more
+    col.close()

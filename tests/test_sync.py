@@ -222,3 +222,63 @@ def test_shutdown_logs_the_open_interval_and_drains_it(tmp_path):
     ag.shutdown(3000)
     assert ag.records == logged + 1 and ag.log.depth() == 0
     assert col.summary(DEV)["epochs"][ag.log.epoch]["covered"] == ag.log.next_seq - 1
+
+
+def reboot(tmp_path, hub, clock, ag):
+    """Power off and on: the same log, uptime from zero, a new connection."""
+    ag.stop()
+    clock.reboot()
+    log = file_log(str(tmp_path / "log.bin"), DEV, capacity=256 * 1024)
+    return Agent(DEV, Emulation(clock, seed=5).channels(), log, clock, transport=hub.transport(DEV),
+                 interval_ms=60000, sample_ms=60000, reason="deliberate",
+                 uplink_opts=dict(key=KEY)).start()
+
+
+def test_config_version_survives_reboots_and_status_says_what_the_device_reported(tmp_path, capsys):
+    from agent.cli import main
+    db = str(tmp_path / "ledger.sqlite")
+    col = Collector(db, keys=lambda d: KEY if d == DEV else None)
+    hub = Hub(col)
+    clock, ag = make(tmp_path, hub.transport(DEV))
+    run(clock, ag, 2)
+    send_config(hub, {"v": 1, "version": 3, "interval_s": 300, "batch_max": 12})
+    run(clock, ag, 10)
+    assert ag.uplink.config.version == 3 and ag.log.config_version == 3
+    answered = col.config_status(DEV)["answered_s"]
+    # reboot: the retained config comes again and is applied again (its
+    # settings lived in RAM), answered anew
+    ag = reboot(tmp_path, hub, clock, ag)
+    assert ag.uplink.config.version == 0 and ag.uplink.config.floor == 3
+    run(clock, ag, 10)
+    assert ag.uplink.config.version == 3 and ag.interval == 300000 and ag.uplink.batch_max == 12
+    st = col.config_status(DEV)
+    assert st["answered_s"] > answered and st["in_force"] == 3
+    # an older config, even retained, is refused after the reboot
+    send_config(hub, {"v": 1, "version": 2, "interval_s": 120})
+    run(clock, ag, 10)
+    assert ag.uplink.config.version == 3 and ag.interval == 300000 and ag.uplink.h["bad_configs"] == 1
+    assert "not newer than 3" in col.config_status(DEV)["reason"]
+    # the broker restarts without persistence and the device reboots: it runs
+    # its local settings, still refuses older versions, and status says so
+    hub.retained.clear()
+    ag = reboot(tmp_path, hub, clock, ag)
+    run(clock, ag, 30)
+    assert ag.uplink.config.version == 0 and ag.interval == 60000 and ag.log.config_version == 3
+    ag.shutdown(3000)
+    st = col.config_status(DEV)
+    assert st["in_force"] == 0 and st["reported"][0] == 0, st
+    assert col.config_status(DEV)["active"] == 3          # its last answer, older than its records
+    capsys.readouterr()
+    assert main(["config", "status", DEV, "--db", db, "--master-key", "00" * 16]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("%s: in force: its local settings (no remote config) (its latest record, " % DEV)
+    assert "last answer" in line and "version 2 REJECTED; in force: 3" in line, line
+    send_config(hub, {"v": 1, "version": 2, "interval_s": 120})
+    run(clock, ag, 2)
+    assert ag.uplink.config.version == 0 and ag.interval == 60000
+    # the next push is numbered above everything the device has seen, and applies
+    tp, body = col.push_config(DEV, {"interval_s": 120})
+    assert cbor2.loads(cose.verify(body, KEY, DEV))["version"] == 4
+    hub.retain(tp, body)
+    run(clock, ag, 5)
+    assert ag.uplink.config.version == 4 and ag.interval == 120000 and ag.log.config_version == 4

@@ -369,6 +369,7 @@ def report(collector, rates, period, devices=None):
                           "unit_price": plan["monthly_fee"], "odometer": None,
                           "amount": _round(months * Fraction(plan["monthly_fee"]), rates)})
         rows.append({"device": dev, "lines": lines, "subtotal": sum(x["amount"] for x in lines),
+                     "units": units[dev],
                      "quality": _quality(days, booked, summaries[dev])})
     notes = []
     unused = sorted(set(rates["devices"]) - set(chosen))
@@ -473,7 +474,10 @@ def _quality(days, booked, summary):
         hist["dropped_intervals"] += e["dropped"]
         hist["unexplained_missing_intervals"] += e["gaps"]
         hist["gap_ranges"] += [{"epoch": epoch, "from_seq": a, "to_seq": b} for a, b in e["gap_ranges"]]
-    return {"days_with_data": len(days) - len(missing), "days_without_data": missing, "history": hist}
+    # records placed by receive time, or whose wall clock was contradicted (timeline.py), in the period
+    tq = [g for g in summary.get("time_quality", ()) if days[0] <= g["day"] <= days[-1]]
+    return {"days_with_data": len(days) - len(missing), "days_without_data": missing, "history": hist,
+            "time_quality": tq}
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -528,6 +532,7 @@ def to_json(rep):
                      "subtotal": money(r["subtotal"], m),
                      "data_quality": {"days_with_data": q["days_with_data"],
                                       "days_without_data": q["days_without_data"],
+                                      "time_quality": q["time_quality"],
                                       "history": dict(q["history"], scope=HISTORY_SCOPE)}})
     return {"report": REPORT_VERSION, "period": rep["period"], "currency": rep["currency"],
             "minor_unit": m, "rounding": "%s per line at the currency's minor unit" % rep["rounding"],
@@ -563,6 +568,18 @@ def _spans(days):
         else:
             out.append([t, t])
     return ", ".join(str(a) if a == b else "%s..%s" % (a, b) for a, b in out)
+
+
+def _time_line(g, units, priced):
+    """One data-quality line for records placed by receive time or whose wall
+    clock was contradicted (agent/collector/timeline.py), with the usage of
+    the priced metrics they carry."""
+    use = ", ".join("%s %s %s" % (k, quantity(v * Fraction(10) ** units[k][1]), units[k][0])
+                    for k, v in sorted(g["usage"].items()) if v and units.get(k) and k in priced)
+    how = ("booked by receive time (no clock evidence in its boot)" if g["placed"] == "received"
+           else "wall clock contradicted (%s), re-anchored from its boot" % g["flag"])
+    return "%s: epoch %08x boot %d seq %d..%d (%d records) on %s, usage %s" % (
+        how, g["epoch"], g["boot"], g["from_seq"], g["to_seq"], g["records"], g["day"], use or "none")
 
 
 def to_text(rep):
@@ -605,6 +622,8 @@ def to_text(rep):
         out.append("%s  whole history*: coalesced %d, dropped %d, unexplained missing %d%s"
                    % (pad, h["coalesced_intervals"], h["dropped_intervals"],
                       h["unexplained_missing_intervals"], gaps))
+        priced = {x["metric"] for x in r["lines"] if x["metric"]}
+        out += ["%s  %s" % (pad, _time_line(g, r["units"], priced)) for g in q["time_quality"]]
     if rep["devices"]:
         out.append("* " + HISTORY_SCOPE)
     out += [""] if rep["notes"] else []

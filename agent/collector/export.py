@@ -26,6 +26,8 @@ import time
 from fractions import Fraction
 from urllib.parse import quote
 
+from agent.collector import timeline
+
 # The SenML units registry (IANA "SenML Units"), primary units only, with the
 # document and section each comes from. Units marked NOT RECOMMENDED there
 # (kept for compatibility, not to be produced) are in SENML_NOT_RECOMMENDED.
@@ -101,10 +103,7 @@ def _usable(unit, scale):
 
 
 def _end(r):
-    span = r["seq"] - r["from_seq"] + 1
-    if r["wall_q"] and r["wall_s"]:
-        return r["wall_s"] + span * r["ival_ms"] // 1000
-    return int(r["received_s"])
+    return r["end_s"]             # placed by agent/collector/timeline.py
 
 
 def senml(collector, device=None, skipped=None):
@@ -114,7 +113,7 @@ def senml(collector, device=None, skipped=None):
     out = []
     for dev in ([device] if device else collector.devices()):
         first = True
-        for epoch, r, deltas, metrics in collector._walk(dev):
+        for epoch, r, deltas, metrics in timeline.placed(collector._walk(dev)):
             t = _end(r)
             for name, unit, scale, kind in metrics:
                 conv = TO_SENML.get(unit) if isinstance(unit, str) else None
@@ -143,7 +142,7 @@ def cloudevents(collector, device=None, skipped=None):
     use are left out and named in `skipped` when one is given."""
     out = []
     for dev in ([device] if device else collector.devices()):
-        for epoch, r, deltas, metrics in collector._walk(dev):
+        for epoch, r, deltas, metrics in timeline.placed(collector._walk(dev)):
             units = {m[0]: (m[1], m[2]) for m in metrics}
             for k in [k for k in deltas if not _usable(*units[k])]:
                 del deltas[k]

@@ -24,6 +24,7 @@ import cbor2
 from agent import batch as wire
 from agent import cose
 from agent import remote
+from agent.collector import timeline
 from agent.collector import validate
 from agent.collector.validate import MAX_PAYLOAD, show
 
@@ -374,22 +375,59 @@ class Collector:
 
     # -- remote config ----------------------------------------------------------------
 
-    def push_config(self, device, settings, version=None):
+    def push_config(self, device, settings, version=None, publish=None, dry_run=False):
         """Sign a config for a device: (topic, payload) to publish retained.
         Checked with the device's own rules first; the version defaults to
-        one more than any pushed before. Raises ValueError with the reason."""
+        one more than any the ledger knows for the device (pushed, answered,
+        or reported in force by its records). Raises ValueError with the
+        reason. With publish(topic, payload) (which raises unless the broker
+        took it) the version is recorded only once publish returns; without
+        it, at once. dry_run: check and sign only, record nothing."""
         key = self.keys(device)
         if key is None:
             raise ValueError("config: unknown device %s" % device)
-        row = self._b.execute("SELECT MAX(version) FROM configs WHERE device_id=?",
-                              (device,)).fetchone()
-        last = (row[0] or 0) if row else 0
+        # versions we pushed, and what the device applied or says is in force
+        # (not the number of a message it refused: that could be anything)
+        row = self._b.execute("SELECT MAX(CASE WHEN body <> '{}' OR ok = 1 THEN version END), "
+                              "MAX(active) FROM configs WHERE device_id=?", (device,)).fetchone()
+        last = max(row[0] or 0, row[1] or 0, (self._reported_config(device) or (0,))[0])
         cfg = dict(settings, v=1, version=version if version is not None else last + 1)
         remote.check(cfg, last)
+        msg = ("tally/v1/%s/config" % device, cose.mac0(cbor2.dumps(cfg), key, device))
+        if dry_run:
+            return msg
+        if publish is not None:
+            publish(*msg)
         with self._b.transaction(write=True):
-            self._b.execute("INSERT INTO configs(device_id, version, body, pushed_s) VALUES (?,?,?,?)",
+            self._b.execute("INSERT INTO configs(device_id, version, body, pushed_s) VALUES (?,?,?,?) "
+                            "ON CONFLICT(device_id, version) DO UPDATE SET body = excluded.body, "
+                            "pushed_s = excluded.pushed_s",
                             (device, cfg["version"], json.dumps(cfg, sort_keys=True), time.time()))
-        return ("tally/v1/%s/config" % device, cose.mac0(cbor2.dumps(cfg), key, device))
+        return msg
+
+    def _reported_config(self, device):
+        """(version, at_s) of the `config` gauge in the device's latest record
+        (the version in force when that interval closed, at_s), or None."""
+        row = self._b.execute("SELECT epoch FROM records WHERE device_id=? "
+                              "ORDER BY received_s DESC LIMIT 1", (device,)).fetchone()
+        if row is None:
+            return None
+        row = self._b.execute("SELECT schema_id, vals, received_s, wall_s, wall_q, ival_ms, seq, from_seq "
+                              "FROM records WHERE device_id=? AND epoch=? ORDER BY seq DESC LIMIT 1",
+                              (device, row[0])).fetchone()
+        names = [m[0] for m in (self.schema(device, row[0]) or [])]
+        if "config" not in names:
+            return None
+        vals = json.loads(row[1])
+        i = names.index("config")
+        if i >= len(vals) or not isinstance(vals[i], int):
+            return None
+        # when the interval closed: by the device's real clock where it has one
+        # (a batch may arrive long after), else when it was received
+        at = row[2]
+        if row[4] in (1, 2) and row[3]:
+            at = min(at, row[3] + (row[6] - row[7] + 1) * row[5] / 1000)
+        return (vals[i], at)
 
     def _cfgack(self, device, payload):
         """What the device said of a config: applied, or rejected and why.
@@ -408,19 +446,32 @@ class Collector:
                 (device, version, "{}", time.time(), int(ok), reason, active, time.time()))
 
     def config_status(self, device):
-        """The device's latest answer: {version, ok, active, reason,
-        answered_s, pushed, answered}, or None before any; pushed and
-        answered count versions."""
+        """What the device last reported of its config, never what was pushed:
+        {version, ok, active, reason, answered_s} of its latest answer on
+        cfgack (None each before any), "reported": (version, at_s) from the
+        `config` gauge of its latest record (None before any), "in_force":
+        the version in force by the later of the two (0: its local settings),
+        and "pushed"/"answered": how many versions. None when the device has
+        said nothing."""
         row = self._b.execute(
             "SELECT version, ok, active, reason, acked_s FROM configs "
             "WHERE device_id=? AND acked_s IS NOT NULL "
             "ORDER BY acked_s DESC, version DESC LIMIT 1", (device,)).fetchone()
-        if row is None:
+        rep = self._reported_config(device)
+        if row is None and rep is None:
             return None
         n = self._b.execute("SELECT COUNT(*), COUNT(acked_s) FROM configs WHERE device_id=?",
                             (device,)).fetchone()
-        return {"version": row[0], "ok": bool(row[1]), "active": row[2], "reason": row[3] or "",
-                "answered_s": row[4], "pushed": n[0], "answered": n[1]}
+        out = {"version": None, "ok": None, "active": None, "reason": "", "answered_s": None,
+               "reported": rep, "pushed": n[0], "answered": n[1]}
+        if row is not None:
+            out.update(version=row[0], ok=bool(row[1]), active=row[2], reason=row[3] or "",
+                       answered_s=row[4])
+        if rep is not None and (row is None or rep[1] > row[4]):
+            out["in_force"] = rep[0]
+        else:
+            out["in_force"] = out["active"]
+        return out
 
     def _replay(self, device, recs, now):
         """Same key again: a quiet duplicate if the content is the same, an
@@ -485,34 +536,36 @@ class Collector:
 
     def ledger(self, device=None):
         """Usage per device and UTC day: {device: {day: {odometer: total}}}.
-        A record's usage is booked on the day its interval ends; records with
-        no good wall clock are booked by the time the collector received them."""
+        A record's usage is booked on the day its interval ends, placed by
+        the evidence of its boot (agent/collector/timeline.py): its own wall
+        time, else re-anchored from a record of the same boot that has one,
+        and only when nothing anchors it the time the collector received it."""
         out = {}
         for dev in ([device] if device else self.devices()):
             days = out.setdefault(dev, {})
-            for epoch, r, deltas, _ in self._walk(dev):
-                span = r["seq"] - r["from_seq"] + 1
-                if r["wall_q"] and r["wall_s"]:
-                    end = r["wall_s"] + span * r["ival_ms"] // 1000
-                else:
-                    end = int(r["received_s"])
-                day = time.strftime("%Y-%m-%d", time.gmtime(end - 1))
-                acc = days.setdefault(day, {})
+            for epoch, r, deltas, _ in timeline.placed(self._walk(dev)):
+                acc = days.setdefault(timeline.day(r["end_s"]), {})
                 for k, d in deltas.items():
                     acc[k] = acc.get(k, 0) + d
         return out
 
     def summary(self, device):
         """Per device: totals per epoch (last odometer values), records, the
-        seqs they cover, coalesced and dropped intervals, and unexplained gaps."""
+        seqs they cover, coalesced and dropped intervals, unexplained gaps, and
+        how many records were placed in time by which evidence ("placed");
+        "time_quality": the records placed by receive time or whose wall time
+        was contradicted, in groups with their usage (timeline.note)."""
         epochs = {}
-        for epoch, r, deltas, metrics in self._walk(device):
+        tq = []
+        for epoch, r, deltas, metrics in timeline.placed(self._walk(device)):
+            timeline.note(tq, epoch, r, deltas)
             e = epochs.get(epoch)
             if e is None:
                 row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
                                       (device, epoch)).fetchone()
                 start = row[0] if row else r["from_seq"]
                 e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
+                                     "placed": dict.fromkeys(timeline.KINDS, 0),
                                      "dropped": 0, "gaps": 0, "gap_ranges": [],
                                      "first_seq": start, "last_seq": start - 1,
                                      "units": {m[0]: (m[1], m[2]) for m in metrics
@@ -523,6 +576,7 @@ class Collector:
                 e["gap_ranges"].append((e["last_seq"] + 1, r["from_seq"] - 1))
             e["last_seq"] = r["seq"]
             e["records"] += 1
+            e["placed"][r["placed"]] += 1
             e["covered"] += span
             if r["flags"] & 2:
                 e["dropped"] += span - 1
@@ -530,7 +584,8 @@ class Collector:
                 e["coalesced"] += span - 1
             for k, d in deltas.items():
                 e["totals"][k] = e["totals"].get(k, 0) + d
-        return {"epochs": epochs, "duplicates": self.counter(device, "duplicates"),
+        return {"epochs": epochs, "time_quality": tq,
+                "duplicates": self.counter(device, "duplicates"),
                 "batches": self.counter(device, "batches"),
                 "rejected": self.counter(device, "rejected")}
 

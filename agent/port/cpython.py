@@ -53,3 +53,55 @@ def reset_cause():
     # A Linux host cannot tell power-on from a crash by itself; the agent
     # records "poweron" unless it finds its own clean-shutdown marker.
     return "poweron"
+
+
+# -- is the host clock good? ----------------------------------------------------------
+# A Pi has no battery-backed clock: until NTP has synchronised it, the host's
+# time may be the last shutdown's, or 1970. The agent calls the host clock good
+# (WALL_HOST) only while the kernel says it is synchronised.
+
+STA_UNSYNC = 0x0040       # adjtimex(2) status: the clock is not synchronised
+TIME_ERROR = 5            # adjtimex(2) return: the clock is not synchronised
+
+
+def parse_adjtimex(ret, status):
+    """adjtimex(2)'s answer (its return value and the status field) -> True
+    when the kernel calls the clock synchronised."""
+    return ret >= 0 and ret != TIME_ERROR and not status & STA_UNSYNC
+
+
+def parse_timedatectl(out):
+    """`timedatectl show -p NTPSynchronized --value` -> True, False or None."""
+    v = out.strip().lower()
+    return True if v == "yes" else False if v == "no" else None
+
+
+def _adjtimex():
+    import ctypes
+
+    class Timex(ctypes.Structure):      # struct timex, the fields up to status
+        _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                    ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                    ("rest", ctypes.c_byte * 256)]   # the rest of the struct, whatever the arch
+    libc = ctypes.CDLL(None, use_errno=True)
+    t = Timex()                         # modes 0: read only, no privilege needed
+    ret = libc.adjtimex(ctypes.byref(t))
+    if ret < 0:
+        raise OSError(ctypes.get_errno(), "adjtimex")
+    return ret, t.status
+
+
+def host_clock_synchronised():
+    """True when the system says its clock is synchronised, False when it
+    says it is not, None when it cannot tell (then the clock is not trusted)."""
+    try:
+        return parse_adjtimex(*_adjtimex())
+    except (OSError, AttributeError, ImportError):
+        pass
+    import subprocess
+    try:
+        r = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                           capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_timedatectl(r.stdout) if r.returncode == 0 else None

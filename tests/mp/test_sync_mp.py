@@ -84,3 +84,4 @@ def test_remote_config_applied_then_bad_one_rejected():
     up.step(200000)
     assert len(peer.cfgacks) == n
     log.close()
+
