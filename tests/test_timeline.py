@@ -102,7 +102,7 @@ def _start():
     return (int(time.time()) // 86400 - 9) * 86400
 
 
-USAGE = ("run_s", "cycles", "energy_mWh", "air_L")
+USAGE = ("run_time", "cycles", "energy", "air")
 
 
 def test_a_week_offline_without_a_clock_lands_on_the_days_it_happened(tmp_path):
@@ -154,13 +154,13 @@ def test_records_nothing_anchors_are_booked_by_receive_time_and_reported(tmp_pat
     today = time.strftime("%Y-%m-%d", time.gmtime())
     groups = s["time_quality"]
     assert groups and all(g["placed"] == timeline.RECEIVED and g["day"] == today for g in groups)
-    run_s = sum(g["usage"].get("run_s", 0) for g in groups)
-    assert run_s == s["epochs"][ag.log.epoch]["totals"]["run_s"] > 0
+    run_s = sum(g["usage"].get("run_time", 0) for g in groups)
+    assert run_s == s["epochs"][ag.log.epoch]["totals"]["run_time"] > 0
     rates = tmp_path / "rates.toml"
     rates.write_text('currency = "EUR"\n[run_hours]\nprice = "2.00"\n')
     text = billing.run(str(tmp_path / "ledger.sqlite"), str(rates), start=today, end=today)
     line = [x for x in text.splitlines() if "booked by receive time" in x]
-    assert line and ("run_s %s s" % billing.quantity(run_s)) in line[0], text
+    assert line and ("run_time %s s" % billing.quantity(run_s)) in line[0], text
     col.close()
 
 
