@@ -3,6 +3,7 @@ test-side tables name the same ones, so a driver cannot be half-registered.
 
   hil/twins.py TWINS            a twin for every I2C sensor (the emulated buses)
   tests/test_contract.py        a contract row for every I2C sensor
+  tests/test_drv_<name>.py      a test file for every I2C driver
   hil/drivers_bench.py ROWS     a `tally bench drivers` row for every sensor
                                 read on request (I2C and Modbus); the PMS5003
                                 streams a frame a second on its own line, so
@@ -49,5 +50,7 @@ def test_each_row_is_complete(name):
     assert all(0x08 <= a <= 0x77 for a in addrs or ())
     assert baud is None or bus == "uart"
     assert callable(make)
-    # its driver exists
+    # its driver exists, and an I2C chip has its test file
     assert os.path.isfile(os.path.join(ROOT, "drivers", name + ".py"))
+    if bus == "i2c":
+        assert os.path.isfile(os.path.join(ROOT, "tests", "test_drv_%s.py" % name))
