@@ -69,15 +69,17 @@ def defaults():
 
 
 def validate(raw, where="config"):
+    from boards.sensors import SENSORS
+    keys = {name: row[3] for name, row in SENSORS.items()}    # sensor type -> its settings
     cfg = defaults()
     for key, val in raw.items():
-        if key in boards.SENSOR_KEYS:
+        if key in keys:
             if not isinstance(val, dict):
                 raise ConfigError("%s: [%s] must be a table" % (where, key))
             for k, v in val.items():
-                if k not in boards.SENSOR_KEYS[key]:
+                if k not in keys[key]:
                     raise ConfigError("%s: unknown key '%s.%s' (known: %s)"
-                                      % (where, key, k, ", ".join(boards.SENSOR_KEYS[key])))
+                                      % (where, key, k, ", ".join(keys[key])))
                 t = SENSOR_VALUE_TYPES[k]
                 if not isinstance(v, t) or isinstance(v, bool) or (t is int and v < 0):
                     raise ConfigError("%s: key '%s.%s' must be a %s, got %r"
@@ -89,7 +91,7 @@ def validate(raw, where="config"):
             continue
         if key not in TOP:
             raise ConfigError("%s: unknown key '%s' (known: %s)"
-                              % (where, key, ", ".join(sorted(list(TOP) + list(boards.SENSOR_KEYS)
+                              % (where, key, ", ".join(sorted(list(TOP) + list(keys)
                                                               + ["tls"]))))
         t, ok, desc = TOP[key]
         if not isinstance(val, t) or (isinstance(val, bool) and t is not bool) or not ok(val):

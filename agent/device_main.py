@@ -91,6 +91,7 @@ def _channels(cfg, clock):
     opened = {}
     chans = []
     out = []
+    from boards import sensors   # held across the loop, dropped after it (boards.make_channels)
     for s in board["sensors"]:
         b = s["bus"]
         if b not in opened:
@@ -106,6 +107,8 @@ def _channels(cfg, clock):
         except (OSError, ValueError) as e:
             print("tally: board %s: %s on bus %s: %s" % (name, s["type"], b, e))
             out.append(s["type"])
+    del sensors
+    boards.drop("sensors")
     if out:
         print("tally: board %s: metering %d of %d sensors; left out: %s"
               % (name, len(chans), len(board["sensors"]), ", ".join(out)))

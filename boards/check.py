@@ -4,31 +4,16 @@
 # address or Modbus slave id). check() refuses a board with a message naming
 # the key, before anything opens a bus: a pin used twice, a sensor on a bus
 # the board does not have, an address the chip cannot take, an unknown driver.
-# Portable: the device checks its own board at start.
+# Portable: the device checks its own board at start. What each driver needs
+# (bus, addresses, settings, a fixed baud) is its row in boards/sensors.py.
 
-from boards import BoardError, SENSOR_KEYS
+from boards import BoardError
+from boards.sensors import SENSORS
 
 
 def _r(a, b):
     return tuple(range(a, b + 1))
 
-
-# driver name -> the bus it needs and, for I2C chips, the addresses their
-# address pins can select. "modbus": Modbus RTU on a UART, several slaves per
-# line; "uart": a device that streams on a UART of its own.
-DRIVERS = {
-    "ina219": ("i2c", _r(0x40, 0x4F)),
-    "ina226": ("i2c", _r(0x40, 0x4F)),
-    "sht3x": ("i2c", (0x44, 0x45)),
-    "sht4x": ("i2c", (0x44, 0x45, 0x46)),
-    "bme280": ("i2c", (0x76, 0x77)),
-    "adxl345": ("i2c", (0x1D, 0x53)),
-    "bh1750": ("i2c", (0x23, 0x5C)),
-    "sdm120": ("modbus", None),
-    "sdm630": ("modbus", None),
-    "pms5003": ("uart", None),
-}
-FIXED_BAUD = {"pms5003": 9600}
 
 _UART0 = "UART0, the REPL that mpremote and the USB bridge use"
 _ESP32_RESERVED = {1: _UART0 + " (TX)", 3: _UART0 + " (RX)"}
@@ -167,9 +152,9 @@ def _check_sensors(sensors, buses, fail):
     first = {}        # uart bus -> index of its first sensor
     for i, s in enumerate(sensors):
         kind = s.get("type") if isinstance(s, dict) else None
-        if kind not in DRIVERS:
-            fail("sensors[%d]: unknown driver %r (known: %s)", i, kind, _list(DRIVERS))
-        need, addrs = DRIVERS[kind]
+        if kind not in SENSORS:
+            fail("sensors[%d]: unknown driver %r (known: %s)", i, kind, _list(SENSORS))
+        need, addrs, baud, keys = SENSORS[kind][:4]
         what = "sensors[%d] (%s)" % (i, kind)
         bname = s.get("bus")
         if bname not in buses:
@@ -181,7 +166,7 @@ def _check_sensors(sensors, buses, fail):
                  bname, bus["kind"].upper())
         key = {"i2c": "addr", "modbus": "slave", "uart": None}[need]
         known = ("type", "bus") + ((key,) if key else ()) + tuple(
-            k for k in SENSOR_KEYS.get(kind, ()) if k not in ("port", "baud", key))
+            k for k in keys if k not in ("port", "baud", key))
         for k in s:
             if k in ("port", "baud"):
                 fail("%s: %r belongs on its bus %s, not on the sensor", what, k, bname)
@@ -200,13 +185,13 @@ def _check_sensors(sensors, buses, fail):
         else:
             if need == "modbus" and not 1 <= v <= 247:
                 fail("%s: slave %d is not a Modbus slave id (1-247)", what, v)
-            if kind in FIXED_BAUD and bus["baud"] != FIXED_BAUD[kind]:
-                fail("%s talks at %d baud, and bus %s is set to %d", what, FIXED_BAUD[kind], bname, bus["baud"])
+            if baud is not None and bus["baud"] != baud:
+                fail("%s talks at %d baud, and bus %s is set to %d", what, baud, bname, bus["baud"])
             j = first.get(bname)
             if j is not None and need == "uart":
                 fail("%s needs a UART of its own, and bus %s already has sensors[%d] (%s)", what,
                      bname, j, sensors[j]["type"])
-            if j is not None and DRIVERS[sensors[j]["type"]][0] == "uart":
+            if j is not None and SENSORS[sensors[j]["type"]][0] == "uart":
                 fail("%s: bus %s belongs to sensors[%d] (%s), which needs a UART of its own", what,
                      bname, j, sensors[j]["type"])
             first.setdefault(bname, i)

@@ -34,14 +34,17 @@ def rdiv(a, b):
 
 class I2CDevice:
     """A chip at `addr` on an injected bus (machine.I2C method names). Every
-    bus call maps a plain OSError to NackError/BusTimeout naming the chip."""
+    bus call maps a plain OSError to NackError/BusTimeout naming the chip.
+    The 1- and 2-byte register buffers are made at their first use, once: a
+    command-based chip (SHT3x, SHT4x, BH1750) never uses them, and heap is
+    short on a device."""
+    _b1 = None
+    _b2 = None
 
     def __init__(self, i2c, addr, chip):
         self.i2c = i2c
         self.addr = addr
         self.name = "%s@0x%02x" % (chip, addr)
-        self._b1 = bytearray(1)
-        self._b2 = bytearray(2)
 
     def rx_mem(self, reg, buf):
         """Pointer write then len(buf) bytes (repeated start): one transaction."""
@@ -71,17 +74,24 @@ class I2CDevice:
             raise wrap_oserror(e, self.name)
 
     def reg8(self, reg):
-        self.rx_mem(reg, self._b1)
-        return self._b1[0]
+        b = self._b1
+        if b is None:
+            b = self._b1 = bytearray(1)
+        self.rx_mem(reg, b)
+        return b[0]
 
     def reg16(self, reg):
         """A big-endian 16-bit register, unsigned."""
         b = self._b2
+        if b is None:
+            b = self._b2 = bytearray(2)
         self.rx_mem(reg, b)
         return (b[0] << 8) | b[1]
 
     def set16(self, reg, value):
         b = self._b2
+        if b is None:
+            b = self._b2 = bytearray(2)
         b[0] = (value >> 8) & 0xFF
         b[1] = value & 0xFF
         self.tx_mem(reg, b)

@@ -20,14 +20,12 @@
 # itself (brown-out, ESD): init() is re-applied, `resets` counted, and that one
 # reading is computed from the shunt register the way the chip would (the
 # current/power registers are only refreshed by the next conversion).
+# Bus transactions per reading: 4 register reads (calibration, bus, current,
+# power); after a reset 5 (calibration, config and calibration writes, bus,
+# shunt).
 
-from drivers.errors import RangeError, wrap_oserror
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from drivers._reg import I2CDevice, const, rdiv, s16
+from drivers.errors import RangeError
 
 _REG_CONFIG = const(0x00)
 _REG_SHUNT = const(0x01)
@@ -39,7 +37,7 @@ _REG_CAL = const(0x05)
 CONFIG = const(0x399F)
 
 
-class INA219:
+class INA219(I2CDevice):
     def __init__(self, i2c, addr=0x40, shunt_milliohm=100, current_lsb_ua=100):
         if shunt_milliohm <= 0 or current_lsb_ua <= 0:
             raise ValueError("INA219: shunt and current LSB must be > 0")
@@ -47,61 +45,35 @@ class INA219:
         if not 0 < cal <= 0xFFFE:
             raise ValueError("INA219: calibration %d out of range (shunt %d mohm, LSB %d uA)"
                              % (cal, shunt_milliohm, current_lsb_ua))
-        self.i2c = i2c
-        self.addr = addr
+        I2CDevice.__init__(self, i2c, addr, "INA219")
         self.shunt_milliohm = shunt_milliohm
         self.current_lsb_ua = current_lsb_ua
         self.calibration = cal
         self.resets = 0
-        self.name = "INA219@0x%02x" % addr
-        self._rx = bytearray(2)
-        self._tx = bytearray(2)
-
-    def _read(self, reg):
-        # one register, 16-bit unsigned
-        try:
-            self.i2c.readfrom_mem_into(self.addr, reg, self._rx)
-        except OSError as e:
-            raise wrap_oserror(e, self.name)
-        return (self._rx[0] << 8) | self._rx[1]
-
-    def _write(self, reg, value):
-        self._tx[0] = (value >> 8) & 0xFF
-        self._tx[1] = value & 0xFF
-        try:
-            self.i2c.writeto_mem(self.addr, reg, self._tx)
-        except OSError as e:
-            raise wrap_oserror(e, self.name)
 
     def init(self):
-        self._write(_REG_CONFIG, CONFIG)
-        self._write(_REG_CAL, self.calibration)
+        self.set16(_REG_CONFIG, CONFIG)
+        self.set16(_REG_CAL, self.calibration)
 
     def read(self):
-        reset = self._read(_REG_CAL) == 0
+        reset = self.reg16(_REG_CAL) == 0
         if reset:
             self.init()
             self.resets += 1            # counted once init() got through
-        bus = self._read(_REG_BUS)
+        bus = self.reg16(_REG_BUS)
         if bus & 1:
             raise RangeError("%s: math overflow (OVF) in current/power, bus reg 0x%04x"
                              % (self.name, bus))
         if reset:
             # the current/power registers only refresh at the next conversion:
             # derive them from the shunt register as the chip does
-            cur = self._read(_REG_SHUNT)
-            if cur & 0x8000:
-                cur -= 0x10000
-            cur *= self.calibration
+            cur = s16(self.reg16(_REG_SHUNT)) * self.calibration
             cur = cur // 4096 if cur >= 0 else -((-cur) // 4096)    # truncates
             pwr = (cur if cur >= 0 else -cur) * (bus >> 3) // 5000
             if not -32768 <= cur <= 32767 or pwr > 0xFFFF:
                 raise RangeError("%s: current/power beyond register range" % self.name)
         else:
-            cur = self._read(_REG_CURRENT)
-            if cur & 0x8000:
-                cur -= 0x10000
-            pwr = self._read(_REG_POWER)
-        cur *= self.current_lsb_ua                                  # uA
-        cur = (cur + 500) // 1000 if cur >= 0 else -((500 - cur) // 1000)
-        return ((bus >> 3) * 4, cur, (pwr * 20 * self.current_lsb_ua + 500) // 1000)
+            cur = s16(self.reg16(_REG_CURRENT))
+            pwr = self.reg16(_REG_POWER)
+        return ((bus >> 3) * 4, rdiv(cur * self.current_lsb_ua, 1000),       # uA -> mA
+                (pwr * 20 * self.current_lsb_ua + 500) // 1000)

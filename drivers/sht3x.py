@@ -13,39 +13,27 @@
 #   a CRC on either word is wrong                           -> CRCError naming it
 #   both words 0xFFFF with valid CRCs (130 C together with
 #   100 %RH: saturated/implausible)                         -> RangeError
+# Bus transactions per reading: 2 (command write, 6-byte read).
 
-import time
-
+from drivers._reg import I2CDevice, default_sleep_ms
 from drivers.crc import sensirion_words
-from drivers.errors import RangeError, wrap_oserror
+from drivers.errors import RangeError
 
 CMD_MEASURE = b"\x24\x00"
 MEASURE_MS = 16
 
 
-def _default_sleep_ms():
-    f = getattr(time, "sleep_ms", None)
-    if f is not None:
-        return f
-    return lambda ms: time.sleep(ms / 1000)
-
-
-class SHT3x:
+class SHT3x(I2CDevice):
     def __init__(self, i2c, addr=0x44, sleep_ms=None):
-        self.i2c = i2c
-        self.addr = addr
-        self.sleep_ms = sleep_ms if sleep_ms is not None else _default_sleep_ms()
-        self.name = "SHT3x@0x%02x" % addr
+        I2CDevice.__init__(self, i2c, addr, "SHT3x")
+        self.sleep_ms = sleep_ms if sleep_ms is not None else default_sleep_ms()
         self._rx = bytearray(6)
 
     def read(self):
         b = self._rx
-        try:
-            self.i2c.writeto(self.addr, CMD_MEASURE)
-            self.sleep_ms(MEASURE_MS)
-            self.i2c.readfrom_into(self.addr, b)
-        except OSError as e:
-            raise wrap_oserror(e, self.name)
+        self.tx(CMD_MEASURE)
+        self.sleep_ms(MEASURE_MS)
+        self.rx(b)
         t_raw, rh_raw = sensirion_words(b, self.name, "temperature", "humidity")
         if t_raw == 0xFFFF and rh_raw == 0xFFFF:
             raise RangeError("%s: both words saturated (0xFFFF)" % self.name)

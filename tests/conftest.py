@@ -1,3 +1,5 @@
+import errno
+import inspect
 import os
 import sys
 
@@ -79,3 +81,80 @@ def postgres(postgres_server):
     if not postgres_server.proc:           # a test stopped it and failed to restart it
         postgres_server.start()
     return postgres_server.create_database()
+
+
+# -- helpers for the I2C driver tests (tests/test_drv_*.py) ------------------------------
+# A driver on the emulated bus with its chip twin, and faults injected at the
+# bus: the edge of the world, never inside our code.
+
+EREMOTEIO = getattr(errno, "EREMOTEIO", 121)     # Linux i2c-dev's NACK; absent on some platforms
+
+
+class Sleeps(list):
+    """A sleep_ms that records what the driver waited for, and returns at once."""
+
+    def __call__(self, ms):
+        self.append(ms)
+
+
+def rig(addr, model, driver, init=True, **kw):
+    """(bus, model, driver, sleeps): `model` at `addr` on a new EmulatedI2C and
+    `driver` on it, initialised unless init=False."""
+    from hil.i2c import EmulatedI2C
+    bus = EmulatedI2C()
+    bus.attach(addr, model)
+    slept = Sleeps()
+    if "sleep_ms" in inspect.signature(driver).parameters:
+        kw["sleep_ms"] = slept
+    drv = driver(bus, addr, **kw)
+    if init and hasattr(drv, "init"):
+        drv.init()
+    return bus, model, drv, slept
+
+
+def per_reading(bus, drv):
+    """(drv.read(), the bus transactions it took)."""
+    before = bus.transactions
+    value = drv.read()
+    return value, bus.transactions - before
+
+
+def short_at(bus, addr, reg, nbytes):
+    """Cut the next read of register `reg` (pointer reads) after nbytes bytes."""
+    orig = bus.readfrom_mem_into
+
+    def cut(a, memaddr, buf, addrsize=8):
+        if a == addr and memaddr == reg:
+            bus.short_read(addr, nbytes)
+            bus.readfrom_mem_into = orig
+        return orig(a, memaddr, buf, addrsize)
+    bus.readfrom_mem_into = cut
+
+
+def fail_kth(bus, k, err=errno.EIO):
+    """Make the k-th next transaction (0-based) fail with OSError(err)."""
+    names = ("writeto", "readfrom_into", "readfrom_mem_into", "writeto_mem")
+    orig = dict((n, getattr(bus, n)) for n in names)
+    count = [0]
+
+    def wrap(n):
+        def f(*a, **kw):
+            i = count[0]
+            count[0] += 1
+            if i == k:
+                for m in names:
+                    setattr(bus, m, orig[m])
+                bus.transactions += 1
+                raise OSError(err, "injected")
+            return orig[n](*a, **kw)
+        return f
+    for n in names:
+        setattr(bus, n, wrap(n))
+
+
+def assert_typed(exc, cls, kind, name):
+    """A pytest.raises result is a `cls` (an OSError) of `kind` naming `name`."""
+    e = exc.value
+    assert type(e) is cls or isinstance(e, cls)
+    assert isinstance(e, OSError) and e.kind == kind
+    assert name in str(e)

@@ -4,7 +4,7 @@ import copy
 import pytest
 
 import boards
-from boards.check import DRIVERS
+from boards.sensors import SENSORS
 from hil.pytest_plugin import load_board
 
 
@@ -20,7 +20,7 @@ def test_every_board_is_valid(name):
 
 
 def test_known_drivers():
-    assert sorted(DRIVERS) == sorted(boards.SENSOR_KEYS) == sorted(
+    assert sorted(SENSORS) == sorted(
         ["ina219", "ina226", "sht3x", "sht4x", "bme280", "adxl345", "bh1750", "sdm120", "sdm630", "pms5003"])
 
 
@@ -156,3 +156,40 @@ def test_board_files_toml_and_py(tmp_path):
         load_board(str(p))
     with pytest.raises(boards.BoardError, match="not a board name"):
         load_board("esp8266")
+
+
+def test_the_sensor_table_and_the_checker_are_dropped_after_use():
+    # a device builds its board once, at boot: the tables give their heap back
+    import sys
+    for m in ("boards.check", "boards.sensors"):
+        sys.modules.pop(m, None)
+    b = board("rpi4")
+    boards.validate(b)
+    assert "boards.check" not in sys.modules and "boards.sensors" not in sys.modules
+    from hil.serial_loop import LoopbackPort
+    from hil.sdm120 import SDM120Model
+    from hil.twins import i2c_buses
+    i2c = i2c_buses(b)["i2c1"]
+    chans = boards.make_channels(b, i2c, lambda port, baud: LoopbackPort(SDM120Model(lambda: (230.0, 1.0, 230.0, 0.0))))
+    assert len(chans) == 3
+    assert "boards.sensors" not in sys.modules and not hasattr(boards, "sensors")
+
+
+def test_a_caller_holding_the_sensor_table_keeps_it():
+    import sys
+    from boards import sensors
+    b = board("rpi4")
+    b["sensors"] = b["sensors"][1:2]                   # the SHT3x alone
+    boards.validate(b)
+    from hil.twins import i2c_buses
+    boards.make_channels(b, i2c_buses(b)["i2c1"], None)
+    assert sys.modules["boards.sensors"] is sensors
+    boards.drop("sensors")
+    assert "boards.sensors" not in sys.modules
+
+
+def test_an_unknown_sensor_type_has_no_channel():
+    b = board("rpi4")
+    b["sensors"] = [{"type": "tmp117", "bus": "i2c1", "addr": 0x48}]
+    with pytest.raises(ValueError, match="board rpi4: no channel for sensor type 'tmp117'"):
+        boards.make_channels(b, None, None)

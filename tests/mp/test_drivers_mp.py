@@ -1,6 +1,6 @@
 # The I2C drivers and their chip twins under MicroPython (and CPython): values
 # read back through the emulated bus, and one fault per driver, typed and
-# recovered from. The full matrix is tests/test_drivers_i2c_more.py.
+# recovered from. The full matrix is in tests/test_drv_<chip>.py, one file per chip.
 from hil.i2c import EmulatedI2C
 from drivers.errors import BusTimeout, ChipIdError, CRCError, NackError, RangeError
 
