@@ -18,7 +18,7 @@ from agent import port
 from agent.agent import Agent
 from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
-from agent.log import RingLog, file_log
+from agent.log import IdentityError, RingLog, file_log
 
 CRASH = "tally.crash"      # left by a crash: the next boot's reason is "crash"
 CRASH_WAIT_S = 5           # between a crash and the reset: time to read the console
@@ -327,9 +327,18 @@ def run(path="tally_config.json"):
     if port.exists(CRASH):
         reason = "crash"                     # the board reset itself after one (start())
         port.remove(CRASH)
-    ag = Agent(dev, channels, log, clock, transport=net, board=board or "none",
-               interval_ms=cfg["interval_s"] * 1000, sample_ms=cfg["sample_ms"],
-               reason=reason, uplink_opts=opts).start()
+    try:
+        ag = Agent(dev, channels, log, clock, transport=net, board=board or "none",
+                   interval_ms=cfg["interval_s"] * 1000, sample_ms=cfg["sample_ms"],
+                   reason=reason, uplink_opts=opts).start()
+    except IdentityError as e:
+        # A renamed device on an existing log: metering under the new id would
+        # bill the old device's odometers to it. Not a crash (a reset would
+        # only loop): say it once and stop, leaving the log as it is.
+        print("tally: %s; not metering" % e)
+        if net:
+            net.close()
+        return
     wdt = None
     if cfg.get("watchdog_s"):
         try:

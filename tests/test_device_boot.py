@@ -339,6 +339,21 @@ def test_deep_sleep_logs_the_interval_then_sleeps_until_the_next_and_wakes_delib
     assert [r[R_SEQ] for t, r in recs if t == T_DATA] == [1, 2]
 
 
+def test_a_renamed_device_on_an_existing_log_says_so_once_and_does_not_reset(device):
+    """A config whose device_id is not the one the log was written under: one
+    console line, no metering, no crash marker (a reset would only loop), and
+    the old device's records left as they were."""
+    out, rc = device(esp32(duration_s=2), soc={})
+    assert rc == 0 and "tally: stopped;" in out
+    before = (device.dir / "tally.log").read_bytes()
+    out, rc = device(esp32(duration_s=2, device_id="renamed-7"), soc={})
+    says = [x for x in out.splitlines() if "renamed-7" in x and "not metering" in x]
+    assert rc == 0 and len(says) == 1, out
+    assert "interval seq=" not in out and "resetting" not in out
+    assert not (device.dir / "tally.crash").exists()
+    assert (device.dir / "tally.log").read_bytes() == before
+
+
 def test_a_crash_resets_the_board_and_the_next_boot_says_crash(device):
     cfg = esp32(duration_s=4)
     # the I2C controller raises what no driver expects: a bug, not a bus fault
