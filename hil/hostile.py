@@ -361,7 +361,8 @@ class Hostile:
         self.pool = {}                   # device -> real batch payloads (inner CBOR) to mutate
         self.sent = []                   # (device, decoded batch list) accepted-looking batches sent
         self.captured = []               # honest (topic, payload) seen on the wire
-        self.wide = {}                   # device -> (epoch, seq, count) of a wide range sent
+        self.wide = {}                   # device -> (seq, count) of a wide range sent
+        self.alt = {}                    # device -> [schema id, epoch, next seq] of a re-unit-ed schema
         self.next_seq = {d: 10 ** 6 for d in EVIL}
         for d in self.devs.values():
             d.tick(200)
@@ -738,6 +739,77 @@ class Hostile:
             return self._signed("data-bitflip", d, "data", None, raw=_bytes_mutate(inner, r))
         return self._signed("data-struct", d, "data", structural(cbor2.loads(inner), r))
 
+    ALT_UNITS = (("run_s", "h", 0), ("run_s", "s", 3), ("energy_mWh", "s", 0), ("energy_mWh", "Wh", 3),
+                 ("energy_mWh", "count", 0), ("cycles", "kWh", -3), ("run_s", "min", 0))
+
+    def _sig_alt_schema(self):
+        # a valid birth, its id the schema's own, for a schema whose units or
+        # scales differ from the device's earlier ones (a new epoch), then
+        # valid batches under it: nothing here is malformed, but a bill that
+        # adds totals across epochs, or converts units, meets it
+        r = self.r
+        d = self._dev()
+        alt = self.alt.get(d.id)
+        if alt is None or r.randrange(4) == 0:
+            b = d.birth_dict()
+            s = b["schema"] = _thaw(b["schema"])
+            name, unit, scale = r.choice(self.ALT_UNITS)
+            for m in s:
+                if m[0] == name:
+                    m[1], m[2] = unit, scale
+            sid = schema_id_of(s)
+            if sid is None:
+                return self._sig_birth_reuse()
+            b["schema_id"] = sid
+            b["epoch"] = 0xA000 + r.randrange(0x1000)
+            b["seq0"] = 1
+            self.alt[d.id] = [sid, b["epoch"], 1]
+            return self._signed("alt-schema-birth", d, "birth", b)
+        sid, epoch, seq = alt
+        n = r.randint(1, 30)
+        alt[2] = seq + n
+        head = [1, sid, epoch, seq, seq, 0, d.log.boot, 10 ** 6, WALL0 + 3600 * r.randrange(24 * 28), 2, 60000, n]
+        b = head + [0] + [[r.randrange(10 ** 6), r.randrange(1, 100)] if n > 2 else [r.randrange(10 ** 6)] * n
+                          for _ in range(len(SCHEMA))]
+        return self._signed("alt-schema-data", d, "data", b)
+
+    def _sig_semantic_tags(self):
+        # CBOR tags a generic decoder acts on: a regular expression compiled
+        # (tag 35), a MIME message parsed (tag 36), decimal fractions and
+        # bigfloats, rationals, dates; a few hundred ms of work in 60 KB
+        r = self.r
+        d = self._dev()
+        k = int(60000 * min(1.0, self.bombs * 4))
+        c = r.randrange(6)
+        if c == 0:
+            v = cbor2.CBORTag(35, ("(a)?(?(1)b|c)%d" % r.getrandbits(30)) * (k // 24))
+        elif c == 1:
+            v = cbor2.CBORTag(35, "(a)\\1(?:x|y)" * (k // 12) + "%d" % r.getrandbits(30))
+        elif c == 2:
+            depth = max(2, k // 60)
+            v = cbor2.CBORTag(36, "".join("Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i)
+                                          for i in range(depth)))
+        elif c == 3:
+            v = cbor2.CBORTag(36, "Content-Type: multipart/mixed; boundary=x\n\n" + "--x\n\n" * (k // 5))
+        elif c == 4:
+            v = [cbor2.CBORTag(4, [-10 ** 6, 10 ** 4000]), cbor2.CBORTag(5, [10 ** 6, 3]),
+                 cbor2.CBORTag(30, [10 ** 4000, 7]), cbor2.CBORTag(1, 10 ** 30), cbor2.CBORTag(100, -10 ** 12),
+                 cbor2.CBORTag(1004, "0000-00-00"), cbor2.CBORTag(37, b"\x00" * 16),
+                 cbor2.CBORTag(260, b"\x00" * 16), cbor2.CBORTag(261, {b"\xff" * 16: 128})]
+        else:
+            v = cbor2.CBORTag(256, ["abc" * 10] + [cbor2.CBORTag(25, 0)] * (k // 4))
+        kind = r.choice(KINDS)
+        if kind == "birth" and r.randrange(2):
+            b = d.birth_dict()
+            b[r.choice(("fw", "reason", "board", "x"))] = v
+            obj = b
+        elif kind == "data" and r.randrange(2):
+            obj = self._real_batch(d)
+            obj[r.randrange(len(obj))] = v
+        else:
+            obj = r.choice((v, {"v": 1, "version": 1, "ok": True, "active": 1, "reason": v}))
+        return self._signed("semantic-tags", d, kind, obj, heavy=True)
+
     # ---- signed: death, cfgack, unknown kinds -------------------------------------------------------
 
     def _sig_death(self):
@@ -849,7 +921,7 @@ class Hostile:
         r = self.r
         d = self._dev()
         m = len(SCHEMA)
-        count = max(2, int(10000 * self.bombs)) if self.bombs < 1 else 10000
+        count = 600                                  # the most a device puts in one batch
         w = self.wide.get(d.id)
         if w is None:
             seq = self._fresh_seqs(d, count)
@@ -888,7 +960,7 @@ def schema_id_of(schema):
     """The id the device would compute for a birth schema, or None when
     it can't (a hostile schema the device code can't even encode)."""
     from agent import meter
-    for name in ("birth_schema_id", "schema_id_of_birth", "wire_schema_id"):
+    for name in ("schema_hash", "birth_schema_id", "wire_schema_id"):
         f = getattr(meter, name, None)
         if f is not None:
             try:

@@ -57,11 +57,37 @@ def _report(h):
     return "%d escapes in %d messages:\n  " % (len(h.escapes), h.tried) + "\n  ".join(lines)
 
 
+RATES = """currency = "EUR"
+monthly_fee = "25.00"
+[run_hours]
+metric = "run_s"
+price = "0.40"
+[metrics.energy_mWh]
+unit = "kWh"
+price = "0.25"
+"""
+
+
+def _bill(c, rates_path):
+    """The honest device's part of the fleet's January bill: (lines, subtotal, rejected)."""
+    from agent.collector import billing
+    rep = billing.report(c, billing.load_rates(rates_path), billing.parse_period("2026-01"))
+    [row] = [r for r in rep["devices"] if r["device"] == H.HONEST]
+    for fmt in ("text", "csv", "json"):
+        billing.render(rep, fmt)
+    return row["lines"], row["subtotal"], row["quality"]["history"]["rejected_messages"]
+
+
 @pytest.fixture(scope="module")
 def sqlite_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     _, honest = H.honest_traffic(batches=30, seed=11)
     base = H.honest_baseline(str(d / "baseline.sqlite"), honest)
+    (d / "rates.toml").write_text(RATES)
+    bc = H.collector_for(str(d / "baseline.sqlite"))
+    base["bill"] = _bill(bc, str(d / "rates.toml"))
+    base["rates"] = str(d / "rates.toml")
+    bc.close()
     # In memory: the same SQLite and SQL, without an fsync per message (what that
     # costs is the disk's, and the other tests here use files)
     c, h, honest, acks = _run(":memory:", N_SQLITE, seed=11)
@@ -92,12 +118,19 @@ def test_sqlite_at_most_one_alarm_row_per_message(sqlite_run):
 def test_sqlite_honest_device_is_ledgered_exactly(sqlite_run):
     c, _, honest, acks, base = sqlite_run
     want = {a: list(a) for _, _, a in honest if a}
-    assert acks == dict(want, **({None: None} if None in acks else {}))     # every batch acked, as sent
+    assert {a: acks.get(a) for a in want} == want            # every batch acked, as sent
     assert base["ledger"][H.HONEST] and base["epochs"]
     got = H.honest_view(c)
     assert got["ledger"] == base["ledger"]
     assert got["epochs"] == base["epochs"]
     assert got["rejected"] == base["rejected"] == 0       # forgeries are not the customer's rejects
+
+
+def test_sqlite_fleet_bill_still_made_and_honest_part_unchanged(sqlite_run):
+    # one device's messages, valid or not, must not stop the fleet's bill or change another's
+    c, _, _, _, base = sqlite_run
+    assert base["bill"][1] > 0
+    assert _bill(c, base["rates"]) == base["bill"]
 
 
 def test_sqlite_ledger_still_answers_and_ingests(sqlite_run):
@@ -171,8 +204,8 @@ def test_conflicting_replay_of_a_small_batch_claiming_many_records(tmp_path):
     d = H.RealDevice("evil-1", seed=1)
     c.handle(H.topic(d.id, "birth"), d.birth())
     seq = 1000
-    head = [1, d.schema_id, d.epoch, seq, seq, 0, d.log.boot, 10 ** 7, H.WALL0, 2, 60000, 2000, 0]
-    wide = head + [[0, 60], [0, 1], [0, 18000], [2000, 0]]        # 2000 records in 40 bytes
+    head = [1, d.schema_id, d.epoch, seq, seq, 0, d.log.boot, 10 ** 7, H.WALL0, 2, 60000, 600, 0]
+    wide = head + [[0, 60], [0, 1], [0, 18000], [2000, 0]]        # 600 records (a device's most) in 40 bytes
     assert c.handle(H.topic(d.id, "data"), d.seal(cbor2.dumps(wide)))
     first = c.summary(d.id)["epochs"][d.epoch]["totals"]
     for k in range(3):
