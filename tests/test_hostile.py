@@ -314,3 +314,20 @@ def test_retained_poison_birth_does_not_crash_loop_collect(broker, tmp_path):
         col.terminate()
         out, err = col.communicate(timeout=20)
     assert "Traceback" not in err, err[-2000:]
+
+
+# -- tally bench hostile ------------------------------------------------------------------------
+
+def test_bench_hostile_cli(capsys):
+    from agent import cli
+    assert cli.main(["bench", "hostile", "--count", "400", "--seed", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for k in ("tried", "escapes", "max_ms_per_message", "max_mb_per_message", "rows_per_unauthenticated",
+              "alarm_rows_per_message", "median_ms_per_message", "peak_rss_growth_mb", "per_class", "goals"):
+        assert k in r, k
+    assert r["tried"] == 400 and set(r["per_class"]) == set(H.CLASSES)
+    assert sum(c["tried"] for c in r["per_class"].values()) == 400
+    assert r["max_mb_per_message"] > 0 and r["max_ms_per_message"] >= r["median_ms_per_message"] > 0
+    assert cli.main(["bench", "hostile", "--count", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--count" in err
