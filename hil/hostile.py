@@ -777,14 +777,15 @@ class Hostile:
 
     def _sig_semantic_tags(self):
         # CBOR tags a generic decoder acts on: a regular expression compiled
-        # (tag 35), a MIME message parsed (tag 36), decimal fractions and
-        # bigfloats, rationals, dates; a few hundred ms of work in 60 KB
+        # (tag 35), a MIME message parsed (tag 36), a decimal fraction or
+        # bigfloat with a 60 KB mantissa (tags 4, 5), rationals, dates; up to
+        # a second or more of work in 60 KB
         r = self.r
         d = self._dev()
         k = int(60000 * min(1.0, self.bombs * 4))
         # the costly forms (regex, MIME) one time in ten: a few hundred ms each
         # where a decoder acts on them, and this is a bench of minutes
-        c = r.randrange(4) if r.randrange(10) == 0 else r.randrange(4, 6)
+        c = r.choice((0, 1, 2, 3, 6, 7)) if r.randrange(10) == 0 else r.randrange(4, 6)
         if c == 0:
             v = cbor2.CBORTag(35, ("(a)?(?(1)b|c)%d" % r.getrandbits(30)) * (k // 24))
         elif c == 1:
@@ -800,8 +801,10 @@ class Hostile:
                  cbor2.CBORTag(30, [10 ** 4000, 7]), cbor2.CBORTag(1, 10 ** 30), cbor2.CBORTag(100, -10 ** 12),
                  cbor2.CBORTag(1004, "0000-00-00"), cbor2.CBORTag(37, b"\x00" * 16),
                  cbor2.CBORTag(260, b"\x00" * 16), cbor2.CBORTag(261, {b"\xff" * 16: 128})]
-        else:
+        elif c == 5:
             v = cbor2.CBORTag(256, ["abc" * 10] + [cbor2.CBORTag(25, 0)] * (k // 4))
+        else:                                        # a decimal fraction or bigfloat, 60 KB of mantissa
+            v = cbor2.CBORTag(4 if c == 6 else 5, [-r.randrange(1, 30), int.from_bytes(r.randbytes(k), "big")])
         kind = r.choice(KINDS)
         if kind == "birth" and r.randrange(2):
             b = d.birth_dict()
@@ -813,7 +816,7 @@ class Hostile:
         else:
             obj = r.choice((v, {"v": 1, "version": 1, "ok": True, "active": 1, "reason": v}))
         m = self._signed("semantic-tags", d, kind, obj)
-        m.cpu = c < 4
+        m.cpu = c not in (4, 5)
         return m
 
     # ---- signed: death, cfgack, unknown kinds -------------------------------------------------------

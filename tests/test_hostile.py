@@ -247,6 +247,53 @@ def test_birth_whose_id_is_not_its_schemas_is_refused(tmp_path):
     c.close()
 
 
+@pytest.mark.parametrize("change", ["unit of another family", "unit changed in a new epoch"])
+def test_one_devices_units_do_not_stop_the_fleets_bill(tmp_path, change):
+    """Valid births and data from one device (a schema whose energy odometer
+    counts seconds, or whose run time changes unit in a new epoch) must not
+    make the bill fail for every device, nor change the honest one's part."""
+    base = H.collector_for(str(tmp_path / "base.sqlite"))
+    c = H.collector_for(str(tmp_path / "l.sqlite"))
+    _, honest = H.honest_traffic(batches=5, seed=1)
+    for tp, p, _ in honest:
+        base.handle(tp, p)
+        c.handle(tp, p)
+    (tmp_path / "rates.toml").write_text(RATES)
+    want = _bill(base, str(tmp_path / "rates.toml"))
+    d = H.RealDevice("evil-1", seed=1)
+    c.handle(H.topic(d.id, "birth"), d.birth())
+    d.tick(5)
+    for p, _ in d.batches():
+        assert c.handle(H.topic(d.id, "data"), p)
+    b = d.birth_dict()
+    b["schema"] = [list(m) for m in b["schema"]]
+    if change == "unit of another family":
+        b["schema"][2][1] = "s"                  # energy_mWh counted in seconds
+    else:
+        b["schema"][0][1] = "h"                  # run_s now in hours
+    b["schema_id"] = H.schema_id_of(b["schema"])
+    b["epoch"] += 1
+    assert c.handle(H.topic(d.id, "birth"), d.seal(cbor2.dumps(b))) == []
+    head = [1, b["schema_id"], b["epoch"], 1, 1, 0, 1, 0, H.WALL0 + 7200, 2, 60000, 3, 0]
+    assert c.handle(H.topic(d.id, "data"), d.seal(cbor2.dumps(head + [[1, 1], [1, 1], [1, 1], [2000, 0]])))
+    assert _bill(c, str(tmp_path / "rates.toml")) == want
+    c.close()
+    base.close()
+
+
+def test_a_cfgack_does_not_block_the_next_config_push(tmp_path):
+    """A device's answer names the largest version there is; the operator's
+    next push to it must still work (or fail with a clear ValueError)."""
+    c = H.collector_for(str(tmp_path / "l.sqlite"))
+    d = H.RealDevice("evil-2", seed=2)
+    ack = {"v": 1, "version": 2 ** 63 - 1, "ok": True, "active": 2 ** 63 - 1, "reason": ""}
+    c.handle(H.topic(d.id, "cfgack"), d.seal(cbor2.dumps(ack)))
+    assert getattr(c, "escapes", 0) == 0
+    tp, payload = c.push_config(d.id, {"batch_max": 30})
+    assert tp == H.topic(d.id, "config")
+    c.close()
+
+
 def test_generator_is_deterministic_and_covers_every_type():
     a = [(m.cls, m.variant, m.topic, m.payload) for m in H.Hostile(seed=5, bombs=BOMBS).stream(600)]
     b = [(m.cls, m.variant, m.topic, m.payload) for m in H.Hostile(seed=5, bombs=BOMBS).stream(600)]
