@@ -531,6 +531,24 @@ class Hostile:
                  b"\xd1" * 3000 + b"\x00", b"\x9f" * 3000, b"\x7f" + b"\x61a" * 10000)
         return Msg("unsigned", "declared-huge", topic(d.id, r.choice(KINDS)), r.choice(heads) + r.randbytes(r.randrange(16)))
 
+    def _uns_outer_bulk(self):
+        # valid CBOR up to the size limit that is not a COSE_Mac0, or is one
+        # with a bulky unprotected header (not covered by the MAC): decoded
+        # whole before its shape or its tag is checked, by anyone who can publish
+        r = self.r
+        d = self._dev()
+        k = int(MAX_PAYLOAD * min(1.0, self.bombs * 4)) - 100
+        c = r.randrange(4)
+        if c == 0:
+            obj = [[]] * k
+        elif c == 1:
+            obj = [{}] * k
+        elif c == 2:
+            obj = list(range(k // 3))
+        else:
+            obj = cbor2.CBORTag(17, [cose.PROTECTED, {i: [i] for i in range(k // 7)}, b"", b"\x00" * 8])
+        return Msg("unsigned", "outer-bulk", topic(d.id, r.choice(KINDS)), cbor2.dumps(obj)[:MAX_PAYLOAD])
+
     def _inner_any(self, d):
         """(kind, inner payload) of a plausible message of the evil device."""
         r = self.r
