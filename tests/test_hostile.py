@@ -332,13 +332,14 @@ def test_retained_poison_birth_does_not_crash_loop_collect(broker, tmp_path):
     for tp, p in poison:
         publish.single(tp, p, qos=1, retain=True, hostname="127.0.0.1", port=broker.port)
     for attempt in range(2):                           # started, stopped, started again
-        col = _collect(broker, db, str(keys), 3)
+        col = _collect(broker, db, str(keys), 2)
         out, err = col.communicate(timeout=30)
         assert col.returncode == 0 and "collecting from" in out, (attempt, col.returncode, err[-2000:])
         assert "Traceback" not in err, err[-2000:]
     col = _collect(broker, db, str(keys), 12)          # the third start, and an honest device
     try:
-        time.sleep(2.5)
+        assert "collecting from" in col.stdout.readline()     # subscribed: the retained poison comes now
+        time.sleep(0.5)
         assert col.poll() is None, col.communicate()[1][-2000:]
         d, honest = H.honest_traffic(batches=3, seed=4)
         for tp, p, _ in honest:
@@ -367,13 +368,13 @@ def test_retained_poison_birth_does_not_crash_loop_collect(broker, tmp_path):
 
 def test_bench_hostile_cli(capsys):
     from agent import cli
-    assert cli.main(["bench", "hostile", "--count", "400", "--seed", "2", "--json"]) == 0
+    assert cli.main(["bench", "hostile", "--count", "300", "--seed", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     for k in ("tried", "escapes", "max_ms_per_message", "max_mb_per_message", "rows_per_unauthenticated",
               "alarm_rows_per_message", "median_ms_per_message", "peak_rss_growth_mb", "per_class", "goals"):
         assert k in r, k
-    assert r["tried"] == 400 and set(r["per_class"]) == set(H.CLASSES)
-    assert sum(c["tried"] for c in r["per_class"].values()) == 400
+    assert r["tried"] == 300 and set(r["per_class"]) == set(H.CLASSES)
+    assert sum(c["tried"] for c in r["per_class"].values()) == 300
     assert r["max_mb_per_message"] > 0 and r["max_ms_per_message"] >= r["median_ms_per_message"] > 0
     assert cli.main(["bench", "hostile", "--count", "0"]) == 2
     err = capsys.readouterr().err
