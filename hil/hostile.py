@@ -538,6 +538,8 @@ class Hostile:
         r = self.r
         d = self._dev()
         k = int(MAX_PAYLOAD * min(1.0, self.bombs * 4)) - 100
+        if r.randrange(10):          # full size one time in ten: ~100 ms each where decoding comes first
+            k = min(k, 3000)
         c = r.randrange(4)
         if c == 0:
             obj = [[]] * k
