@@ -747,7 +747,51 @@ def _bench_soak(a):
     return 0 if r["reconciled"] else 1
 
 
+def _bench_hostile(a):
+    from hil.hostile import bench_hostile
+    if a.count is not None and a.count < 1:
+        return _err("bench hostile: --count must be positive")
+    progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
+    r = bench_hostile(count=a.count or 100000, seed=a.seed, progress=progress)
+    if a.json:
+        print(json.dumps(r, indent=2, sort_keys=True))
+        return 0
+    print("tally bench hostile: %d hostile messages through Collector.handle, SQLite, seed %d, %.0f s"
+          % (r["tried"], r["seed"], r["seconds"]))
+    print("  %-10s %8s %8s %8s %10s %10s %10s" % ("class", "tried", "signed", "escapes", "median ms",
+                                                   "max ms", "max MB"))
+    for cls, c in r["per_class"].items():
+        print("  %-10s %8d %8d %8d %10.3f %10.1f %10.2f" % (cls, c["tried"], c["authenticated"], c["escapes"],
+                                                          c["median_ms_per_message"], c["max_ms_per_message"],
+                                                          c["max_mb_per_message"]))
+    rows = [("escapes", r["escapes"]), ("rows per unauthenticated message", r["rows_per_unauthenticated"]),
+            ("alarm rows per message (most)", r["alarm_rows_per_message"]),
+            ("time per message, median / max", "%.3f / %.1f ms" % (r["median_ms_per_message"],
+                                                                   r["max_ms_per_message"])),
+            ("CPU per message, median / max", "%.3f / %.1f ms" % (r["median_cpu_ms_per_message"],
+                                                                 r["max_cpu_ms_per_message"])),
+            ("time per message of the median size (%d B) or less, max" % r["median_message_bytes"],
+             "%.1f ms (CPU %.1f ms)" % (r["max_ms_per_message_up_to_median_size"],
+                                        r["max_cpu_ms_per_message_up_to_median_size"])),
+            ("memory per message, max (tracemalloc sample, RSS)", "%.2f MB" % r["max_mb_per_message"]),
+            ("peak RSS growth over rest", "%.1f MB" % r["peak_rss_growth_mb"]),
+            ("honest device's batches acked", r["honest_batches_acked"]),
+            ("slowest", r["slowest"]), ("largest", r["largest"])]
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print("  %-*s  %s" % (w, k, v))
+    for e in r["escape_examples"][:10]:
+        print("  escape: " + e)
+    for e in r["unauthenticated_row_examples"][:5] + r["alarm_examples"][:5]:
+        print("  " + e)
+    print("  (how: %s)" % r["method"])
+    _print_goals('goals (issue 11):', r["goals"])
+    return 0
+
+
 def cmd_bench(a):
+    if a.what == "hostile":
+        return _bench_hostile(a)
     if a.what == "payload":
         return _bench_payload(a)
     if a.what == "sync":
@@ -956,7 +1000,7 @@ def build_parser():
     rp.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
     rp.set_defaults(func=cmd_report)
 
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -968,12 +1012,15 @@ def build_parser():
                        "reconciled with every device's log (exit 1 if it is not). "
                        "drivers: reads/s per driver through the emulated buses on CPython and the "
                        "MicroPython unix port, and bus transactions per reading. "
+                       "hostile: hostile messages by class (unsigned, signed with a device's own key, "
+                       "oversized, replay) through the collector: escapes, rows written by "
+                       "unauthenticated messages, alarm rows per message, time and memory per message. "
                        "footprint: bundle size for the ESP32, heap for code (device and emulation "
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
                        "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
-    b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers", "footprint"),
+    b.add_argument("what", choices=("ring", "payload", "sync", "soak", "drivers", "footprint", "hostile"),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
     b.add_argument("--db", help="sync: also measure collector ingest into this PostgreSQL database "
@@ -990,7 +1037,9 @@ def build_parser():
     b.add_argument("--workers", type=int, default=2, help="soak: collector worker processes (default 2)")
     b.add_argument("--fault-every", type=float, default=2.0,
                    help="soak: mean seconds between faults (default 2)")
-    b.add_argument("--seed", type=int, default=1, help="soak: seed of the fault schedule")
+    b.add_argument("--seed", type=int, default=1, help="soak: seed of the fault schedule; "
+                   "hostile: seed of the messages")
+    b.add_argument("--count", type=int, help="hostile: messages to send (default 100000)")
     b.add_argument("--intervals", type=int, default=10000,
                    help="footprint: intervals of the steady loop (default 10000)")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
