@@ -15,7 +15,8 @@ import hashlib
 from agent import cbor
 from agent import cose
 
-I64 = 1 << 63      # versions and settings fit a signed 64-bit ledger column
+I64 = 1 << 63      # settings fit a signed 64-bit ledger column
+V_END = 1 << 31    # versions are 1 .. 2^31-1: no cfgack can push the next one out of any column
 
 # setting -> (lowest, highest)
 SETTINGS = {
@@ -49,8 +50,8 @@ def check(cfg, active=0):
     if cfg.get("v") != 1:
         raise ConfigError("unknown config format v=%s" % _show(cfg.get("v")))
     ver = cfg.get("version")
-    if type(ver) is not int or not 0 < ver < I64:
-        raise ConfigError("version must be a positive integer")
+    if type(ver) is not int or not 0 < ver < V_END:
+        raise ConfigError("version must be an integer from 1 to %d" % (V_END - 1))
     if ver <= active:
         raise ConfigError("version %d is not newer than %d" % (ver, active))
     out = {}

@@ -75,7 +75,8 @@ CASES = [
     ("count past the maximum", "data", a_batch(n=validate.MAX_RECORDS + 1), "malformed", False),
     ("seq zero", "data", a_batch(seq=0, frm=0), "malformed", False),
     ("from_seq after seq", "data", a_batch(frm=2), "malformed", True),
-    ("boot a bignum", "data", a_batch(boot=1 << 200), "malformed", True),
+    # (a bignum is a CBOR tag: refused as it is read, so no ack range either)
+    ("boot a bignum", "data", a_batch(boot=1 << 200), "malformed", False),
     ("ival zero", "data", a_batch(ival=0), "malformed", True),
     ("wall_q 4", "data", a_batch(wq=4), "malformed", True),
     ("schema id past u32", "data", a_batch(sid=1 << 40), "malformed", True),
@@ -85,7 +86,7 @@ CASES = [
     ("NaN in a column", "data", a_batch(cols=[[0, float("nan"), 1], 0, 0]), "malformed", True),
     ("a bool in a column", "data", a_batch(cols=[[0, True, 1], 0, 0]), "malformed", True),
     ("a column past 64 bits", "data", a_batch(cols=[[(1 << 63) - 1, 1, 1], 0, 0]), "malformed", True),
-    ("a delta past CBOR's ints", "data", a_batch(cols=[[0, 1 << 70, 0], 0, 0]), "malformed", True),
+    ("a delta past CBOR's ints", "data", a_batch(cols=[[0, 1 << 70, 0], 0, 0]), "malformed", False),   # a bignum tag: refused as read
     ("a column of the wrong length", "data", a_batch(cols=[[0, 1, 2, 3, 4], 0, 0]), "malformed", True),
     ("a sparse index past count", "data", a_batch(cols=[{0: 1, 7: 1}, 0, 0]), "malformed", True),
     ("a column that is text", "data", a_batch(cols=["abc", 0, 0]), "malformed", True),
@@ -95,7 +96,7 @@ CASES = [
     ("a coalesced span past 2^32", "data", a_batch(seq=1 << 40, frm=1), "malformed", True),
     ("seqs past 2^63", "data", a_batch(seq=(1 << 63) - 2, frm=(1 << 63) - 2), "malformed", False),
     ("records x columns past the maximum", "data",
-     a_batch(n=validate.MAX_RECORDS, cols=[0] * 100), "malformed", True),
+     a_batch(n=validate.MAX_RECORDS, cols=[0] * (validate.MAX_CELLS // validate.MAX_RECORDS)), "malformed", True),
     # birth: the schema and every field
     ("birth not a map", "birth", [1], "malformed", False),
     ("birth v 2", "birth", a_birth(v=2), "malformed", False),

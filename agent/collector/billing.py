@@ -39,6 +39,12 @@ REPORT_VERSION = "tally.billing.v1"
 QTY_PLACES = 6       # a quantity that is not a terminating decimal is shown rounded to this
 
 
+class _Held(ValueError):
+    """One device's data cannot be billed on one line (its unit or scale
+    changed, is out of range, or is of another kind than the price): that
+    line is held back and said, and the rest of the fleet is billed."""
+
+
 class BillingError(ValueError):
     """A problem the user can fix: the message names the key or argument."""
 
@@ -358,20 +364,35 @@ def report(collector, rates, period, devices=None):
     months = _months(first, last)
     days = [(first + datetime.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     rows = []
+    notes = []
+    stuck, billed = {}, set()       # rate-card key -> first held reason; keys billed somewhere
     for dev in chosen:
         booked = {day: use for day, use in led[dev].items() if lo <= day <= hi}
         over = rates["devices"].get(dev, {})
         plan = _merge(rates["fleet"], over, dev if over else None, where)
-        lines = [_usage(dev, p, units[dev], booked, rates, where) for p in _priced(plan, over, dev)]
+        lines, held = [], []
+        for p in _priced(plan, over, dev):
+            try:
+                lines.append(_usage(dev, p, units[dev], booked, rates, where))
+            except _Held as e:
+                # one device's data: this line is held back and said, the fleet is billed
+                held.append({"item": p[1], "metric": p[2], "reason": str(e)})
+                notes.append("not billed: %s" % e)
+                stuck.setdefault(p[0], str(e))
+            else:
+                if lines[-1]:
+                    billed.add(p[0])
         lines = [x for x in lines if x]
         if plan["monthly_fee"] is not None:
             lines.append({"item": "base_fee", "metric": None, "quantity": months, "unit": "month",
                           "unit_price": plan["monthly_fee"], "odometer": None,
                           "amount": _round(months * Fraction(plan["monthly_fee"]), rates)})
         rows.append({"device": dev, "lines": lines, "subtotal": sum(x["amount"] for x in lines),
-                     "units": units[dev],
+                     "units": units[dev], "held": held,
                      "quality": _quality(days, booked, summaries[dev])})
-    notes = []
+    for key, reason in stuck.items():
+        if key not in billed:       # no device could be billed on it: the rate card is what is wrong
+            raise BillingError(where + reason)
     unused = sorted(set(rates["devices"]) - set(chosen))
     if unused and not devices:
         notes.append("rate card overrides for devices not in this report: %s" % ", ".join(unused))
@@ -411,14 +432,14 @@ def _usage(dev, priced, units, booked, rates, where):
                                % (key, dev, name, ", ".join(sorted(units))))
         return None
     if units[name] is None:
-        raise BillingError(where + "key '%s': device %s changed the unit or scale of '%s' between "
-                           "epochs, so its ledger total cannot be billed" % (key, dev, name))
+        raise _Held("key '%s': device %s changed the unit or scale of '%s' between epochs, so its "
+                    "ledger total cannot be billed" % (key, dev, name))
     if units[name][1] is None:
-        raise BillingError(where + "key '%s': device %s declares '%s' with a unit or scale out of range, "
-                           "so its ledger total cannot be billed" % (key, dev, name))
+        raise _Held("key '%s': device %s declares '%s' with a unit or scale out of range, so its "
+                    "ledger total cannot be billed" % (key, dev, name))
     munit, scale = units[name]
     raw = sum(use.get(name, 0) for use in booked.values())
-    qty = raw * Fraction(10) ** scale * _factor(unit, munit, key, name, where)
+    qty = raw * Fraction(10) ** scale * _factor(unit, munit, key, name, where, dev)
     return {"item": item, "metric": name, "quantity": qty, "unit": unit, "unit_price": price,
             "odometer": {"total": raw, "unit": munit, "scale": scale},
             "amount": _round(qty * Fraction(price), rates)}
@@ -439,7 +460,7 @@ def _units(summary):
     return out
 
 
-def _factor(unit, metric_unit, key, name, where):
+def _factor(unit, metric_unit, key, name, where, dev):
     """How many rate-card units one metric unit is, exactly; or a clear error."""
     if unit == metric_unit:
         return Fraction(1)
@@ -448,8 +469,8 @@ def _factor(unit, metric_unit, key, name, where):
         raise BillingError(where + "key '%s': unknown unit '%s' (known: %s)"
                            % (key, unit, ", ".join(_UNITS)))
     if b is None or a[0] != b[0]:
-        raise BillingError(where + "key '%s': unit '%s' is %s, but %s is measured in %s%s"
-                           % (key, unit, a[0], name, metric_unit, " (%s)" % b[0] if b else ""))
+        raise _Held("key '%s': unit '%s' is %s, but %s is measured in %s%s on device %s"
+                    % (key, unit, a[0], name, metric_unit, " (%s)" % b[0] if b else "", dev))
     return b[1] / a[1]
 
 

@@ -279,9 +279,9 @@ class Collector:
 
     def _decode(self, payload):
         try:
-            return cbor2.loads(payload)
-        except Exception as e:   # cbor2 raises several types on hostile input
-            raise Reject("malformed: not CBOR (%s)" % type(e).__name__[:60], quarantine=True)
+            return validate.loads(payload)
+        except validate.Invalid as e:
+            raise Reject("malformed: %s" % e, quarantine=True)
 
     def _birth(self, device, payload):
         try:

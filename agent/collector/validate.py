@@ -13,14 +13,17 @@ docs/wire.md ("Limits"); change both together.
 import hashlib
 import unicodedata
 
+import cbor2
+
 from agent import cbor
+from agent.remote import V_END              # config versions: 1 .. 2^31-1
 
 I64 = 1 << 63               # every stored integer fits a signed 64-bit column
 U32 = 1 << 32
 CBOR_INT = 1 << 64          # a CBOR integer item: -2^64 .. 2^64-1 (deltas of int64 values need it)
 
 MAX_PAYLOAD = 64 * 1024     # bytes of a signed message (before verifying)
-MAX_RECORDS = 1024          # records one batch may declare (a device sends at most 600)
+MAX_RECORDS = 600           # records one batch may declare (a device's batch_max is at most 600)
 MAX_METRICS = 256           # metrics in a schema, so columns in a batch
 MAX_CELLS = 65536           # records x (metrics + 1): the most a batch may expand to
 MAX_NAME = 64               # characters of a metric name or unit
@@ -58,6 +61,27 @@ class Invalid(ValueError):
     def __init__(self, msg, cls="malformed"):
         ValueError.__init__(self, msg)
         self.cls = cls
+
+
+def _no_tag(decoder, tag=None):
+    raise cbor2.CBORDecodeError("a CBOR tag, which no Tally message holds")
+
+
+# cbor2 decodes the tags it knows (bignums, decimals, bigfloats, regular
+# expressions, MIME messages, sets, shared references ...) as it reads them,
+# which costs up to seconds for a 60 KB argument. No Tally payload holds a
+# tag, so every tag is refused as it is met, before anything is built from it.
+_NO_TAGS = dict.fromkeys(range(1 << 16), _no_tag)
+
+
+def loads(payload):
+    """A verified payload decoded at the boundary: no tags, no indefinite
+    lengths, no key twice, nesting at most 16 deep. Raises Invalid."""
+    try:
+        return cbor2.loads(payload, tag_hook=_no_tag, semantic_decoders=_NO_TAGS, max_depth=16,
+                           allow_indefinite=False, allow_duplicate_keys=False)
+    except Exception as e:       # cbor2 raises several types on hostile input
+        raise Invalid("not CBOR (%s: %s)" % (type(e).__name__[:40], clean(str(e), 60)))
 
 
 def clean(s, n=80):
@@ -198,8 +222,8 @@ def cfgack(a):
     _map(a, "cfgack")
     if "v" in a and (type(a["v"]) is not int or a["v"] != 1):
         raise Invalid("cfgack v is %s, not 1" % show(a["v"]))
-    version = _int(a.get("version"), "cfgack version", 0, I64)
-    active = _int(a.get("active"), "cfgack active", 0, I64)
+    version = _int(a.get("version"), "cfgack version", 0, V_END)
+    active = _int(a.get("active"), "cfgack active", 0, V_END)
     ok = a.get("ok")
     if type(ok) is not bool:
         raise Invalid("cfgack ok is %s, not a bool" % show(ok))
