@@ -5,7 +5,8 @@
 # checked against a reference model of what the log promised.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
 
-from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, R_FLAGS, LogError)
+from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, F_DAMAGED, R_FLAGS, LogError,
+                       read_bound)
 from hil.flash import EmulatedNOR, PowerCut, TEARS
 from hil.rng import Rng
 
@@ -101,16 +102,19 @@ def recover(dev):
     return RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
 
 
-def check(log, m, dev):
-    """Violations of the invariants (list of strings; empty when all hold)."""
+def check(log, m, dev, lose=None, floor=None):
+    """Violations of the invariants (list of strings; empty when all hold).
+    lose: a seq that silent damage hit (it may come back as a gap);
+    floor: (next_seq, acked, odometer) before the damage, which must not go back."""
     bad = []
     inf = m.inflight
     S = dev.sector_size
     N = dev.sector_count
     # 6. recovery bounded: every header with its state block, then the head
-    #    sector (its header, state and records): 2N + 3 reads at most
-    if log.recovery_reads > 2 * N + 3:
-        bad.append("6: recovery made %d reads (bound %d)" % (log.recovery_reads, 2 * N + 3))
+    #    sector through a fixed window
+    bound = read_bound(S, N, log.damaged + log.corrected)
+    if log.recovery_reads > bound:
+        bad.append("6: recovery made %d reads (bound %d)" % (log.recovery_reads, bound))
     # 4. the acked position never goes back (nor beyond an ack in flight)
     hi = m.acked
     if inf and inf[0] == "ack" and inf[1] > hi:
@@ -129,6 +133,15 @@ def check(log, m, dev):
         if r[R_FROM] <= prev or s < r[R_FROM]:
             bad.append("3: record %d..%d after %d" % (r[R_FROM], s, prev))
         prev = s
+        if r[R_FLAGS] & F_DAMAGED:
+            # seqs damage made unreadable: only the one hit, or the append
+            # torn by the power cut, may be among them; the odometer of a
+            # gap never goes back
+            for q in range(r[R_FROM], s + 1):
+                if q in m.appended and q != lose:
+                    bad.append("lost: intact record %d reported as damaged" % q)
+                    break
+            continue
         if s in m.appended:
             want = m.appended[s]
         elif inf and inf[0] == "append" and inf[1] == s:
@@ -144,6 +157,20 @@ def check(log, m, dev):
             bad.append("1: merged record %d lost its odometer (%r vs %r)" % (s, r[R_VALUES], want))
     if log.next_seq <= top:
         bad.append("3: next seq %d does not exceed %d" % (log.next_seq, top))
+    if floor is not None:
+        nx, ak, odo = floor
+        if log.next_seq < nx:
+            bad.append("rewind: next seq %d, was %d before the damage" % (log.next_seq, nx))
+        if log.acked < ak:
+            bad.append("rewind: acked %d, was %d before the damage" % (log.acked, ak))
+        o = -1
+        for r in recs:
+            if r[R_VALUES][0] < o:
+                bad.append("rewind: odometer %d after %d at seq %d" % (r[R_VALUES][0], o, r[R_SEQ]))
+                break
+            o = r[R_VALUES][0]
+        if log.last is not None and log.last[R_VALUES][0] < odo:
+            bad.append("rewind: last odometer %d, was %d" % (log.last[R_VALUES][0], odo))
     # 1. every returned append is covered: acked, or by a (merged) record
     j = 0
     for s in sorted(m.appended):
@@ -153,6 +180,9 @@ def check(log, m, dev):
             j += 1
         if j == len(recs) or recs[j][R_FROM] > s:
             bad.append("1: appended seq %d is gone (acked %d)" % (s, log.acked))
+            break
+        if recs[j][R_FLAGS] & F_DAMAGED and s != lose:
+            bad.append("lost: appended seq %d is in a damage gap" % s)
             break
     # 5. space: the log lives in the device it was given
     if len(dev.image) != S * N:
@@ -165,7 +195,7 @@ def settle(log, m):
     inf = m.inflight
     if inf and inf[0] == "append":
         for r in log.pending(1 << 30):
-            if r[R_SEQ] == inf[1]:
+            if r[R_SEQ] == inf[1] and not r[R_FLAGS] & F_DAMAGED:
                 m.appended[inf[1]] = inf[2]
     m.acked = log.acked
     m.boot = log.boot
