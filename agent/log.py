@@ -187,7 +187,7 @@ def _gap(prev, nxt, a, b):
 
 
 class RingLog:
-    def __init__(self, dev, device_id, merge=None, max_span=1440):
+    def __init__(self, dev, device_id, merge=None, max_span=1440, first_seq=1):
         S = dev.sector_size
         N = dev.sector_count
         if S < 512 or S % 4 or N < 4:
@@ -196,6 +196,7 @@ class RingLog:
         self.device_id = device_id
         self.merge = merge
         self.max_span = max_span
+        self.first_seq = first_seq           # where seqs start on a flash that holds no log
         self.S = S
         self.N = N
         self._kind = bytearray(N)
@@ -296,7 +297,7 @@ class RingLog:
             p += k
         return last
 
-    def _frame(self, base, pos, end, n=-1):
+    def _frame(self, base, pos, end, n=-1, fix=True):
         """Payload length of the record at sector offset pos (its bytes at
         self._fv: type, len, payload, CRC), or -1. The CRC must match, or one
         damaged byte must explain the mismatch (then it is corrected in our
@@ -321,8 +322,9 @@ class RingLog:
             c = _crc(fv[3:3 + n], _crc(bytes((t, n & 0xFF, n >> 8))))
         if c == want:
             return n
-        if want == 0xFFFFFFFF or n != stored:
-            return -1                    # no CRC programmed (a torn write), or a wrong guess
+        if want == 0xFFFFFFFF or n != stored or not fix:
+            return -1                    # no CRC programmed (a torn write), a wrong guess, or
+                                         # not where a record starts: no correction
         syn = c ^ want
         for k in (0, 8, 16, 24):
             if syn & ~(0xFF << k) & 0xFFFFFFFF == 0:
@@ -355,7 +357,7 @@ class RingLog:
             stop = pos + _FRAME > end
             if not stop and self._view(base + pos, 1)[0] == 0xFF and self._erased(base + pos, base + end):
                 stop = True
-            n = -1 if stop else self._frame(base, pos, end)
+            n = -1 if stop else self._frame(base, pos, end, -1, bad < 0)
             if bad >= 0 and (stop or n >= 0):
                 q = pos if pos < end else end
                 got = -1
@@ -365,6 +367,7 @@ class RingLog:
                         break
                 if got >= 0:
                     self._note(s, bad, True)
+                    self._fixed = True
                     yield self._fv[0], got, bad
                 else:
                     self._note(s, bad, False)
@@ -372,7 +375,7 @@ class RingLog:
                 bad = -1
                 self._used = q
                 if n >= 0:
-                    n = self._frame(base, pos, end)     # our buffers were reused
+                    n = self._frame(base, pos, end, -1, False)     # our buffers were reused
             if stop:
                 return
             if n >= 0:
@@ -425,7 +428,7 @@ class RingLog:
         head sector, writes nothing, never raises on what it reads (only on
         a log of another device: IdentityError)."""
         dev = self.dev
-        floor = self.next_seq if self._head >= 0 else 1
+        floor = self.next_seq if self._head >= 0 else self.first_seq
         r0 = dev.reads
         self._reset()
         self._inval()
@@ -468,6 +471,8 @@ class RingLog:
             self.epoch = port.random_u32()
             self.epoch_seq0 = floor
             self.next_seq = floor
+            if not self._live():
+                self.acked = floor - 1        # nothing pending: all before floor is gone
         else:
             st = self._sector_state(head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
@@ -614,7 +619,7 @@ class RingLog:
                 rec = cbor.loads(self._fv[3:3 + n])
             except ValueError:
                 rec = None
-            if not self._apply(t, rec, lost):
+            if not self._apply(t, rec, lost) if not self._fixed else not self._apply_fixed(t, rec, lost):
                 self._note(h, pos, False)      # a valid CRC but not a record we wrote
                 if t == T_DATA:
                     lost += 1
@@ -625,6 +630,23 @@ class RingLog:
         if tail_bad:
             self._closed = True
         return lost
+
+    def _apply_fixed(self, t, rec, lost):
+        """A repaired head record must follow on exactly from what came
+        before it (a repair that made up a record would not)."""
+        if not isinstance(rec, list) or not rec:
+            return False
+        if t == T_DATA:
+            if not _valid_data(rec) or rec[R_FROM] != rec[R_SEQ] or \
+                    not self.next_seq <= rec[R_FROM] <= self.next_seq + lost:
+                return False                 # head sectors hold appends only: from == seq
+        elif t == T_BOOT:
+            if rec[0] != self.boot + 1:
+                return False
+        elif t == T_EPOCH:
+            if len(rec) != 2 or not self.next_seq <= rec[1] <= self.next_seq + lost:
+                return False
+        return self._apply(t, rec, lost)
 
     def _apply(self, t, rec, lost=0):
         """Apply a head record; False if it is not one the log could have
@@ -878,7 +900,8 @@ class RingLog:
                     rec = cbor.loads(self._fv[3:3 + n])
                 except ValueError:
                     rec = None
-                if not _valid_data(rec) or rec[R_SEQ] <= seen:
+                if not _valid_data(rec) or rec[R_SEQ] <= seen or (self._fixed and not self._follows(
+                        s, rec, seen)):
                     self._note(s, pos, False)    # a valid CRC but not a record we wrote
                     continue
                 seen = rec[R_SEQ]
@@ -895,6 +918,15 @@ class RingLog:
                 prev = self.last
             if prev is not None:
                 yield _gap(prev, None, top + 1, self.next_seq - 1)
+
+    def _follows(self, s, rec, seen):
+        """A repaired record must continue the seqs exactly, fit its sector
+        (a compacted one's range; one seq per record in a head-type one)."""
+        if rec[R_FROM] != (seen + 1 if seen else self._first[s]):
+            return False
+        if self._kind[s] == K_COMP:
+            return rec[R_SEQ] <= self._lastseq[s]
+        return rec[R_FROM] == rec[R_SEQ]
 
     def pending(self, limit=60, after=0):
         """Up to `limit` unacked DATA records with seq > after, oldest first
