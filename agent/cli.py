@@ -665,9 +665,9 @@ def cmd_bench(a):
         return _bench_footprint(a)
     from hil.bench import bench_ring
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
-    if a.cuts < 1 or a.days <= 0:
-        return _err("bench: --cuts and --days must be positive")
-    r = bench_ring(cuts=a.cuts, days=a.days, progress=progress)
+    if a.cuts < 1 or a.days <= 0 or a.damage < 1:
+        return _err("bench: --cuts, --damage and --days must be positive")
+    r = bench_ring(cuts=a.cuts, days=a.days, progress=progress, damage=a.damage)
     if a.json:
         print(json.dumps(r, indent=2, sort_keys=True))
         return 0
@@ -676,6 +676,10 @@ def cmd_bench(a):
         ("cut points tested (double cuts)", "%d (%d) over %d workloads, %.0f s"
          % (r["cut_points"], r["double_cuts"], r["cut_workloads"], r["cut_seconds"])),
         ("invariant violations", r["violations"]),
+        ("silent-damage points tested", "%d over %d workloads, %.0f s (%d repaired, %d gap records)"
+         % (r["damage_points"], r["damage_workloads"], r["damage_seconds"], r["damage_corrected"],
+            r["damage_gap_records"])),
+        ("silent-damage violations (lost records, rewinds)", r["damage_violations"]),
         ("appends/s, CPython, emulated NOR (median of 5)", r["appends_per_s_cpython_emulated"]),
         ("appends/s, CPython, file + fsync (median of 5)", r["appends_per_s_cpython_file_fsync"]),
         ("appends/s, MicroPython unix, emulated NOR (median of 5)", mp if mp else "micropython not found"),
@@ -687,6 +691,9 @@ def cmd_bench(a):
          "%s years" % r["projected_life_years_1mib_100k_cycles"]),
         ("reads to recover a full 1 MiB region", "%d calls, %d bytes (bound %d calls)"
          % (r["recovery_reads"], r["recovery_bytes"], r["recovery_read_bound"])),
+        ("MicroPython heap to recover a full 1 / 4 MiB log", "%s / %s KiB (%s B per MiB of log)"
+         % (r.get("recovery_heap_kib_1mib_micropython"), r.get("recovery_heap_kib_4mib_micropython"),
+            r["recovery_heap_bytes_per_mib_micropython"])),
         ("capacity of 1 MiB before coalescing", "%d records (%.1f days at 1/min)"
          % (r["capacity_records_1mib"], r["capacity_days_at_1_per_min"])),
     ]
@@ -695,7 +702,7 @@ def cmd_bench(a):
     for k, v in rows:
         print("  %-*s  %s" % (w, k, v))
     _print_goals('goals:', r["goals"])
-    for v in r["violation_examples"]:
+    for v in r["violation_examples"] + r["damage_violation_examples"]:
         print("  violation: " + v)
     return 0
 
@@ -898,6 +905,8 @@ def build_parser():
     b.add_argument("--intervals", type=int, default=10000,
                    help="footprint: intervals of the steady loop (default 10000)")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
+    b.add_argument("--damage", type=int, default=100000,
+                   help="ring: silent-damage points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
     b.set_defaults(func=cmd_bench)
 
