@@ -5,8 +5,10 @@
 # any power cut unless an ack or a coalesced/gap record covers it; the record
 # being written is all or nothing (CRC programmed last); seq never goes back;
 # the acked position never goes back; space is the device's, never more;
-# recovery reads the sector headers and one sector, writes nothing and never
-# raises on content; when full, intervals are coalesced before any is dropped.
+# recovery reads the sector headers and one sector through a fixed window,
+# writes nothing and never raises on content; one damaged byte in a header or
+# record is repaired, worse damage is skipped and read back as an exact gap,
+# never a rewind; when full, intervals are coalesced before any is dropped.
 # Portable: CPython and MicroPython.
 
 import binascii
@@ -280,22 +282,6 @@ class RingLog:
                     return False
             addr += k
         return True
-
-    def _last_used(self, addr, end):
-        """Offset (from addr) just past the last byte that is not 0xFF in addr..end, or 0."""
-        last = 0
-        p = addr
-        while p < end:
-            k = len(self._win)
-            if p + k > end:
-                k = end - p
-            v = self._view(p, k)
-            for i in range(k - 1, -1, -1):
-                if v[i] != 0xFF:
-                    last = p + i + 1 - addr
-                    break
-            p += k
-        return last
 
     def _frame(self, base, pos, end, n=-1, fix=True):
         """Payload length of the record at sector offset pos (its bytes at
@@ -1010,25 +996,24 @@ class RingLog:
         records merged away). At most three records are in memory."""
         carry = None
         merged = 0
-        if True:
-            for rec in self._data(srcs, self.acked, False):
-                if carry is None:
-                    carry = rec
-                    continue
-                if excess > 0 and self._fits_merge(carry, rec, gap):
-                    old = _align(_FRAME + len(cbor.dumps(carry))) + _align(_FRAME + len(cbor.dumps(rec)))
-                    carry, _ = self._join(carry, rec, gap)
-                    excess -= old - _align(_FRAME + len(cbor.dumps(carry)))
-                    merged += 1
-                    continue
-                if excess > 0 and gap and carry[R_EPOCH] != rec[R_EPOCH]:
-                    # an old epoch's last record: its odometers are final, drop it
-                    excess -= _align(_FRAME + len(cbor.dumps(carry)))
-                    merged += 1
-                    carry = rec
-                    continue
-                emit(carry)
+        for rec in self._data(srcs, self.acked, False):
+            if carry is None:
                 carry = rec
+                continue
+            if excess > 0 and self._fits_merge(carry, rec, gap):
+                old = _align(_FRAME + len(cbor.dumps(carry))) + _align(_FRAME + len(cbor.dumps(rec)))
+                carry, _ = self._join(carry, rec, gap)
+                excess -= old - _align(_FRAME + len(cbor.dumps(carry)))
+                merged += 1
+                continue
+            if excess > 0 and gap and carry[R_EPOCH] != rec[R_EPOCH]:
+                # an old epoch's last record: its odometers are final, drop it
+                excess -= _align(_FRAME + len(cbor.dumps(carry)))
+                merged += 1
+                carry = rec
+                continue
+            emit(carry)
+            carry = rec
         if carry is not None:
             emit(carry)
         return excess, merged
