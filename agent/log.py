@@ -46,7 +46,7 @@ FL_COMPACTED = 1
 MAX_PAYLOAD = 4096
 _FRAME = 7          # type, len(2), crc(4)
 _MIN_DATA = 20      # the smallest DATA record takes 20 bytes (frame, 12-byte payload, aligned)
-_WIN = 512          # recovery and reading go through a window of this many bytes
+_WIN = 256          # recovery and reading go through a window of this many bytes
 
 # what a physical sector holds
 K_DIRTY = 0         # free, must be erased before use
@@ -207,12 +207,13 @@ class RingLog:
         self._gen = array("I", [0] * N)
         self._wear = array("I", [0] * N)
         self._first = array("Q", [0] * N)    # head-type: next seq when opened; compacted: first seq
-        self._lastseq = array("Q", [0] * N)  # compacted: last seq
+        self._span = array("I", [0] * N)     # compacted: last seq - first seq
         self._rstart = array("H" if S < 65536 else "I", [0] * N)   # offset of the first record
         self._hbuf = bytearray(HDR)
         self._win = bytearray(_WIN if S > _WIN else S)   # reads go through this window
         self._wa = -1
         self._wn = 0
+        self._nz = -1
         self._fv = None
         self._used = 0
         self._body = bytearray(0)            # a record larger than the window
@@ -248,6 +249,7 @@ class RingLog:
 
     def _inval(self):
         self._wa = -1                    # the window no longer matches the device
+        self._nz = -1                    # nor is a byte known not to be 0xFF
 
     def _view(self, addr, n):
         """n bytes at addr (within one sector) as a memoryview into a reused
@@ -271,7 +273,11 @@ class RingLog:
         return memoryview(w)[addr - wa:addr - wa + n]
 
     def _erased(self, addr, end):
-        """True if every byte in addr..end (one sector) reads 0xFF."""
+        """True if every byte in addr..end (one sector) reads 0xFF. The last
+        byte found not to be is remembered, so a resync does not read the
+        rest of the sector again at every offset."""
+        if addr <= self._nz < end:
+            return False
         while addr < end:
             k = len(self._win)
             if addr + k > end:
@@ -279,6 +285,7 @@ class RingLog:
             v = self._view(addr, k)
             for i in range(k):
                 if v[i] != 0xFF:
+                    self._nz = addr + i
                     return False
             addr += k
         return True
@@ -436,7 +443,7 @@ class RingLog:
                 self._rstart[i] = COMP_START
                 self._kind[i] = K_COMP
                 self._first[i] = st[0]
-                self._lastseq[i] = st[1]
+                self._span[i] = st[1] - st[0] if st[1] - st[0] < 0xFFFFFFFF else 0xFFFFFFFF
                 if st[1] + 1 > floor:
                     floor = st[1] + 1
             else:
@@ -685,7 +692,7 @@ class RingLog:
             if s == self._head:
                 continue
             if self._kind[s] == K_COMP:
-                done = self._lastseq[s] <= self.acked
+                done = self._first[s] + self._span[s] <= self.acked
             else:
                 done = j + 1 < len(live) and self._first[live[j + 1]] - 1 <= self.acked
             if done:
@@ -710,14 +717,21 @@ class RingLog:
             b[k] = 0xFF
         return b
 
-    def _free(self):
-        return [i for i in range(self.N) if self._kind[i] < K_HEAD]
+    def _nfree(self):
+        n = 0
+        for k in self._kind:
+            if k < K_HEAD:
+                n += 1
+        return n
 
-    def _pick(self, free):
-        """Least-worn free sector; ties go to the next one after the head."""
+    def _pick(self):
+        """Least-worn free sector; ties go to the next one after the head
+        (no list of N sectors is built: a 1 MiB log has 256)."""
         best = -1
         h = self._head if self._head >= 0 else self.N - 1
-        for i in free:
+        for i in range(self.N):
+            if self._kind[i] >= K_HEAD:
+                continue
             if best < 0 or self._wear[i] < self._wear[best] or (
                     self._wear[i] == self._wear[best]
                     and (i - h - 1) % self.N < (best - h - 1) % self.N):
@@ -739,9 +753,9 @@ class RingLog:
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
                            % (need, self.S))
-        while len(self._free()) < 2:      # one for the head, one kept for compaction
+        while self._nfree() < 2:          # one for the head, one kept for compaction
             self._compact()
-        s = self._pick(self._free())
+        s = self._pick()
         self._prepare(s)
         order = self._max_order + 1
         self._inval()
@@ -911,7 +925,7 @@ class RingLog:
         if rec[R_FROM] != (seen + 1 if seen else self._first[s]):
             return False
         if self._kind[s] == K_COMP:
-            return rec[R_SEQ] <= self._lastseq[s]
+            return rec[R_SEQ] <= self._first[s] + self._span[s]
         return rec[R_FROM] == rec[R_SEQ]
 
     def pending(self, limit=60, after=0):
@@ -1021,8 +1035,7 @@ class RingLog:
     def _compact(self):
         """Merge the two oldest sectors in use into the reserve sector."""
         live = [s for s in self._live() if s != self._head]
-        free = self._free()
-        if len(live) < 2 or not free:
+        if len(live) < 2 or not self._nfree():
             raise LogError("log: full, and nothing left to coalesce")
         a, b = live[0], live[1]
         budget = self.S - COMP_START            # state [first, last] takes at most 19 bytes
@@ -1038,7 +1051,7 @@ class RingLog:
             rest, _ = self._stream((a, b), excess, False, measure)
             if rest > 0:
                 gap = True                      # merging cannot make room: drop the oldest
-        spare = self._pick(free)
+        spare = self._pick()
         self._prepare(spare)
         pos = [COMP_START, 0, 0]                # offset, first seq, last seq
         base = spare * self.S
@@ -1072,7 +1085,7 @@ class RingLog:
         self._lo[spare] = self._lo[a]
         self._gen[spare] = gen
         self._first[spare] = pos[1]
-        self._lastseq[spare] = pos[2]
+        self._span[spare] = pos[2] - pos[1] if pos[2] > pos[1] else 0
         self._rstart[spare] = COMP_START
         self._kind[a] = K_DIRTY
         self._kind[b] = K_DIRTY

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, invariant, initialize
 
-from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log
+from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log, read_bound
 from hil.flash import EmulatedNOR, PowerCut, TEARS
 from hil import powercut as P
 
@@ -47,7 +47,7 @@ def test_any_image_recovers_in_bounded_reads_and_accepts_appends(image):
             "headers-only": (b"TLR1" + bytes(508)) * 8}[image]
     dev.load_image(data)
     log = ring(dev)
-    assert log.recovery_reads <= 2 * 8 + 3
+    assert log.recovery_reads <= read_bound(512, 8, log.damaged + log.corrected)
     assert log.depth() == 0
     if image != "ff":
         assert log.damaged > 0
@@ -69,7 +69,7 @@ def test_mutated_images_never_raise(flips, n):
         img[addr] = val
     dev.load_image(bytes(img))
     log = ring(dev)                                   # never raises, bounded
-    assert log.recovery_reads <= 2 * 8 + 3
+    assert log.recovery_reads <= read_bound(512, 8, log.damaged + log.corrected)
     log.pending(10 ** 6)                              # reading survives damage too
     fill(log, 5, start=10 ** 3)
 
