@@ -515,7 +515,7 @@ class RingLog:
         slen = _u16(hb, 20)
         want = _u32(hb, 24)
         sv = None
-        if HDR + slen <= S and slen <= MAX_PAYLOAD + 128:   # a state holds one record at most
+        if HDR + slen <= S and slen <= MAX_PAYLOAD + 512:   # a state holds one record at most
             sv = self._view(i * S + HDR, slen)
             if _crc(sv, _crc(memoryview(hb)[:24])) != want and not self._fix_header(sv, want):
                 sv = None
