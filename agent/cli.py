@@ -1034,7 +1034,7 @@ def build_parser():
 
     b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint)",
                        description="Measure and print figures; nothing is asserted. "
-                       "ring: power-cut points and violations, appends/s on CPython and the "
+                       "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
                        "life, recovery reads, capacity. payload: bytes per record of our signed batches "
                        "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times. "
