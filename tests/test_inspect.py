@@ -2,7 +2,6 @@
 format document is enough to read a real log: a reader written here from
 docs/ring-format.md alone recovers the same records as RingLog."""
 import binascii
-import os
 import random
 
 import cbor2
