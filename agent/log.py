@@ -5,8 +5,10 @@
 # any power cut unless an ack or a coalesced/gap record covers it; the record
 # being written is all or nothing (CRC programmed last); seq never goes back;
 # the acked position never goes back; space is the device's, never more;
-# recovery reads the sector headers and one sector, writes nothing and never
-# raises on content; when full, intervals are coalesced before any is dropped.
+# recovery reads the sector headers and one sector through a fixed window,
+# writes nothing and never raises on content; one damaged byte in a header or
+# record is repaired, worse damage is skipped and read back as an exact gap,
+# never a rewind; when full, intervals are coalesced before any is dropped.
 # Portable: CPython and MicroPython.
 
 import binascii
@@ -35,6 +37,7 @@ R_VALUES = 10   # list of ints in schema order, at the END of the span
 
 F_COALESCED = 1
 F_GAP = 2
+F_DAMAGED = 4       # with F_GAP: seqs the log could not read back (damaged flash)
 
 MAGIC = b"TLR1"
 HDR = 32
@@ -42,6 +45,8 @@ COMP_START = 56     # records of a compacted sector start here (its header is wr
 FL_COMPACTED = 1
 MAX_PAYLOAD = 4096
 _FRAME = 7          # type, len(2), crc(4)
+_MIN_DATA = 20      # the smallest DATA record takes 20 bytes (frame, 12-byte payload, aligned)
+_WIN = 256          # recovery and reading go through a window of this many bytes
 
 # what a physical sector holds
 K_DIRTY = 0         # free, must be erased before use
@@ -81,8 +86,110 @@ def _crc(data, start=0):
     return binascii.crc32(data, start) & 0xFFFFFFFF
 
 
+# One damaged byte in a CRC-protected block is located from the syndrome
+# (computed CRC XOR stored CRC), which depends only on the error: a byte
+# error e at distance d from the end gives Z^d(T[e]), T the CRC-32 table and
+# Z one zero byte through the register. Z is inverted step by step, and the
+# high bytes of T are all different, so each step is one table look-up.
+_T = None
+_TI = None
+
+
+def _tables():
+    global _T, _TI
+    if _T is None:
+        t = array("I", [0] * 256)
+        ti = bytearray(256)
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            t[i] = c
+            ti[c >> 24] = i
+        _T = t
+        _TI = ti
+    return _T, _TI
+
+
+def _locate(syn, n):
+    """(j, e): the byte j of an n-byte block that, XORed with e, explains
+    the CRC syndrome syn; None when no single byte does."""
+    T, TI = _tables()
+    w = syn
+    for d in range(n):
+        i = TI[w >> 24]
+        if T[i] == w:
+            return n - 1 - d, i
+        w = ((w ^ T[i]) << 8) | i
+    return None
+
+
+def _uint(x):
+    return isinstance(x, int) and x >= 0
+
+
+def _valid_data(r):
+    if not isinstance(r, list) or len(r) != 11:
+        return False
+    for k in range(10):
+        if not isinstance(r[k], int):
+            return False
+    if r[R_FROM] < 1 or r[R_FROM] > r[R_SEQ] or r[R_FLAGS] < 0 or r[R_FLAGS] > 7:
+        return False
+    v = r[R_VALUES]
+    if not isinstance(v, list):
+        return False
+    for x in v:
+        if not isinstance(x, (int, float)):
+            return False
+    return True
+
+
+def _valid_state(st, compacted):
+    if not isinstance(st, list):
+        return False
+    if compacted:
+        return len(st) == 2 and _uint(st[0]) and _uint(st[1]) and 1 <= st[0] <= st[1]
+    if len(st) != 7 and len(st) != 9:
+        return False
+    for k in range(5):
+        if not _uint(st[k]):
+            return False
+    if not isinstance(st[5], str) or not (st[6] is None or _valid_data(st[6])):
+        return False
+    return len(st) == 7 or (_uint(st[7]) and (st[8] is None or isinstance(st[8], str)))
+
+
+def _cbor_len(v):
+    """Length of the CBOR item at the start of v, or -1."""
+    try:
+        return cbor._decode(v, 0, 0)[1]
+    except (ValueError, IndexError, UnicodeError):
+        return -1
+
+
+def _gap(prev, nxt, a, b):
+    """A gap record for the seqs a..b that could not be read back."""
+    src = prev if prev is not None else nxt
+    r = src[:]
+    r[R_SEQ] = b
+    r[R_FROM] = a
+    r[R_FLAGS] = F_GAP | F_DAMAGED
+    ival = src[R_IVAL]
+    if prev is not None:
+        span = prev[R_SEQ] - prev[R_FROM] + 1
+        r[R_UPTIME] = prev[R_UPTIME] + span * ival
+        r[R_WALL] = prev[R_WALL] + span * ival // 1000 if prev[R_WALL] else 0
+    else:
+        up = nxt[R_UPTIME] - (b - a + 1) * ival
+        r[R_UPTIME] = up if up > 0 else 0
+        r[R_WALL] = 0
+        r[R_WALLQ] = 0
+    return r
+
+
 class RingLog:
-    def __init__(self, dev, device_id, merge=None, max_span=1440):
+    def __init__(self, dev, device_id, merge=None, max_span=1440, first_seq=1):
         S = dev.sector_size
         N = dev.sector_count
         if S < 512 or S % 4 or N < 4:
@@ -91,6 +198,7 @@ class RingLog:
         self.device_id = device_id
         self.merge = merge
         self.max_span = max_span
+        self.first_seq = first_seq           # where seqs start on a flash that holds no log
         self.S = S
         self.N = N
         self._kind = bytearray(N)
@@ -98,15 +206,21 @@ class RingLog:
         self._lo = array("I", [0] * N)
         self._gen = array("I", [0] * N)
         self._wear = array("I", [0] * N)
-        self._first = array("I", [0] * N)    # head-type: next seq when opened; compacted: first seq
-        self._lastseq = array("I", [0] * N)  # compacted: last seq
-        self._rstart = array("I", [0] * N)   # offset of the first record
+        self._first = array("Q", [0] * N)    # head-type: next seq when opened; compacted: first seq
+        self._span = array("I", [0] * N)     # compacted: last seq - first seq
+        self._rstart = array("H" if S < 65536 else "I", [0] * N)   # offset of the first record
         self._hbuf = bytearray(HDR)
-        self._rbuf = bytearray(3)
-        self._body = bytearray(256)          # record reads reuse this buffer
+        self._win = bytearray(_WIN if S > _WIN else S)   # reads go through this window
+        self._wa = -1
+        self._wn = 0
+        self._nz = -1
+        self._fv = None
+        self._used = 0
+        self._body = bytearray(0)            # a record larger than the window
         self._reset()
         # health, cumulative for this object
         self.damaged = 0         # damaged sectors and records met
+        self.corrected = 0       # damaged bytes corrected (one per header or record)
         self.coalesced = 0       # records merged into a neighbour (gauges merged)
         self.dropped = 0         # records folded into a gap-flagged successor (gauges lost)
         self.compactions = 0
@@ -129,24 +243,194 @@ class RingLog:
         self._stale = False      # a write failed: re-learn the state from the device first
         self._max_order = 0
         self._oldest = None
-        self._damaged_sectors = {}
+        self._seen = {}
+
+    # -- reading the device: a window, frames, one-byte error correction ----------
+
+    def _inval(self):
+        self._wa = -1                    # the window no longer matches the device
+        self._nz = -1                    # nor is a byte known not to be 0xFF
+
+    def _view(self, addr, n):
+        """n bytes at addr (within one sector) as a memoryview into a reused
+        buffer: the window when n fits it, else the record buffer."""
+        w = self._win
+        if n > len(w):
+            if len(self._body) < n:
+                self._body = bytearray(n)
+            mv = memoryview(self._body)[:n]
+            self.dev.read(addr, mv)
+            return mv
+        wa = self._wa
+        if wa < 0 or addr < wa or addr + n > wa + self._wn:
+            lim = (addr // self.S + 1) * self.S
+            k = len(w)
+            if addr + k > lim:
+                k = lim - addr
+            self.dev.read(addr, memoryview(w)[:k])
+            self._wa = wa = addr
+            self._wn = k
+        return memoryview(w)[addr - wa:addr - wa + n]
+
+    def _erased(self, addr, end):
+        """True if every byte in addr..end (one sector) reads 0xFF. The last
+        byte found not to be is remembered, so a resync does not read the
+        rest of the sector again at every offset."""
+        if addr <= self._nz < end:
+            return False
+        while addr < end:
+            k = len(self._win)
+            if addr + k > end:
+                k = end - addr
+            v = self._view(addr, k)
+            for i in range(k):
+                if v[i] != 0xFF:
+                    self._nz = addr + i
+                    return False
+            addr += k
+        return True
+
+    def _frame(self, base, pos, end, n=-1, fix=True):
+        """Payload length of the record at sector offset pos (its bytes at
+        self._fv: type, len, payload, CRC), or -1. The CRC must match, or one
+        damaged byte must explain the mismatch (then it is corrected in our
+        buffer, never on the device). n >= 0 tries that length instead of the
+        stored one (a damaged length field)."""
+        self._fixed = False
+        if pos + _FRAME > end:
+            return -1
+        v = self._view(base + pos, 3)
+        stored = v[1] | (v[2] << 8)
+        t = v[0]
+        if n < 0:
+            n = stored
+        if n > MAX_PAYLOAD or pos + _FRAME + n > end:
+            return -1
+        fv = self._view(base + pos, _FRAME + n)
+        self._fv = fv
+        want = _u32(fv, 3 + n)
+        if n == stored:
+            c = _crc(fv[:3 + n])
+        else:
+            c = _crc(fv[3:3 + n], _crc(bytes((t, n & 0xFF, n >> 8))))
+        if c == want:
+            return n
+        if want == 0xFFFFFFFF or n != stored or not fix:
+            return -1                    # no CRC programmed (a torn write), a wrong guess, or
+                                         # not where a record starts: no correction
+        syn = c ^ want
+        for k in (0, 8, 16, 24):
+            if syn & ~(0xFF << k) & 0xFFFFFFFF == 0:
+                self._fixed = True
+                return n                 # the damaged byte is in the CRC itself
+        at = _locate(syn, 3 + n)
+        if at is None or at[0] == 1 or at[0] == 2:
+            return -1                    # a length byte cannot be fixed in place
+        j, e = at
+        fv[j] ^= e                       # correct our copy
+        if _crc(fv[:3 + n]) != want:
+            fv[j] ^= e
+            return -1
+        self._inval()                    # the buffer no longer mirrors the device
+        self._fixed = True
+        return n
+
+    def _frames(self, s, pos, end):
+        """Yield (type, n, pos) for the records of sector s from offset pos
+        up to end, payload at self._fv[3:3 + n], resynchronising past damage:
+        an invalid frame is skipped by trying every 4-byte-aligned offset
+        after it. A damaged region that is no record is yielded as
+        (-1, k, pos), k the DATA records it may have held (0 for a torn
+        write: no CRC was ever programmed). self._used is the offset past
+        the last record or damaged byte (where free space starts)."""
+        base = s * self.S
+        bad = -1
+        self._used = pos
+        while True:
+            stop = pos + _FRAME > end
+            if not stop and self._view(base + pos, 1)[0] == 0xFF and self._erased(base + pos, base + end):
+                stop = True
+            n = -1 if stop else self._frame(base, pos, end, -1, bad < 0)
+            if bad >= 0 and (stop or n >= 0):
+                q = pos if pos < end else end
+                got = -1
+                for m in range(q - bad - 10, q - bad - 2):
+                    if m >= 0 and self._frame(base, bad, end, m) >= 0:
+                        got = m
+                        break
+                if got >= 0:
+                    self._note(s, bad, True)
+                    self._fixed = True
+                    yield self._fv[0], got, bad
+                else:
+                    self._note(s, bad, False)
+                    yield -1, self._lost_estimate(base, bad, q, stop, end), bad
+                bad = -1
+                self._used = q
+                if n >= 0:
+                    n = self._frame(base, pos, end, -1, False)     # our buffers were reused
+            if stop:
+                return
+            if n >= 0:
+                if self._fixed:
+                    self._note(s, pos, True)
+                yield self._fv[0], n, pos
+                pos = _align(pos + _FRAME + n)
+                self._used = pos
+            else:
+                if bad < 0:
+                    bad = pos
+                pos += 4
+
+    def _lost_estimate(self, base, p, q, tail, end):
+        """How many DATA records the damaged bytes p..q may have held: 0 for
+        a torn write at the end of the used space (its CRC never written),
+        else the frames its length fields walk through (at least 1)."""
+        v = self._view(base + p, 3)
+        n = v[1] | (v[2] << 8)
+        if tail and (p + _FRAME + n > end or _u32(self._view(base + p + 3 + n, 4), 0) == 0xFFFFFFFF):
+            if self._erased(base + _align(p + _FRAME + n) if p + _FRAME + n <= end else base + end,
+                            base + end):
+                return 0
+        c = 0
+        while p < q:
+            v = self._view(base + p, 3)
+            n = v[1] | (v[2] << 8)
+            if n > MAX_PAYLOAD or p + _FRAME + n > q:
+                return c + (q - p + _MIN_DATA - 1) // _MIN_DATA
+            c += 1
+            p = _align(p + _FRAME + n)
+        return c if c else 1
+
+    def _note(self, s, pos, fixed):
+        """Count a corrected or damaged record once, however often it is read."""
+        key = (s, self._order[s], pos)
+        if key in self._seen:
+            return
+        if len(self._seen) < 256:
+            self._seen[key] = 1
+        if fixed:
+            self.corrected += 1
+        else:
+            self.damaged += 1
 
     # -- recovery -------------------------------------------------------------
 
     def open(self):
         """Recover the log from the device: reads every sector header and the
-        head sector, writes nothing, never raises on what it reads."""
+        head sector, writes nothing, never raises on what it reads (only on
+        a log of another device: IdentityError)."""
         dev = self.dev
-        S = self.S
-        floor = self.next_seq if self._head >= 0 else 1
+        floor = self.next_seq if self._head >= 0 else self.first_seq
         r0 = dev.reads
         self._reset()
+        self._inval()
+        self._seen = {}
         hb = self._hbuf
         known_wear = 0
         for i in range(self.N):
             self._kind[i] = K_DIRTY
-            dev.read(i * S, hb)
-            st = self._header_state(hb, i)
+            st = self._sector_state(i)
             if st is None:
                 continue
             self._wear[i] = _u32(hb, 16)
@@ -155,23 +439,19 @@ class RingLog:
             self._order[i] = _u32(hb, 4)
             self._lo[i] = _u32(hb, 8)
             self._gen[i] = _u32(hb, 12)
-            self._rstart[i] = _align(HDR + _u16(hb, 20))
             if hb[22] & FL_COMPACTED:
                 self._rstart[i] = COMP_START
-                if len(st) != 2:
-                    self.damaged += 1
-                    continue
                 self._kind[i] = K_COMP
                 self._first[i] = st[0]
-                self._lastseq[i] = st[1]
+                self._span[i] = st[1] - st[0] if st[1] - st[0] < 0xFFFFFFFF else 0xFFFFFFFF
                 if st[1] + 1 > floor:
                     floor = st[1] + 1
             else:
-                if len(st) != 7 and len(st) != 9:
-                    self.damaged += 1
-                    continue
+                self._rstart[i] = _align(HDR + _u16(hb, 20))
                 self._kind[i] = K_HEAD
                 self._first[i] = st[2]
+                if st[2] > floor:
+                    floor = st[2]        # a seq floor every head-type header holds
         for i in range(self.N):
             if self._kind[i] < K_HEAD:
                 self._wear[i] = known_wear     # unknown wear: assume the worst seen
@@ -184,19 +464,24 @@ class RingLog:
             self.epoch = port.random_u32()
             self.epoch_seq0 = floor
             self.next_seq = floor
+            if not self._live():
+                self.acked = floor - 1        # nothing pending: all before floor is gone
         else:
-            dev.read(head * S, hb)
-            st = self._header_state(hb, head)
+            st = self._sector_state(head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
              self.boot_reason, self.last) = st[:7]
             if len(st) == 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
+            st = None
             self._head = head
             self._max_order = self._order[head]
-            self._scan_head()
+            lost = self._scan_head()
             if self.next_seq < floor:
                 self.next_seq = floor
+            # seqs that damaged records after the last readable one may have
+            # used are skipped, never reused: the reader reports them as a gap
+            self.next_seq += lost
         for i in range(self.N):
             if self._kind[i] >= K_HEAD and self._order[i] > self._max_order:
                 self._max_order = self._order[i]
@@ -210,32 +495,94 @@ class RingLog:
                 "start a new one)" % (self.log_device, self.device_id))
         return self
 
-    def _header_state(self, hb, i):
-        """Decoded state block of sector i if its header is valid, else None."""
-        if hb[0:4] != MAGIC:
+    def _sector_state(self, i):
+        """Sector i's decoded state block if its header is valid (one damaged
+        byte in header or state is corrected), else None; self._hbuf holds
+        the (corrected) header."""
+        hb = self._hbuf
+        S = self.S
+        self.dev.read(i * S, hb)
+        m = 0
+        for k in range(4):
+            if hb[k] == MAGIC[k]:
+                m += 1
+        if m < 3:
             for b in hb:
                 if b != 0xFF:
                     self.damaged += 1     # neither a header nor erased
                     break
             return None
         slen = _u16(hb, 20)
-        if HDR + slen > self.S:
-            self.damaged += 1
-            return None
-        sb = bytearray(slen)
-        self.dev.read(i * self.S + HDR, sb)
-        if _crc(sb, _crc(memoryview(hb)[:24])) != _u32(hb, 24):
+        want = _u32(hb, 24)
+        sv = None
+        if HDR + slen <= S and slen <= MAX_PAYLOAD + 512:   # a state holds one record at most
+            sv = self._view(i * S + HDR, slen)
+            if _crc(sv, _crc(memoryview(hb)[:24])) != want and not self._fix_header(sv, want):
+                sv = None
+        if sv is None:
+            sv = self._fix_state_len(i, want)
+        if sv is None:
             self.damaged += 1
             return None
         try:
-            st = cbor.loads(sb)
+            st = cbor.loads(sv)
         except ValueError:
-            self.damaged += 1
-            return None
-        if not isinstance(st, list):
+            st = None
+        if not _valid_state(st, hb[22] & FL_COMPACTED):
             self.damaged += 1
             return None
         return st
+
+    def _fix_header(self, sv, want):
+        """One damaged byte in the first 24 header bytes, the state block or
+        the header CRC: correct it in hb / our copy of the state."""
+        hb = self._hbuf
+        c = _crc(sv, _crc(memoryview(hb)[:24]))
+        syn = c ^ want
+        for k in (0, 8, 16, 24):
+            if syn & ~(0xFF << k) & 0xFFFFFFFF == 0:
+                self.corrected += 1
+                return True
+        n = 24 + len(sv)
+        at = _locate(syn, n)
+        if at is None or at[0] == 20 or at[0] == 21:
+            return False
+        j, e = at
+        if j < 24:
+            hb[j] ^= e
+        else:
+            sv[j - 24] ^= e
+            self._inval()
+        if _crc(sv, _crc(memoryview(hb)[:24])) == want:
+            self.corrected += 1
+            return True
+        if j < 24:
+            hb[j] ^= e
+        else:
+            sv[j - 24] ^= e
+        return False
+
+    def _fix_state_len(self, i, want):
+        """A damaged state_len: the state block is one CBOR item, so its own
+        encoding says how long it is; accept that length if the CRC agrees."""
+        S = self.S
+        hb = self._hbuf
+        k = len(self._win)
+        if HDR + k > S:
+            k = S - HDR
+        v = self._view(i * S + HDR, k)
+        n = _cbor_len(v)
+        if n <= 0 or n == _u16(hb, 20):
+            return None
+        old20, old21 = hb[20], hb[21]
+        hb[20] = n & 0xFF
+        hb[21] = n >> 8
+        if _crc(v[:n], _crc(memoryview(hb)[:24])) == want:
+            self.corrected += 1
+            return v[:n]
+        hb[20] = old20
+        hb[21] = old21
+        return None
 
     def _drop_superseded(self):
         kind = self._kind
@@ -248,49 +595,88 @@ class RingLog:
                     kind[x] = K_DIRTY
 
     def _scan_head(self):
-        """Apply the head sector's records; close it unless its free space is
-        clean, so nothing is ever programmed over a torn write."""
+        """Apply the head sector's records, resynchronising past damage;
+        close it unless its free space is clean, so nothing is ever
+        programmed over a torn write. Returns how many seqs damaged records
+        after the last readable DATA record may have used."""
         h = self._head
-        S = self.S
-        rest = bytearray(S - self._rstart[h])
-        self.dev.read(h * S + self._rstart[h], rest)
-        pos = 0
-        n = len(rest)
-        while pos + _FRAME <= n and rest[pos] != 0xFF:
-            ln = rest[pos + 1] | (rest[pos + 2] << 8)
-            end = pos + 3 + ln
-            if ln > MAX_PAYLOAD or end + 4 > n or _crc(memoryview(rest)[pos:end]) != _u32(rest, end):
-                break
+        lost = 0
+        tail_bad = False
+        for t, n, pos in self._frames(h, self._rstart[h], self.S):
+            if t < 0:
+                lost += n
+                tail_bad = True
+                continue
+            tail_bad = False
             try:
-                self._apply(rest[pos], cbor.loads(memoryview(rest)[pos + 3:end]))
-            except (ValueError, TypeError, IndexError):
-                break
-            pos = _align(end + 4)
-        self._pos = self._rstart[h] + pos
-        for i in range(pos, n):
-            if rest[i] != 0xFF:
-                self._closed = True
-                self.damaged += 1
-                break
+                rec = cbor.loads(self._fv[3:3 + n])
+            except ValueError:
+                rec = None
+            if not self._apply(t, rec, lost) if not self._fixed else not self._apply_fixed(t, rec, lost):
+                self._note(h, pos, False)      # a valid CRC but not a record we wrote
+                if t == T_DATA:
+                    lost += 1
+                continue
+            if t == T_DATA:
+                lost = 0
+        self._pos = self._used
+        if tail_bad:
+            self._closed = True
+        return lost
 
-    def _apply(self, t, rec):
+    def _apply_fixed(self, t, rec, lost):
+        """A repaired head record must follow on exactly from what came
+        before it (a repair that made up a record would not)."""
+        if not isinstance(rec, list) or not rec:
+            return False
         if t == T_DATA:
-            if rec[R_SEQ] + 1 > self.next_seq:
-                self.next_seq = rec[R_SEQ] + 1
+            if not _valid_data(rec) or rec[R_FROM] != rec[R_SEQ] or \
+                    not self.next_seq <= rec[R_FROM] <= self.next_seq + lost:
+                return False                 # head sectors hold appends only: from == seq
+        elif t == T_BOOT:
+            if rec[0] != self.boot + 1:
+                return False
+        elif t == T_EPOCH:
+            if len(rec) != 2 or not self.next_seq <= rec[1] <= self.next_seq + lost:
+                return False
+        return self._apply(t, rec, lost)
+
+    def _apply(self, t, rec, lost=0):
+        """Apply a head record; False if it is not one the log could have
+        written (wrong shape or types, seq not increasing)."""
+        if not isinstance(rec, list):
+            return False
+        if t == T_DATA:
+            if not _valid_data(rec) or rec[R_SEQ] < self.next_seq:
+                return False
+            self.next_seq = rec[R_SEQ] + 1
+            if rec[R_EPOCH] != self.epoch:          # its EPOCH record was lost
+                self.epoch = rec[R_EPOCH]
+                self.epoch_seq0 = rec[R_FROM]
             self.last = rec
         elif t == T_ACK:
+            if len(rec) != 2 or not _uint(rec[0]) or not _uint(rec[1]) \
+                    or rec[1] >= self.next_seq + lost:
+                return False
             if rec[1] > self.acked:
                 self.acked = rec[1]
         elif t == T_BOOT:
+            if len(rec) != 2 or not _uint(rec[0]) or not isinstance(rec[1], str):
+                return False
             if rec[0] > self.boot:
                 self.boot = rec[0]
                 self.boot_reason = rec[1]
         elif t == T_EPOCH:
+            if len(rec) != 2 or not _uint(rec[0]) or not _uint(rec[1]):
+                return False
             self.epoch = rec[0]
             self.epoch_seq0 = rec[1]
             self.last = None
         elif t == T_CONFIG:
+            if len(rec) != 1 or not _uint(rec[0]):
+                return False
             self.config_version = rec[0]
+        return True
 
     def _live(self):
         """Sectors in use, in logical order."""
@@ -306,7 +692,7 @@ class RingLog:
             if s == self._head:
                 continue
             if self._kind[s] == K_COMP:
-                done = self._lastseq[s] <= self.acked
+                done = self._first[s] + self._span[s] <= self.acked
             else:
                 done = j + 1 < len(live) and self._first[live[j + 1]] - 1 <= self.acked
             if done:
@@ -331,14 +717,21 @@ class RingLog:
             b[k] = 0xFF
         return b
 
-    def _free(self):
-        return [i for i in range(self.N) if self._kind[i] < K_HEAD]
+    def _nfree(self):
+        n = 0
+        for k in self._kind:
+            if k < K_HEAD:
+                n += 1
+        return n
 
-    def _pick(self, free):
-        """Least-worn free sector; ties go to the next one after the head."""
+    def _pick(self):
+        """Least-worn free sector; ties go to the next one after the head
+        (no list of N sectors is built: a 1 MiB log has 256)."""
         best = -1
         h = self._head if self._head >= 0 else self.N - 1
-        for i in free:
+        for i in range(self.N):
+            if self._kind[i] >= K_HEAD:
+                continue
             if best < 0 or self._wear[i] < self._wear[best] or (
                     self._wear[i] == self._wear[best]
                     and (i - h - 1) % self.N < (best - h - 1) % self.N):
@@ -346,6 +739,7 @@ class RingLog:
         return best
 
     def _prepare(self, s):
+        self._inval()
         if self._kind[s] != K_CLEAN:
             self.dev.erase(s)
             self._wear[s] += 1
@@ -359,11 +753,12 @@ class RingLog:
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
                            % (need, self.S))
-        while len(self._free()) < 2:      # one for the head, one kept for compaction
+        while self._nfree() < 2:          # one for the head, one kept for compaction
             self._compact()
-        s = self._pick(self._free())
+        s = self._pick()
         self._prepare(s)
         order = self._max_order + 1
+        self._inval()
         self.dev.program(s * self.S, self._header(order, order, 0, 0, self._wear[s], state))
         self.dev.sync()
         self._kind[s] = K_HEAD
@@ -387,6 +782,7 @@ class RingLog:
         body[3:] = payload
         c = bytearray(4)
         _put32(c, 0, _crc(body))
+        self._inval()
         self.dev.program(addr, body)
         self.dev.program(addr + 3 + n, c)
 
@@ -485,65 +881,73 @@ class RingLog:
         """Unacked intervals."""
         return self.next_seq - 1 - self.acked
 
-    def _records(self, s):
-        """Yield (type, payload) of sector s's valid records in order; an
-        invalid record ends the sector (counted once per sector)."""
-        S = self.S
-        base = s * S
-        pos = self._rstart[s]
-        end_ = self._pos if s == self._head else S
-        hb = self._rbuf
-        while pos + _FRAME <= end_:
-            self.dev.read(base + pos, hb)
-            if hb[0] == 0xFF:
-                return
-            n = hb[1] | (hb[2] << 8)
-            if n > MAX_PAYLOAD or pos + _FRAME + n > S:
-                self._damage(s)
-                return
-            if len(self._body) < n + 4:
-                self._body = bytearray(n + 4)
-            body = memoryview(self._body)[:n + 4]   # reused: the caller decodes before the next
-            self.dev.read(base + pos + 3, body)
-            c = _crc(body[:n], _crc(hb))
-            if c != _u32(body, n):
-                self._damage(s)
-                return
-            yield hb[0], body[:n]
-            pos = _align(pos + _FRAME + n)
+    def _data(self, srcs, floor, tail):
+        """Yield the DATA records of sectors srcs (in logical order) with seq
+        > floor, decoded and checked, oldest first. Wherever seqs are missing
+        (records lost to damage), a gap record stands for them: F_GAP |
+        F_DAMAGED, from_seq..seq the missing range, the odometers of the
+        record before it (of the one after it when none was read). With tail,
+        seqs missing after the last record up to next_seq - 1 get one too."""
+        prev = None
+        top = floor           # every seq up to top is acked or yielded
+        seen = 0              # highest seq read: later records must exceed it
+        for s in srcs:
+            end = self._pos if s == self._head else self.S
+            for t, n, pos in self._frames(s, self._rstart[s], end):
+                if t != T_DATA:
+                    continue
+                try:
+                    rec = cbor.loads(self._fv[3:3 + n])
+                except ValueError:
+                    rec = None
+                if not _valid_data(rec) or rec[R_SEQ] <= seen or (self._fixed and not self._follows(
+                        s, rec, seen)):
+                    self._note(s, pos, False)    # a valid CRC but not a record we wrote
+                    continue
+                seen = rec[R_SEQ]
+                if seen <= floor:
+                    prev = rec
+                    continue
+                if rec[R_FROM] > top + 1:
+                    yield _gap(prev, rec, top + 1, rec[R_FROM] - 1)
+                top = seen
+                prev = rec
+                yield rec
+        if tail and top < self.next_seq - 1:
+            if prev is None:
+                prev = self.last
+            if prev is not None:
+                yield _gap(prev, None, top + 1, self.next_seq - 1)
 
-    def _damage(self, s):
-        key = (s, self._order[s])
-        if key not in self._damaged_sectors:
-            self._damaged_sectors[key] = 1
-            self.damaged += 1
+    def _follows(self, s, rec, seen):
+        """A repaired record must continue the seqs exactly, fit its sector
+        (a compacted one's range; one seq per record in a head-type one)."""
+        if rec[R_FROM] != (seen + 1 if seen else self._first[s]):
+            return False
+        if self._kind[s] == K_COMP:
+            return rec[R_SEQ] <= self._first[s] + self._span[s]
+        return rec[R_FROM] == rec[R_SEQ]
 
     def pending(self, limit=60, after=0):
         """Up to `limit` unacked DATA records with seq > after, oldest first
-        (decoded lists). Sectors wholly at or below that seq are skipped
-        unread, so a pipelined drain costs one pass, not one per batch."""
+        (decoded lists; gap records where damage lost seqs). Sectors wholly
+        at or below that seq are skipped unread, so a pipelined drain costs
+        one pass, not one per batch."""
         out = []
         floor = self.acked if self.acked > after else after
         if self.next_seq - 1 <= floor:
             return out
         live = self._live()
         last = len(live) - 1
+        srcs = []
         for j in range(len(live)):
-            s = live[j]
             if j < last and self._first[live[j + 1]] <= floor + 1:
                 continue                    # every record here is <= floor
-            for t, payload in self._records(s):
-                if t != T_DATA:
-                    continue
-                try:
-                    rec = cbor.loads(payload)
-                except ValueError:
-                    self._damage(s)
-                    break
-                if rec[R_SEQ] > floor:
-                    out.append(rec)
-                    if len(out) >= limit:
-                        return out
+            srcs.append(live[j])
+        for rec in self._data(srcs, floor, True):
+            out.append(rec)
+            if len(out) >= limit:
+                break
         return out
 
     def oldest(self):
@@ -562,8 +966,10 @@ class RingLog:
         """Yield (sector, kind, type, payload) for every valid record of the
         sectors in use, in logical order (for inspection tools)."""
         for s in self._live():
-            for t, payload in self._records(s):
-                yield s, self._kind[s], t, payload
+            end = self._pos if s == self._head else self.S
+            for t, n, pos in self._frames(s, self._rstart[s], end):
+                if t >= 0:
+                    yield s, self._kind[s], t, self._fv[3:3 + n]
 
     def sectors(self):
         """Per physical sector: (kind, order, lo, gen, wear)."""
@@ -604,30 +1010,24 @@ class RingLog:
         records merged away). At most three records are in memory."""
         carry = None
         merged = 0
-        for s in srcs:
-            for t, payload in self._records(s):
-                if t != T_DATA:
-                    continue
-                rec = cbor.loads(payload)
-                if rec[R_SEQ] <= self.acked:
-                    continue
-                if carry is None:
-                    carry = rec
-                    continue
-                if excess > 0 and self._fits_merge(carry, rec, gap):
-                    old = _align(_FRAME + len(cbor.dumps(carry))) + _align(_FRAME + len(cbor.dumps(rec)))
-                    carry, _ = self._join(carry, rec, gap)
-                    excess -= old - _align(_FRAME + len(cbor.dumps(carry)))
-                    merged += 1
-                    continue
-                if excess > 0 and gap and carry[R_EPOCH] != rec[R_EPOCH]:
-                    # an old epoch's last record: its odometers are final, drop it
-                    excess -= _align(_FRAME + len(cbor.dumps(carry)))
-                    merged += 1
-                    carry = rec
-                    continue
-                emit(carry)
+        for rec in self._data(srcs, self.acked, False):
+            if carry is None:
                 carry = rec
+                continue
+            if excess > 0 and self._fits_merge(carry, rec, gap):
+                old = _align(_FRAME + len(cbor.dumps(carry))) + _align(_FRAME + len(cbor.dumps(rec)))
+                carry, _ = self._join(carry, rec, gap)
+                excess -= old - _align(_FRAME + len(cbor.dumps(carry)))
+                merged += 1
+                continue
+            if excess > 0 and gap and carry[R_EPOCH] != rec[R_EPOCH]:
+                # an old epoch's last record: its odometers are final, drop it
+                excess -= _align(_FRAME + len(cbor.dumps(carry)))
+                merged += 1
+                carry = rec
+                continue
+            emit(carry)
+            carry = rec
         if carry is not None:
             emit(carry)
         return excess, merged
@@ -635,8 +1035,7 @@ class RingLog:
     def _compact(self):
         """Merge the two oldest sectors in use into the reserve sector."""
         live = [s for s in self._live() if s != self._head]
-        free = self._free()
-        if len(live) < 2 or not free:
+        if len(live) < 2 or not self._nfree():
             raise LogError("log: full, and nothing left to coalesce")
         a, b = live[0], live[1]
         budget = self.S - COMP_START            # state [first, last] takes at most 19 bytes
@@ -652,7 +1051,7 @@ class RingLog:
             rest, _ = self._stream((a, b), excess, False, measure)
             if rest > 0:
                 gap = True                      # merging cannot make room: drop the oldest
-        spare = self._pick(free)
+        spare = self._pick()
         self._prepare(spare)
         pos = [COMP_START, 0, 0]                # offset, first seq, last seq
         base = spare * self.S
@@ -678,6 +1077,7 @@ class RingLog:
         hdr = self._header(self._order[b], self._lo[a], gen, FL_COMPACTED, self._wear[spare], state)
         # the header last: a compacted sector with a valid header is complete
         self.dev.sync()
+        self._inval()
         self.dev.program(base, hdr)
         self.dev.sync()
         self._kind[spare] = K_COMP
@@ -685,7 +1085,7 @@ class RingLog:
         self._lo[spare] = self._lo[a]
         self._gen[spare] = gen
         self._first[spare] = pos[1]
-        self._lastseq[spare] = pos[2]
+        self._span[spare] = pos[2] - pos[1] if pos[2] > pos[1] else 0
         self._rstart[spare] = COMP_START
         self._kind[a] = K_DIRTY
         self._kind[b] = K_DIRTY
@@ -693,6 +1093,15 @@ class RingLog:
         self.compactions += 1
         if not pos[2]:
             self._kind[spare] = K_DIRTY         # nothing was pending after all
+
+
+def read_bound(S, N, damaged=0):
+    """Device reads recovery makes at most: a header and a state block per
+    sector, the head's again, its records through the window (a record
+    that crosses the window's end costs a read of its own), and for each
+    damaged or corrected header or record a few more (resync and repair)."""
+    w = _WIN if S > _WIN else S
+    return 2 * N + 2 + 2 * ((S + w - 1) // w) + 2 + 16 * damaged
 
 
 def file_geometry(capacity):

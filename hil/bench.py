@@ -10,7 +10,7 @@ import time
 from agent.agent import Agent
 from agent.clock import VirtualClock
 from agent.collector.store import Collector, is_postgres_url
-from agent.log import RingLog, file_log
+from agent.log import RingLog, file_log, read_bound
 from boards.emulated import Emulation
 from hil import mpbuild
 from hil import powercut as P
@@ -101,7 +101,62 @@ def _agent_month(days):
     return dev, log, ag
 
 
-def bench_ring(cuts=100000, days=60, progress=None):
+MP_OPEN = """
+import gc
+from agent.log import file_log
+gc.collect()
+log = file_log(%r, None, capacity=%d, durable=False).open()
+print("OPEN", log.next_seq, log.depth())
+"""
+
+
+def _fill_log(path, mib):
+    """A ring log file of `mib` MiB, wrapped and coalescing: records of 31 values."""
+    log = file_log(path, "heap", capacity=mib << 20, durable=False).open()
+    vals = [1000000 + i * 37 for i in range(31)]
+    n = 0
+    while log.compactions < 4:
+        log.append(7, 1, n * 60000, 0, 0, 60000, vals)
+        n += 1
+    log.close()
+    return n
+
+
+def _mp_smallest_open_heap(d, path, mib, mp, lo=16, hi=1024):
+    """Smallest heap (KiB, to 2 KiB) in which MicroPython recovers the log."""
+    def ok(k):
+        r = subprocess.run([mp, "-X", "heapsize=%dK" % k, "-c", MP_OPEN % (path, mib << 20)], cwd=d,
+                           env=dict(os.environ, MICROPYPATH=d), capture_output=True, text=True,
+                           timeout=120)
+        return r.returncode == 0 and "OPEN" in r.stdout
+    if not ok(hi):
+        return None
+    while hi - lo > 2:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def ring_heap(sizes=(1, 4)):
+    """Heap MicroPython needs to recover a full log of each size (code
+    included, loaded from .mpy files): the slope is bytes per MiB of log."""
+    mp = mpbuild.tool("micropython")
+    if not mp:
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        mpbuild.build(d)
+        for mib in sizes:
+            p = os.path.join(d, "r%d.bin" % mib)
+            _fill_log(p, mib)
+            out[mib] = _mp_smallest_open_heap(d, p, mib, mp)
+    return out
+
+
+def bench_ring(cuts=100000, days=60, progress=None, damage=100000):
     say = progress or (lambda s: None)
     out = {}
     # 1. power cuts: every op of seeded workloads, every tear, until `cuts`
@@ -118,6 +173,23 @@ def bench_ring(cuts=100000, days=60, progress=None):
     out["violations"] = len(res.violations)
     out["violation_examples"] = res.violations[:5]
     out["cut_seconds"] = round(time.perf_counter() - t0, 1)
+    # 1b. silent damage: one bit or byte at a time at every offset of every
+    #     class in every sector position of seeded workloads' images
+    dres = P.DamageResult()
+    seed = 0
+    t0 = time.perf_counter()
+    while dres.points < damage:
+        seed += 1
+        P.run_damage(geometry=(512, 8), n=300, seed=seed, res=dres)
+        say("silent damage: %d of %d points, %d violations" % (dres.points, damage, len(dres.violations)))
+    out["damage_points"] = dres.points
+    out["damage_workloads"] = seed
+    out["damage_classes"] = dict(sorted(dres.classes.items()))
+    out["damage_corrected"] = dres.corrected
+    out["damage_gap_records"] = dres.gaps
+    out["damage_violations"] = len(dres.violations)
+    out["damage_violation_examples"] = dres.violations[:5]
+    out["damage_seconds"] = round(time.perf_counter() - t0, 1)
     # 2. appends per second
     vals = _values()
     say("appends per second (CPython, MicroPython)")
@@ -150,7 +222,16 @@ def bench_ring(cuts=100000, days=60, progress=None):
     again = RingLog(dev, "bench").open()
     out["recovery_reads"] = again.recovery_reads
     out["recovery_bytes"] = dev.bytes_read
-    out["recovery_read_bound"] = 2 * MIB_SECTORS + 3
+    out["recovery_read_bound"] = read_bound(4096, MIB_SECTORS)
+    # 6b. heap MicroPython needs to recover a full 1 and 4 MiB log
+    say("MicroPython heap to recover 1 and 4 MiB logs")
+    heaps = ring_heap()
+    if heaps and heaps.get(1) and heaps.get(4):
+        out["recovery_heap_kib_1mib_micropython"] = heaps[1]
+        out["recovery_heap_kib_4mib_micropython"] = heaps[4]
+        out["recovery_heap_bytes_per_mib_micropython"] = round((heaps[4] - heaps[1]) * 1024 / 3)
+    else:
+        out["recovery_heap_bytes_per_mib_micropython"] = None
     # 7. capacity of 1 MiB before anything is coalesced
     fresh = RingLog(EmulatedNOR(4096, MIB_SECTORS), "cap").open()
     n = 0
@@ -161,6 +242,8 @@ def bench_ring(cuts=100000, days=60, progress=None):
     out["capacity_days_at_1_per_min"] = round((n - 1) / 1440, 1)
     out["goals"] = {
         "zero violations over >= 100,000 cut points": out["violations"] == 0 and res.cuts >= 100000,
+        "zero rewinds and zero intact records lost over >= 100,000 silent-damage points":
+            out["damage_violations"] == 0 and dres.points >= 100000,
         "write amplification <= 1.25": out["write_amplification"] <= 1.25,
         "erase counts within 1": out["erase_spread"] <= 1,
         "projected life >= 50 years": (out["projected_life_years_1mib_100k_cycles"] or 0) >= 50,

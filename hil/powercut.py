@@ -5,7 +5,8 @@
 # checked against a reference model of what the log promised.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
 
-from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, R_FLAGS, LogError)
+from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, F_DAMAGED, R_FLAGS, LogError,
+                       read_bound)
 from hil.flash import EmulatedNOR, PowerCut, TEARS
 from hil.rng import Rng
 
@@ -101,16 +102,20 @@ def recover(dev):
     return RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
 
 
-def check(log, m, dev):
-    """Violations of the invariants (list of strings; empty when all hold)."""
+def check(log, m, dev, lose=None, floor=None, recs=None):
+    """Violations of the invariants (list of strings; empty when all hold).
+    lose: (from, seq) of the record silent damage made unreadable (it may
+    come back as a gap);
+    floor: (next_seq, acked, odometer) before the damage, which must not go back."""
     bad = []
     inf = m.inflight
     S = dev.sector_size
     N = dev.sector_count
     # 6. recovery bounded: every header with its state block, then the head
-    #    sector (its header, state and records): 2N + 3 reads at most
-    if log.recovery_reads > 2 * N + 3:
-        bad.append("6: recovery made %d reads (bound %d)" % (log.recovery_reads, 2 * N + 3))
+    #    sector through a fixed window
+    bound = read_bound(S, N, log.damaged + log.corrected)
+    if log.recovery_reads > bound:
+        bad.append("6: recovery made %d reads (bound %d)" % (log.recovery_reads, bound))
     # 4. the acked position never goes back (nor beyond an ack in flight)
     hi = m.acked
     if inf and inf[0] == "ack" and inf[1] > hi:
@@ -120,7 +125,8 @@ def check(log, m, dev):
     b_hi = m.boot + (1 if inf and inf[0] == "boot" else 0)
     if not m.boot <= log.boot <= b_hi:
         bad.append("boot %d, model %d..%d" % (log.boot, m.boot, b_hi))
-    recs = log.pending(1 << 30)
+    if recs is None:
+        recs = log.pending(1 << 30)
     # 3. no phantom, duplicate or reordered records; seq never goes back
     prev = 0
     top = max(m.appended) if m.appended else 0
@@ -129,6 +135,15 @@ def check(log, m, dev):
         if r[R_FROM] <= prev or s < r[R_FROM]:
             bad.append("3: record %d..%d after %d" % (r[R_FROM], s, prev))
         prev = s
+        if r[R_FLAGS] & F_DAMAGED:
+            # seqs damage made unreadable: only the one hit, or the append
+            # torn by the power cut, may be among them; the odometer of a
+            # gap never goes back
+            for q in range(r[R_FROM], s + 1):
+                if q in m.appended and not (lose and lose[0] <= q <= lose[1]):
+                    bad.append("lost: intact record %d reported as damaged" % q)
+                    break
+            continue
         if s in m.appended:
             want = m.appended[s]
         elif inf and inf[0] == "append" and inf[1] == s:
@@ -144,6 +159,20 @@ def check(log, m, dev):
             bad.append("1: merged record %d lost its odometer (%r vs %r)" % (s, r[R_VALUES], want))
     if log.next_seq <= top:
         bad.append("3: next seq %d does not exceed %d" % (log.next_seq, top))
+    if floor is not None:
+        nx, ak, odo = floor
+        if log.next_seq < nx:
+            bad.append("rewind: next seq %d, was %d before the damage" % (log.next_seq, nx))
+        if log.acked < ak:
+            bad.append("rewind: acked %d, was %d before the damage" % (log.acked, ak))
+        o = -1
+        for r in recs:
+            if r[R_VALUES][0] < o:
+                bad.append("rewind: odometer %d after %d at seq %d" % (r[R_VALUES][0], o, r[R_SEQ]))
+                break
+            o = r[R_VALUES][0]
+        if log.last is not None and log.last[R_VALUES][0] < odo:
+            bad.append("rewind: last odometer %d, was %d" % (log.last[R_VALUES][0], odo))
     # 1. every returned append is covered: acked, or by a (merged) record
     j = 0
     for s in sorted(m.appended):
@@ -153,6 +182,9 @@ def check(log, m, dev):
             j += 1
         if j == len(recs) or recs[j][R_FROM] > s:
             bad.append("1: appended seq %d is gone (acked %d)" % (s, log.acked))
+            break
+        if recs[j][R_FLAGS] & F_DAMAGED and not (lose and lose[0] <= s <= lose[1]):
+            bad.append("lost: appended seq %d is in a damage gap" % s)
             break
     # 5. space: the log lives in the device it was given
     if len(dev.image) != S * N:
@@ -165,7 +197,7 @@ def settle(log, m):
     inf = m.inflight
     if inf and inf[0] == "append":
         for r in log.pending(1 << 30):
-            if r[R_SEQ] == inf[1]:
+            if r[R_SEQ] == inf[1] and not r[R_FLAGS] & F_DAMAGED:
                 m.appended[inf[1]] = inf[2]
     m.acked = log.acked
     m.boot = log.boot
@@ -300,3 +332,250 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
         done += 1
         if limit and done >= limit:
             return res
+
+
+# -- silent damage ------------------------------------------------------------------
+# Flash also fails quietly: a bit flips in a sector written fine, a byte reads
+# back wrong. A workload's image is damaged at one point at a time (a single
+# bit flipped, or one byte replaced), in every offset class of every sector
+# position, then recovered and checked: the invariants above, plus no intact
+# record lost (single-point damage is corrected, so not even the damaged one)
+# and neither seq, the acked position nor the odometers go back. Two more
+# classes reach the resync path: two damaged bytes in one record (beyond
+# correction: that record alone becomes a gap) and a crafted record (a valid
+# CRC over a payload the log never writes: likewise).
+
+CLASSES = ("header", "state", "type", "length", "body", "crc", "ack", "free", "two-bytes",
+           "crafted")
+
+
+def _u16(b, o):
+    return b[o] | (b[o + 1] << 8)
+
+
+def layout(img, S, s):
+    """Byte ranges of sector s by class, parsed at the offsets
+    docs/ring-format.md gives: [(class, start, end, seq or 0), ...]."""
+    base = s * S
+    out = []
+    if bytes(img[base:base + 4]) != b"TLR1":
+        return out
+    slen = _u16(img, base + 20)
+    comp = img[base + 22] & 1
+    out.append(("header", base, base + 23, 0))
+    out.append(("header", base + 24, base + 28, 0))
+    out.append(("state", base + 32, base + 32 + slen, 0))
+    pos = 56 if comp else (32 + slen + 3) & ~3
+    while pos + 7 <= S:
+        t = img[base + pos]
+        if t == 0xFF:
+            break
+        n = _u16(img, base + pos + 1)
+        if pos + 7 + n > S:
+            break
+        seq = 0
+        a = base + pos
+        if t == 3:
+            seq = _seq_of(img, a + 3)
+            out.append(("type", a, a + 1, seq))
+            out.append(("length", a + 1, a + 3, seq))
+            out.append(("body", a + 3, a + 3 + n, seq))
+            out.append(("crc", a + 3 + n, a + 7 + n, seq))
+            out.append(("two-bytes", a + 3, a + 3 + n, seq))
+            out.append(("crafted", a + 3, a + 3 + n, seq))
+        elif t == 5:
+            out.append(("ack", a, a + 7 + n, 0))
+        pos = (pos + 7 + n + 3) & ~3
+    if pos < S:
+        out.append(("free", base + pos, base + S, 0))
+    return out
+
+
+def _uint_at(img, a):
+    ib = img[a]
+    if ib < 24:
+        return ib, a + 1
+    k = {24: 1, 25: 2, 26: 4, 27: 8}.get(ib, 0)
+    v = 0
+    for i in range(k):
+        v = (v << 8) | img[a + 1 + i]
+    return v, a + 1 + k
+
+
+def _seq_of(img, a):
+    """(from_seq, seq) of the DATA payload at a: 0x8b (array of 11), seq, from."""
+    seq, p = _uint_at(img, a + 1)
+    frm, _ = _uint_at(img, p)
+    return (frm, seq)
+
+
+def _crc_fix(img, a, n):
+    """Recompute the CRC of the record whose payload (n bytes) starts at a."""
+    import binascii
+    c = binascii.crc32(bytes(img[a - 3:a + n])) & 0xFFFFFFFF
+    for i in range(4):
+        img[a + n + i] = (c >> (8 * i)) & 0xFF
+
+
+def damage_points(img, S, N, head, kinds, rng, per_range=None):
+    """(description, list of (addr, new byte), lose seq) for each damage
+    point of the clean image: every byte of every range, each flipped bit
+    (and a random byte value) for single-point classes."""
+    for s in range(N):
+        pos_name = "newest" if s == head else ("compacted" if kinds[s] == 3 else "older")
+        if kinds[s] < 2:
+            continue
+        for cls, a, b, seq in layout(img, S, s):
+            if a >= b:
+                continue
+            offs = range(a, b)
+            if per_range and b - a > per_range:
+                offs = [a + rng.below(b - a) for _ in range(per_range)]
+            where = "%s %s" % (pos_name, cls)
+            if cls == "two-bytes":
+                for o in offs:
+                    o2 = a + (o - a + 1 + rng.below(b - a - 1)) % (b - a) if b - a > 1 else o
+                    if o2 == o:
+                        continue
+                    yield where, [(o, img[o] ^ (1 + rng.below(255))), (o2, img[o2] ^ (1 + rng.below(255)))], seq
+            elif cls == "crafted":
+                continue                # _crafted: one image per DATA record
+            else:
+                for o in offs:
+                    for bit in range(8):
+                        yield where, [(o, img[o] ^ (1 << bit))], 0
+                    yield where, [(o, img[o] ^ (1 + rng.below(255)))], 0
+
+
+def _state(lg):
+    return (lg.sectors(), lg.next_seq, lg.acked, lg.boot, lg.epoch, lg.last, lg._head, lg._pos,
+            lg._closed, lg.config_version)
+
+
+class DamageResult:
+    def __init__(self):
+        self.points = 0
+        self.classes = {}
+        self.violations = []
+        self.corrected = 0
+        self.gaps = 0
+        self.fast = 0
+
+    def add(self, where, bad):
+        for b in bad:
+            if len(self.violations) < 20:
+                self.violations.append("%s: %s" % (where, b))
+
+
+def _crafted(img, S, N, head, kinds):
+    """Images with one DATA record rewritten to a valid CRC but a payload
+    the log never writes, one per DATA record: (image, seq)."""
+    for s in range(N):
+        if kinds[s] < 2:
+            continue
+        for cls, a, b, seq in layout(img, S, s):
+            if cls != "crafted":
+                continue
+            im = bytearray(img)
+            im[a] = 0x8a             # an array of 10, then a trailing byte
+            _crc_fix(im, a, b - a)
+            yield im, seq, s
+
+
+def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=8, res=None,
+               limit=None):
+    """Damage a workload's image at every point (or per_range sampled
+    offsets per range), recover, check; every continue_every-th point the
+    log also appends and acks afterwards and is checked again."""
+    ss, count = geometry
+    res = res or DamageResult()
+    dev = EmulatedNOR(ss, count, seed=seed)
+    model = Model()
+    log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
+    d = workload(log, model, seed, n)
+    # then offline until sectors are compacted, one small ack (the compacted
+    # sectors stay live) and a few appends: the newest sector holds data and an ack
+    c0 = log.compactions
+    while log.compactions < c0 + 3:
+        d.append()
+    seq = log.acked + 1
+    if log.ack(log.epoch, seq):
+        model.acked = seq
+    for _ in range(3):
+        d.append()
+    log = recover(dev)
+    clean = bytes(dev.image)
+    kinds = [k for k, _, _, _, _ in log.sectors()]
+    head = log._head
+    top = max(model.appended)
+    rng = Rng(seed)
+    k = 0
+    img = bytearray(clean)
+    # the clean image's recovery passes every check; a damaged image whose
+    # recovery ends in the same state and reads the damaged sector's records
+    # back the same (other sectors are byte for byte the clean ones) passes
+    # them too, so only the damaged sector is read back for most points
+    ref = recover(dev)
+    ref_recs = ref.pending(1 << 30)
+    ref_state = _state(ref)
+    bad = check(ref, model, dev, recs=ref_recs)
+    res.add("seed %d clean" % seed, bad)
+    per = {}
+    for s in range(count):
+        seqs = [r[1] for r in [x[3] for x in layout(clean, ss, s)] if r]
+        if seqs:
+            lo, hi = min(seqs), max(seqs)
+            per[s] = (lo, [r for r in ref_recs if lo <= r[R_SEQ] <= hi])
+
+    def one(cls, where, lose, sector):
+        # a record beyond repair takes its odometer with it: the floor is the
+        # newest one of an intact record
+        top_ok = top if not lose or top < lose[0] else max(q for q in model.appended if q < lose[0])
+        floor = (log.next_seq, log.acked, model.appended[top_ok][0])
+        lg = recover(dev)
+        res.corrected += lg.corrected
+        cont = continue_every and k % continue_every == 0
+        if not cont and sector in per and _state(lg) == ref_state:
+            lo, want = per[sector]
+            got = lg.pending(len(want) + 1, lo - 1)
+            if got[:len(want)] == want and (len(got) == len(want) or got[-1][R_SEQ] > want[-1][R_SEQ]):
+                res.points += 1
+                res.fast += 1
+                res.classes[cls] = res.classes.get(cls, 0) + 1
+                return
+        recs = lg.pending(1 << 30)
+        bad = check(lg, model, dev, lose=lose, floor=floor, recs=recs)
+        if bad:
+            res.add("seed %d %s" % (seed, where), bad)
+        for r in recs:
+            if r[R_FLAGS] & F_DAMAGED:
+                res.gaps += 1
+        if cont:
+            m = model.copy()
+            settle(lg, m)
+            dd = Driver(lg, m, Rng(seed + k))
+            dd.append()
+            dd.ack()
+            dd.append()
+            bad = check(recover(dev), m, dev, lose=lose)
+            if bad:
+                res.add("seed %d %s +continued" % (seed, where), bad)
+        res.points += 1
+        res.classes[cls] = res.classes.get(cls, 0) + 1
+
+    for where, pts, lose in damage_points(clean, ss, count, head, kinds, rng, per_range):
+        for a, v in pts:
+            img[a] = v
+        dev.load_image(img)
+        dev.erase_counts[:] = [0] * count
+        one(where, "%s @0x%x" % (where, pts[0][0]), lose or None, pts[0][0] // ss)
+        for a, v in pts:
+            img[a] = clean[a]
+        k += 1
+        if limit and res.points >= limit:
+            return res
+    for im, seq, sector in _crafted(clean, ss, count, head, kinds):
+        dev.load_image(im)
+        one("crafted", "crafted seq %d..%d" % seq, seq, sector)
+        k += 1
+    return res

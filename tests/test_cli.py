@@ -88,7 +88,7 @@ def test_inspect_payload_and_garbage(tmp_path):
     g = tmp_path / "junk"
     g.write_bytes(b"\xff\xfe not cbor")
     r = tally("inspect", str(g))
-    assert r.returncode == 1 and "neither a Tally log nor a CBOR payload" in r.stderr
+    assert r.returncode == 2 and "neither a Tally log nor a Tally payload" in r.stderr
     r = tally("inspect", str(tmp_path / "missing"))
     assert r.returncode == 2 and "No such file" in r.stderr
 
@@ -101,14 +101,16 @@ def test_help_explains_commands():
 
 
 def test_bench_ring_prints_figures():
-    r = tally("bench", "ring", "--cuts", "300", "--days", "1", "--json", timeout=600)
+    r = tally("bench", "ring", "--cuts", "300", "--damage", "300", "--days", "1", "--json", timeout=600)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     for k in ("cut_points", "violations", "appends_per_s_cpython_emulated", "write_amplification",
               "erase_spread", "projected_life_years_1mib_100k_cycles", "recovery_reads",
-              "capacity_records_1mib"):
+              "capacity_records_1mib", "damage_points", "damage_violations",
+              "recovery_heap_bytes_per_mib_micropython"):
         assert k in rep
     assert rep["violations"] == 0 and rep["cut_points"] >= 300
+    assert rep["damage_violations"] == 0 and rep["damage_points"] >= 300
     t = tally("bench", "ring", "--cuts", "0")
     assert t.returncode == 2 and "must be positive" in t.stderr
 

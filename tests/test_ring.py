@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, invariant, initialize
 
-from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log
+from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log, read_bound
 from hil.flash import EmulatedNOR, PowerCut, TEARS
 from hil import powercut as P
 
@@ -47,7 +47,7 @@ def test_any_image_recovers_in_bounded_reads_and_accepts_appends(image):
             "headers-only": (b"TLR1" + bytes(508)) * 8}[image]
     dev.load_image(data)
     log = ring(dev)
-    assert log.recovery_reads <= 2 * 8 + 3
+    assert log.recovery_reads <= read_bound(512, 8, log.damaged + log.corrected)
     assert log.depth() == 0
     if image != "ff":
         assert log.damaged > 0
@@ -69,7 +69,7 @@ def test_mutated_images_never_raise(flips, n):
         img[addr] = val
     dev.load_image(bytes(img))
     log = ring(dev)                                   # never raises, bounded
-    assert log.recovery_reads <= 2 * 8 + 3
+    assert log.recovery_reads <= read_bound(512, 8, log.damaged + log.corrected)
     log.pending(10 ** 6)                              # reading survives damage too
     fill(log, 5, start=10 ** 3)
 
@@ -271,3 +271,46 @@ def test_a_log_written_under_another_device_id_is_refused(tmp_path):
     again = RingLog(dev, "meter-a").open()             # nothing was written by the refusal
     assert again.depth() == 5 and again.log_device == "meter-a"
     assert RingLog(dev, None).open().depth() == 5     # inspection tools open any log
+
+
+def test_seq_is_64_bit_past_two_to_the_32():
+    # seqs start just below 2^32 and run past it through wraps, coalescing,
+    # acks, reopens and a power cut at every op of a stretch
+    start = 2 ** 32 - 10
+    dev = EmulatedNOR(512, 8)
+    log = RingLog(dev, "dev-1", merge=P.merge, max_span=4, first_seq=start).open()
+    seqs = fill(log, 200)
+    assert seqs[0] == start and seqs[-1] == start + 199
+    assert log.compactions > 0
+    recs = ring(dev, max_span=4).pending(10 ** 6)
+    assert recs[-1][R_SEQ] == start + 199 and recs[-1][R_VALUES][0] == 1990
+    assert all(b[R_FROM] == a[R_SEQ] + 1 for a, b in zip(recs, recs[1:]))
+    assert log.ack(log.epoch, start + 150) == 151
+    again = ring(dev, max_span=4)
+    assert again.acked == start + 150 and again.next_seq == start + 200
+    left = again.pending(100)                           # coalesced, but every seq covered
+    assert left[0][R_FROM] == start + 151 and left[-1][R_SEQ] == start + 199
+    assert all(b[R_FROM] == a[R_SEQ] + 1 for a, b in zip(left, left[1:]))
+    m = P.Model()
+    m.appended = {s: [(s - start) * 10, 2000 + s - start] for s in seqs}
+    m.acked = start + 150
+    m.boot = 0
+    for k in range(40):                                   # power cuts, every tear
+        d2 = EmulatedNOR(512, 8, seed=k)
+        d2.load_image(bytes(dev.image))
+        lg = RingLog(d2, "dev-1", merge=P.merge, max_span=4).open()
+        d2.cut_at = d2.ops + k % 6
+        d2.tear = TEARS[k % len(TEARS)]
+        mm = m.copy()
+        try:
+            for i in range(4):
+                mm.inflight = ("append", lg.next_seq, [2000 + i, 1])
+                got = lg.append(7, 1, 0, 0, 0, 60000, [2000 + i, 1])
+                mm.appended[got] = [2000 + i, 1]
+                mm.inflight = None
+        except PowerCut:
+            pass
+        d2.reboot()
+        back = RingLog(d2, "dev-1", merge=P.merge, max_span=4).open()
+        assert back.next_seq > start + 199
+        assert P.check(back, mm, d2) == []

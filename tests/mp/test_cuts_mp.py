@@ -1,6 +1,8 @@
 # The power-cut suite under MicroPython: the replay harness (no snapshots,
 # for a small heap) cuts a wrapping workload at a sample of program and erase
-# points with every tear, recovers, and checks the invariants.
+# points with every tear, recovers, and checks the invariants; then silent
+# damage (bit flips, byte errors, two-byte errors, crafted records) at a
+# sample of offsets of every class, and seqs past 2^32.
 from hil import powercut as P
 
 
@@ -12,3 +14,29 @@ def test_replay_power_cuts_keep_every_invariant():
     assert res.cuts >= 300, res.cuts
     assert res.double > 0
     print("cut points %d (double %d), violations %d" % (res.cuts, res.double, len(res.violations)))
+
+
+def test_silent_damage_keeps_every_invariant():
+    res = P.DamageResult()
+    P.run_damage(geometry=(512, 6), n=120, seed=7, per_range=2, continue_every=4, res=res)
+    assert not res.violations, res.violations[:3]
+    assert res.points >= 3000 and res.corrected > 0 and res.gaps > 0, (res.points, res.gaps)
+    print("damage points %d, corrected %d, gaps %d, violations %d"
+          % (res.points, res.corrected, res.gaps, len(res.violations)))
+
+
+def test_seq_runs_past_two_to_the_32():
+    from agent.log import RingLog, R_SEQ, R_FROM
+    from hil.flash import EmulatedNOR
+    start = 2 ** 32 - 10
+    dev = EmulatedNOR(512, 4)
+    log = RingLog(dev, "d", merge=P.merge, max_span=4, first_seq=start).open()
+    for i in range(60):
+        log.append(7, 1, i, 0, 0, 60000, [i, i])
+    log.ack(log.epoch, start + 20)
+    back = RingLog(dev, "d", merge=P.merge, max_span=4).open()
+    assert back.next_seq == start + 60 and back.acked == start + 20
+    recs = back.pending(1000)
+    assert recs[0][R_FROM] <= start + 21 <= recs[0][R_SEQ] and recs[-1][R_SEQ] == start + 59
+    for a, b in zip(recs, recs[1:]):
+        assert b[R_FROM] == a[R_SEQ] + 1
