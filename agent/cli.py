@@ -440,6 +440,7 @@ def _tls_opts(a):
 
 def cmd_flash(a):
     from agent.config import ConfigError, load_config
+    from agent import cli_flash
     from agent.cli_flash import FlashError, build
     if a.port:
         return _flash_port(a)
@@ -457,7 +458,8 @@ def cmd_flash(a):
     print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
         a.board, a.out, r["files"], r["mpy_bytes"],
         "; run it in %s: micropython -X heapsize=256K main.py, or with its code in ROM as a board "
-        "runs it: python -m hil.romboard tally.romfs main.py --heap 144K" % a.out if a.board == "unix" else ""))
+        "runs it: python -m hil.romboard tally.romfs main.py --heap %s" % (a.out, cli_flash.ROMFS_HEAP)
+        if a.board == "unix" else ""))
     return 0
 
 

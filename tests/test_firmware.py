@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from agent import cose
+from agent import cli_flash, cose
 from agent.cli import main
 from agent.collector.service import CollectorService
 from agent.collector.store import Collector
@@ -25,7 +25,7 @@ MASTER = "00112233445566778899aabbccddeeff"
 # board maps its ROM partition (hil/romboard.py), code executed in place
 RUNS = {"files": lambda out: [MP, "-X", "heapsize=256K", "main.py"],
         "romfs": lambda out: [sys.executable, "-m", "hil.romboard", str(out / "tally.romfs"),
-                              "main.py", "--heap", "144K"]}
+                              "main.py", "--heap", cli_flash.ROMFS_HEAP]}
 
 
 @pytest.mark.parametrize("run", sorted(RUNS))
