@@ -482,7 +482,8 @@ def _drain(days=7, broker=None, window=4, backlog_file=None):
             from agent.port.mqtt_paho import PahoTransport
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "collect", "--broker", broker, "--db", db,
-                 "--master-key", _DRAIN_MASTER.hex(), "--group", "drain-" + os.urandom(3).hex()],
+                 "--group", "drain-" + os.urandom(3).hex()],
+                env=dict(os.environ, TALLY_MASTER_KEY=_DRAIN_MASTER.hex()),   # not on the command line
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             if "collecting" not in proc.stdout.readline():

@@ -120,9 +120,10 @@ class Soak:
         env = _env()
         env["TALLY_CHAOS_HOLD_MS"] = str(HOLD_MS)
         env["TALLY_CHAOS_TXN_MARK"] = self._mark(i)
+        env["TALLY_MASTER_KEY"] = self.master.hex()      # not on the command line
         p = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "collect", "--broker", self.broker.url,
-             "--db", self.db, "--master-key", self.master.hex(), "--group", "soak",
+             "--db", self.db, "--group", "soak",
              "--client-id", "soak-worker-%d" % i],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if i < len(self.workers):
