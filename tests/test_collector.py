@@ -112,6 +112,35 @@ def test_missing_seqs_show_as_gaps(tmp_path, ledger):
     assert s["totals"]["run_s"] == 540            # odometers: no revenue lost, only resolution
 
 
+def test_an_odometer_that_goes_back_books_no_negative_usage(tmp_path, ledger):
+    """A device whose newest record was lost to flash damage after it was
+    sent resumes from the record before it: the ledger sees run_s go 540
+    (day 1) -> 480, 500 (day 2) and climb to 620 (day 3). Usage is booked
+    only above the highest value seen: day 2 books 0, not -40, and day 3 the
+    80 past 540, so no day is negative and the epoch total is the same; the
+    records that went back are counted as data quality."""
+    m = Meter(SCHEMA)
+    log = RingLog(EmulatedNOR(4096, 8), DEV).open()
+    log.epoch = 5
+    t0 = 1767225600 - 9 * 60                                # record 8 ends at midnight
+    run = [60, 120, 180, 240, 300, 360, 420, 480, 540,      # sent and ledgered
+           480, 500, 560, 620]                              # after the damage: from 480 again
+    for i, v in enumerate(run):
+        late = 86400 if i >= 11 else 0                      # the climb back a day later
+        log.append(m.id, 1, (i * 60 + late) * 1000, t0 + i * 60 + late, 3, 60000, [v, 0, 2000])
+    recs = log.pending(len(run))
+    c = new_collector(ledger)
+    c.handle("tally/v1/%s/birth" % DEV, birth(m))
+    assert c.handle("tally/v1/%s/data" % DEV, data(recs[:9]))
+    assert c.handle("tally/v1/%s/data" % DEV, data(recs[9:]))
+    days = c.ledger()[DEV]
+    assert {d: u["run_s"] for d, u in days.items()} == {"2025-12-31": 540, "2026-01-01": 0,
+                                                        "2026-01-02": 80}
+    e = c.summary(DEV)["epochs"][5]
+    assert e["totals"]["run_s"] == 620 and e["rewinds"] == 2     # 480 and 500 are below 540
+    c.close()
+
+
 def test_failed_write_is_not_acked_and_leaves_no_partial_rows(tmp_path, ledger):
     m, recs = records(tmp_path, 10)
     c = new_collector(ledger)

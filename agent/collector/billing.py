@@ -487,13 +487,14 @@ def _quality(days, booked, summary):
     hist = {"epochs": len(summary["epochs"]), "records": 0, "intervals_covered": 0,
             "coalesced_intervals": 0, "dropped_intervals": 0, "unexplained_missing_intervals": 0,
             "gap_ranges": [], "duplicates_ignored": summary["duplicates"],
-            "rejected_messages": summary["rejected"]}
+            "rejected_messages": summary["rejected"], "odometer_rewinds": 0}
     for epoch, e in sorted(summary["epochs"].items()):
         hist["records"] += e["records"]
         hist["intervals_covered"] += e["covered"]
         hist["coalesced_intervals"] += e["coalesced"]
         hist["dropped_intervals"] += e["dropped"]
         hist["unexplained_missing_intervals"] += e["gaps"]
+        hist["odometer_rewinds"] += e.get("rewinds", 0)
         hist["gap_ranges"] += [{"epoch": epoch, "from_seq": a, "to_seq": b} for a, b in e["gap_ranges"]]
     # records placed by receive time, or whose wall clock was contradicted (timeline.py), in the period
     tq = [g for g in summary.get("time_quality", ()) if days[0] <= g["day"] <= days[-1]]
@@ -643,6 +644,10 @@ def to_text(rep):
         out.append("%s  whole history*: coalesced %d, dropped %d, unexplained missing %d%s"
                    % (pad, h["coalesced_intervals"], h["dropped_intervals"],
                       h["unexplained_missing_intervals"], gaps))
+        if h["odometer_rewinds"]:
+            out.append("%s  whole history*: %d record(s) with an odometer below its earlier value "
+                       "(flash damage on the device): no usage booked until it climbs past it"
+                       % (pad, h["odometer_rewinds"]))
         priced = {x["metric"] for x in r["lines"] if x["metric"]}
         out += ["%s  %s" % (pad, _time_line(g, r["units"], priced)) for g in q["time_quality"]]
     if rep["devices"]:

@@ -511,7 +511,13 @@ class Collector:
 
     def _walk(self, device):
         """Yield per record: (epoch, rec dict, {odometer: delta}, metrics) in
-        seq order; odometers start at zero with each epoch."""
+        seq order; odometers start at zero with each epoch. Usage is what an
+        odometer gained above the highest value it had in the epoch: a device
+        whose newest record was lost to flash damage after it was sent
+        resumes from an older value: the dip is booked as zero, not as
+        negative usage, and only the climb past the old high is booked after
+        it (the epoch's total is unchanged). rec["rewound"] names the
+        odometers that went back (data quality, never usage)."""
         rows = self._b.execute(
             "SELECT epoch, seq, from_seq, flags, schema_id, boot, uptime_ms, wall_s, wall_q, "
             "ival_ms, vals, received_s FROM records WHERE device_id=? ORDER BY epoch, seq",
@@ -525,11 +531,17 @@ class Collector:
             metrics = self.schema(device, sid) or []
             vals = json.loads(vals)
             deltas = {}
+            rewound = ()
             for m, v in zip(metrics, vals):
                 if m[3] == "odometer":
-                    deltas[m[0]] = v - base.get(m[0], 0)
-                    base[m[0]] = v
-            rec = {"epoch": epoch, "seq": seq, "from_seq": frm, "flags": flags, "boot": boot,
+                    high = base.get(m[0], 0)
+                    if v >= high:
+                        deltas[m[0]] = v - high
+                        base[m[0]] = v
+                    else:
+                        deltas[m[0]] = 0
+                        rewound += (m[0],)
+            rec = {"rewound": rewound, "epoch": epoch, "seq": seq, "from_seq": frm, "flags": flags, "boot": boot,
                    "uptime_ms": up, "wall_s": wall, "wall_q": wq, "ival_ms": ival,
                    "received_s": rx, "values": dict(zip((m[0] for m in metrics), vals))}
             yield epoch, rec, deltas, metrics
@@ -565,6 +577,7 @@ class Collector:
                                       (device, epoch)).fetchone()
                 start = row[0] if row else r["from_seq"]
                 e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
+                                     "rewinds": 0,
                                      "placed": dict.fromkeys(timeline.KINDS, 0),
                                      "dropped": 0, "gaps": 0, "gap_ranges": [],
                                      "first_seq": start, "last_seq": start - 1,
@@ -577,6 +590,8 @@ class Collector:
             e["last_seq"] = r["seq"]
             e["records"] += 1
             e["placed"][r["placed"]] += 1
+            if r["rewound"]:
+                e["rewinds"] += 1
             e["covered"] += span
             if r["flags"] & 2:
                 e["dropped"] += span - 1
