@@ -2,7 +2,8 @@
 # first with up to `window` batches in flight, log space freed only on the
 # collector's application ack (and only as a contiguous prefix, whatever order
 # the acks come back in), republish on ack timeout or reconnect, exponential
-# backoff with jitter when connecting or publishing fails, and a token bucket
+# backoff with equal jitter (agent/backoff.py) when connecting or publishing
+# fails, and a token bucket
 # on data bytes so a long backlog drains at a set rate.
 #
 # A transport has: connect() -> bool (starts a session; the will is the death
@@ -13,8 +14,8 @@
 from agent import cbor
 from agent import cose
 from agent import batch as wire
-from agent import port
 from agent import remote
+from agent.backoff import Backoff
 from agent import __version__
 
 # in-flight batch fields
@@ -54,13 +55,11 @@ class Uplink:
         self.batch_max = batch_max
         self.max_latency = max_latency_ms
         self.ack_timeout = ack_timeout_ms
-        self.bmin = backoff_min_ms
-        self.bmax = backoff_max_ms
         self.window = window
         self.drain_bps = drain_bps    # bytes/s for data publishes; 0: as fast as acks come
         self._tokens = 0
         self._t_fill = None
-        self._backoff = backoff_min_ms
+        self._backoff = Backoff(backoff_min_ms, backoff_max_ms)
         self._next_try = 0
         self.wall_q = 0               # the clock's wall quality, for the birth (the agent keeps it current)
         self._session = None
@@ -145,14 +144,12 @@ class Uplink:
     def kick(self, now):
         """The network is back: try the broker now, the backoff started afresh."""
         self._next_try = now
-        self._backoff = self.bmin
+        self._backoff.reset()
 
     def _fail(self, now, cause):
         self.failures += 1
         self._count(cause)
-        # full jitter: wait a random time between half and all of the backoff
-        self._next_try = now + self._backoff // 2 + port.random_u32() % (self._backoff // 2 + 1)
-        self._backoff = min(self._backoff * 2, self.bmax)
+        self._next_try = self._backoff.after(now)
 
     def _publish(self, topic_, payload, now, retain=False):
         if self.t.publish(topic_, payload, retain):
@@ -250,7 +247,7 @@ class Uplink:
                 if now >= self._next_try:
                     t.will = (topic(self.device_id, "death"), self.death())
                     if t.connect():
-                        self._backoff = self.bmin
+                        self._backoff.reset()
                     else:
                         self._fail(now, "fail_conn")
                 return

@@ -1,5 +1,6 @@
 # The device's network: a Wi-Fi station that keeps itself joined, with
-# exponential backoff and jitter between attempts, and a small SNTP client
+# exponential backoff with equal jitter between attempts (agent/backoff.py),
+# and a small SNTP client
 # (RFC 4330 / RFC 5905 client mode) that sets the clock's wall time. Both
 # are stepped from the main loop and never hold it up for long: WifiLink.step
 # only starts an association or looks at its state; Sntp.step makes at most
@@ -11,16 +12,11 @@ import os
 import socket
 import struct
 
-from agent import port
+from agent.backoff import Backoff
 from agent.clock import ticks_ms, ticks_diff
 
 NTP_DELTA = 2208988800        # s from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 _SOON = 100                   # ms between looks at an association in progress
-
-
-def _next(now, b):
-    # full jitter: a random time between half and all of the backoff
-    return now + b // 2 + port.random_u32() % (b // 2 + 1)
 
 
 class WifiLink:
@@ -34,13 +30,11 @@ class WifiLink:
         self.ssid = ssid
         self.pw = password
         self.wait = wait_ms
-        self.bmin = bmin
-        self.bmax = bmax
         self.up = False
         self.attempts = 0
         self.failures = 0
         self.drops = 0
-        self._b = bmin
+        self._b = Backoff(bmin, bmax)
         self._t = 0               # joining: when the attempt began; else when to try next
         self._joining = False
         self._bad = {}            # status codes that end an attempt at once -> name
@@ -67,7 +61,7 @@ class WifiLink:
             if w.isconnected():
                 self._joining = False
                 self.up = True
-                self._b = self.bmin
+                self._b.reset()
                 print("wifi: joined %r as %s (attempt %d, %d failed)"
                       % (self.ssid, w.ifconfig()[0], self.attempts, self.failures))
                 return True
@@ -95,8 +89,7 @@ class WifiLink:
             self.w.disconnect()
         except OSError:
             pass
-        self._t = _next(now, self._b)
-        self._b = min(self._b * 2, self.bmax)
+        self._t = self._b.after(now)
         print("wifi: %r not joined (%s), attempt %d; next in %d ms"
               % (self.ssid, why, self.attempts, self._t - now))
 
@@ -119,13 +112,11 @@ class Sntp:
         self.clock = clock
         self.timeout = timeout_ms
         self.resync = resync_ms
-        self.bmin = bmin
-        self.bmax = bmax
         self.synced = 0
         self.failures = 0
         self.last_error = None
         self.kod = None           # the kiss code of the last kiss-o'-death (b"RATE", b"DENY", ...)
-        self._b = bmin
+        self._b = Backoff(bmin, bmax)
         self._t = 0
         self._buf = bytearray(48)
 
@@ -186,13 +177,12 @@ class Sntp:
         except (OSError, ValueError) as e:
             self.failures += 1
             self.last_error = e
-            self._t = _next(now, self.bmax if self.kod else self._b)
-            self._b = min(self._b * 2, self.bmax)
+            self._t = self._b.after(now, self.kod is not None)
             print("ntp: %s:%d: %s; next try in %d ms" % (self.host, self.port, e, self._t - now))
             return False
         self.clock.set_wall(ms)
         self.synced += 1
-        self._b = self.bmin
+        self._b.reset()
         self._t = now + self.resync
         if self.synced == 1:
             print("ntp: wall clock set from %s:%d (unix %d), quality NTP" % (self.host, self.port, ms // 1000))

@@ -42,3 +42,23 @@ def test_log_overflow_coalesces_keeping_odometers():
     assert log.coalesced > 0
     assert any(r[R_FLAGS] & F_COALESCED for r in log.pending(8))
     log.close()
+
+
+def test_backoff_draws_equal_jitter_and_doubles_to_its_cap():
+    from agent.backoff import Backoff
+    b = Backoff(1000, 5000)
+    seen = []
+    for want in (1000, 2000, 4000, 5000, 5000):
+        t = b.after(100)
+        assert 100 + want // 2 <= t <= 100 + want, (want, t)    # half to all of the backoff
+        seen.append(t)
+    assert b.wait == 5000
+    for _ in range(50):                           # the draw is random, within the bounds
+        t = b.after(0)
+        assert 2500 <= t <= 5000
+        seen.append(t)
+    assert len(set(seen)) > 5
+    b.reset()
+    assert b.wait == 1000 and 500 <= b.after(0) <= 1000
+    t = b.after(0, True)                          # longest: drawn over the cap, backoff still doubles
+    assert 2500 <= t <= 5000 and b.wait == 4000
