@@ -282,3 +282,24 @@ def test_config_version_survives_reboots_and_status_says_what_the_device_reporte
     hub.retain(tp, body)
     run(clock, ag, 5)
     assert ag.uplink.config.version == 4 and ag.interval == 120000 and ag.log.config_version == 4
+
+
+def test_the_uplink_backs_off_with_equal_jitter_doubling_on_each_failed_connect(tmp_path):
+    """Half to all of the backoff between tries (equal jitter), the backoff
+    doubling from backoff_min_ms to backoff_max_ms; agent/backoff.py."""
+    from agent.sync import Uplink
+    from agent.meter import Meter
+
+    hub = Hub(Collector(keys=lambda d: KEY if d == DEV else None))
+    hub.down = True                   # the broker does not answer
+    up = Uplink(DEV, hub.transport(DEV), file_log(str(tmp_path / "l.bin"), DEV, capacity=64 * 1024),
+                Meter([("odo", "count", 0, "odo")]), key=KEY,
+                backoff_min_ms=1000, backoff_max_ms=8000)
+    now, gaps = 0, []
+    for _ in range(6):
+        up.step(now)
+        gaps.append(up._next_try - now)
+        now = up._next_try
+    assert up.failures == 6
+    for gap, w in zip(gaps, (1000, 2000, 4000, 8000, 8000, 8000)):
+        assert w // 2 <= gap <= w, (gaps, w)
