@@ -1,6 +1,8 @@
 """Every payload the system produces validates against docs/wire.cddl
-(RFC 8610, checked with cddl-verifier), and batches round-trip exactly,
-including wide and negative integers."""
+(RFC 8610, checked with cddl-verifier), batches round-trip exactly,
+including wide and negative integers, and docs/wire.md's byte-level claims
+(the COSE_Mac0 head and tag, the batch header positions, each column form,
+the ack) hold for the bytes the code writes."""
 import os
 
 import cbor2
@@ -17,7 +19,8 @@ from hil.flash import EmulatedNOR
 from hil.loopback import Hub
 
 cv = pytest.importorskip("cddl_verifier")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 V = cv.Validator(open(os.path.join(ROOT, "docs", "wire.cddl")).read())
 KEY = bytes(range(16))
 
@@ -169,3 +172,103 @@ def test_config_and_cfgack_validate_against_the_cddl():
     valid(garbled["ack"], "cfgack")
     with pytest.raises(AssertionError):
         valid(cbor2.dumps(dict(cfg, window=0)), "config")
+
+
+# -- docs/wire.md at its documented places: the bytes the code writes -------------------
+# The CDDL above says what shape a message has; these read the real bytes where
+# wire.md's prose puts them (the COSE head, the batch header positions, each
+# column form, the ack), with cbor2 and hashlib as the independent readers.
+
+def _running_agent_messages():
+    clock = VirtualClock()
+    col = Capturing()
+    ag = Agent("dev-w", Emulation(clock, seed=3).channels(), RingLog(EmulatedNOR(4096, 16), "dev-w"),
+               clock, transport=Hub(col).transport("dev-w"), interval_ms=60000, sample_ms=10000,
+               uplink_opts={"key": KEY}).start()
+    for _ in range(6 * 240):
+        clock.advance_ms(10000)
+        ag.tick()
+    return col.seen + [("tally/v1/dev-w/death", ag.uplink.death())]
+
+
+def test_wire_md_cose_mac0_head_tag_and_overhead_are_the_bytes_sent():
+    import hashlib
+    import hmac
+    msgs = _running_agent_messages()
+    overheads = {}
+    for topic, msg in msgs:
+        # #6.17([ h'A10104', {}, payload, tag ]): tag 17, array of 4, bstr(3) A1 01 04, empty map
+        assert msg[:7] == b"\xd1\x84\x43\xa1\x01\x04\xa0", (topic, msg[:7].hex())
+        outer = cbor2.loads(msg)
+        assert outer.tag == 17
+        prot, unprot, payload, tag = outer.value
+        assert cbor2.loads(prot) == {1: 4} and unprot == {}
+        # tag = HMAC-SHA256(key, ["MAC0", h'A10104', device_id, payload])[0:8], the
+        # 8 bytes last in the message behind their bstr head 0x48
+        want = hmac.new(KEY, cbor2.dumps(["MAC0", b"\xa1\x01\x04", b"dev-w", payload]), hashlib.sha256).digest()[:8]
+        assert tag == want and msg[-9:] == b"\x48" + want
+        assert msg[7:-9] == cbor2.dumps(payload)
+        overheads[len(msg) - len(payload)] = topic.rsplit("/", 1)[1]
+    # "19 bytes per message" for a batch (a payload of 256 B..64 KiB: a 3-byte bstr head)
+    assert all(len(m) - len(cbor2.loads(m).value[2]) == 19 for t, m in msgs
+               if t.endswith("/data") and 256 <= len(cbor2.loads(m).value[2]) < 65536)
+    assert 19 in overheads and overheads[19] == "data"
+
+
+def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
+    msgs = _running_agent_messages()
+    births = [cbor2.loads(cose.verify(m, KEY, "dev-w")) for t, m in msgs if t.endswith("/birth")]
+    checked = 0
+    for i, (topic, msg) in enumerate(msgs):
+        if not topic.endswith("/data"):
+            continue
+        b = cbor2.loads(cose.verify(msg, KEY, "dev-w"))
+        # [1, schema_id, epoch, seq, from_seq, flags, boot, uptime_ms, wall_s, wall_q, ival_ms, count,
+        #  dt, column_0, ..., column_(m-1)]
+        ver, sid, epoch, seq, from_seq, flags, boot, up, wall, wq, ival, count = b[:12]
+        schema = births[-1]["schema"]
+        assert ver == 1 and sid == births[-1]["schema_id"] and epoch == births[-1]["epoch"]
+        assert boot == births[-1]["boot"] and ival == 60000 == births[-1]["ival_ms"]
+        assert flags == 0 and from_seq == seq and 1 <= count <= 60
+        assert wq == births[-1]["wall_q"] and (wall == 0) == (wq == 0)
+        assert len(b) == 13 + len(schema)                  # dt, then one column per metric, in order
+        recs = batch.decode(b)
+        assert [r["seq"] for r in recs] == list(range(seq, seq + count)) and recs[0]["uptime_ms"] == up
+        # dt: each record's uptime jitter against the nominal interval
+        ups = [r["uptime_ms"] for r in recs]
+        assert batch._expand(b[12], count, "dt")[1:] == [ups[k] - ups[k - 1] - ival for k in range(1, count)]
+        # the collector's answer on the ack topic: [epoch, first_seq, last_seq]
+        topic_a, ack = msgs[i + 1]
+        assert topic_a == "tally/v1/dev-w/ack"
+        assert cbor2.loads(cose.verify(ack, KEY, "dev-w")) == [epoch, seq, seq + count - 1]
+        checked += 1
+    assert checked >= 3
+
+
+def test_wire_md_each_column_form_appears_as_the_table_writes_it():
+    n = 10
+    cols = {
+        "zero": [0] * n,                                               # 0
+        "deltas": [2150, 2153, 2149, 2160, 2158, 2151, 2163, 2150, 2149, 2155],
+        "step": [7 + 60 * k for k in range(n)],                        # [v0, d]
+        "second": [0, 100000, 200001, 299999, 400000, 500002, 600001, 700001, 800000, 900002],
+        "sparse": [5, 5, 5, 5, 1005, 1005, 1005, 1005, 1005, 1005],    # {0: v0, i: d_i}
+    }
+    log = RingLog(EmulatedNOR(4096, 64), "d").open()
+    for k in range(n):
+        log.append(9, 3, k * 60000, 0, 0, 60000, [cols[c][k] for c in cols])
+    b = cbor2.loads(batch.encode(batch.take_run(log.pending(100), 60)))
+    dt, zero, deltas, step, second, sparse = b[12:]
+    assert dt == 0 and zero == 0                                     # every value is zero
+    v = cols["deltas"]
+    assert deltas == [v[0]] + [v[k] - v[k - 1] for k in range(1, n)]
+    assert step == [7, 60]
+    v = cols["second"]
+    d = [v[k] - v[k - 1] for k in range(1, n)]
+    assert second == [0, 100000, [d[k] - d[k - 1] for k in range(1, n - 1)]]
+    assert sparse == {0: 5, 4: 1000}
+    # and at n = 3 no second-difference form: it would read as three deltas
+    log = RingLog(EmulatedNOR(4096, 64), "d").open()
+    for k, x in enumerate((0, 100000, 200001)):
+        log.append(9, 3, k * 60000, 0, 0, 60000, [x])
+    assert cbor2.loads(batch.encode(batch.take_run(log.pending(10), 60)))[13] == [0, 100000, 100001]
