@@ -213,6 +213,9 @@ def test_wire_md_cose_mac0_head_tag_and_overhead_are_the_bytes_sent():
     assert all(len(m) - len(cbor2.loads(m).value[2]) == 19 for t, m in msgs
                if t.endswith("/data") and 256 <= len(cbor2.loads(m).value[2]) < 65536)
     assert 19 in overheads and overheads[19] == "data"
+    # 17 for a payload under 24 bytes (a 1-byte bstr head): an ack
+    acks = [(m, cbor2.loads(m).value[2]) for t, m in msgs if t.endswith("/ack")]
+    assert acks and all(len(p) < 24 and len(m) - len(p) == 17 for m, p in acks)
 
 
 def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
