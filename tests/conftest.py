@@ -1,3 +1,9 @@
+"""Shared fixtures and helpers for the test suite: ROOT (the checkout), the
+real mosquitto, PKI and PostgreSQL fixtures, and the I2C driver-test helpers
+(rig, per_reading, short_at, fail_kth, assert_typed). Test files import what
+they need with `from conftest import ...`. A test that uses `broker` or
+`tls_broker` is marked `broker`, so `pytest -m broker` selects it and
+`-m "not broker"` leaves it out."""
 import errno
 import inspect
 import os
@@ -27,6 +33,19 @@ def _need_mosquitto():
         if os.environ.get("CI"):
             pytest.fail("mosquitto is not installed (make test installs it)")
         pytest.skip("mosquitto is not installed")
+
+
+BROKER_FIXTURES = ("broker", "tls_broker")
+
+
+def pytest_collection_modifyitems(config, items):
+    # at collection, not in the fixture: -m selects before any fixture runs.
+    # A parametrize argument of the same name (test_tls has one) is not the fixture.
+    for item in items:
+        cs = getattr(item, "callspec", None)
+        params = cs.params if cs else {}
+        if any(f in BROKER_FIXTURES and f not in params for f in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from agent.log import RingLog
 from agent.meter import Meter
 from hil.flash import EmulatedNOR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 KEY = bytes(range(16))
 SCHEMA = [("run_time", "s", 0, "odo"), ("air", "m3", -3, "odo"), ("energy", "Wh", -3, "odo"),
           ("tmax", "Cel", -2, "max")]

@@ -1,3 +1,8 @@
+"""agent/cbor.py, our deterministic CBOR subset: encodings equal to cbor2's
+canonical form where the two rules agree, map keys in RFC 8949 bytewise
+order, the RFC 8949 Appendix A examples, items outside the subset and
+malformed input refused cleanly, and real messages encoding to the same bytes
+on CPython and under the MicroPython unix port."""
 import os
 import subprocess
 import sys
@@ -9,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 from agent import cbor
 from hil import mpbuild
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 MP = mpbuild.tool("micropython")
 
 ints = st.integers(min_value=-(2 ** 64), max_value=2 ** 64 - 1)

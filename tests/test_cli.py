@@ -1,11 +1,15 @@
+"""The `tally` command line (`python -m agent.cli`) run as a subprocess, as a
+user runs it: simulate, run on an emulated board over a pty, inspect, collect
+and the bench commands print what they promise, and bad arguments or a bad
+config end in one line naming the problem with exit 2, never a traceback."""
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 TALLY = [sys.executable, "-m", "agent.cli"]
 
 

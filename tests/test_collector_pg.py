@@ -87,7 +87,6 @@ def test_collect_and_export_take_a_postgresql_url(tmp_path, postgres, capsys):
     assert "Traceback" not in run.stderr and 'database "nope" does not exist' in run.stderr
 
 
-@pytest.mark.broker
 def test_service_does_not_ack_while_the_database_is_down(tmp_path, broker, postgres_server, postgres):
     from agent.collector.service import CollectorService
     from agent.port.mqtt_paho import PahoTransport

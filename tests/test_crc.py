@@ -1,3 +1,7 @@
+"""drivers/crc.py: the Sensirion CRC-8 and the Modbus CRC-16 against the
+datasheet and catalogue check values and against a bit-at-a-time reference
+written from the polynomial, with the residue and single-byte-error
+properties checked on random data."""
 from hypothesis import given, strategies as st
 
 from drivers.crc import crc8_sensirion, crc16_modbus

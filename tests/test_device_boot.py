@@ -24,7 +24,8 @@ from agent.port.net_mp import Sntp
 from hil import mpbuild
 from hil.sntp_server import SntpServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 MP = mpbuild.tool("micropython")
 pytestmark = pytest.mark.skipif(not MP, reason="micropython unix port not installed")
 HEAP = "256K"

@@ -1,3 +1,8 @@
+"""Modbus RTU (drivers/modbus.py) and the SDM120 meter (drivers/sdm120.py):
+request frames as the datasheet writes them, every kind of bad reply typed
+(timeout, CRC, exception = NACK, range), exact float scaling, and the driver
+against the SDM120 twin over an in-process loopback and over a real pty. The
+scripted ports stand in for the serial line only, the edge of the world."""
 import math
 import os
 import struct

@@ -1,3 +1,6 @@
+"""`tally export` and the reports: CloudEvents and SenML (RFC 8428) exports
+agree with the ledger record for record, units follow the schema, and
+hostile device ids stay harmless in the text, CSV and JSON outputs."""
 import json
 import os
 import subprocess
@@ -5,7 +8,7 @@ import sys
 
 from hil.sim import simulate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def test_exports_agree_with_the_ledger(tmp_path):

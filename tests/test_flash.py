@@ -10,7 +10,8 @@ from agent import flash as agent_flash
 from agent.flash import FileFlash
 from hil.flash import EmulatedNOR, FlashError, PowerCut
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 SS = 256
 
 

@@ -13,7 +13,7 @@ from hil.i2c import EmulatedI2C
 from hil.i2c_proxy import MpremoteLink, ProxyI2C
 from hil.twins import i2c_buses
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 MARKED = '''
 import pytest

@@ -12,7 +12,6 @@ What must hold, whatever arrives:
   hostile traffic, and the collector still ingests and acks honest data.
 A failure lists the classes that escape with a reproducer for each."""
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ import pytest
 from agent import cose
 from hil import hostile as H
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 N_SQLITE = 10000          # hostile messages on SQLite (issue 11: >= 10,000 in CI)
 N_POSTGRES = 1200         # and a smaller share on PostgreSQL
 BOMBS = 0.05              # cost bombs at 1/20 of full size, so code that expands before it checks still ends
@@ -313,7 +313,6 @@ def _collect(broker, db, keys, seconds):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.broker
 def test_retained_poison_birth_does_not_crash_loop_collect(broker, tmp_path):
     import paho.mqtt.publish as publish
     db = str(tmp_path / "ledger.sqlite")

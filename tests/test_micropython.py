@@ -11,7 +11,8 @@ import pytest
 from agent import batch
 from hil import mpbuild
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 MP = mpbuild.tool("micropython")
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(not MP, reason="micropython unix port not installed")]

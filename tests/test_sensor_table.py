@@ -16,6 +16,7 @@ import pytest
 
 from boards.sensors import SENSORS
 from conftest import ROOT
+
 from hil.drivers_bench import ROWS
 from hil.twins import TWINS
 from test_contract import CONTRACT

@@ -11,7 +11,8 @@ import time
 
 from agent.log import file_log, R_SEQ, R_FROM, R_VALUES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 CHILD = r"""
 import sys
 from agent.log import file_log

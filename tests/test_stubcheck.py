@@ -9,7 +9,7 @@ import pytest
 from agent import cli
 from agent import cli_stubcheck as sc
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

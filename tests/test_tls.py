@@ -14,7 +14,7 @@ from agent.config import ConfigError, validate
 from agent.port.mqtt_paho import Client, PahoTransport, check_client_cert, parse_url
 from hil.sim import simulate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def until(pred, timeout=10.0):
@@ -84,7 +84,6 @@ def run_agent(tmp_path, device_id, url, key, tls, seconds):
 
 # -- through the broker ----------------------------------------------------------------
 
-@pytest.mark.broker
 def test_fleet_over_tls_reconciles(tls_broker, pki):
     """Devices with their own certificates publish through the uplink; the
     collector, with its certificate, ledgers and acks every record."""
@@ -93,7 +92,6 @@ def test_fleet_over_tls_reconciles(tls_broker, pki):
     assert all(d["records_in_ledger"] == 360 for d in rep["devices"])
 
 
-@pytest.mark.broker
 def test_device_cannot_publish_under_another_id(tls_broker, pki):
     rec = Recorder()
     svc = CollectorService(tls_broker.url, rec, tls=pki.collector_tls).start()
@@ -111,7 +109,6 @@ def test_device_cannot_publish_under_another_id(tls_broker, pki):
         svc.stop()
 
 
-@pytest.mark.broker
 def test_device_cannot_read_or_forge_another_devices_acks(tls_broker, pki):
     """mosquitto 2's acl_file grants every SUBSCRIBE, shared or not, and checks
     read access per message on delivery: dev-a's subscriptions to dev-b's ack
@@ -137,7 +134,6 @@ def test_device_cannot_read_or_forge_another_devices_acks(tls_broker, pki):
             c.close()
 
 
-@pytest.mark.broker
 def test_collector_reads_data_only_through_its_acl(tls_broker, pki):
     """The collector's data arrives on its shared subscription under a plain
     `topic read tally/v1/+/data` rule; it may not forge device data."""
@@ -161,43 +157,36 @@ def test_collector_reads_data_only_through_its_acl(tls_broker, pki):
         svc.stop()
 
 
-@pytest.mark.broker
 def test_foreign_ca_certificate_is_refused_and_named(tls_broker, pki):
     err = refused(tls_broker.url, pki.foreign_tls("dev-a"))
     assert "refused our client certificate" in err and "unknown CA" in err, err
 
 
-@pytest.mark.broker
 def test_expired_certificate_is_refused_and_named(tls_broker, pki):
     err = refused(tls_broker.url, pki.expired_tls("dev-a"))
     assert "refused our client certificate" in err and "expired" in err, err
 
 
-@pytest.mark.broker
 def test_broker_certificate_from_an_untrusted_ca_fails_verification(tls_broker, pki):
     err = refused(tls_broker.url, dict(pki.device_tls("dev-a"), ca=pki.foreign_ca()))
     assert "certificate verify failed" in err and "broker's certificate" in err, err
 
 
-@pytest.mark.broker
 def test_no_client_certificate_is_refused(tls_broker, pki):
     err = refused(tls_broker.url, {"ca": pki.ca})
     assert "client certificate" in err, err
 
 
-@pytest.mark.broker
 def test_plain_tcp_cannot_use_the_tls_port(tls_broker):
     err = refused("mqtt://127.0.0.1:%d" % tls_broker.port, None)
     assert "closed the connection before accepting it" in err and "mqtts://" in err, err
 
 
-@pytest.mark.broker
 def test_tls_cannot_use_a_plain_port(broker, pki):
     err = refused("mqtts://127.0.0.1:%d" % broker.port, pki.device_tls("dev-a"))
     assert "during the TLS handshake" in err, err
 
 
-@pytest.mark.broker
 def test_collector_says_why_it_cannot_subscribe(tls_broker, pki):
     svc = CollectorService(tls_broker.url, Recorder(), tls=pki.expired_tls("collector")).start()
     try:
@@ -207,7 +196,6 @@ def test_collector_says_why_it_cannot_subscribe(tls_broker, pki):
         svc.stop()
 
 
-@pytest.mark.broker
 def test_run_and_collect_over_tls_as_separate_processes(tls_broker, pki, tmp_path):
     """`tally run` with [tls] in its config, `tally collect --ca --cert --key`."""
     import sqlite3
@@ -230,7 +218,6 @@ def test_run_and_collect_over_tls_as_separate_processes(tls_broker, pki, tmp_pat
     assert n >= 3
 
 
-@pytest.mark.broker
 def test_run_logs_the_cause_of_a_refused_connection_once(tls_broker, pki, tmp_path):
     run = run_agent(tmp_path, "pi-8", tls_broker.url, "ab" * 16, pki.expired_tls("pi-8"), 4)
     assert run.returncode == 0, run.stderr
