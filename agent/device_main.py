@@ -1,4 +1,5 @@
-# The firmware's entry point (main.py calls run()): read the config that
+# The firmware's entry point (main.py calls start(), which runs run() and,
+# should it ever raise, leaves a crash marker and resets): read the config that
 # `tally flash` compiled from the TOML file, build the board's channels, the
 # ring log and, with a broker, the uplink on our MQTT client; join Wi-Fi and
 # set the wall clock from NTP where configured; then meter in real time,

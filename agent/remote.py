@@ -7,7 +7,8 @@
 # comes again on every connect) and rejects an older one, also after a reboot
 # (the highest version applied is kept in the log). A rejected config changes
 # nothing; the device answers every new message on .../cfgack with
-# {"v": 1, "version": n, "ok": bool, "active": version in force, "reason": str}.
+# {"v": 1, "version": n, "ok": true, "active": n}, or on a refusal
+# {"v": 1, "version": n, "ok": false, "active": version in force, "reason": str}.
 # Whatever it is sent, of whatever shape, is answered or ignored, never raised.
 
 import hashlib

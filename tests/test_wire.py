@@ -165,9 +165,11 @@ def test_config_and_cfgack_validate_against_the_cddl():
     dev = remote.Config()
     ok = dev.offer(cose.mac0(cbor2.dumps(cfg), key, "d"), key, "d")
     valid(ok["ack"], "cfgack")
+    assert cbor2.loads(ok["ack"]) == {"v": 1, "version": 2, "ok": True, "active": 2}      # as wire.md writes it
     bad = dev.offer(cose.mac0(cbor2.dumps(dict(cfg, version=3, window=0)), key, "d"), key, "d")
     valid(bad["ack"], "cfgack")
-    assert cbor2.loads(bad["ack"])["reason"] == "window=0 is not an integer in 1..32"
+    assert cbor2.loads(bad["ack"]) == {"v": 1, "version": 3, "ok": False, "active": 2,
+                                       "reason": "window=0 is not an integer in 1..32"}
     garbled = dev.offer(b"\x00not cose", key, "d")
     valid(garbled["ack"], "cfgack")
     with pytest.raises(AssertionError):

@@ -1,7 +1,8 @@
 # The ring buffer's backend on an ESP32: a raw data partition, programmed and
 # erased directly (no filesystem, no wear levelling underneath; the ring does
-# its own). MicroPython on ESP32 only: nothing imports this module except
-# board code that chooses it explicitly.
+# its own). MicroPython on ESP32 only: only agent/device_main.py imports it,
+# when the config's log is "partition" (a board's default), and falls back to
+# the file log when the partition is missing or too small.
 #
 # Interface (shared with agent.flash.FileFlash and hil.flash.EmulatedNOR):
 #   sector_size, sector_count, read(addr, buf), program(addr, data),

@@ -1,11 +1,11 @@
 # The device's network: a Wi-Fi station that keeps itself joined, with
-# exponential backoff with equal jitter between attempts (agent/backoff.py),
-# and a small SNTP client
-# (RFC 4330 / RFC 5905 client mode) that sets the clock's wall time. Both
-# are stepped from the main loop and never hold it up for long: WifiLink.step
-# only starts an association or looks at its state; Sntp.step makes at most
-# one exchange, bounded by the socket timeout (not bounded: resolving a host
-# name; give an IP address to bound that too). Portable: the SNTP client also
+# exponential backoff and equal jitter between attempts (agent/backoff.py),
+# and a small SNTP client (RFC 4330 / RFC 5905 client mode) that sets the
+# clock's wall time, retried the same way. Both are stepped from the main
+# loop and never hold it up for long: WifiLink.step only starts an
+# association or looks at its state; Sntp.step makes at most one exchange,
+# bounded by the socket timeout (not bounded: resolving a host name; give an
+# IP address to bound that too). Portable: the SNTP client also
 # runs on CPython and the MicroPython unix port (tests); WifiLink needs the
 # `network` module (ESP32).
 import os
