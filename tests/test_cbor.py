@@ -110,6 +110,7 @@ def _messages_on(runtime):
     return dict(line.split() for line in r.stdout.splitlines())
 
 
+@pytest.mark.micropython
 @pytest.mark.skipif(not MP, reason="micropython unix port not installed")
 def test_real_messages_encode_to_the_same_bytes_on_cpython_and_micropython():
     cp, mp = _messages_on("cpython"), _messages_on("micropython")

@@ -15,7 +15,7 @@ from agent.cli_deploy import DeployError, deploy
 from hil.fakeboard import FakeBoard
 from test_micropython import MP
 
-pytestmark = pytest.mark.skipif(not MP, reason="micropython unix port not installed")
+pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 
 
 def tree(root):

@@ -27,7 +27,7 @@ from hil.sntp_server import SntpServer
 from conftest import ROOT
 
 MP = mpbuild.tool("micropython")
-pytestmark = pytest.mark.skipif(not MP, reason="micropython unix port not installed")
+pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 HEAP = "256K"
 CMD = [MP, "-X", "heapsize=" + HEAP, "main.py"]
 WALL_2030 = 1893456000          # what the emulated NTP server serves: far from the host's clock

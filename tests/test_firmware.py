@@ -16,7 +16,7 @@ from agent.collector.service import CollectorService
 from agent.collector.store import Collector
 from test_micropython import MP
 
-pytestmark = pytest.mark.skipif(not MP, reason="micropython unix port not installed")
+pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 MASTER = "00112233445566778899aabbccddeeff"
 
 
