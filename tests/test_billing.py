@@ -417,3 +417,19 @@ def test_csv_cells_and_text_are_neutralised():
         == ["'=1+1", "'+1", "'-1+2", "'@A1", "'\\x09=1", "'\\x0d=1", "plain", "-12.50", "0.31", "-3"]
     assert clean("a\x1b[2Jb\x07\x9b\u202e\u2066c\n") == "a\\x1b[2Jb\\x07\\x9b\\u202e\\u2066c\\x0a"
     assert clean("caf\u00e9 ok") == "caf\u00e9 ok"              # printable text is left alone
+
+
+def test_the_csv_columns_and_json_keys_are_those_billing_md_lists(tmp_path, ledger):
+    """docs/billing.md "Formats" read as a spec: the CSV header is the column
+    list it gives, in order, and the JSON report has exactly the keys it names."""
+    with open(os.path.join(ROOT, "docs", "billing.md")) as f:
+        doc = f.read().split("## Formats", 1)[1]
+    csv_doc = re.search(r"\*\*csv\*\*:.*?row per device x line item:\s*`([^`]+)`", doc, re.S).group(1)
+    json_doc = set(re.findall(r"`([^`]+)`", doc.split("* **json**", 1)[1]))
+    db, col = ledger
+    feed(col, "c-1", [("2026-11-10T00:01", 60, 0, 0), ("2026-11-10T00:02", 60, 0, 0)])
+    head = report(tmp_path, db, "--period", "2026-11", fmt="csv").splitlines()[0]
+    assert head.split(",") == [c.strip() for c in csv_doc.split(",")]
+    js = report(tmp_path, db, "--period", "2026-11")
+    got = set(js) | set(js["period"]) | set(js["devices"][0]) | {js["report"]}
+    assert got == json_doc and js["report"] == "tally.billing.v1"
