@@ -10,6 +10,11 @@
 # record is repaired, worse damage is skipped and read back as an exact gap,
 # never a rewind; when full, intervals are coalesced before any is dropped.
 # Portable: CPython and MicroPython.
+#
+# Over 500 lines on purpose: it is one job, one class (RingLog), whose
+# append, recovery, repair, compaction and ack paths all work on the same
+# sector state and layout; the device needs every one of them at boot, so
+# splitting it into modules would only spread that state across files.
 
 import binascii
 from array import array

@@ -1,5 +1,6 @@
 # CPython (Raspberry Pi, Linux, CI) side of the port: files with fsync, host
-# randomness, reset cause. Bus and network adapters live in their own modules
+# randomness, reset cause, and whether the host's clock is synchronised
+# (adjtimex, else timedatectl). Bus and network adapters live in their own modules
 # (agent.port.linux_bus, agent.port.mqtt_paho) so importing this stays cheap.
 import os
 

@@ -1,5 +1,8 @@
-# MicroPython (ESP32, unix port) side of the port. Only APIs both the unix
-# port and the ESP32 port have are used at import time; machine is optional.
+# MicroPython (ESP32, unix port) side of the port: files (no fsync: they commit on
+# flush), randomness, free heap, reset cause, the buses a board's pins name
+# (open_i2c, open_uart), deep sleep and the chip's unique id. Only APIs both
+# the unix port and the ESP32 port have are used at import time; machine is
+# optional.
 import os
 import gc
 
