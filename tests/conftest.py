@@ -1,7 +1,8 @@
 """Shared fixtures and helpers for the test suite: ROOT (the checkout), the
-real mosquitto, PKI and PostgreSQL fixtures, and the I2C driver-test helpers
-(rig, per_reading, short_at, fail_kth, assert_typed). Test files import what
-they need with `from conftest import ...`. A test that uses `broker` or
+real mosquitto, PKI and PostgreSQL fixtures, shared helpers (tally, utc,
+until), the MicroPython tier's MP, bundle and mp_run, and the I2C
+driver-test helpers (rig, per_reading, short_at, fail_kth, assert_typed).
+Test files import what they need with `from conftest import ...`. A test that uses `broker` or
 `tls_broker` is marked `broker`, so `pytest -m broker` selects it and
 `-m "not broker"` leaves it out."""
 import errno
@@ -100,6 +101,65 @@ def postgres(postgres_server):
     if not postgres_server.proc:           # a test stopped it and failed to restart it
         postgres_server.start()
     return postgres_server.create_database()
+
+
+# -- helpers shared by the test files ---------------------------------------------------
+
+def tally(*args, timeout=300, **kw):
+    """Run `python -m agent.cli ARGS` from the checkout, as a user runs tally."""
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "agent.cli"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def utc(s):
+    """'2026-11-30T23:59' -> epoch seconds (UTC)."""
+    import calendar
+    import time
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M"))
+
+
+def until(cond, timeout=10.0, every=None):
+    """Call every() (or sleep a little) until cond() holds or timeout seconds
+    pass; whether it held."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        if every:
+            every()
+        time.sleep(0.01)
+    return True
+
+
+# -- the MicroPython tier: the unix port, and the device modules compiled for it -------
+
+def _mp():
+    from hil import mpbuild
+    return mpbuild.tool("micropython")
+
+
+MP = _mp()
+MP_HEAP = "64K"          # an ESP32-sized heap: the core suites run at this
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """The device modules and tests/mp/*.py compiled with mpy-cross, per module."""
+    import glob
+    from hil import mpbuild
+    out = str(tmp_path_factory.mktemp("mpy"))
+    mpbuild.build(out, extra=glob.glob(os.path.join(ROOT, "tests", "mp", "*.py")))
+    return out
+
+
+def mp_run(bundle, code, timeout=600, heap=MP_HEAP):
+    """Run a line of Python under MicroPython against the compiled bundle."""
+    import subprocess
+    return subprocess.run([MP, "-X", "heapsize=" + heap, "-c", code],
+                          cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # -- helpers for the I2C driver tests (tests/test_drv_*.py) ------------------------------

@@ -1,6 +1,5 @@
 """`tally report`: a period's usage priced from a rate card, against ledgers
 built from real signed batches (and one from the fleet simulator)."""
-import calendar
 import csv
 import io
 import json
@@ -8,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import cbor2
@@ -20,7 +18,7 @@ from agent.log import RingLog
 from agent.meter import Meter
 from hil.flash import EmulatedNOR
 
-from conftest import ROOT
+from conftest import ROOT, utc
 
 KEY = bytes(range(16))
 SCHEMA = [("run_time", "s", 0, "odo"), ("air", "m3", -3, "odo"), ("energy", "Wh", -3, "odo"),
@@ -36,11 +34,6 @@ price = "0.018"
 unit = "kWh"
 price = "0.25"
 """
-
-
-def utc(s):
-    """'2026-11-30T23:59' -> epoch seconds."""
-    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M"))
 
 
 def feed(col, dev, rows, epoch=7, skip=()):

@@ -12,11 +12,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from agent import cbor
-from hil import mpbuild
 
-from conftest import ROOT
+from conftest import ROOT, MP
 
-MP = mpbuild.tool("micropython")
 
 ints = st.integers(min_value=-(2 ** 64), max_value=2 ** 64 - 1)
 leaf = ints | st.binary(max_size=40) | st.text(max_size=20) | st.booleans() | st.none()

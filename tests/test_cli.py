@@ -3,20 +3,10 @@ user runs it: simulate, run on an emulated board over a pty, inspect, collect
 and the bench commands print what they promise, and bad arguments or a bad
 config end in one line naming the problem with exit 2, never a traceback."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT
-
-TALLY = [sys.executable, "-m", "agent.cli"]
-
-
-def tally(*args, timeout=300, **kw):
-    return subprocess.run(TALLY + list(args), cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, **kw)
-
+from conftest import ROOT, tally
 
 def test_simulate_json_reconciles():
     r = tally("simulate", "--devices", "3", "--days", "2", "--json")

@@ -2,9 +2,6 @@
 come back, refuse a connection). The behaviour both databases share is
 tested in test_collector.py, once on each."""
 import json
-import os
-import subprocess
-import sys
 import time
 
 import cbor2
@@ -14,6 +11,7 @@ from agent import cli, cose
 from agent.collector.store import DB_ERRORS, Collector, display_name
 from hil.mosquitto import free_port
 from test_collector import DEV, KEY, KEYS, birth, data, records
+from conftest import tally
 
 
 def test_database_down_is_an_error_and_a_restart_is_picked_up(tmp_path, postgres_server, postgres):
@@ -53,12 +51,6 @@ def test_printed_urls_hide_the_password():
         "postgresql://me:***@db.example:5432/ledger"
     assert display_name("postgres://me@db/ledger") == "postgres://me@db/ledger"
     assert display_name("ledger.sqlite") == "ledger.sqlite"
-
-
-def tally(*args):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=root,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_collect_and_export_take_a_postgresql_url(tmp_path, postgres, capsys):

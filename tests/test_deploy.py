@@ -13,7 +13,7 @@ import pytest
 from agent.cli import main
 from agent.cli_deploy import DeployError, deploy
 from hil.fakeboard import FakeBoard
-from test_micropython import MP
+from conftest import MP
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 

@@ -24,9 +24,8 @@ from agent.port.net_mp import Sntp
 from hil import mpbuild
 from hil.sntp_server import SntpServer
 
-from conftest import ROOT
+from conftest import ROOT, MP
 
-MP = mpbuild.tool("micropython")
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 HEAP = "256K"
 CMD = [MP, "-X", "heapsize=" + HEAP, "main.py"]

@@ -8,7 +8,7 @@ import sys
 
 from hil.sim import simulate
 
-from conftest import ROOT
+from conftest import ROOT, utc
 
 
 def test_exports_agree_with_the_ledger(tmp_path):
@@ -51,12 +51,10 @@ def test_exports_agree_with_the_ledger(tmp_path):
 
 # -- SenML against the RFC 8428 JSON rules, and ids that try to attack the reader -----------------
 
-import calendar
 import csv
 import io
 import math
 import re
-import time
 
 import cbor2
 import pytest
@@ -118,10 +116,6 @@ def test_the_unit_registry_is_the_primary_senml_units():
     # every conversion lands on a primary unit, and only lx.h on a sum
     assert all(v[0] in u for v in export.TO_SENML.values())
     assert [k for k, v in export.TO_SENML.items() if v[2] == "s"] == ["lx.h"]
-
-
-def utc(s):
-    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M"))
 
 
 def feed(col, dev, rows, epoch=3):

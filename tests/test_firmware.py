@@ -14,7 +14,7 @@ from agent import cli_flash, cose
 from agent.cli import main
 from agent.collector.service import CollectorService
 from agent.collector.store import Collector
-from test_micropython import MP
+from conftest import MP
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 MASTER = "00112233445566778899aabbccddeeff"

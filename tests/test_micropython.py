@@ -1,6 +1,5 @@
 """The MicroPython tier: device-side code compiled with mpy-cross and run
 under the MicroPython unix port with an ESP32-sized 64 KiB heap."""
-import glob
 import os
 import subprocess
 import sys
@@ -9,14 +8,11 @@ import cbor2
 import pytest
 
 from agent import batch
-from hil import mpbuild
 
-from conftest import ROOT
+from conftest import ROOT, MP, MP_HEAP as HEAP, bundle, mp_run  # noqa: F401 (bundle: the compiled fixture)
 
-MP = mpbuild.tool("micropython")
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
-HEAP = "64K"
 # The simulated day loads the whole agent, three drivers AND the emulated
 # chips, scenario and board around them. As .mpy loaded into RAM on this
 # 64-bit port (8-byte object slots, twice an ESP32's) that code alone takes
@@ -26,20 +22,6 @@ HEAP = "64K"
 # (heap after imports, lowest free heap). The core tier above runs at 64K.
 # On a board the code is frozen or in ROMFS flash, not on the heap (issue 7).
 DAY_HEAP = "192K"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("mpy"))
-    mpbuild.build(out, extra=glob.glob(os.path.join(ROOT, "tests", "mp", "*.py")))
-    return out
-
-
-def mp_run(bundle, code, timeout=600, heap=HEAP):
-    """Run a line of Python under MicroPython against the compiled bundle."""
-    return subprocess.run([MP, "-X", "heapsize=" + heap, "-c", code],
-                          cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 # The uplink loads the log, both codecs, COSE, the meter and remote config at

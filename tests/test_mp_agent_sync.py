@@ -12,7 +12,7 @@ import pytest
 from agent.collector.service import CollectorService
 from agent.collector.store import Collector
 from hil import romboard, romfs
-from test_micropython import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
+from conftest import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = [pytest.mark.micropython, pytest.mark.emulator_exact,
               pytest.mark.skipif(not MP, reason="micropython unix port not installed")]

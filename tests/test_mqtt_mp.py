@@ -12,22 +12,10 @@ import pytest
 
 from agent.port.mqtt_mp import MPTransport, MQTTClient, MQTTError
 from hil.mosquitto import free_port
-from test_micropython import MP, bundle, mp_run  # noqa: F401 (bundle: the compiled fixture)
+from conftest import MP, bundle, mp_run, until  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = pytest.mark.broker
 HOST = "127.0.0.1"
-
-
-def until(cond, timeout, every=None):
-    """Call every() (or sleep a little) until cond() holds or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        if every:
-            every()
-        time.sleep(0.01)
-    return True
 
 
 def client(broker, name, **kw):

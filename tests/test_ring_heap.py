@@ -13,7 +13,7 @@ from agent.cli import main
 from agent.clock import VirtualClock
 from agent.device_main import _channels, _config
 from agent.log import file_log
-from test_micropython import MP
+from conftest import MP
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from hil import romboard, romfs
-from test_micropython import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
+from conftest import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
 

@@ -14,16 +14,7 @@ from agent.config import ConfigError, validate
 from agent.port.mqtt_paho import Client, PahoTransport, check_client_cert, parse_url
 from hil.sim import simulate
 
-from conftest import ROOT
-
-
-def until(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+from conftest import ROOT, until
 
 
 class Recorder:
