@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, MP
 
 
 SMOKE = r'''
@@ -81,17 +81,11 @@ print("sdm ok", attempt(sdm.read))
 '''
 
 
-def micropython_binary():
-    p = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return p if os.path.exists(p) else None
-
-
 @pytest.mark.micropython
 @pytest.mark.emulator_exact
+@pytest.mark.skipif(not MP, reason="micropython unix port not installed")
 def test_micropython_runs_drivers_bit_identical(tmp_path):
-    mp = micropython_binary()
-    if mp is None:
-        pytest.skip("micropython unix port not installed next to " + sys.executable)
+    mp = MP
     script = tmp_path / "smoke.py"
     script.write_text(SMOKE)
     env = dict(os.environ, MICROPYPATH=".", PYTHONPATH=ROOT)

@@ -10,7 +10,7 @@ from agent import flash as agent_flash
 from agent.flash import FileFlash
 from hil.flash import EmulatedNOR, FlashError, PowerCut
 
-from conftest import ROOT
+from conftest import ROOT, MP
 
 SS = 256
 
@@ -461,10 +461,10 @@ except ValueError as e:
 '''
 
 
+@pytest.mark.micropython
+@pytest.mark.skipif(not MP, reason="micropython unix port not installed")
 def test_micropython_runs_the_same(tmp_path):
-    mp = os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.path.exists(mp):
-        pytest.skip("micropython unix port not installed next to " + sys.executable)
+    mp = MP
     script = tmp_path / "smoke.py"
     script.write_text(SMOKE)
     (tmp_path / "m").mkdir()

@@ -54,7 +54,7 @@ def test_a_bench_run_skips_what_needs_the_emulators(tmp_path):
     assert "tally: backend linux, board rpi4 (bcm2711)" in r.stdout
 
 
-@pytest.mark.parametrize("backend", ["emulated", "micropython-unix"])
+@pytest.mark.parametrize("backend", ["emulated", pytest.param("micropython-unix", marks=pytest.mark.micropython)])
 def test_emulated_backends_run_them(tmp_path, backend):
     r = run_pytest(tmp_path, "--backend", backend)
     assert r.returncode == 0, r.stdout + r.stderr
