@@ -2,7 +2,7 @@
 # the bus it needs, the addresses it can take, the settings a board entry or a
 # config override may give it, and the factory that builds its agent channel.
 # boards/check.py checks a board against these rows, boards.make_channels
-# builds from them, agent/config.py checks [sensor] overrides with them.
+# builds from them, agent/cli/toml_config.py checks [sensor] overrides with them.
 # Loaded at boot and dropped again (boards.validate, boards.make_channels):
 # on a device the table would otherwise hold heap for good. Portable.
 #
