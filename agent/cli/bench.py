@@ -80,6 +80,11 @@ def _bench_soak(a):
         return err("bench soak: mosquitto is not installed (apt-get install mosquitto)")
     if a.devices < 1 or a.seconds <= 0 or a.workers < 1:
         return err("bench soak: --devices, --seconds and --workers must be positive")
+    if a.db:
+        # a ledger that cannot be opened stops here (main says which), not in
+        # the collector workers after the devices have run
+        from agent.collector.store import Collector
+        Collector(a.db, keys=lambda d: None).close()
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
     r = soak(devices=a.devices, seconds=a.seconds, speed=a.speed, workers=a.workers,
              db=a.db, seed=a.seed, fault_every=a.fault_every, progress=progress)
