@@ -15,7 +15,7 @@ def run(a):
         return err("flash: --firmware and --erase write to a board: give its --port PORT too")
     if not a.out:
         return err("flash: give --out DIR (the bundle to build) or --port PORT (build it and "
-                    "copy it to the board)")
+                   "copy it to the board)")
     try:
         cfg = load_config(a.config) if a.config else {}
         r = build(a.out, a.board, cfg, duration_s=a.duration or 0,
@@ -36,7 +36,7 @@ def _flash_port(a):
     from agent.cli.bundle import FlashError
     if a.erase and not a.firmware:
         return err("flash: --erase erases the whole flash before --firmware FILE is written; "
-                    "give both")
+                   "give both")
     try:
         cfg = load_config(a.config) if a.config else {}
         r = flash(a.board, a.port, cfg, out=a.out, duration_s=a.duration or 0, firmware=a.firmware,

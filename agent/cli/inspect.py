@@ -180,7 +180,7 @@ def _inspect_payload(data, schema, key, device):
         return err("inspect: neither a Tally log nor a Tally payload (not CBOR: %s)" % e)
     if end != len(data):
         return err("inspect: neither a Tally log nor a Tally payload (%d bytes after one CBOR "
-                    "item)" % (len(data) - end))
+                   "item)" % (len(data) - end))
     if isinstance(obj, cbor2.CBORTag) and obj.tag == 17:
         v = obj.value
         if not (isinstance(v, (list, tuple)) and len(v) == 4 and isinstance(v[2], bytes)):

@@ -6,7 +6,7 @@ import sys
 from agent.cli.common import err
 
 
-def export(a):
+def run_export(a):
     from agent.collector.store import DB_ERRORS, Collector, is_postgres_url
     from agent.collector import billing, export
     if not is_postgres_url(a.db) and not os.path.exists(a.db):
@@ -38,7 +38,7 @@ def export(a):
     return 0
 
 
-def report(a):
+def run_report(a):
     from agent.collector import billing
     try:
         text = billing.run(a.db, a.rates, period=a.period, start=a.start, end=a.end,
@@ -65,7 +65,7 @@ def add(sub):
     e.add_argument("--format", choices=("senml", "cloudevents"), default="cloudevents")
     e.add_argument("--device", help="only this device")
     e.add_argument("--out", help="write to this file instead of standard output")
-    e.set_defaults(func=export)
+    e.set_defaults(func=run_export)
 
     rp = sub.add_parser("report", help="billing report for a period from a rate card (text, CSV, JSON)",
                         description="Price the ledger's usage for a calendar month (--period) or an "
@@ -80,4 +80,4 @@ def add(sub):
     rp.add_argument("--format", choices=("text", "csv", "json"), default="text")
     rp.add_argument("--device", nargs="+", action="extend", metavar="ID", help="only these devices")
     rp.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of standard output")
-    rp.set_defaults(func=report)
+    rp.set_defaults(func=run_report)

@@ -28,7 +28,7 @@ def run(a):
     from agent.collector.store import Collector, DB_ERRORS, is_postgres_url
     if not a.db:
         return err("config: give the collector's ledger with --db PATH or URL (versions are numbered "
-                    "from what the device reported there)")
+                   "from what the device reported there)")
     if not is_postgres_url(a.db) and not os.path.isfile(a.db):
         # a fresh ledger knows no version the device has seen: its push would be refused
         return err("config: no ledger at %s (give the collector's ledger: --db PATH or URL)" % a.db)
@@ -44,7 +44,7 @@ def run(a):
         settings = _settings(a.set)
         if not settings:
             return err("config push: nothing to set (give --set SETTING=VALUE; settings: %s)"
-                        % ", ".join(sorted(remote_settings())))
+                       % ", ".join(sorted(remote_settings())))
         for dev in a.device:                 # every device's config checked before any is sent
             col.push_config(dev, settings, dry_run=True)
         return _config_push(a, col, settings)
@@ -100,7 +100,7 @@ def _config_push(a, col, settings):
                   "(see tally config status)" % (dev, tp, dev))
     except OSError as e:
         return err("config push: %s: %s: no version recorded for %s"
-                    % (a.broker, e, ", ".join(d for d in a.device if d not in done)))
+                   % (a.broker, e, ", ".join(d for d in a.device if d not in done)))
     finally:
         c.disconnect()
         c.loop_stop()
