@@ -8,8 +8,8 @@ which ends every command the same way:
   tool killed by SIGPIPE, and standard output pointed at /dev/null so
   Python's last flush at exit has nowhere to fail;
 - an OSError the command did not turn into its own message (an unwritable
-  or missing path, a full disk), or a database file that cannot be opened:
-  one line naming the path, exit 2."""
+  or missing path, a full disk: its filename named), or a database file that
+  cannot be opened (the --db or --out given named): one line, exit 2."""
 import argparse
 import importlib
 import os
@@ -62,8 +62,8 @@ def main(argv=None):
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as e:
-        named = e.filename if e.filename is not None else ", ".join(_paths(a)) or "?"
-        print(where + "%s: %s" % (named, e.strerror or e), file=sys.stderr)
+        said = "%s: %s" % (e.filename, e.strerror or e) if e.filename is not None else str(e)
+        print(where + said, file=sys.stderr)
         return 2
     except Exception as e:
         # a database that cannot be opened (sqlite3, psycopg): one line with its path
