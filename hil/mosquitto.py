@@ -2,7 +2,7 @@
 loopback port with its own config, restartable on the same port (to inject
 broker restarts), stopped cleanly. With tls=dict(ca=, cert=, key=) it is a
 TLS-only broker that requires a client certificate from that CA, takes the
-certificate's CN as the username and enforces Tally's ACL (agent/collector/pki.py,
+certificate's CN as the username and enforces Tally's ACL (agent/cli/pki.py,
 docs/security.md). Retained messages and sessions persist across restart()
 (saved when the broker stops), as on a production broker."""
 import os
@@ -47,7 +47,7 @@ class Mosquitto:
             common += "user root\n"
         with open(self.conf, "w") as f:
             if tls:
-                from agent.collector import pki
+                from agent.cli import pki
                 acl_file = os.path.join(self.dir, "acl")
                 with open(acl_file, "w") as a:
                     a.write(pki.mosquitto_acl() if acl is None else acl)

@@ -12,14 +12,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_PACKAGES = ("agent", "drivers", "hil", "boards")
 # CPython-only modules: never flashed, never compiled for the device.
 CPYTHON_ONLY = {
-    "agent/cli.py", "agent/config.py", "agent/port/cpython.py", "agent/port/mqtt_paho.py",
+    "agent/port/cpython.py", "agent/port/mqtt_paho.py",
     "agent/port/linux_bus.py", "hil/sim.py", "hil/pty_serial.py", "hil/mpbuild.py",
-    "hil/mosquitto.py", "hil/bench.py", "agent/collector/pki.py", "hil/pki.py",
-    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "hil/romfs.py", "hil/romboard.py", "agent/cli_flash.py",
-    "hil/sntp_server.py", "agent/cli_deploy.py", "hil/fakeboard.py",
+    "hil/mosquitto.py", "hil/bench.py", "hil/pki.py",
+    "hil/pytest_plugin.py", "hil/i2c_proxy.py", "hil/romfs.py", "hil/romboard.py",
+    "hil/sntp_server.py", "hil/fakeboard.py",
 }
-# ... and by prefix: the collector, and every operator command (agent/cli*.py)
-CPYTHON_ONLY_DIRS = ("agent/collector/", "agent/cli")
+# ... and by folder: the collector, and the operator commands (agent/cli/)
+CPYTHON_ONLY_DIRS = ("agent/collector/", "agent/cli/")
 
 
 def tool(name):

@@ -1,11 +1,11 @@
-"""A throwaway fleet PKI for tests (agent/collector/pki.py does the work): the CA,
+"""A throwaway fleet PKI for tests (agent/cli/pki.py does the work): the CA,
 broker and collector certificates of `tally pki init`, device certificates on
 demand, and for negative tests a certificate from a foreign CA and an expired
 one. EC P-256, so a whole set takes well under a second."""
 import datetime
 import os
 
-from agent.collector import pki
+from agent.cli import pki
 
 
 class TestPKI:

@@ -310,7 +310,7 @@ def test_any_device_id_round_trips(tmp_path, ledger, dev):
 
 
 def test_keys_shorter_than_16_bytes_are_refused_everywhere(tmp_path, capsys):
-    from agent import cli
+    from agent.cli import collect as cli
     keys = tmp_path / "keys.json"
     for table, err in (({DEV: ""}, "is 0 bytes"), ({DEV: "ab"}, "is 1 bytes"), ({DEV: "zz"}, "not hex"),
                        ({DEV: 7}, "not hex"), ({DEV: "00" * 65}, "is 65 bytes")):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from agent.cli import main
-from agent.cli_deploy import DeployError, deploy
+from agent.cli.deploy import DeployError, deploy
 from hil.fakeboard import FakeBoard
 from conftest import MP
 

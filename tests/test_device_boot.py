@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from agent import cbor, cli_flash, config
+from agent import cbor
+from agent.cli import bundle as cli_flash, toml_config as config
 from agent.clock import WALL_NONE, WALL_NTP, RealClock
 from agent.flash import FileFlash
 from agent.log import R_SEQ, R_VALUES, R_WALL, R_WALLQ, T_BOOT, T_DATA, RingLog

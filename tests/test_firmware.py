@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from agent import cli_flash, cose
+from agent import cose
+from agent.cli import bundle as cli_flash
 from agent.cli import main
 from agent.collector.service import CollectorService
 from agent.collector.store import Collector

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from agent.agent import Agent
-from agent import cli_flash
+from agent.cli import bundle
 from agent.cli import main
 from agent.clock import VirtualClock
 from agent.device_main import _channels, _config
@@ -26,7 +26,7 @@ def test_a_full_1mib_log_boots_repeatedly_at_the_printed_heap(tmp_path, capsys):
                  "--duration", "2"]) == 0
     line = capsys.readouterr().out
     heap = line.split("--heap ")[1].split()[0]
-    assert heap == cli_flash.ROMFS_HEAP
+    assert heap == bundle.ROMFS_HEAP
     # the device's own channels and schema, a week offline at one record a
     # minute: the ring wraps and coalesces (CPython writes it, faster)
     conf = _config(str(out / "tally_config.json"))

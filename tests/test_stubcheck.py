@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from agent import cli
-from agent import cli_stubcheck as sc
+from agent.cli import stubcheck as sc
 
 from conftest import ROOT
 
@@ -36,7 +36,7 @@ def test_the_device_tree_has_no_findings(stubs):
     assert stats["modules"] >= 30 and stats["checked"] >= 200
     names = sc.checked_modules()
     assert "agent/port/esp32_flash.py" in names and "drivers/bme280.py" in names
-    assert not [n for n in names if n.startswith(("hil/", "agent/cli"))]
+    assert not [n for n in names if n.startswith(("hil/", "agent/cli/"))]
     assert "boards/emulated.py" not in names
 
 
@@ -51,7 +51,7 @@ def test_catches_what_the_esp32_lacks(tmp_path, stubs):
         from esp32 import NoSuchThing
         from esp32 import Partition
         from agent.log import nonexistent
-        from agent.config import load_config
+        from agent.cli.toml_config import load_config
         machine.I2C.readfrom_mem_intox(1, 2, 3)
         machine.SoftI2C.readfrom_mem(1, 2, 3)
         t = time.time_ns() + time.monotonic()
@@ -65,7 +65,7 @@ def test_catches_what_the_esp32_lacks(tmp_path, stubs):
         (5, "numpy" + v),
         (6, "esp32.NoSuchThing" + v),
         (8, "agent.log.nonexistent is not defined in agent/log.py"),
-        (9, "agent.config is not in the ESP32 bundle (agent/config.py is not flashed)"),
+        (9, "agent.cli.toml_config is not in the ESP32 bundle (agent/cli/toml_config.py is not flashed)"),
         (10, "machine.I2C.readfrom_mem_intox" + v),
         (12, "time.monotonic" + v),
         (13, "os.path" + v),

@@ -2,7 +2,9 @@
 ESP32 stubs (the micropython-esp32-stubs package), so that an API the ESP32
 lacks is caught before a board is. CPython only. A static check with `ast`
 on our sources and on the stubs' .pyi files: no type checker, no type
-inference.
+inference. (Over 500 lines on purpose: the checker is one walk over a
+module's AST, FileCheck, and the stub index it asks; split in two, each half
+would have to be read with the other open.)
 
 What is checked, in every module flashed on an ESP32 (hil.mpbuild's device
 sources less hil/, which ESP32 bundles leave out, and boards/emulated.py,
@@ -43,9 +45,11 @@ Bindings are per file: a name the file also assigns or takes as a
 parameter is never taken for a module.
 """
 import ast
+import json
 import os
 from collections import namedtuple
 
+from agent.cli.common import err
 from hil import mpbuild
 
 STUBS_DIST = "micropython-esp32-stubs"
@@ -614,9 +618,9 @@ class FileCheck:
 
 def device_modules(root=mpbuild.ROOT):
     """The modules of an ESP32 bundle: mpbuild's device sources less hil/ (the
-    emulation, left out of ESP32 bundles) and the CPython-only agent/cli_* tools."""
+    emulation, left out of ESP32 bundles) and the CPython-only agent/cli/ tools."""
     return [r for r in mpbuild.device_sources(root)
-            if not r.startswith(("hil/", "agent/cli"))]
+            if not r.startswith(("hil/", "agent/cli/"))]
 
 
 def checked_modules(root=mpbuild.ROOT):
@@ -652,3 +656,31 @@ def summary(stats, findings):
 
 def as_json(stats, findings):
     return dict(stats, findings=[{"path": f.path, "line": f.line, "message": f.msg} for f in findings])
+
+
+# -- the command --------------------------------------------------------------------------
+
+def run(a):
+    try:
+        findings, stats = check(stubs=find_stubs(a.stubs))
+    except StubsMissing as e:
+        return err("stubcheck: %s" % e)
+    if a.json:
+        print(json.dumps(as_json(stats, findings), indent=1))
+    else:
+        for f in findings:
+            print("%s:%d: %s" % (f.path, f.line, f.msg))
+        print("tally: stubcheck: " + summary(stats, findings))
+    return 1 if findings else 0
+
+
+def add(sub):
+    sc = sub.add_parser("stubcheck", help="check the device-side modules against the MicroPython ESP32 stubs",
+                        description="Check every import and module attribute of the modules flashed "
+                        "on an ESP32 against the micropython-esp32-stubs package (a static check: "
+                        "no type inference). Exit 0 clean, 1 with findings (path:line: what), 2 "
+                        "without the stubs.")
+    sc.add_argument("--stubs", metavar="DIR", help="stubs installed with pip install --target DIR "
+                    "(default: the installed micropython-esp32-stubs)")
+    sc.add_argument("--json", action="store_true", help="the findings and counts as JSON")
+    sc.set_defaults(func=run)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from agent.cli_flash import build
+from agent.cli.bundle import build
 
 # board -> esptool's chip, where MicroPython's image goes, the chip id in its header
 CHIPS = {"esp32-devkitc": ("esp32", 0x1000, 0), "esp32-s3-devkitc": ("esp32s3", 0x0, 9)}
@@ -266,7 +266,7 @@ def bundle_files(bundle):
     """{path on the board: bytes} for every file of the bundle directory but
     the ROMFS image: that goes to a ROM partition (mpremote romfs deploy),
     not to the filesystem, where it would only take space (docs/firmware.md)."""
-    from agent.cli_flash import ROMFS
+    from agent.cli.bundle import ROMFS
     out = {}
     for d, dirs, files in os.walk(bundle):
         dirs.sort()

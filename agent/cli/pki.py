@@ -18,6 +18,8 @@ import datetime
 import ipaddress
 import os
 
+from agent.cli.common import err
+
 COLLECTOR = "collector"        # the collector's CN, and its user in the ACL
 DAY = datetime.timedelta(days=1)
 
@@ -212,3 +214,48 @@ def mosquitto_tls_conf(port, ca, cert, key, acl, bind=None):
             "require_certificate true\n"
             "use_identity_as_username true\n"
             "tls_version tlsv1.2\n" % (acl, port, " " + bind if bind else "", ca, cert, key))
+
+
+# -- the command --------------------------------------------------------------------------
+
+def run(a):
+    try:
+        if a.action == "init":
+            p = init(a.dir, hosts=a.host or ("localhost", "127.0.0.1"), days=a.days, port=a.port)
+            print("tally: new fleet PKI in %s\n"
+                  "  CA         %s (keep ca.key offline: it signs every certificate)\n"
+                  "  broker     %s for %s\n"
+                  "  collector  %s\n"
+                  "  mosquitto  %s, %s (docs/security.md)\n"
+                  "next: tally pki device %s DEVICE_ID, for each device"
+                  % (a.dir, p["ca"], p["server_cert"], ", ".join(a.host or ("localhost", "127.0.0.1")),
+                     p["collector_cert"], p["conf"], p["acl"], a.dir))
+        else:
+            crt, key = device(a.dir, a.device_id, days=a.days)
+            print("tally: %s, %s\ncopy them and ca.crt to the device's /etc/tally/ (the key 0600, "
+                  "owned by the agent's user); its tally.toml then has:\n"
+                  "broker = \"mqtts://BROKER:8883\"\n[tls]\nca = \"/etc/tally/ca.crt\"\n"
+                  "cert = \"/etc/tally/%s.crt\"\nkey = \"/etc/tally/%s.key\""
+                  % (crt, key, a.device_id, a.device_id))
+    except (PKIError, OSError) as e:
+        return err("pki: %s" % e)
+    return 0
+
+
+def add(sub):
+    k = sub.add_parser("pki", help="make a fleet CA and TLS certificates (tally pki init|device)",
+                       description="TLS certificates for broker, collector and devices, EC P-256, "
+                       "and a mosquitto listener config and ACL that let a device publish only "
+                       "under its own id (see docs/security.md). Needs the cryptography package.")
+    ks = k.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ki = ks.add_parser("init", help="a new CA, broker and collector certificates, mosquitto config")
+    ki.add_argument("dir", help="directory for the fleet PKI")
+    ki.add_argument("--host", action="append", help="the broker's DNS name or address, for its "
+                    "certificate (repeat; default localhost and 127.0.0.1)")
+    ki.add_argument("--port", type=int, default=8883, help="TLS listener port in the config (default 8883)")
+    ki.add_argument("--days", type=int, default=825, help="validity of the certificates (default 825)")
+    kd = ks.add_parser("device", help="a client certificate for one device (CN = its id)")
+    kd.add_argument("dir", help="the directory of tally pki init")
+    kd.add_argument("device_id")
+    kd.add_argument("--days", type=int, default=825, help="validity (default 825)")
+    k.set_defaults(func=run)

@@ -1,0 +1,73 @@
+"""The `tally` command (CPython only; nothing under agent/cli/ is flashed).
+One module per command owns its arguments, add(sub), and its handler, set
+as the subparser's func; this module holds only main() and the dispatch,
+which ends every command the same way:
+
+- Ctrl-C (KeyboardInterrupt): no traceback, exit 130;
+- a closed pipe (tally export ... | head -1): no traceback, exit 141 as a
+  tool killed by SIGPIPE, and standard output pointed at /dev/null so
+  Python's last flush at exit has nowhere to fail;
+- an OSError the command did not turn into its own message (an unwritable
+  or missing path, a full disk: its filename named), or a database file that
+  cannot be opened (the --db or --out given named): one line, exit 2."""
+import argparse
+import importlib
+import os
+import sys
+
+# in the order `tally --help` lists them; ledger adds export and report
+COMMANDS = ("simulate", "run", "collect", "ledger", "bench", "remote_config", "flash", "pki",
+            "inspect", "stubcheck")
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="tally", description="Tally: outcome-metering edge agent and collector.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module("agent.cli." + name).add(sub)
+    return p
+
+
+def _paths(a):
+    """The path options of a command (--db, --out, ...) that are set."""
+    return ["%s %s" % (opt, getattr(a, k)) for k, opt in (("db", "--db"), ("out", "--out"))
+            if isinstance(getattr(a, k, None), str)]
+
+
+def _quiet_stdout():
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None):
+    p = build_parser()
+    a = p.parse_args(argv)
+    if not a.cmd:
+        p.print_help()
+        return 2
+    where = "tally: %s: " % a.cmd
+    try:
+        rc = a.func(a)
+        sys.stdout.flush()            # a pipe closed early fails here, not at exit
+        return rc
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as e:
+        said = "%s: %s" % (e.filename, e.strerror or e) if e.filename is not None else str(e)
+        print(where + said, file=sys.stderr)
+        return 2
+    except Exception as e:
+        # a database that cannot be opened (sqlite3, psycopg): one line with its path
+        if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg", "psycopg2") or not _paths(a):
+            raise
+        print(where + "%s: %s" % (", ".join(_paths(a)), e), file=sys.stderr)
+        return 2
