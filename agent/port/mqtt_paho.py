@@ -160,8 +160,11 @@ class Client(mqtt.Client):
             # say it as the broker's alert would have
             key = "EXPIRED" if "expired" in why else "UNKNOWN_CA" if "issuer" in why else None
             meaning = next((m for n, m in _ALERTS if key and n.endswith(key)), None)
-            return "%s: %s (%s: %s)" % (
-                self.where, meaning or "the broker refused our client certificate", cert, why)
+            if meaning:
+                # the very words of the broker's alert: whether the alert or the
+                # close arrives first is timing, and the cause is said once
+                return "%s: %s" % (self.where, meaning)
+            return "%s: the broker refused our client certificate (%s: %s)" % (self.where, cert, why)
         if handshake:
             return ("%s: the broker closed the connection during the TLS handshake (is this "
                     "its TLS port?)" % self.where)
