@@ -27,7 +27,7 @@ def _scaled(v, scale):
 # -- simulate ------------------------------------------------------------------------
 
 def cmd_simulate(a):
-    from hil.sim import simulate
+    from hil.harness.sim import simulate
     progress = None if a.json or a.quiet else (lambda s: print("  " + s, file=sys.stderr))
     try:
         rep = simulate(devices=a.devices, days=a.days, broker=a.broker, loss=a.loss, seed=a.seed,
@@ -458,7 +458,7 @@ def cmd_flash(a):
     print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
         a.board, a.out, r["files"], r["mpy_bytes"],
         "; run it in %s: micropython -X heapsize=256K main.py, or with its code in ROM as a board "
-        "runs it: python -m hil.romboard tally.romfs main.py --heap %s" % (a.out, cli_flash.ROMFS_HEAP)
+        "runs it: python -m hil.harness.romboard tally.romfs main.py --heap %s" % (a.out, cli_flash.ROMFS_HEAP)
         if a.board == "unix" else ""))
     return 0
 
@@ -631,7 +631,7 @@ def cmd_inspect(a):
 def _inspect_ring(path, data, ss, truncated, schema):
     from agent import cbor
     from agent import log as L
-    from hil.flash import EmulatedNOR
+    from hil.nor import EmulatedNOR
     n = max(4, -(-len(data) // ss))
     if truncated or len(data) < n * ss:
         print("%s: truncated ring log: %d bytes, %d short of %d sectors of %d bytes; the missing "
@@ -882,8 +882,8 @@ def _bench_drivers(a):
 
 
 def _bench_soak(a):
-    from hil.mosquitto import find_mosquitto
-    from hil.soak import soak
+    from hil.harness.mosquitto import find_mosquitto
+    from hil.harness.soak import soak
     if not find_mosquitto():
         return _err("bench soak: mosquitto is not installed (apt-get install mosquitto)")
     if a.devices < 1 or a.seconds <= 0 or a.workers < 1:
@@ -915,7 +915,7 @@ def _bench_soak(a):
 
 
 def _bench_hostile(a):
-    from hil.hostile import bench_hostile
+    from hil.harness.hostile import bench_hostile
     if a.count is not None and a.count < 1:
         return _err("bench hostile: --count must be positive")
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
@@ -1015,7 +1015,7 @@ def cmd_bench(a):
 
 def _bench_sync(a):
     from hil.bench import bench_sync
-    from hil.mosquitto import Mosquitto, find_mosquitto
+    from hil.harness.mosquitto import Mosquitto, find_mosquitto
     m = None
     broker = a.broker
     if not broker and find_mosquitto():

@@ -4,7 +4,7 @@ lacks is caught before a board is. CPython only. A static check with `ast`
 on our sources and on the stubs' .pyi files: no type checker, no type
 inference.
 
-What is checked, in every module flashed on an ESP32 (hil.mpbuild's device
+What is checked, in every module flashed on an ESP32 (hil.harness.mpbuild's device
 sources less hil/, which ESP32 bundles leave out, and boards/emulated.py,
 which runs only on the unix port):
 - `import X` and `from X import Y`: X is a module of the ESP32 firmware (a
@@ -46,7 +46,7 @@ import ast
 import os
 from collections import namedtuple
 
-from hil import mpbuild
+from hil.harness import mpbuild
 
 STUBS_DIST = "micropython-esp32-stubs"
 STDLIB_DIST = "micropython-stdlib-stubs"

@@ -18,11 +18,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 # --board, --backend: the same suite against emulators, a bench or a board (docs/bench.md)
-pytest_plugins = ["hil.pytest_plugin"]
+pytest_plugins = ["hil.harness.pytest_plugin"]
 
 
 def _need_mosquitto():
-    from hil.mosquitto import find_mosquitto
+    from hil.harness.mosquitto import find_mosquitto
     if not find_mosquitto():
         if os.environ.get("CI"):
             pytest.fail("mosquitto is not installed (make test installs it)")
@@ -32,7 +32,7 @@ def _need_mosquitto():
 @pytest.fixture
 def broker():
     """A real mosquitto on a free loopback port, per test."""
-    from hil.mosquitto import Mosquitto
+    from hil.harness.mosquitto import Mosquitto
     _need_mosquitto()
     m = Mosquitto().start()
     yield m
@@ -42,7 +42,7 @@ def broker():
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """A throwaway fleet PKI (CA, broker, collector, devices on demand), per session."""
-    from hil.pki import TestPKI
+    from hil.harness.pki import TestPKI
     return TestPKI(str(tmp_path_factory.mktemp("pki")))
 
 
@@ -50,7 +50,7 @@ def pki(tmp_path_factory):
 def tls_broker(pki):
     """A TLS-only mosquitto requiring client certificates from pki's CA, with
     Tally's ACL, on a free loopback port, per test."""
-    from hil.mosquitto import Mosquitto
+    from hil.harness.mosquitto import Mosquitto
     _need_mosquitto()
     m = Mosquitto(tls=pki.broker_tls).start()
     yield m
@@ -60,7 +60,7 @@ def tls_broker(pki):
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL cluster on a free loopback port, for the session."""
-    from hil.postgres import Postgres, find_postgres
+    from hil.harness.postgres import Postgres, find_postgres
     missing = None if find_postgres() else "PostgreSQL is not installed (make test installs it)"
     try:
         import psycopg  # noqa: F401
@@ -100,7 +100,7 @@ class Sleeps(list):
 def rig(addr, model, driver, init=True, **kw):
     """(bus, model, driver, sleeps): `model` at `addr` on a new EmulatedI2C and
     `driver` on it, initialised unless init=False."""
-    from hil.i2c import EmulatedI2C
+    from hil.buses.i2c import EmulatedI2C
     bus = EmulatedI2C()
     bus.attach(addr, model)
     slept = Sleeps()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from agent import cbor
-from hil import mpbuild
+from hil.harness import mpbuild
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MP = mpbuild.tool("micropython")

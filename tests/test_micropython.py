@@ -9,7 +9,7 @@ import cbor2
 import pytest
 
 from agent import batch
-from hil import mpbuild
+from hil.harness import mpbuild
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MP = mpbuild.tool("micropython")

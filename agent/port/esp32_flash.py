@@ -3,7 +3,7 @@
 # its own). MicroPython on ESP32 only: nothing imports this module except
 # board code that chooses it explicitly.
 #
-# Interface (shared with agent.flash.FileFlash and hil.flash.EmulatedNOR):
+# Interface (shared with agent.flash.FileFlash and hil.nor.EmulatedNOR):
 #   sector_size, sector_count, read(addr, buf), program(addr, data),
 #   erase(sector), sync(); counters reads, bytes_read, programs,
 #   bytes_programmed, erases and erase_counts (one int per sector, erases
