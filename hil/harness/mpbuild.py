@@ -8,9 +8,11 @@ What goes into a bundle is decided by folder, not by a list of files:
   agent/*.py, agent/port/*.py   the device core and its ports (less HOST_PORTS)
   drivers/*.py                  the sensor drivers
   boards/*.py                   the shared board code (__init__, check, sensors)
-                                and the board's own file: a module named after
-                                a board in boards.BOARDS is left out of every
-                                other board's bundle
+                                and the board's own files (BUNDLES): a module
+                                named after a board in boards.BOARDS is left
+                                out of every other board's bundle; the unix
+                                port, with the emulated SoC, runs the ESP32
+                                boards too, never the Pi boards
   hil/*.py, hil/twins/,         the portable emulation, for the unix port only
   hil/buses/, hil/soc/
 
@@ -32,16 +34,15 @@ EMULATION_DIRS = ("hil", "hil/twins", "hil/buses", "hil/soc")
 HOST_PORTS = ("agent/port/cpython.py", "agent/port/mqtt_paho.py", "agent/port/linux_bus.py")
 # host files still directly in agent/ until the cli package takes them in
 HOST_PREFIXES = ("agent/cli", "agent/config.py")
-# the bundles `tally flash` builds: board -> (the board file it runs, mpy-cross arch)
+# the bundles `tally flash` builds: board -> (the board files it carries, mpy-cross arch).
+# The unix port carries the emulated board and, with the emulated SoC
+# (hil/soc/), the ESP32 boards too (tests/test_device_boot.py boots them);
+# never the Pi boards, which run CPython.
 BUNDLES = {
-    "unix": ("emulated", None),               # the unix port, this machine's arch
-    "esp32-devkitc": ("esp32_devkitc", "xtensawin"),
-    "esp32-s3-devkitc": ("esp32_s3_devkitc", "xtensawin"),   # the S3's LX7 runs xtensawin code
+    "unix": (("emulated", "esp32_devkitc", "esp32_s3_devkitc"), None),   # this machine's arch
+    "esp32-devkitc": (("esp32_devkitc",), "xtensawin"),
+    "esp32-s3-devkitc": (("esp32_s3_devkitc",), "xtensawin"),   # the S3's LX7 runs xtensawin code
 }
-# The test tier (board None): the unix port with the emulation and every
-# MicroPython board's file, so the contract suite can run an ESP32 board's
-# sensors on the twins.
-TEST_TIER = "test"
 DEVICE_PACKAGES = ("agent", "drivers", "hil", "boards")   # what the stub checker reads
 
 
@@ -57,15 +58,12 @@ def _board_files():
     return set(b.replace("-", "_") for b in boards.BOARDS)
 
 
-def device_sources(root=ROOT, board=TEST_TIER):
-    """The .py files (relative, /-separated) of board's bundle: 'unix', an
-    ESP32 board, or TEST_TIER (the unix port with every MicroPython board)."""
-    if board == TEST_TIER:
-        own = set(b for b, _ in BUNDLES.values())
-        emulation = True
-    elif board in BUNDLES:
-        own = {BUNDLES[board][0]}
-        emulation = BUNDLES[board][1] is None
+def device_sources(root=ROOT, board="unix"):
+    """The .py files (relative, /-separated) of board's bundle (BUNDLES); the
+    MicroPython test tier runs from the unix one."""
+    if board in BUNDLES:
+        own, march = BUNDLES[board]
+        emulation = march is None
     else:
         raise ValueError("bundle: no bundle for board %r (known: %s)" % (board, ", ".join(sorted(BUNDLES))))
     per_board = _board_files()
@@ -85,7 +83,7 @@ def device_sources(root=ROOT, board=TEST_TIER):
             yield rel
 
 
-def build(out, extra=(), root=ROOT, march=None, board=TEST_TIER):
+def build(out, extra=(), root=ROOT, march=None, board="unix"):
     """Compile board's device sources (and extra .py files, placed at the top
     level) into out/. Returns the list of .mpy paths written."""
     mpy = tool("mpy-cross")
