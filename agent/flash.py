@@ -2,7 +2,7 @@
 # on Linux, and on a board a file on its littlefs. Runs unchanged on CPython
 # and MicroPython (only open "r+b", seek, write, readinto, flush are used).
 #
-# Interface (shared with hil.flash.EmulatedNOR and
+# Interface (shared with hil.nor.EmulatedNOR and
 # agent.port.esp32_flash.PartitionFlash):
 #   sector_size, sector_count, read(addr, buf), program(addr, data),
 #   erase(sector), sync(); counters reads, bytes_read, programs,
@@ -12,7 +12,7 @@
 # NOR semantics: a real NOR program leaves old AND data. Here program is a
 # plain overwrite. That is the same thing because the log above only ever
 # programs areas that are erased (0xFF), where old AND data == data; it never
-# relies on AND-ing over programmed bytes. (hil.flash.EmulatedNOR refuses any
+# relies on AND-ing over programmed bytes. (hil.nor.EmulatedNOR refuses any
 # program that would set a bit, so the tests catch a log that breaks this.)
 #
 # Durability: with durable=True, sync() flushes and fsyncs the file; an

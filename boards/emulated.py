@@ -60,7 +60,7 @@ class Emulation:
     exception; the target is a sensor type."""
 
     def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=()):
-        from hil.i2c import EmulatedI2C
+        from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
             raise ValueError("emulated board: profile %r is not one of %s"
@@ -70,25 +70,25 @@ class Emulation:
         self.i2c = EmulatedI2C()
         self.meter = None
         if profile == "compressor":
-            from hil.ina219 import INA219Model
-            from hil.sht3x import SHT3xModel
-            from hil.sdm120 import SDM120Model
+            from hil.twins.ina219 import INA219Model
+            from hil.twins.sht3x import SHT3xModel
+            from hil.twins.sdm120 import SDM120Model
             self.scenario = sc.Compressor(clock, seed)
             self.ina219 = INA219Model(self.scenario.ina219)
             self.sht3x = SHT3xModel(self.scenario.sht3x)
             self.meter = self.sdm120 = SDM120Model(self.scenario.sdm120)
             self.models = {"ina219": self.ina219, "sht3x": self.sht3x}
         elif profile == "luminaire":
-            from hil.ina226 import INA226Model
-            from hil.bh1750 import BH1750Model
-            from hil.sht4x import SHT4xModel
+            from hil.twins.ina226 import INA226Model
+            from hil.twins.bh1750 import BH1750Model
+            from hil.twins.sht4x import SHT4xModel
             s = self.scenario = sc.Luminaire(clock, seed)
             self.models = {"ina226": INA226Model(s.ina226, shunt_milliohm=10),
                            "bh1750": BH1750Model(s.bh1750), "sht4x": SHT4xModel(s.sht4x)}
         else:
-            from hil.adxl345 import ADXL345Model
-            from hil.bme280 import BME280Model
-            from hil.sdm630 import SDM630Model
+            from hil.twins.adxl345 import ADXL345Model
+            from hil.twins.bme280 import BME280Model
+            from hil.twins.sdm630 import SDM630Model
             s = self.scenario = sc.BoosterPump(clock, seed)
             self.models = {"adxl345": ADXL345Model(s.adxl345), "bme280": BME280Model(s.bme280)}
             self.meter = SDM630Model(s.sdm630)
@@ -127,12 +127,12 @@ class Emulation:
     def open_serial(self, port, baud):
         if self.serial == "pty":
             import serial as pyserial
-            from hil.pty_serial import PtyServer
+            from hil.harness.pty_serial import PtyServer
             self._pty = PtyServer(self.meter)
             self._pty.start()
             self._ser = pyserial.Serial(self._pty.port, baud, timeout=0.2)
             return self._ser
-        from hil.serial_loop import LoopbackPort
+        from hil.buses.serial_loop import LoopbackPort
         return LoopbackPort(self.meter)
 
     def channels(self, overrides=None):

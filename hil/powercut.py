@@ -7,7 +7,7 @@
 
 from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, F_DAMAGED, R_FLAGS, LogError,
                        read_bound)
-from hil.flash import EmulatedNOR, PowerCut, TEARS
+from hil.nor import EmulatedNOR, PowerCut, TEARS
 from hil.rng import Rng
 
 SCHEMA_ID = 77

@@ -25,11 +25,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 # --board, --backend: the same suite against emulators, a bench or a board (docs/bench.md)
-pytest_plugins = ["hil.pytest_plugin"]
+pytest_plugins = ["hil.harness.pytest_plugin"]
 
 
 def _need_mosquitto():
-    from hil.mosquitto import find_mosquitto
+    from hil.harness.mosquitto import find_mosquitto
     if not find_mosquitto():
         if os.environ.get("CI"):
             pytest.fail("mosquitto is not installed (make test installs it)")
@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def broker():
     """A real mosquitto on a free loopback port, per test."""
-    from hil.mosquitto import Mosquitto
+    from hil.harness.mosquitto import Mosquitto
     _need_mosquitto()
     m = Mosquitto().start()
     yield m
@@ -62,7 +62,7 @@ def broker():
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     """A throwaway fleet PKI (CA, broker, collector, devices on demand), per session."""
-    from hil.pki import TestPKI
+    from hil.harness.pki import TestPKI
     return TestPKI(str(tmp_path_factory.mktemp("pki")))
 
 
@@ -70,7 +70,7 @@ def pki(tmp_path_factory):
 def tls_broker(pki):
     """A TLS-only mosquitto requiring client certificates from pki's CA, with
     Tally's ACL, on a free loopback port, per test."""
-    from hil.mosquitto import Mosquitto
+    from hil.harness.mosquitto import Mosquitto
     _need_mosquitto()
     m = Mosquitto(tls=pki.broker_tls).start()
     yield m
@@ -80,7 +80,7 @@ def tls_broker(pki):
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL cluster on a free loopback port, for the session."""
-    from hil.postgres import Postgres, find_postgres
+    from hil.harness.postgres import Postgres, find_postgres
     missing = None if find_postgres() else "PostgreSQL is not installed (make test installs it)"
     try:
         import psycopg  # noqa: F401
@@ -136,7 +136,7 @@ def until(cond, timeout=10.0, every=None):
 # -- the MicroPython tier: the unix port, and the device modules compiled for it -------
 
 def _mp():
-    from hil import mpbuild
+    from hil.harness import mpbuild
     return mpbuild.tool("micropython")
 
 
@@ -148,7 +148,7 @@ MP_HEAP = "64K"          # an ESP32-sized heap: the core suites run at this
 def bundle(tmp_path_factory):
     """The device modules and tests/mp/*.py compiled with mpy-cross, per module."""
     import glob
-    from hil import mpbuild
+    from hil.harness import mpbuild
     out = str(tmp_path_factory.mktemp("mpy"))
     mpbuild.build(out, extra=glob.glob(os.path.join(ROOT, "tests", "mp", "*.py")))
     return out
@@ -179,7 +179,7 @@ class Sleeps(list):
 def rig(addr, model, driver, init=True, **kw):
     """(bus, model, driver, sleeps): `model` at `addr` on a new EmulatedI2C and
     `driver` on it, initialised unless init=False."""
-    from hil.i2c import EmulatedI2C
+    from hil.buses.i2c import EmulatedI2C
     bus = EmulatedI2C()
     bus.attach(addr, model)
     slept = Sleeps()

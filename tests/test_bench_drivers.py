@@ -1,6 +1,6 @@
 """`tally bench drivers` rows: every driver in the table reads through its
 emulated bus with no more bus transactions than the datasheet needs."""
-from hil import drivers_bench
+from hil.bench import drivers_mp
 
 # transactions per reading the datasheets call for
 NEEDED = {
@@ -17,7 +17,7 @@ NEEDED = {
 
 
 def test_every_driver_row_reads_with_the_transactions_it_needs():
-    for name, build in drivers_bench.ROWS:
-        rate, per = drivers_bench.measure(build, n=5, runs=1)
+    for name, build in drivers_mp.ROWS:
+        rate, per = drivers_mp.measure(build, n=5, runs=1)
         assert rate > 0
         assert per <= NEEDED[name], (name, per)

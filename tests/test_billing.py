@@ -16,7 +16,7 @@ from agent import batch, cli, cose
 from agent.collector.store import Collector
 from agent.log import RingLog
 from agent.meter import Meter
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 from conftest import ROOT, utc
 
@@ -170,7 +170,7 @@ def test_base_fee_is_pro_rata_by_day_outside_whole_months(tmp_path, ledger):
 
 
 def test_fleet_report_matches_the_simulated_devices_own_odometers(tmp_path):
-    from hil.sim import simulate
+    from hil.harness.sim import simulate
     db = str(tmp_path / "sim.sqlite")
     rep = simulate(devices=2, days=0.25, db=db, loss=0.1, seed=4)
     assert rep["reconciled"]

@@ -5,7 +5,7 @@ import pytest
 
 import boards
 from boards.sensors import SENSORS
-from hil.pytest_plugin import load_board
+from hil.harness.pytest_plugin import load_board
 
 
 def board(name):
@@ -166,8 +166,8 @@ def test_the_sensor_table_and_the_checker_are_dropped_after_use():
     b = board("rpi4")
     boards.validate(b)
     assert "boards.check" not in sys.modules and "boards.sensors" not in sys.modules
-    from hil.serial_loop import LoopbackPort
-    from hil.sdm120 import SDM120Model
+    from hil.buses.serial_loop import LoopbackPort
+    from hil.twins.sdm120 import SDM120Model
     from hil.twins import i2c_buses
     i2c = i2c_buses(b)["i2c1"]
     chans = boards.make_channels(b, i2c, lambda port, baud: LoopbackPort(SDM120Model(lambda: (230.0, 1.0, 230.0, 0.0))))

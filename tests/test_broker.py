@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from hil.sim import simulate
+from hil.harness.sim import simulate
 
 pytestmark = pytest.mark.broker
 
@@ -73,7 +73,7 @@ def test_collector_service_survives_a_database_error_and_does_not_ack(broker):
     from agent.log import RingLog
     from agent.meter import Meter
     from agent.port.mqtt_paho import PahoTransport
-    from hil.flash import EmulatedNOR
+    from hil.nor import EmulatedNOR
     key = bytes(16)
     col = Collector(keys={"dev-d": key}.get)
     svc = CollectorService(broker.url, col).start()

@@ -71,7 +71,7 @@ def test_run_emulated_board_in_real_time_over_a_pty_then_inspect(tmp_path):
 def test_inspect_payload_and_garbage(tmp_path):
     from agent import batch
     from agent.log import RingLog
-    from hil.flash import EmulatedNOR
+    from hil.nor import EmulatedNOR
     lg = RingLog(EmulatedNOR(4096, 4), "d").open()
     for i in range(3):
         lg.append(9, 1, i * 60000, 0, 0, 60000, [i, 5])

@@ -91,7 +91,7 @@ def test_ctrl_c_stops_run_cleanly_with_130(tmp_path):
 ], ids=lambda a: " ".join(a[:2]) if isinstance(a, tuple) else None)
 def test_an_unwritable_path_is_one_line_naming_it(ledger, args, named):
     if args[:2] == ("bench", "soak"):
-        from hil.mosquitto import find_mosquitto
+        from hil.harness.mosquitto import find_mosquitto
         if not find_mosquitto():
             pytest.skip("bench soak checks for mosquitto first")
     r = tally(*[ledger if x == "LEDGER" else x for x in args])

@@ -12,7 +12,7 @@ import pytest
 from agent import batch, cose
 from agent.collector.store import DB_ERRORS, Collector, is_postgres_url
 from agent.log import RingLog
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 from agent.meter import Meter
 
 SCHEMA = [("run_s", "s", 0, "odo"), ("cycles", "count", 0, "odo"), ("tmax", "Cel", -2, "max")]

@@ -9,7 +9,7 @@ import pytest
 
 from agent import cli, cose
 from agent.collector.store import DB_ERRORS, Collector, display_name
-from hil.mosquitto import free_port
+from hil.harness.mosquitto import free_port
 from test_collector import DEV, KEY, KEYS, birth, data, records
 from conftest import tally
 

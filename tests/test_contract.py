@@ -1,5 +1,5 @@
 """Contract tests: every I2C sensor the board names, read through its driver
-on whatever the plugin points the suite at (hil/pytest_plugin.py):
+on whatever the plugin points the suite at (hil/harness/pytest_plugin.py):
 
     pytest tests/test_contract.py                                   twins, in process
     pytest tests/test_contract.py --backend micropython-unix        twins on MicroPython
@@ -23,7 +23,7 @@ one row:
     }
 
 A sensor whose driver has no row is skipped with that reason, and on the
-emulated backends so is one without a twin in hil/twins.py.
+emulated backends so is one without a twin in hil/twins/__init__.py.
 """
 import errno
 import time
@@ -31,7 +31,7 @@ import time
 import pytest
 
 from drivers.errors import NackError
-from hil.pytest_plugin import tally_backend
+from hil.harness.pytest_plugin import tally_backend
 from hil.twins import TWINS, i2c_buses as twin_buses
 
 
@@ -184,7 +184,7 @@ def row(sensor, backend):
     if r is None:
         pytest.skip("no contract row for driver %r (add one to CONTRACT)" % sensor["type"])
     if backend.twins and sensor["type"] not in TWINS:
-        pytest.skip("no twin for driver %r in hil/twins.py" % sensor["type"])
+        pytest.skip("no twin for driver %r in hil/twins/__init__.py" % sensor["type"])
     return r
 
 

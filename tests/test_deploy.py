@@ -1,5 +1,5 @@
 """`tally flash --port`: the bundle copied to a board over its serial port
-through mpremote's raw REPL, against hil/fakeboard.py (a pseudo-terminal
+through mpremote's raw REPL, against hil/harness/fakeboard.py (a pseudo-terminal
 speaking the REPL protocol, MicroPython's unix port as its CPU, a real
 directory as its filesystem); --firmware checked before the board is
 touched and esptool's own failure passed on; every error one line."""
@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import main
 from agent.cli.deploy import DeployError, deploy
-from hil.fakeboard import FakeBoard
+from hil.harness.fakeboard import FakeBoard
 from conftest import MP
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]

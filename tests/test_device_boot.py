@@ -22,8 +22,8 @@ from agent.clock import WALL_NONE, WALL_NTP, RealClock
 from agent.flash import FileFlash
 from agent.log import R_SEQ, R_VALUES, R_WALL, R_WALLQ, T_BOOT, T_DATA, RingLog
 from agent.port.net_mp import Sntp
-from hil import mpbuild
-from hil.sntp_server import SntpServer
+from hil.harness import mpbuild
+from hil.harness.sntp_server import SntpServer
 
 from conftest import ROOT, MP
 
@@ -303,7 +303,7 @@ def test_a_pin_the_chip_lacks_leaves_out_its_bus_and_the_rest_meters(device):
     # the schema is the I2C sensors' (power, climate) and the system's: readings are there
     import boards
     from agent.agent import build_schema
-    from hil.i2c import EmulatedI2C
+    from hil.buses.i2c import EmulatedI2C
     board = {"name": "t", "buses": {"i2c0": {"kind": "i2c"}},
              "sensors": [{"type": "ina219", "bus": "i2c0", "addr": 0x40}, {"type": "sht3x", "bus": "i2c0",
                                                                            "addr": 0x44}]}

@@ -17,7 +17,7 @@ from drivers.crc import crc16_modbus
 from drivers.errors import BusTimeout, CRCError, NackError, RangeError
 from drivers.modbus import ModbusRTU
 from drivers.sdm120 import SDM120, f32_scaled
-from hil.sdm120 import LoopbackPort, SDM120Model
+from hil.twins.sdm120 import LoopbackPort, SDM120Model
 
 
 def with_crc(b):
@@ -293,7 +293,7 @@ def test_loopback_resyncs_after_junk():
 @pytest.fixture
 def pty_rig():
     pytest.importorskip("serial")
-    from hil.pty_serial import PtyServer
+    from hil.harness.pty_serial import PtyServer
     model = SDM120Model(Meter())
     with PtyServer(model) as srv:
         ser = srv.open_serial()
@@ -337,7 +337,7 @@ def test_pty_server_resyncs_on_junk(pty_rig):
 
 def test_pty_server_stops_cleanly():
     pytest.importorskip("serial")
-    from hil.pty_serial import PtyServer
+    from hil.harness.pty_serial import PtyServer
     before = threading.active_count()
     with PtyServer(SDM120Model(Meter())) as srv:
         fds = (srv._master, srv._slave, srv._wake_r, srv._wake_w)

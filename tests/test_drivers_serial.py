@@ -12,9 +12,9 @@ from drivers.modbus import ModbusRTU
 from drivers.pms5003 import PMS5003, SCAN, checksum
 from drivers.sdm120 import SDM120
 from drivers.sdm630 import SDM630
-from hil.pms5003 import PMS5003Model
-from hil.sdm630 import SDM630Model
-from hil.serial_loop import LoopbackPort
+from hil.twins.pms5003 import PMS5003Model
+from hil.twins.sdm630 import SDM630Model
+from hil.buses.serial_loop import LoopbackPort
 
 
 class Three:
@@ -201,7 +201,7 @@ def test_stale_input_is_drained_with_any_when_there_is_no_reset():
 @pytest.fixture
 def sdm630_pty():
     pytest.importorskip("serial")
-    from hil.pty_serial import PtyServer
+    from hil.harness.pty_serial import PtyServer
     model = SDM630Model(Three())
     with PtyServer(model) as srv:
         yield model, srv, SDM630(ModbusRTU(srv.open_serial(timeout=0.05), timeout_ms=150))
@@ -372,7 +372,7 @@ def test_pms5003_sleep_wake_and_stuck_asleep():
 @pytest.mark.emulator_exact
 def test_pms5003_over_pty():
     pytest.importorskip("serial")
-    from hil.pty_serial import PtyServer
+    from hil.harness.pty_serial import PtyServer
     model = PMS5003Model(lambda: PM, period_ms=60)
     with PtyServer(model) as srv:
         d = PMS5003(srv.open_serial(timeout=0.05), passive=False, timeout_ms=300)

@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import rig, per_reading, assert_typed
 from drivers.adxl345 import ADXL345, RMS, Vibration, isqrt
 from drivers.errors import BusTimeout, ChipIdError, CRCError, NackError
-from hil.adxl345 import ADXL345Model
-from hil.i2c import EmulatedI2C
+from hil.twins.adxl345 import ADXL345Model
+from hil.buses.i2c import EmulatedI2C
 
 pytestmark = pytest.mark.emulator_exact
 

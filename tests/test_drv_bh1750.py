@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import rig, per_reading, fail_kth, assert_typed
 from drivers.bh1750 import BH1750
 from drivers.errors import BusTimeout, NackError, RangeError
-from hil.bh1750 import BH1750Model
+from hil.twins.bh1750 import BH1750Model
 
 pytestmark = pytest.mark.emulator_exact
 

@@ -11,8 +11,8 @@ from conftest import rig, per_reading, short_at, fail_kth, assert_typed
 from drivers import bme280 as bme
 from drivers.bme280 import BME280
 from drivers.errors import BusTimeout, ChipIdError, CRCError, NackError, RangeError
-from hil.bme280 import DATASHEET_CAL, BME280Model, calib_bytes
-from hil.i2c import EmulatedI2C
+from hil.twins.bme280 import DATASHEET_CAL, BME280Model, calib_bytes
+from hil.buses.i2c import EmulatedI2C
 
 pytestmark = pytest.mark.emulator_exact
 

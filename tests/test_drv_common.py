@@ -7,7 +7,7 @@ import pytest
 from conftest import EREMOTEIO
 from drivers.errors import (BusError, BusTimeout, ChipIdError, CRCError,
                             NackError, RangeError, wrap_oserror)
-from hil.i2c import EmulatedI2C
+from hil.buses.i2c import EmulatedI2C
 
 
 def test_error_classes_are_oserrors_with_kinds():

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import EREMOTEIO
 from drivers.errors import BusTimeout, NackError, RangeError
 from drivers.ina219 import INA219
-from hil.i2c import EmulatedI2C
-from hil.ina219 import INA219Model
+from hil.buses.i2c import EmulatedI2C
+from hil.twins.ina219 import INA219Model
 
 
 class Source:

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import rig, per_reading, short_at, fail_kth, assert_typed
 from drivers.errors import BusTimeout, ChipIdError, CRCError, NackError, RangeError
 from drivers.ina226 import INA226
-from hil.i2c import EmulatedI2C
-from hil.ina226 import INA226Model
+from hil.buses.i2c import EmulatedI2C
+from hil.twins.ina226 import INA226Model
 
 pytestmark = pytest.mark.emulator_exact
 

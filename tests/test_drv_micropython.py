@@ -10,10 +10,10 @@ from conftest import ROOT, MP
 
 
 SMOKE = r'''
-from hil.i2c import EmulatedI2C
-from hil.ina219 import INA219Model
-from hil.sht3x import SHT3xModel
-from hil.sdm120 import SDM120Model, LoopbackPort
+from hil.buses.i2c import EmulatedI2C
+from hil.twins.ina219 import INA219Model
+from hil.twins.sht3x import SHT3xModel
+from hil.twins.sdm120 import SDM120Model, LoopbackPort
 from drivers.ina219 import INA219
 from drivers.sht3x import SHT3x
 from drivers.modbus import ModbusRTU

@@ -9,8 +9,8 @@ from hypothesis import assume, given, settings, strategies as st
 from drivers.crc import crc8_sensirion
 from drivers.errors import BusTimeout, CRCError, NackError, RangeError
 from drivers.sht3x import SHT3x
-from hil.i2c import EmulatedI2C
-from hil.sht3x import SHT3xModel
+from hil.buses.i2c import EmulatedI2C
+from hil.twins.sht3x import SHT3xModel
 
 
 class Source:

@@ -10,8 +10,8 @@ from conftest import rig, per_reading, fail_kth, assert_typed
 from drivers.crc import crc8_sensirion
 from drivers.errors import BusTimeout, CRCError, NackError
 from drivers.sht4x import SHT4x
-from hil.sht3x import SHT3xModel
-from hil.sht4x import SHT4xModel
+from hil.twins.sht3x import SHT3xModel
+from hil.twins.sht4x import SHT4xModel
 
 pytestmark = pytest.mark.emulator_exact
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from hil.sim import simulate
+from hil.harness.sim import simulate
 
 from conftest import ROOT, utc
 
@@ -64,7 +64,7 @@ from agent.collector import export
 from agent.collector.store import Collector
 from agent.log import RingLog
 from agent.meter import Meter
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 KEY = bytes(range(16))
 SCHEMA = [("run_time", "s", 0, "odo"), ("energy", "Wh", -3, "odo"), ("air", "m3", -3, "odo"),

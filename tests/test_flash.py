@@ -1,4 +1,4 @@
-"""The block devices under the ring buffer: hil.flash.EmulatedNOR (NOR rules,
+"""The block devices under the ring buffer: hil.nor.EmulatedNOR (NOR rules,
 wear, power cuts) and agent.flash.FileFlash (preallocated file)."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 
 from agent import flash as agent_flash
 from agent.flash import FileFlash
-from hil.flash import EmulatedNOR, FlashError, PowerCut
+from hil.nor import EmulatedNOR, FlashError, PowerCut
 
 from conftest import ROOT, MP
 
@@ -397,7 +397,7 @@ def test_fileflash_creation_fsyncs_file_and_directory(tmp_path, monkeypatch):
 SMOKE = r'''
 import sys
 sys.path.insert(0, sys.argv[1]) if len(sys.argv) > 1 else None
-from hil.flash import EmulatedNOR, FlashError, PowerCut
+from hil.nor import EmulatedNOR, FlashError, PowerCut
 from agent.flash import FileFlash
 
 def h(b):

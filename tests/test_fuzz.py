@@ -10,7 +10,7 @@ from agent import batch, cose
 from agent.collector.store import Collector
 from agent.log import RingLog
 from agent.meter import Meter
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 DEV = "dev-z"
 KEY = bytes(range(16))

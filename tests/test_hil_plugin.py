@@ -1,5 +1,5 @@
-"""The test plugin (hil/pytest_plugin.py) and the I2C proxy behind its
-micropython-unix and esp32 backends (hil/i2c_proxy.py, hil/i2c_serve.py)."""
+"""The test plugin (hil/harness/pytest_plugin.py) and the I2C proxy behind its
+micropython-unix and esp32 backends (hil/harness/i2c_proxy.py, hil/buses/i2c_serve.py)."""
 import errno
 import os
 import subprocess
@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from hil import i2c_proxy
-from hil.i2c import EmulatedI2C
-from hil.i2c_proxy import MpremoteLink, ProxyI2C
+from hil.harness import i2c_proxy
+from hil.buses.i2c import EmulatedI2C
+from hil.harness.i2c_proxy import MpremoteLink, ProxyI2C
 from hil.twins import i2c_buses
 
 from conftest import ROOT
@@ -37,7 +37,7 @@ def test_plain(board, backend):
 
 def run_pytest(tmp_path, *args):
     (tmp_path / "test_marked.py").write_text(MARKED)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "hil.pytest_plugin", "-rs", "-s",
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "hil.harness.pytest_plugin", "-rs", "-s",
                            "-p", "no:cacheprovider", str(tmp_path / "test_marked.py")] + list(args),
                           cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                           text=True, timeout=120)
@@ -160,9 +160,9 @@ def test_mpremote_link_serves_the_boards_machine_i2c(monkeypatch):
 
 
 def test_proxy_round_trips_every_call():
-    # the protocol itself, against hil.i2c_serve in this process
-    from hil.i2c_serve import Server
-    from hil.memory import Memory
+    # the protocol itself, against hil.buses.i2c_serve in this process
+    from hil.buses.i2c_serve import Server
+    from hil.twins.memory import Memory
     mem = Memory()
 
     def buses():

@@ -1,7 +1,7 @@
 """The collector under hostile input (issue 11): messages an attacker holding a
 device's own key would send, and messages with no valid key at all, through
 the real ingest path (Collector.handle; and `tally collect` through a real
-mosquitto for the retained poison birth). hil/hostile.py makes them,
+mosquitto for the retained poison birth). hil/harness/hostile.py makes them,
 deterministically from a seed.
 
 What must hold, whatever arrives:
@@ -20,7 +20,7 @@ import cbor2
 import pytest
 
 from agent import cose
-from hil import hostile as H
+from hil.harness import hostile as H
 
 from conftest import ROOT
 

@@ -15,7 +15,7 @@ from agent.collector.store import Collector
 from agent.log import RingLog, file_log, T_DATA, T_ACK, R_SEQ
 from boards.emulated import Emulation
 from hil import powercut as P
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 from hil.loopback import Hub
 
 KEY = bytes(range(16))

@@ -1,6 +1,6 @@
 """The smbus2 adapter (agent/port/linux_bus.py) without hardware: a fake
 SMBus at the edge of the world, the kernel's i2c-dev, that turns each
-I2C_RDWR message list into one transaction on an EmulatedI2C (hil/i2c.py)
+I2C_RDWR message list into one transaction on an EmulatedI2C (hil/buses/i2c.py)
 and answers a missing ACK the way the Pi's bcm2835 driver does (EREMOTEIO)."""
 import ctypes
 import errno
@@ -13,10 +13,10 @@ from agent.port.linux_bus import SMBus2I2C
 from drivers.errors import BusTimeout, NackError
 from drivers.ina219 import INA219
 from drivers.sht3x import SHT3x
-from hil.i2c import EmulatedI2C
-from hil.ina219 import INA219Model
-from hil.memory import Memory
-from hil.sht3x import SHT3xModel
+from hil.buses.i2c import EmulatedI2C
+from hil.twins.ina219 import INA219Model
+from hil.twins.memory import Memory
+from hil.twins.sht3x import SHT3xModel
 
 
 class KernelI2CDev:

@@ -102,7 +102,7 @@ class PeerServer:
 def peer():
     pm = _pymodbus()
     serial = pytest.importorskip("serial")
-    from hil.pty_serial import PtyLink
+    from hil.harness.pty_serial import PtyLink
     link = PtyLink().start()
     srv = ser = None
     try:

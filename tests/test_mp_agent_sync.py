@@ -11,7 +11,7 @@ import pytest
 
 from agent.collector.service import CollectorService
 from agent.collector.store import Collector
-from hil import romboard, romfs
+from hil.harness import romboard, romfs
 from conftest import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = [pytest.mark.micropython, pytest.mark.emulator_exact,
@@ -20,7 +20,7 @@ DEV = "mp-agent"
 KEY = b"mp-agent-key-16b"
 # The whole agent, the emulated board and the MQTT client run from a ROMFS
 # image mapped outside the heap, as a board runs them from its ROM partition
-# (hil/romboard.py); with the code loaded into the heap from files this
+# (hil/harness/romboard.py); with the code loaded into the heap from files this
 # 64-bit port needs 256K (tally bench footprint).
 HEAP = os.environ.get("TALLY_MP_SYNC_HEAP", "144K")   # it needs 128K
 

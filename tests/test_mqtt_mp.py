@@ -11,7 +11,7 @@ import time
 import pytest
 
 from agent.port.mqtt_mp import MPTransport, MQTTClient, MQTTError
-from hil.mosquitto import free_port
+from hil.harness.mosquitto import free_port
 from conftest import MP, bundle, mp_run, until  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = pytest.mark.broker

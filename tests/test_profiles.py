@@ -79,8 +79,8 @@ def test_a_particulate_sensor_is_metered_through_its_channel():
     import boards
     from agent.channels import ParticulateChannel, ERROR_METRICS
     from agent.meter import Meter
-    from hil.pms5003 import PMS5003Model
-    from hil.serial_loop import LoopbackPort
+    from hil.twins.pms5003 import PMS5003Model
+    from hil.buses.serial_loop import LoopbackPort
     pm = (5, 12, 15, 4, 11, 15, 1200, 350, 80, 9, 2, 1)
     model = PMS5003Model(lambda: pm, period_ms=60)
     board = {"name": "t", "buses": {"pms": {"kind": "uart", "port": "x", "baud": 9600}},

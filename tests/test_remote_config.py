@@ -127,7 +127,7 @@ def test_retained_hostile_config_and_ack_are_counted_on_every_reconnect_and_mete
 
 
 def test_config_push_needs_the_ledger_and_records_nothing_it_did_not_publish(tmp_path, capsys):
-    from hil.mosquitto import free_port
+    from hil.harness.mosquitto import free_port
     keyfile = tmp_path / "master.key"         # not the example key, not on the command line: no warnings
     keyfile.write_text("f0e1d2c3b4a5968778695a4b3c2d1e0f\n")
     args = ["config", "push", DEV, "--master-key-file", str(keyfile), "--set", "window=5"]

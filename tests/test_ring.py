@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, invariant, initialize
 
 from agent.log import RingLog, LogError, R_SEQ, R_FROM, R_FLAGS, R_VALUES, F_COALESCED, F_GAP, file_log, read_bound
-from hil.flash import EmulatedNOR, PowerCut, TEARS
+from hil.nor import EmulatedNOR, PowerCut, TEARS
 from hil import powercut as P
 
 

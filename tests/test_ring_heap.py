@@ -41,7 +41,7 @@ def test_a_full_1mib_log_boots_repeatedly_at_the_printed_heap(tmp_path, capsys):
     n = log.next_seq
     log.close()
     for boot in range(3):
-        r = subprocess.run([sys.executable, "-m", "hil.romboard", str(out / "tally.romfs"), "main.py",
+        r = subprocess.run([sys.executable, "-m", "hil.harness.romboard", str(out / "tally.romfs"), "main.py",
                             "--heap", heap], cwd=str(out), capture_output=True, text=True,
                            timeout=120, env={"PATH": os.environ.get("PATH", "")})
         assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]

@@ -1,4 +1,4 @@
-"""Our ROMFS writer (hil/romfs.py) against MicroPython's own reader: the
+"""Our ROMFS writer (hil/harness/romfs.py) against MicroPython's own reader: the
 image mounts under the unix port's VfsRom, lists and reads back every file
 byte for byte, and modules imported from it leave their code out of the heap."""
 import hashlib
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from hil import romboard, romfs
+from hil.harness import romboard, romfs
 from conftest import MP, bundle  # noqa: F401 (bundle: the compiled fixture)
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]

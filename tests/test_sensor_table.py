@@ -1,10 +1,10 @@
 """One row per sensor: boards/sensors.py names every sensor type, and the
 test-side tables name the same ones, so a driver cannot be half-registered.
 
-  hil/twins.py TWINS            a twin for every I2C sensor (the emulated buses)
+  hil/twins/__init__.py TWINS            a twin for every I2C sensor (the emulated buses)
   tests/test_contract.py        a contract row for every I2C sensor
   tests/test_drv_<name>.py      a test file for every I2C driver
-  hil/drivers_bench.py ROWS     a `tally bench drivers` row for every sensor
+  hil/bench/drivers_mp.py ROWS     a `tally bench drivers` row for every sensor
                                 read on request (I2C and Modbus); the PMS5003
                                 streams a frame a second on its own line, so
                                 its rate is the chip's, not the driver's
@@ -17,7 +17,7 @@ import pytest
 from boards.sensors import SENSORS
 from conftest import ROOT
 
-from hil.drivers_bench import ROWS
+from hil.bench.drivers_mp import ROWS
 from hil.twins import TWINS
 from test_contract import CONTRACT
 

@@ -2,7 +2,7 @@
 log -> uplink -> collector -> ledger, reconciled against device odometers."""
 import pytest
 
-from hil.sim import simulate
+from hil.harness.sim import simulate
 
 
 def _ok(rep):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hil.mosquitto import find_mosquitto
+from hil.harness.mosquitto import find_mosquitto
 
 pytestmark = pytest.mark.skipif(not find_mosquitto() and not os.environ.get("CI"),
                                 reason="mosquitto is not installed")
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not find_mosquitto() and not os.environ.get("CI"
 
 @pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
 def test_chaos_soak_reconciles_exactly(ledger, request):
-    from hil.soak import FAULTS, soak
+    from hil.harness.soak import FAULTS, soak
     db = request.getfixturevalue("postgres") if ledger == "postgres" else None
     lines = []
     r = soak(devices=3, seconds=16, speed=240, workers=2, seed=7, fault_every=1.2, db=db,

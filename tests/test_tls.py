@@ -1,6 +1,6 @@
 """TLS between devices, broker and collector, through a real mosquitto that
 requires client certificates from the fleet CA and enforces Tally's ACL
-(hil/pki.py makes the certificates; agent/cli/pki.py the ACL and listener)."""
+(hil/harness/pki.py makes the certificates; agent/cli/pki.py the ACL and listener)."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from agent.cli import pki as agent_pki
 from agent.collector.service import CollectorService
 from agent.cli.toml_config import ConfigError, validate
 from agent.port.mqtt_paho import Client, PahoTransport, check_client_cert, parse_url
-from hil.sim import simulate
+from hil.harness.sim import simulate
 
 from conftest import ROOT, until
 

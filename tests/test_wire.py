@@ -15,7 +15,7 @@ from agent.clock import VirtualClock
 from agent.collector.store import Collector
 from agent.log import RingLog
 from boards.emulated import Emulation
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 from hil.loopback import Hub
 
 cv = pytest.importorskip("cddl_verifier")

@@ -74,8 +74,8 @@ def _bench_drivers(a):
 
 
 def _bench_soak(a):
-    from hil.mosquitto import find_mosquitto
-    from hil.soak import soak
+    from hil.harness.mosquitto import find_mosquitto
+    from hil.harness.soak import soak
     if not find_mosquitto():
         return err("bench soak: mosquitto is not installed (apt-get install mosquitto)")
     if a.devices < 1 or a.seconds <= 0 or a.workers < 1:
@@ -112,7 +112,7 @@ def _bench_soak(a):
 
 
 def _bench_hostile(a):
-    from hil.hostile import bench_hostile
+    from hil.harness.hostile import bench_hostile
     if a.count is not None and a.count < 1:
         return err("bench hostile: --count must be positive")
     progress = None if a.json else (lambda s: print("  " + s, file=sys.stderr, flush=True))
@@ -212,7 +212,7 @@ def run(a):
 
 def _bench_sync(a):
     from hil.bench import bench_sync
-    from hil.mosquitto import Mosquitto, find_mosquitto
+    from hil.harness.mosquitto import Mosquitto, find_mosquitto
     m = None
     broker = a.broker
     if not broker and find_mosquitto():

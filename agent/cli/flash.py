@@ -25,7 +25,7 @@ def run(a):
     print("tally: bundle for %s in %s: %d modules, %d bytes of .mpy%s" % (
         a.board, a.out, r["files"], r["mpy_bytes"],
         "; run it in %s: micropython -X heapsize=256K main.py, or with its code in ROM as a board "
-        "runs it: python -m hil.romboard tally.romfs main.py --heap %s" % (a.out, bundle.ROMFS_HEAP)
+        "runs it: python -m hil.harness.romboard tally.romfs main.py --heap %s" % (a.out, bundle.ROMFS_HEAP)
         if a.board == "unix" else ""))
     return 0
 

@@ -122,7 +122,7 @@ def run(a):
 def _inspect_ring(path, data, ss, truncated, schema):
     from agent import cbor
     from agent import log as L
-    from hil.flash import EmulatedNOR
+    from hil.nor import EmulatedNOR
     n = max(4, -(-len(data) // ss))
     if truncated or len(data) < n * ss:
         print("%s: truncated ring log: %d bytes, %d short of %d sectors of %d bytes; the missing "

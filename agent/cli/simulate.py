@@ -10,7 +10,7 @@ USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "syn
 
 
 def run(a):
-    from hil.sim import simulate
+    from hil.harness.sim import simulate
     progress = None if a.json or a.quiet else (lambda s: print("  " + s, file=sys.stderr))
     try:
         rep = simulate(devices=a.devices, days=a.days, broker=a.broker, loss=a.loss, seed=a.seed,

@@ -6,7 +6,7 @@ inference. (Over 500 lines on purpose: the checker is one walk over a
 module's AST, FileCheck, and the stub index it asks; split in two, each half
 would have to be read with the other open.)
 
-What is checked, in every module flashed on an ESP32 (hil.mpbuild's device
+What is checked, in every module flashed on an ESP32 (hil.harness.mpbuild's device
 sources less hil/, which ESP32 bundles leave out, and boards/emulated.py,
 which runs only on the unix port):
 - `import X` and `from X import Y`: X is a module of the ESP32 firmware (a
@@ -50,7 +50,7 @@ import os
 from collections import namedtuple
 
 from agent.cli.common import err
-from hil import mpbuild
+from hil.harness import mpbuild
 
 STUBS_DIST = "micropython-esp32-stubs"
 STDLIB_DIST = "micropython-stdlib-stubs"

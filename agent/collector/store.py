@@ -133,7 +133,7 @@ class Collector:
         self.on_reject = None    # callback(device or None, reason), e.g. to log each one
         self.escapes = 0         # messages that raised something other than a Reject
         self._schemas = {}
-        # Fault injection for the chaos soak only (hil/soak.py): hold every
+        # Fault injection for the chaos soak only (hil/harness/soak.py): hold every
         # data transaction open this long, with a marker file present while
         # it is open, so a SIGKILL can be aimed inside one.
         self._hold_s = int(os.environ.get("TALLY_CHAOS_HOLD_MS", "0") or 0) / 1000

@@ -4,7 +4,7 @@
 # when the config's log is "partition" (a board's default), and falls back to
 # the file log when the partition is missing or too small.
 #
-# Interface (shared with agent.flash.FileFlash and hil.flash.EmulatedNOR):
+# Interface (shared with agent.flash.FileFlash and hil.nor.EmulatedNOR):
 #   sector_size, sector_count, read(addr, buf), program(addr, data),
 #   erase(sector), sync(); counters reads, bytes_read, programs,
 #   bytes_programmed, erases and erase_counts (one int per sector, erases

@@ -9,7 +9,7 @@ from agent.log import RingLog
 from agent.meter import Meter
 from agent.remote import Config
 from agent.sync import Uplink
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 KEY = b"k" * 16
 DEV = "dev-cbor"

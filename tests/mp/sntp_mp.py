@@ -1,5 +1,5 @@
 # agent.port.net_mp.Sntp under the MicroPython unix port, against the
-# emulated NTP server (hil/sntp_server.py; tests/test_device_boot.py starts it
+# emulated NTP server (hil/harness/sntp_server.py; tests/test_device_boot.py starts it
 # and runs this):
 #   micropython -c "import sntp_mp; sntp_mp.main('127.0.0.1:PORT', N)"
 # N queries, one line each: "Q ok <unix ms>" or "Q reject <why>"; then a

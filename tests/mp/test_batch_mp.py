@@ -2,7 +2,7 @@
 # decodes to exactly what it logged.
 from agent.log import RingLog, R_VALUES
 from agent import batch, cbor
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 
 def _fresh():

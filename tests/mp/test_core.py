@@ -1,6 +1,6 @@
 # Core device-side tests that run under MicroPython (and CPython): meter and ring log.
 from agent.log import RingLog, R_SEQ, R_VALUES, F_COALESCED, R_FLAGS
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 from agent.meter import Meter
 
 SCHEMA = [("odo", "count", 0, "odo"), ("tmax", "Cel", -2, "max"), ("tmean", "Cel", -2, "mean")]

@@ -27,7 +27,7 @@ def test_silent_damage_keeps_every_invariant():
 
 def test_seq_runs_past_two_to_the_32():
     from agent.log import RingLog, R_SEQ, R_FROM
-    from hil.flash import EmulatedNOR
+    from hil.nor import EmulatedNOR
     start = 2 ** 32 - 10
     dev = EmulatedNOR(512, 4)
     log = RingLog(dev, "d", merge=P.merge, max_span=4, first_seq=start).open()

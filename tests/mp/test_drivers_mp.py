@@ -1,7 +1,7 @@
 # The I2C drivers and their chip twins under MicroPython (and CPython): values
 # read back through the emulated bus, and one fault per driver, typed and
 # recovered from. The full matrix is in tests/test_drv_<chip>.py, one file per chip.
-from hil.i2c import EmulatedI2C
+from hil.buses.i2c import EmulatedI2C
 from drivers.errors import BusTimeout, ChipIdError, CRCError, NackError, RangeError
 
 
@@ -40,7 +40,7 @@ def _each(bus, m, d, values, tx):
 
 
 def test_ina226_read_back_and_silent_reset():
-    from hil.ina226 import INA226Model
+    from hil.twins.ina226 import INA226Model
     from drivers.ina226 import INA226
     m = INA226Model(shunt_milliohm=2)
     bus, d = _make(m, INA226, 0x40, shunt_milliohm=2, current_lsb_ua=1000)
@@ -59,7 +59,7 @@ def test_ina226_read_back_and_silent_reset():
 
 
 def test_sht4x_read_back_and_crc():
-    from hil.sht4x import SHT4xModel
+    from hil.twins.sht4x import SHT4xModel
     from drivers.sht4x import SHT4x
     m = SHT4xModel()
     bus, d = _make(m, SHT4x, 0x44, False, sleep_ms=_no_sleep)
@@ -76,7 +76,7 @@ def test_sht4x_read_back_and_crc():
 
 
 def test_bme280_datasheet_read_back_and_stuck_busy():
-    from hil.bme280 import BME280Model, DATASHEET_CAL
+    from hil.twins.bme280 import BME280Model, DATASHEET_CAL
     from drivers.bme280 import BME280, compensate_p, compensate_t
     assert compensate_t(DATASHEET_CAL, 519888) == (2508, 128422)
     assert compensate_p(DATASHEET_CAL, 415148, 128422) == 25767233
@@ -97,7 +97,7 @@ def test_bme280_datasheet_read_back_and_stuck_busy():
 
 
 def test_adxl345_read_back_rms_and_short_read():
-    from hil.adxl345 import ADXL345Model
+    from hil.twins.adxl345 import ADXL345Model
     from drivers.adxl345 import ADXL345
     m = ADXL345Model()
     bus, d = _make(m, ADXL345, 0x53, sleep_ms=_no_sleep)
@@ -116,7 +116,7 @@ def test_adxl345_read_back_rms_and_short_read():
 
 
 def test_bh1750_read_back_and_range():
-    from hil.bh1750 import BH1750Model
+    from hil.twins.bh1750 import BH1750Model
     from drivers.bh1750 import BH1750
     m = BH1750Model()
     bus, d = _make(m, BH1750, 0x23, sleep_ms=_no_sleep)

@@ -5,9 +5,9 @@ from drivers.errors import CRCError, NackError, BusTimeout
 from drivers.modbus import ModbusRTU
 from drivers.sdm630 import SDM630
 from drivers.pms5003 import PMS5003
-from hil.sdm630 import SDM630Model
-from hil.pms5003 import PMS5003Model
-from hil.serial_loop import LoopbackPort
+from hil.twins.sdm630 import SDM630Model
+from hil.twins.pms5003 import PMS5003Model
+from hil.buses.serial_loop import LoopbackPort
 
 SRC = ((230.5, 231.0, 229.75), (10.5, 11.25, 9.75), 7259.0, 98765.5, 12.25, 50.0)
 # phase powers are the model's V*A split of 7259 W, as float32, rounded

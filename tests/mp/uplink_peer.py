@@ -5,7 +5,7 @@ from agent import batch, cbor, cose
 from agent.log import RingLog
 from agent.meter import Meter
 from agent.sync import Uplink
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 from hil.scripted import ScriptedBroker
 
 KEY = b"k" * 16

@@ -26,10 +26,10 @@ import time
 from agent import cose
 from agent.collector.store import Collector
 from agent.log import file_log, R_VALUES
-from hil.mosquitto import Mosquitto
-from hil.proxy import Proxy
+from hil.harness.mosquitto import Mosquitto
+from hil.harness.proxy import Proxy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAULTS = ("broker_restart", "link_cut", "agent_kill", "worker_kill", "duplicates")
 # a collector worker holds each transaction open this long (only in the soak)
 # so a SIGKILL lands inside one
@@ -109,7 +109,7 @@ class Soak:
 
     def _start_dev(self, dev):
         p = subprocess.Popen(
-            [sys.executable, "-m", "hil.soakdev", "--id", dev, "--broker", self.proxy.url,
+            [sys.executable, "-m", "hil.harness.soakdev", "--id", dev, "--broker", self.proxy.url,
              "--master-key", self.master.hex(), "--log", os.path.join(self.dir, dev + ".log"),
              "--t0", repr(self.t0), "--speed", repr(self.speed),
              "--seed", str(self.ids.index(dev) + 1)],

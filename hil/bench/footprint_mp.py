@@ -1,6 +1,6 @@
 # The agent's footprint, measured on the interpreter that runs it (the
 # MicroPython unix port, or the 32-bit WebAssembly port through
-# hil/wasm_footprint.mjs, from `tally bench footprint`): the whole steady
+# hil/bench/wasm_footprint.mjs, from `tally bench footprint`): the whole steady
 # loop with three I2C sensors and one serial sensor on emulated buses, the
 # ring log in emulated NOR flash, and the uplink syncing every batch to a
 # peer that acks it. Prints "FP <key> <value>" lines.
@@ -29,8 +29,8 @@ BOARD = {
 DEVICE = ("boards", "drivers.ina219", "drivers.sht3x", "drivers.bh1750", "drivers.modbus",
           "drivers.sdm120", "agent.agent", "agent.clock", "agent.log", "agent.sync", "agent.remote")
 # ... and the world around it, which a board does not carry
-EMULATION = ("hil.twins", "hil.ina219", "hil.sht3x", "hil.bh1750", "hil.sdm120", "hil.serial_loop",
-             "hil.flash", "hil.scripted")
+EMULATION = ("hil.twins", "hil.twins.ina219", "hil.twins.sht3x", "hil.twins.bh1750", "hil.twins.sdm120", "hil.buses.serial_loop",
+             "hil.nor", "hil.scripted")
 
 
 def used():
@@ -51,10 +51,10 @@ class World:
         from agent.agent import Agent
         from agent.clock import VirtualClock
         from agent.log import RingLog
-        from hil.flash import EmulatedNOR
+        from hil.nor import EmulatedNOR
         from hil.scripted import ScriptedBroker
-        from hil.sdm120 import SDM120Model
-        from hil.serial_loop import LoopbackPort
+        from hil.twins.sdm120 import SDM120Model
+        from hil.buses.serial_loop import LoopbackPort
         from hil.twins import i2c_buses
         self.clock = VirtualClock()
         meter_model = SDM120Model(lambda: (230.0, 4.3, 990.0, 1234.5))

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from hil.mosquitto import free_port
+from hil.harness.mosquitto import free_port
 
 SUPERUSER = "tally"
 

@@ -45,8 +45,8 @@ import tempfile
 import time
 import tty
 
-from hil import mpbuild
-from hil.pty_serial import _Relay
+from hil.harness import mpbuild
+from hil.harness.pty_serial import _Relay
 
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 BANNER = (b"MicroPython v1.28.0 on 2026-01-01; Tally FakeBoard (unix port)\r\n"

@@ -24,7 +24,7 @@
 # values), silent_reset().
 
 from drivers.bme280 import compensate_h, compensate_p, compensate_t
-from hil.settable import Settable
+from hil.twins.settable import Settable
 
 # dig_T1..T3, dig_P1..P9, dig_H1..H6
 DATASHEET_CAL = (27504, 26435, -1000, 36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000,

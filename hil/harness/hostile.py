@@ -50,7 +50,7 @@ from agent import cose
 from agent.log import RingLog
 from agent.meter import Meter
 from agent.sync import Uplink
-from hil.flash import EmulatedNOR
+from hil.nor import EmulatedNOR
 
 try:
     from agent.collector.store import MAX_PAYLOAD

@@ -14,7 +14,7 @@
 # (power-on values: standby, DATA_FORMAT 0).
 
 from drivers._reg import rdiv
-from hil.settable import Settable
+from hil.twins.settable import Settable
 
 _DATA = 0x32
 _WRITABLE = (0x1D, 0x1E, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,

@@ -18,7 +18,7 @@ class TestPKI:
 
     @property
     def broker_tls(self):
-        """For hil.mosquitto.Mosquitto(tls=...)."""
+        """For hil.harness.mosquitto.Mosquitto(tls=...)."""
         return {"ca": self.ca, "cert": self.p["server_cert"], "key": self.p["server_key"]}
 
     @property

@@ -1,7 +1,7 @@
 """The near end of an I2C bus that lives on another interpreter (CPython only).
 
 ProxyI2C has machine.I2C's method names; each call is one request line to
-hil/i2c_serve.py on the far side, where the transaction runs on the real bus
+hil/buses/i2c_serve.py on the far side, where the transaction runs on the real bus
 object (EmulatedI2C with twins under the MicroPython unix port, machine.I2C on
 an ESP32). The proxy is transparent: a bus error comes back as the OSError
 the far bus raised, errno and all, and the drivers type it as they would on
@@ -15,9 +15,9 @@ import errno
 import os
 import subprocess
 
-from hil.i2c_serve import tohex
+from hil.buses.i2c_serve import tohex
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class LinkError(RuntimeError):
@@ -80,7 +80,7 @@ class ProxyI2C:
 
 
 class PipeLink:
-    """hil.i2c_serve in a helper process, one request and one reply per line."""
+    """hil.buses.i2c_serve in a helper process, one request and one reply per line."""
 
     def __init__(self, argv, cwd=ROOT, env=None):
         self.argv = argv
@@ -125,7 +125,7 @@ class PipeLink:
 def micropython_twins(micropython, board, heap="256K", seed=1):
     """A PipeLink to the MicroPython unix port serving EmulatedI2C buses with
     the board's twins (hil.twins), run from the repo's sources."""
-    code = "import hil.i2c_serve as s; s.serve_twins(%r, %d)" % (board, seed)
+    code = "import hil.buses.i2c_serve as s; s.serve_twins(%r, %d)" % (board, seed)
     env = dict(os.environ, MICROPYPATH=ROOT)
     return PipeLink([micropython, "-X", "heapsize=" + heap, "-c", code], env=env)
 
@@ -141,7 +141,7 @@ class MpremoteLink:
         self.t = SerialTransport(port, baudrate=baudrate)
         self.t.enter_raw_repl(soft_reset=True)
         self.t.mount_local(root)
-        self.t.exec("from hil.i2c_serve import Server, machine_buses\n"
+        self.t.exec("from hil.buses.i2c_serve import Server, machine_buses\n"
                     "_tally_srv = Server(lambda: machine_buses(%r))" % (board,))
 
     def __str__(self):

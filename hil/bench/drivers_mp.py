@@ -19,14 +19,14 @@ except ImportError:                                   # CPython
 
 
 def _i2c(addr, model):
-    from hil.i2c import EmulatedI2C
+    from hil.buses.i2c import EmulatedI2C
     bus = EmulatedI2C()
     bus.attach(addr, model)
     return bus
 
 
 def _ina219():
-    from hil.ina219 import INA219Model
+    from hil.twins.ina219 import INA219Model
     from drivers.ina219 import INA219
     bus = _i2c(0x40, INA219Model(lambda: (24000, 1500)))
     d = INA219(bus)
@@ -35,7 +35,7 @@ def _ina219():
 
 
 def _sht3x():
-    from hil.sht3x import SHT3xModel
+    from hil.twins.sht3x import SHT3xModel
     from drivers.sht3x import SHT3x
     bus = _i2c(0x44, SHT3xModel(lambda: (2345, 4567)))
     d = SHT3x(bus, sleep_ms=lambda ms: None)
@@ -58,7 +58,7 @@ class _Frames:
 
 
 def _sdm120():
-    from hil.sdm120 import SDM120Model, LoopbackPort
+    from hil.twins.sdm120 import SDM120Model, LoopbackPort
     from drivers.modbus import ModbusRTU
     from drivers.sdm120 import SDM120
     port = _Frames(LoopbackPort(SDM120Model(lambda: (230.1, 4.35, 1000.0, 1234.5))))
@@ -67,7 +67,7 @@ def _sdm120():
 
 
 def _ina226():
-    from hil.ina226 import INA226Model
+    from hil.twins.ina226 import INA226Model
     from drivers.ina226 import INA226
     bus = _i2c(0x40, INA226Model(lambda: (48000, 3100), shunt_milliohm=10))
     d = INA226(bus, shunt_milliohm=10, current_lsb_ua=200)
@@ -76,7 +76,7 @@ def _ina226():
 
 
 def _sht4x():
-    from hil.sht4x import SHT4xModel
+    from hil.twins.sht4x import SHT4xModel
     from drivers.sht4x import SHT4x
     bus = _i2c(0x44, SHT4xModel(lambda: (2345, 4567)))
     d = SHT4x(bus, sleep_ms=lambda ms: None)
@@ -84,7 +84,7 @@ def _sht4x():
 
 
 def _bme280():
-    from hil.bme280 import BME280Model
+    from hil.twins.bme280 import BME280Model
     from drivers.bme280 import BME280
     bus = _i2c(0x76, BME280Model(lambda: (2345, 101325, 4567)))
     d = BME280(bus, sleep_ms=lambda ms: None)
@@ -93,7 +93,7 @@ def _bme280():
 
 
 def _adxl345():
-    from hil.adxl345 import ADXL345Model
+    from hil.twins.adxl345 import ADXL345Model
     from drivers.adxl345 import ADXL345
     bus = _i2c(0x53, ADXL345Model(lambda: (120, 0, 1000)))
     d = ADXL345(bus, sleep_ms=lambda ms: None)
@@ -102,7 +102,7 @@ def _adxl345():
 
 
 def _bh1750():
-    from hil.bh1750 import BH1750Model
+    from hil.twins.bh1750 import BH1750Model
     from drivers.bh1750 import BH1750
     bus = _i2c(0x23, BH1750Model(lambda: 456000))
     d = BH1750(bus, sleep_ms=lambda ms: None)
@@ -111,8 +111,8 @@ def _bh1750():
 
 
 def _sdm630():
-    from hil.sdm630 import SDM630Model
-    from hil.serial_loop import LoopbackPort
+    from hil.twins.sdm630 import SDM630Model
+    from hil.buses.serial_loop import LoopbackPort
     from drivers.modbus import ModbusRTU
     from drivers.sdm630 import SDM630
     src = ((230.0, 231.0, 229.0), (8.0, 8.1, 7.9), 5500.0, 1234.5)

@@ -68,7 +68,7 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
              profile="compressor"):
     """Run the fleet; returns the report dict (see reconcile()). With an
     mqtts:// broker, tls(name) gives the TLS settings of each device id and of
-    "collector" (hil.pki.TestPKI.tls_for)."""
+    "collector" (hil.harness.pki.TestPKI.tls_for)."""
     if devices < 1 or days <= 0:
         raise ValueError("simulate: need at least one device and a positive number of days")
     own_dir = workdir is None

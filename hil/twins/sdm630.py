@@ -1,7 +1,7 @@
 # Model of an Eastron SDM630 three-phase energy meter speaking Modbus RTU: the
-# SDM120 model (hil/sdm120.py: framing, exceptions, fault injection) with the
-# SDM630's register map. Portable. Serve it with hil/serial_loop.py or
-# hil/pty_serial.py like the SDM120.
+# SDM120 model (hil/twins/sdm120.py: framing, exceptions, fault injection) with the
+# SDM630's register map. Portable. Serve it with hil/buses/serial_loop.py or
+# hil/harness/pty_serial.py like the SDM120.
 #
 # source() -> ((V1, V2, V3), (A1, A2, A3), total W, import kWh[, export kWh
 # [, Hz]]) floats (hil/scenario.py's BoosterPump.sdm630 gives the first four),
@@ -15,7 +15,7 @@
 #   0x0046 Hz   0x0048 import kWh   0x004A export kWh   0x0156 total kWh
 #   (other registers inside a block read 0.0)
 
-from hil.sdm120 import SDM120Model
+from hil.twins.sdm120 import SDM120Model
 
 
 class SDM630Model(SDM120Model):

@@ -27,7 +27,7 @@ import pytest
 
 import boards
 from boards.check import MCUS
-from hil import mpbuild
+from hil.harness import mpbuild
 
 BACKENDS = ("emulated", "linux", "micropython-unix", "esp32")
 FAMILY = {"linux": "linux", "esp32": "machine"}     # the boards a bench backend can drive
@@ -101,7 +101,7 @@ def make_backend(name, board, port=None):
         return Backend(name, board, True, lambda: i2c_buses(board))
     if name == "linux":
         return Backend(name, board, False, lambda: _linux_buses(board))
-    from hil.i2c_proxy import LinkError, ProxyI2C, MpremoteLink, micropython_twins
+    from hil.harness.i2c_proxy import LinkError, ProxyI2C, MpremoteLink, micropython_twins
     link = []                   # started on first use, kept for the session
 
     def opener():

@@ -5,7 +5,7 @@ again on the same log: it comes back as the next boot. SIGTERM stops it
 cleanly: it logs the interval in progress, drains what it can, and prints one
 JSON line {"device", "depth", "boot", "epoch"}.
 
-    python -m hil.soakdev --id dev-1 --broker mqtt://127.0.0.1:1883 \
+    python -m hil.harness.soakdev --id dev-1 --broker mqtt://127.0.0.1:1883 \
         --master-key HEX --log /tmp/dev-1.log --t0 <unix time of the soak start>
 """
 import argparse

@@ -17,8 +17,8 @@
 
 import errno
 
-from hil.settable import Settable
-from hil.sht3x import SHT3xModel, _raw
+from hil.twins.settable import Settable
+from hil.twins.sht3x import SHT3xModel, _raw
 
 
 class SHT4xModel(Settable, SHT3xModel):

@@ -1,5 +1,5 @@
 # Model of a Plantower PMS5003 particulate sensor on a serial line. Portable.
-# Serve it with hil/serial_loop.py (in-process) or hil/pty_serial.py.
+# Serve it with hil/buses/serial_loop.py (in-process) or hil/harness/pty_serial.py.
 #
 # source() -> 12 ints: PM1.0, PM2.5, PM10 standard, the same atmospheric
 # (ug/m3), particle counts > 0.3, 0.5, 1.0, 2.5, 5.0, 10 um per 0.1 L.

@@ -1,4 +1,4 @@
-# The far end of the test plugin's I2C proxy (hil/i2c_proxy.py): runs on the
+# The far end of the test plugin's I2C proxy (hil/harness/i2c_proxy.py): runs on the
 # other interpreter, owns the buses and answers one transaction per line.
 # Portable (MicroPython unix port, an ESP32 over mpremote, CPython).
 #

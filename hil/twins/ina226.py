@@ -14,10 +14,10 @@
 # 0xFE/0xFF answer `manufacturer` and `die_id` (set them to model another
 # part: wrong chip id). Faults: silent_reset() (brown-out: power-on values,
 # calibration 0); bus-level faults (NACK, absent, short read) are on
-# hil.i2c.EmulatedI2C. The pointer protocol and read() are the INA219's.
+# hil.buses.i2c.EmulatedI2C. The pointer protocol and read() are the INA219's.
 
-from hil.ina219 import INA219Model, _tdiv
-from hil.settable import Settable
+from hil.twins.ina219 import INA219Model, _tdiv
+from hil.twins.settable import Settable
 
 POR_CONFIG = 0x4127
 

@@ -3,11 +3,11 @@
 // blocks are the size an ESP32's are, with the bundle's ROMFS image mounted
 // at /rom (IMAGE a .romfs file), or with the modules loaded into the heap
 // from files (IMAGE the bundle's directory, copied into the port's MEMFS at
-// /bundle). Drives hil/footprint_mp.py phase by phase and interval by
+// /bundle). Drives hil/bench/footprint_mp.py phase by phase and interval by
 // interval, returning to JavaScript in between: this port collects garbage
 // only when no Python frame is running, so the heap is measured there.
 //
-//   node hil/wasm_footprint.mjs PORT_MJS IMAGE HEAP_KIB INTERVALS
+//   node hil/bench/wasm_footprint.mjs PORT_MJS IMAGE HEAP_KIB INTERVALS
 // Prints the same "FP key value" lines as footprint_mp.main().
 import fs from "fs";
 import { pathToFileURL } from "url";
@@ -43,7 +43,7 @@ py(`import gc, os, time, random
 import agent.port
 if not hasattr(os, "urandom"):
     agent.port.random_u32 = lambda: random.getrandbits(32)
-from hil import footprint_mp as F`);
+import footprint_mp as F`);
 const start = used();
 py("F.load(F.DEVICE)");
 const device = used();

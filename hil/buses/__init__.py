@@ -1,0 +1,1 @@
+# Emulated buses (portable: bundled for the MicroPython unix port).

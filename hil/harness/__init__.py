@@ -1,0 +1,1 @@
+"""CPython-only harness: brokers, databases, proxies, fake boards, simulators, soak. Never bundled."""
