@@ -4,6 +4,8 @@
 # cut the log is recovered and the seven invariants of DESIGN section 3 are
 # checked against a reference model of what the log promised.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
+# Over 500 lines on purpose: the power-cut and the silent-damage harness share
+# the reference model and the invariant checks; apart, each would copy them.
 
 from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, F_DAMAGED, R_FLAGS, LogError,
                        read_bound)

@@ -15,6 +15,11 @@ rounded lines, so a CSV of the lines always adds up to the total.
 Only the Collector's public API is used: ledger() for the bookings, summary()
 for each device's odometer units and its data-quality counters.
 
+Over 500 lines on purpose: the rate card's checks, the pricing and the three
+renderings are one contract (docs/billing.md: every line and error of a bill),
+and each renderer must say exactly what the pricing decided; the rate-card
+checks are most of the length and are read with the pricing they guard.
+
 Nothing in a report can be turned against its reader (docs/billing.md,
 "Reports are safe to open"): every text that comes from a device or a rate
 card (ids, metric names, units, keys) has its control characters escaped in

@@ -10,6 +10,13 @@ postgresql:// or postgres:// URL, through psycopg 3). There is one collector;
 the few things the two databases say differently (types, the write lock,
 "insert unless stored, how many were new", reconnecting) are in _Sqlite and
 _Postgres at the end of this file.
+
+Over 500 lines on purpose: one class, the ledger's single writer and reader,
+whose message boundary, dedupe-and-write transaction, ack and ledger walk
+share its connection and caches; the checks themselves are in validate.py,
+the time placement in timeline.py, and the two databases' differences are
+the short classes at the end. Split further, each part would need the
+others open to be read.
 """
 import hashlib
 import json

@@ -1,5 +1,8 @@
 """Hostile traffic for the collector, and `tally bench hostile`.
 
+(Over 500 lines on purpose: a catalogue of hostile variants, each a few
+lines, plus the runner that measures them; the catalogue is read as a list.)
+
 An attacker holds a device's own key (devices get stolen, cloned and flashed
 with buggy builds) and sends whatever bytes it likes on any topic. This module
 makes such messages, deterministically from a seed, in four classes:
