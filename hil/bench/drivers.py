@@ -4,6 +4,7 @@ import os
 import subprocess
 import tempfile
 
+from hil.bench import print_json
 from hil.harness import mpbuild
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,3 +43,25 @@ def bench_drivers(n=200):
             if r.returncode:
                 out["micropython_error"] = (r.stderr or r.stdout)[-500:]
     return out
+
+
+def report(r, as_json=False):
+    """Print bench_drivers' figures: the table `tally bench drivers` shows, or one JSON object;
+    returns the exit code."""
+    if as_json:
+        print_json(r)
+        return 0
+    cp, mp = r["cpython"], r["micropython"] or {}
+    print("tally bench drivers: reads through the emulated buses (median of 5 runs of 200)")
+    print("  %-10s %14s %18s %14s" % ("driver", "CPython r/s", "MicroPython r/s", "bus tx/read"))
+    for name in cp:
+        c, m = cp[name], mp.get(name, {})
+        print("  %-10s %14s %18s %14s" % (
+            name, c.get("reads_per_s", c.get("error")),
+            m.get("reads_per_s", m.get("error", "n/a" if not r["micropython"] else "-")),
+            c.get("transactions_per_read", "-")))
+    if r.get("micropython_error"):
+        print("MicroPython run failed: %s" % r["micropython_error"])
+    elif r["micropython"] is None:
+        print("(micropython unix port not found: only CPython measured)")
+    return 0

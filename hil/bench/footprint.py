@@ -5,6 +5,7 @@ import os
 import subprocess
 import tempfile
 
+from hil.bench import print_goals, print_json
 from hil.harness import mpbuild
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,3 +146,41 @@ def bench_footprint(intervals=10000, progress=None):
         "<= 64 KiB (measured between intervals, not a capped run)": device_live is not None and device_live <= 65536,
     }
     return out
+
+
+def report(r, as_json=False):
+    """Print bench_footprint's figures: the table `tally bench footprint` shows, or one JSON object;
+    returns the exit code."""
+    if as_json:
+        print_json(r)
+        return 0
+    print("tally bench footprint (MicroPython: bytes of heap unless named)")
+    for group, n in sorted(r["bundle_mpy_bytes"].items()):
+        print("  bundle, %-32s %7d B of .mpy (xtensawin)" % (group, n))
+    s = r.get("steady_loop")
+    if not isinstance(s, dict):
+        print("  steady loop: %s" % (s or r.get("micropython")))
+        return 0
+    cols = [("unix64 files", s), ("unix64 ROMFS", r.get("steady_loop_romfs")),
+            ("wasm32 files", r.get("wasm32")), ("wasm32 ROMFS", r.get("wasm32_romfs"))]
+    cols = [(h, c) for h, c in cols if isinstance(c, dict)]
+    rows = (("heap for code: all of it", "heap_code"), ("  of it the device's modules", "heap_code_device"),
+            ("  of it the emulation's (not on a board)", "heap_code_emulation"),
+            ("heap for data after setup", "heap_data_after_setup"),
+            ("heap for data in the steady loop (peak)", "heap_data_peak"),
+            ("time per interval (12 samples, 4 sensors, log, sync), us", "us_per_interval"),
+            ("heap free at idle in a 256K heap (unix64)", "heap_free_idle"))
+    print("  %-58s" % "" + "".join(" %13s" % h for h, _ in cols))
+    for label, k in rows:
+        print("  %-58s" % label + "".join(" %13s" % c.get(k, "-") for _, c in cols))
+    print("  %-58s %13d %13s" % ("smallest heap a simulated day runs in, KiB (capped)", r["smallest_heap_for_a_day_kib"],
+                                  r.get("smallest_heap_for_a_day_romfs_kib", "-")))
+    if isinstance(r.get("wasm32"), str):
+        print("  32-bit figures: %s" % r["wasm32"])
+    print("  heap data growth over %d intervals: %d B; ROMFS image %d B"
+          % (s["intervals"], r["heap_data_growth_bytes"], r.get("romfs_image_bytes", 0)))
+    print("  unix64: the MicroPython unix port, 64-bit (object slots and GC blocks twice an ESP32's);")
+    print("  wasm32: the WebAssembly port, 32-bit like an ESP32; it collects only between intervals,")
+    print("  so its figures are live heap measured there, not a capped run")
+    print_goals('goals (issue 7):', r["goals"])
+    return 0

@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import time
 
+from hil.bench import print_goals, print_json
 from hil.harness import mpbuild
 
 
@@ -118,3 +119,29 @@ def bench_payload(device="compressor-0042"):
         "stretch: <= 11 B/record": ours <= 11,
     }
     return out
+
+
+def report(r, as_json=False):
+    """Print bench_payload's figures: the table `tally bench payload` shows, or one JSON object;
+    returns the exit code."""
+    if as_json:
+        print_json(r)
+        return 0
+    names = [("ours_bare", "ours, bare batch"), ("ours_cose_mac0", "ours + COSE_Mac0 (HMAC 256/64)"),
+             ("ours_cose_mqtt", "ours + COSE + MQTT 3.1.1 PUBLISH, QoS 1, topic"),
+             ("senml_cbor", "SenML-CBOR, integer labels, base name/time"),
+             ("senml_json", "SenML JSON"), ("sparkplug_b_ddata_aliases", "Sparkplug B DDATA, aliases"),
+             ("plain_json", "plain JSON")]
+    print("tally bench payload: reference batch of %d one-minute records x %d metrics"
+          % (r["records"], r["metrics"]))
+    print("  %-48s %10s %8s" % ("encoding", "B/record", "x ours"))
+    for k, label in names:
+        v = r["bytes_per_record"][k]
+        print("  %-48s %10s %8s" % (label, "-" if v is None else "%.2f" % v,
+                                     "-" if v is None else "%.1f" % r["ratio_to_ours_end_to_end"][k]))
+    print("  (x ours: against ours end to end, MAC and MQTT framing included)")
+    mp = r["encode_us_per_batch_micropython"]
+    print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
+          % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))
+    print_goals('goals:', r["goals"])
+    return 0

@@ -12,6 +12,7 @@ from agent.clock import VirtualClock
 from agent.collector.store import Collector
 from agent.log import RingLog, file_log, read_bound
 from boards.emulated import Emulation
+from hil.bench import print_goals, print_json
 from hil.harness import mpbuild
 from hil import powercut as P
 from hil.nor import EmulatedNOR
@@ -251,3 +252,45 @@ def bench_ring(cuts=100000, days=60, progress=None, damage=100000):
         "recovery reads headers + one sector": out["recovery_reads"] <= out["recovery_read_bound"],
     }
     return out
+
+
+def report(r, as_json=False):
+    """Print bench_ring's figures: the table `tally bench ring` shows, or one JSON object;
+    returns the exit code."""
+    if as_json:
+        print_json(r)
+        return 0
+    mp = r["appends_per_s_micropython_emulated"]
+    rows = [
+        ("cut points tested (double cuts)", "%d (%d) over %d workloads, %.0f s"
+         % (r["cut_points"], r["double_cuts"], r["cut_workloads"], r["cut_seconds"])),
+        ("invariant violations", r["violations"]),
+        ("silent-damage points tested", "%d over %d workloads, %.0f s (%d repaired, %d gap records)"
+         % (r["damage_points"], r["damage_workloads"], r["damage_seconds"], r["damage_corrected"],
+            r["damage_gap_records"])),
+        ("silent-damage violations (lost records, rewinds)", r["damage_violations"]),
+        ("appends/s, CPython, emulated NOR (median of 5)", r["appends_per_s_cpython_emulated"]),
+        ("appends/s, CPython, file + fsync (median of 5)", r["appends_per_s_cpython_file_fsync"]),
+        ("appends/s, MicroPython unix, emulated NOR (median of 5)", mp if mp else "micropython not found"),
+        ("record payload (agent, 31 metrics)", "%.1f B" % r["record_payload_bytes"]),
+        ("write amplification (programmed / payload)", r["write_amplification"]),
+        ("erase counts after %.1f wraps" % r["wraps"], "min %d, max %d, spread %d"
+         % (r["erase_min"], r["erase_max"], r["erase_spread"])),
+        ("projected life, 1 MiB, 100k-cycle NOR, 1 record/min",
+         "%s years" % r["projected_life_years_1mib_100k_cycles"]),
+        ("reads to recover a full 1 MiB region", "%d calls, %d bytes (bound %d calls)"
+         % (r["recovery_reads"], r["recovery_bytes"], r["recovery_read_bound"])),
+        ("MicroPython heap to recover a full 1 / 4 MiB log", "%s / %s KiB (%s B per MiB of log)"
+         % (r.get("recovery_heap_kib_1mib_micropython"), r.get("recovery_heap_kib_4mib_micropython"),
+            r["recovery_heap_bytes_per_mib_micropython"])),
+        ("capacity of 1 MiB before coalescing", "%d records (%.1f days at 1/min)"
+         % (r["capacity_records_1mib"], r["capacity_days_at_1_per_min"])),
+    ]
+    print("tally bench ring")
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print("  %-*s  %s" % (w, k, v))
+    print_goals('goals:', r["goals"])
+    for v in r["violation_examples"] + r["damage_violation_examples"]:
+        print("  violation: " + v)
+    return 0

@@ -11,6 +11,7 @@ from agent.clock import VirtualClock
 from agent.collector.store import Collector, is_postgres_url
 from agent.log import file_log
 from boards.emulated import Emulation
+from hil.bench import print_goals, print_json
 from hil.loopback import Hub
 
 from hil.bench.ring import _median_rate
@@ -237,3 +238,28 @@ def bench_sync(broker=None, days=7, db=None, progress=None, quick=False):
             out["ingest_records_per_s_one_worker_sqlite"] >= 50000,
     }
     return out
+
+
+def report(r, as_json=False):
+    """Print bench_sync's figures: the table `tally bench sync` shows, or one JSON object;
+    returns the exit code."""
+    if as_json:
+        print_json(r)
+        return 0
+    print("tally bench sync")
+    ing = r["ingest_records_per_s"]
+    print("  collector ingest, records/s (medians; all workers together)")
+    for label, k in (("SQLite, one worker", "sqlite_1_worker"), ("SQLite, two workers", "sqlite_2_workers"),
+                     ("PostgreSQL, one worker", "postgres_1_worker"),
+                     ("PostgreSQL, two workers", "postgres_2_workers")):
+        print("    %-28s %s" % (label, ing.get(k, ing.get("postgres", "-"))))
+    print("  backlog after %d days offline at 1 record/min         %d records"
+          % (r["backlog_records"] // 1440, r["backlog_records"]))
+    print("  drain, embedded collector, window 4                  %s records/s" % r["drain_records_per_s_embedded"])
+    for w in (1, 4, 16):
+        print("  drain, through mosquitto, window %-2d                  %s records/s"
+              % (w, r.get("drain_records_per_s_mosquitto_window_%d" % w, "no broker")))
+    print("  bytes per device-day (payload / with MQTT framing)   %d / %d"
+          % (r["bytes_per_device_day_payload"], r["bytes_per_device_day_with_mqtt"]))
+    print_goals('goals (issue 5):', r["goals"])
+    return 0
