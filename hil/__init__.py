@@ -20,7 +20,7 @@
 #               sntp_server.py, pki.py, fakeboard.py, pty_serial.py,
 #               i2c_proxy.py, romboard.py, sim.py (the simulated fleet),
 #               soak.py, soakdev.py, hostile.py, pytest_plugin.py, and the
-#               bundle builders mpbuild.py and romfs.py
+#               bundle builders mpbuild.py and romfs.py (the image by mpremote's romfs)
 #   bench/      `tally bench`: runners and printers in __init__, the
 #               MicroPython halves drivers_mp.py and footprint_mp.py (passed
 #               to the unix bundle as extra top-level modules), and
