@@ -21,7 +21,8 @@
 #               i2c_proxy.py, romboard.py, sim.py (the simulated fleet),
 #               soak.py, soakdev.py, hostile.py, pytest_plugin.py, and the
 #               bundle builders mpbuild.py and romfs.py (the image by mpremote's romfs)
-#   bench/      `tally bench`: runners and printers in __init__, the
-#               MicroPython halves drivers_mp.py and footprint_mp.py (passed
+#   bench/      `tally bench`: one module per benchmark (ring, payload, sync,
+#               drivers, footprint, soak, hostile), each with its runner and
+#               its printer report(result, as_json); the MicroPython halves drivers_mp.py and footprint_mp.py (passed
 #               to the unix bundle as extra top-level modules), and
 #               wasm_footprint.mjs (the WebAssembly port's driver)
