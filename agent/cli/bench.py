@@ -1,9 +1,20 @@
 """`tally bench ring|payload|sync|soak|drivers|footprint|hostile`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
-the same module in hil/bench/ (`report(result, as_json)`)."""
+the same module in hil/bench/ (`report(result)`), or with --json print the
+result itself."""
 import sys
 
 from agent.cli.common import err
+
+
+def _show(report, r, a, ok=True):
+    """--json: the result as one JSON object; else the benchmark's own table.
+    The exit code: 1 only where the benchmark says it failed (ok False)."""
+    if a.json:
+        from hil.bench import print_json
+        print_json(r)
+        return 0 if ok else 1
+    return report(r)
 
 
 def _progress(a):
@@ -14,12 +25,12 @@ def _ring(a):
     from hil.bench import ring
     if a.cuts < 1 or a.days <= 0 or a.damage < 1:
         return err("bench: --cuts, --damage and --days must be positive")
-    return ring.report(ring.bench_ring(cuts=a.cuts, days=a.days, progress=_progress(a), damage=a.damage), a.json)
+    return _show(ring.report, ring.bench_ring(cuts=a.cuts, days=a.days, progress=_progress(a), damage=a.damage), a)
 
 
 def _payload(a):
     from hil.bench import payload
-    return payload.report(payload.bench_payload(), a.json)
+    return _show(payload.report, payload.bench_payload(), a)
 
 
 def _sync(a):
@@ -35,7 +46,7 @@ def _sync(a):
     finally:
         if m:
             m.close()
-    return sync.report(r, a.json)
+    return _show(sync.report, r, a)
 
 
 def _soak(a):
@@ -52,17 +63,17 @@ def _soak(a):
         Collector(a.db, keys=lambda d: None).close()
     r = soak.bench_soak(devices=a.devices, seconds=a.seconds, speed=a.speed, workers=a.workers,
                         db=a.db, seed=a.seed, fault_every=a.fault_every, progress=_progress(a))
-    return soak.report(r, a.json)
+    return _show(soak.report, r, a, r["reconciled"])
 
 
 def _drivers(a):
     from hil.bench import drivers
-    return drivers.report(drivers.bench_drivers(), a.json)
+    return _show(drivers.report, drivers.bench_drivers(), a)
 
 
 def _footprint(a):
     from hil.bench import footprint
-    return footprint.report(footprint.bench_footprint(intervals=a.intervals, progress=_progress(a)), a.json)
+    return _show(footprint.report, footprint.bench_footprint(intervals=a.intervals, progress=_progress(a)), a)
 
 
 def _hostile(a):
@@ -70,7 +81,7 @@ def _hostile(a):
     if a.count is not None and a.count < 1:
         return err("bench hostile: --count must be positive")
     r = hostile.bench_hostile(count=a.count or 100000, seed=a.seed, progress=_progress(a))
-    return hostile.report(r, a.json)
+    return _show(hostile.report, r, a)
 
 
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,

@@ -1,7 +1,7 @@
 """Benchmarks that print figures (CPython; MicroPython figures come from the
 unix port in a subprocess). Timings are medians of repeated runs; nothing here
 is asserted. One module per benchmark, each owning its runner, its
-MicroPython half and its printer `report(result, as_json)`: ring.py,
+MicroPython half and its printer `report(result)`: ring.py,
 payload.py, sync.py, drivers.py (+ drivers_mp.py, its MicroPython half),
 footprint.py (+ footprint_mp.py and wasm_footprint.mjs), soak.py and
 hostile.py (their runners live with the CPython harness they drive,

@@ -4,7 +4,6 @@ import os
 import subprocess
 import tempfile
 
-from hil.bench import print_json
 from hil.harness import mpbuild
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,12 +44,9 @@ def bench_drivers(n=200):
     return out
 
 
-def report(r, as_json=False):
-    """Print bench_drivers' figures: the table `tally bench drivers` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_drivers' figures: the table `tally bench drivers` shows (--json prints the
+    result itself)"""
     cp, mp = r["cpython"], r["micropython"] or {}
     print("tally bench drivers: reads through the emulated buses (median of 5 runs of 200)")
     print("  %-10s %14s %18s %14s" % ("driver", "CPython r/s", "MicroPython r/s", "bus tx/read"))

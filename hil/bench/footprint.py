@@ -5,7 +5,7 @@ import os
 import subprocess
 import tempfile
 
-from hil.bench import print_goals, print_json
+from hil.bench import print_goals
 from hil.harness import mpbuild
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -148,12 +148,9 @@ def bench_footprint(intervals=10000, progress=None):
     return out
 
 
-def report(r, as_json=False):
-    """Print bench_footprint's figures: the table `tally bench footprint` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_footprint's figures: the table `tally bench footprint` shows (--json prints the
+    result itself)"""
     print("tally bench footprint (MicroPython: bytes of heap unless named)")
     for group, n in sorted(r["bundle_mpy_bytes"].items()):
         print("  bundle, %-32s %7d B of .mpy (xtensawin)" % (group, n))

@@ -1,16 +1,13 @@
 """`tally bench hostile`: hostile messages through the collector (the
 catalogue and the runner are hil/harness/hostile.py, which tests/test_hostile.py
 also drives) and the printer of its figures."""
-from hil.bench import print_goals, print_json
+from hil.bench import print_goals
 from hil.harness.hostile import bench_hostile  # noqa: F401
 
 
-def report(r, as_json=False):
-    """Print bench_hostile's figures: the table `tally bench hostile` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_hostile's figures: the table `tally bench hostile` shows (--json prints the
+    result itself)"""
     print("tally bench hostile: %d hostile messages through Collector.handle, SQLite, seed %d, %.0f s"
           % (r["tried"], r["seed"], r["seconds"]))
     print("  %-10s %8s %8s %8s %10s %10s %10s" % ("class", "tried", "signed", "escapes", "median ms",

@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 
-from hil.bench import print_goals, print_json
+from hil.bench import print_goals
 from hil.harness import mpbuild
 
 
@@ -121,12 +121,9 @@ def bench_payload(device="compressor-0042"):
     return out
 
 
-def report(r, as_json=False):
-    """Print bench_payload's figures: the table `tally bench payload` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_payload's figures: the table `tally bench payload` shows (--json prints the
+    result itself)"""
     names = [("ours_bare", "ours, bare batch"), ("ours_cose_mac0", "ours + COSE_Mac0 (HMAC 256/64)"),
              ("ours_cose_mqtt", "ours + COSE + MQTT 3.1.1 PUBLISH, QoS 1, topic"),
              ("senml_cbor", "SenML-CBOR, integer labels, base name/time"),

@@ -12,7 +12,7 @@ from agent.clock import VirtualClock
 from agent.collector.store import Collector
 from agent.log import RingLog, file_log, read_bound
 from boards.emulated import Emulation
-from hil.bench import print_goals, print_json
+from hil.bench import print_goals
 from hil.harness import mpbuild
 from hil import powercut as P
 from hil.nor import EmulatedNOR
@@ -254,12 +254,9 @@ def bench_ring(cuts=100000, days=60, progress=None, damage=100000):
     return out
 
 
-def report(r, as_json=False):
-    """Print bench_ring's figures: the table `tally bench ring` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_ring's figures: the table `tally bench ring` shows (--json prints the
+    result itself)"""
     mp = r["appends_per_s_micropython_emulated"]
     rows = [
         ("cut points tested (double cuts)", "%d (%d) over %d workloads, %.0f s"

@@ -1,15 +1,11 @@
 """`tally bench soak`: the chaos soak (its runner is hil/harness/soak.py, with
 the CPython harness it drives) and the printer of its figures."""
-from hil.bench import print_json
 from hil.harness.soak import soak as bench_soak  # noqa: F401
 
 
-def report(r, as_json=False):
-    """Print the soak's figures: the table `tally bench soak` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0 if r["reconciled"] else 1
+def report(r):
+    """Print the soak's figures: the table `tally bench soak` shows (--json prints the
+    result itself)"""
     print("tally bench soak: %d devices at %gx time, %d collector workers, %gs of faults"
           % (r["devices"], r["speed"], r["workers"], r["seconds"]))
     for k, n in sorted(r["faults"].items()):

@@ -11,7 +11,7 @@ from agent.clock import VirtualClock
 from agent.collector.store import Collector, is_postgres_url
 from agent.log import file_log
 from boards.emulated import Emulation
-from hil.bench import print_goals, print_json
+from hil.bench import print_goals
 from hil.loopback import Hub
 
 from hil.bench.ring import _median_rate
@@ -240,12 +240,9 @@ def bench_sync(broker=None, days=7, db=None, progress=None, quick=False):
     return out
 
 
-def report(r, as_json=False):
-    """Print bench_sync's figures: the table `tally bench sync` shows, or one JSON object;
-    returns the exit code."""
-    if as_json:
-        print_json(r)
-        return 0
+def report(r):
+    """Print bench_sync's figures: the table `tally bench sync` shows (--json prints the
+    result itself)"""
     print("tally bench sync")
     ing = r["ingest_records_per_s"]
     print("  collector ingest, records/s (medians; all workers together)")
