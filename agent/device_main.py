@@ -26,7 +26,8 @@ CRASH_WAIT_S = 5           # between a crash and the reset: time to read the con
 LOG_PARTITION = "tallylog"
 MIN_LOG_SECTORS = 8        # 32 KiB of 4 KiB sectors: room to coalesce when full
 SLEEP_DRAIN_MS = 5000      # deep sleep: the uplink's chance to drain before sleeping
-_STR = ("device_id", "board", "broker", "key", "log", "log_path", "ntp", "wifi_ssid", "wifi_password")
+_STR = ("device_id", "board", "broker", "key", "log", "log_path", "ntp", "wifi_ssid", "wifi_password",
+        "tls_cert", "tls_key", "tls_ca")
 _KIND = {str: "a string", bool: "true or false", int: "a non-negative integer"}
 
 
@@ -67,10 +68,10 @@ def _config(path):
 
 
 def _broker(url):
-    # mqtt://host[:port]
-    rest = url.split("://", 1)[-1].rstrip("/")
+    # mqtt://host[:port], mqtts://host[:port] (TLS)
+    scheme, _, rest = url.rstrip("/").partition("://")
     host, _, port = rest.partition(":")
-    return host, int(port) if port else 1883
+    return host, int(port) if port else 8883 if scheme in ("mqtts", "ssl") else 1883
 
 
 def _channels(cfg, clock):
@@ -198,17 +199,22 @@ class _Net:
         self.t.close()
 
 
-def _uplink(cfg, dev, wifi):
+def _uplink(cfg, dev, wifi, clock):
     url = cfg.get("broker")
     if not url:
         return None, None
+    tls = None
     try:
-        if not url.startswith(("mqtt://", "tcp://")):
-            raise ValueError("the device speaks plain mqtt:// only")
+        if not url.startswith(("mqtt://", "tcp://", "mqtts://", "ssl://")):
+            raise ValueError("the device speaks mqtt:// and mqtts:// only")
         host, port = _broker(url)
         key = bytes.fromhex(cfg.get("key", ""))
         if len(key) < 16:
             raise ValueError("key 'key' must be 32 to 128 hex digits")
+        if url.startswith(("mqtts://", "ssl://")):
+            # the certificate must name this device, or not a byte goes out
+            from agent.port.tls_mp import Identity, TLS_FILES
+            tls = Identity(dev, *[cfg.get(k, f) for k, f in TLS_FILES], wall=clock.wall_s)
     except ValueError as e:
         print("tally: broker %s: %s: no uplink, logging only" % (url, e))
         return None, None
@@ -219,7 +225,7 @@ def _uplink(cfg, dev, wifi):
             opts[k] = cfg[k]
     if "max_latency_s" in cfg:
         opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
-    return _Net(MPTransport(dev, host, port), wifi), opts
+    return _Net(MPTransport(dev, host, port, tls=tls), wifi), opts
 
 
 def _ntp(cfg, clock):
@@ -320,7 +326,7 @@ def run(path="tally_config.json"):
     channels = _channels(cfg, clock)
     log = _log(cfg, dev)
     wifi = _wifi(cfg)
-    net, opts = _uplink(cfg, dev, wifi)
+    net, opts = _uplink(cfg, dev, wifi, clock)
     ntp = _ntp(cfg, clock)
     if wifi is not None or ntp is not None:
         channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record

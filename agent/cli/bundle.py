@@ -6,11 +6,20 @@ config compiled from the TOML file into the JSON the device reads, and
 main.py. --board unix builds a bundle that `micropython -X heapsize=256K
 DIR/main.py` runs as is, on the emulated board, and that
 `python -m hil.harness.romboard DIR/tally.romfs DIR/main.py --heap ROMFS_HEAP` runs
-with its code in a mapped ROM image as a board would."""
+with its code in a mapped ROM image as a board would.
+
+An mqtts:// broker takes the [tls] files of the TOML (cert, key, ca: PEM or
+DER): they go into the bundle as DER (the device's mbedtls parses no PEM),
+named by TLS_FILES, the config pointing at them; a certificate that does not
+name the device id, or has expired, is refused here."""
+import base64
 import json
 import os
+import re
 import shutil
+import time
 
+from agent.port.tls_mp import TLS_FILES
 from hil.harness import mpbuild, romboard, romfs
 
 TARGETS = {
@@ -40,9 +49,8 @@ def build(out, board, cfg, duration_s=0, progress=None):
     say = progress or (lambda s: None)
     if board not in TARGETS:
         raise FlashError("flash: board %r is not one of %s" % (board, ", ".join(sorted(TARGETS))))
-    if cfg.get("broker") and not cfg["broker"].startswith(("mqtt://", "tcp://")):
-        raise FlashError("flash: the device's MQTT client speaks plain mqtt:// only (no TLS on "
-                         "MicroPython yet), not %r" % cfg["broker"])
+    url = cfg.get("broker") or ""
+    tls = _tls_files(cfg) if url.startswith(("mqtts://", "ssl://")) else None
     if os.path.exists(out) and os.listdir(out):
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
@@ -58,6 +66,11 @@ def build(out, board, cfg, duration_s=0, progress=None):
     dev["log_path"] = "tally.log"
     if duration_s:
         dev["duration_s"] = duration_s
+    if tls:
+        for k, name in TLS_FILES:
+            _write(os.path.join(out, name), tls[k], private=k == "tls_key")
+            dev[k] = name
+        say("TLS: certificate, key and CA as DER in %s" % ", ".join(n for _, n in TLS_FILES))
     with open(os.path.join(out, "tally_config.json"), "w") as f:
         json.dump(dev, f, indent=1, sort_keys=True)
     with open(os.path.join(out, "main.py"), "w") as f:
@@ -66,3 +79,54 @@ def build(out, board, cfg, duration_s=0, progress=None):
     size = sum(os.path.getsize(p) for p in files)
     say("%d modules, %d bytes of .mpy, config and main.py in %s" % (len(files), size, out))
     return {"files": len(files), "mpy_bytes": size, "config": dev, "romfs_bytes": len(image)}
+
+
+def _write(path, data, private=False):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _der(path, what):
+    """The first PEM block of path as DER, or the file as it is when it is DER."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise FlashError("flash: tls.%s %s: %s" % (what, path, e.strerror or e))
+    if data[:1] == b"\x30":
+        return data
+    m = re.search(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", data.decode("ascii", "replace"), re.S)
+    if not m or "ENCRYPTED" in m.group(0):
+        raise FlashError("flash: tls.%s %s is neither PEM nor DER%s" % (
+            what, path, "" if not m else " the device can read: an encrypted key (write it unencrypted, "
+            "e.g. openssl pkey -in KEY -out KEY.plain)"))
+    try:
+        return base64.b64decode("".join(m.group(2).split()), validate=True)
+    except ValueError as e:
+        raise FlashError("flash: tls.%s %s: bad PEM (%s)" % (what, path, e))
+
+
+def _tls_files(cfg):
+    """{config key: DER} for the bundle; FlashError for what the device would refuse."""
+    from agent.port.tls_mp import Cert, CertError, day
+    t = cfg.get("tls") or {}
+    missing = [k for k in ("cert", "key", "ca") if not t.get(k)]
+    if missing:
+        raise FlashError("flash: an mqtts:// broker needs [tls] cert, key and ca in the config "
+                         "(tally pki device makes them); missing: %s" % ", ".join(missing))
+    out = {"tls_cert": _der(t["cert"], "cert"), "tls_key": _der(t["key"], "key"), "tls_ca": _der(t["ca"], "ca")}
+    for k, what in (("tls_cert", "cert"), ("tls_ca", "ca")):
+        try:
+            c = Cert(out[k])
+        except CertError as e:
+            raise FlashError("flash: tls.%s %s: %s" % (what, t[what], e))
+        if k == "tls_cert":
+            dev = cfg.get("device_id", "")
+            if not c.names_device(dev):
+                raise FlashError("flash: tls.cert %s names %r, not the device_id %r: the device would "
+                                 "not connect with it (tally pki device DIR %s)" % (t["cert"], c.cn, dev, dev or "ID"))
+            if c.not_after < time.time():
+                raise FlashError("flash: tls.cert %s expired on %s: the broker would refuse it"
+                                 % (t["cert"], day(c.not_after)))
+    return out

@@ -1,5 +1,7 @@
 # A small MQTT 3.1.1 client for MicroPython (ESP32) and CPython, and the
-# uplink's transport on it (agent/sync.py). Plain TCP; clean sessions only;
+# uplink's transport on it (agent/sync.py). Plain TCP, or TLS with an
+# ssl.SSLContext (agent/port/tls_mp.py makes the device's: its client
+# certificate, the fleet CA, the broker's name checked); clean sessions only;
 # publishes at QoS 0 or 1; subscriptions at QoS 1.
 #
 # Nothing blocks for long: the socket has a timeout (timeout_ms) on every
@@ -31,6 +33,16 @@ class MQTTError(OSError):
     """The broker refused us or broke the protocol."""
 
 
+class TLSError(OSError):
+    """The TLS session did not come up: the broker's certificate did not
+    verify (its CA, its dates or its name)."""
+
+
+class TLSRefused(TLSError):
+    """The broker closed a TLS connection before accepting it: most often it
+    refused our certificate (MicroPython does not expose the alert's reason)."""
+
+
 def _bytes(x):
     return x.encode() if isinstance(x, str) else bytes(x)
 
@@ -41,8 +53,9 @@ def _lp(b):
 
 
 class MQTTClient:
-    def __init__(self, client_id, host, port=1883, keepalive=30, timeout_ms=5000, max_msg=4096):
+    def __init__(self, client_id, host, port=1883, keepalive=30, timeout_ms=5000, max_msg=4096, ssl=None):
         self.client_id = client_id
+        self.ssl = ssl                    # an SSLContext: TLS, the broker's certificate checked for host
         self.host = host
         self.port = port
         self.keepalive = keepalive        # s; 0: no pings
@@ -119,7 +132,10 @@ class MQTTClient:
         return self._rb[0] << 8 | self._rb[1]
 
     def _ready(self, ms):
-        # readable, hung up or in error: the read that follows says which
+        # readable, hung up or in error: the read that follows says which.
+        # MicroPython's TLS socket counts what mbedtls holds decrypted; CPython's does not
+        if not _MP and self.ssl is not None and self.sock.pending():
+            return True
         for _ in (self._poll.ipoll(ms) if _MP else self._poll.poll(ms)):
             return True
         return False
@@ -241,6 +257,30 @@ class MQTTClient:
         s.connect(addr)
         if hasattr(socket, "TCP_NODELAY"):   # not on MicroPython (ESP32 prints a warning)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl is None:
+            self._open(will)
+            return
+        try:                              # the handshake, bounded by the socket's timeout
+            s = self.sock = self.ssl.wrap_socket(s, server_hostname=self.host)
+        except ValueError as e:           # MicroPython: the broker's certificate did not verify
+            raise TLSError("TLS: the broker's certificate: %s" % str(e).strip())
+        except OSError as e:
+            if getattr(e, "verify_message", None):     # CPython's ssl.SSLCertVerificationError
+                raise TLSError("TLS: the broker's certificate: %s" % e.verify_message)
+            if e.errno == errno.ETIMEDOUT:
+                raise
+            raise TLSRefused("TLS: the broker closed the handshake (%r)" % e)
+        try:
+            self._open(will)
+        except MQTTError:
+            raise
+        except OSError as e:              # TLS 1.3: a refused certificate shows after the handshake
+            if e.errno == errno.ETIMEDOUT:
+                raise
+            raise TLSRefused("TLS: the broker closed the connection before accepting it (%r)" % e)
+
+    def _open(self, will):
+        s = self.sock
         self._poll = select.poll()
         self._poll.register(s, select.POLLIN)
         ka = self.keepalive
@@ -366,12 +406,16 @@ class MQTTClient:
 class MPTransport:
     """The uplink's transport (agent/sync.py) on MQTTClient: subscribes to
     the device's ack and config topics on every connect; publishes at QoS 1
-    without waiting for the PUBACK (check_msg watches for it)."""
+    without waiting for the PUBACK (check_msg watches for it). tls: the
+    device's agent.port.tls_mp.Identity, for mqtts://; when the broker
+    closes a handshake, last_error adds what its doubt() finds."""
 
-    def __init__(self, device_id, host, port=1883, keepalive=30, timeout_ms=5000):
+    def __init__(self, device_id, host, port=1883, keepalive=30, timeout_ms=5000, tls=None):
         self.device_id = device_id
         self.will = None                  # (topic, payload): the death message
-        self.c = MQTTClient(device_id, host, port, keepalive, timeout_ms)
+        self.tls = tls
+        self.c = MQTTClient(device_id, host, port, keepalive, timeout_ms,
+                            ssl=tls.ctx if tls is not None else None)
         base = "tally/v1/" + device_id + "/"
         self._subs = (base + "ack", base + "config")
         self._session = 0
@@ -380,7 +424,11 @@ class MPTransport:
 
     def _lost(self, e):
         self.errors += 1
-        self.last_error = "%s:%d: %r" % (self.c.host, self.c.port, e)
+        if isinstance(e, TLSError):
+            self.last_error = "%s:%d: %s%s" % (self.c.host, self.c.port, e.args[0], "; " + self.tls.doubt()
+                                               if isinstance(e, TLSRefused) and self.tls else "")
+        else:
+            self.last_error = "%s:%d: %r" % (self.c.host, self.c.port, e)
 
     def connect(self):
         c = self.c
