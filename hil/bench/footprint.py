@@ -125,6 +125,8 @@ def bench_footprint(intervals=10000, progress=None):
         out["smallest_heap_for_a_day_kib"] = _smallest_heap(unix, None, lo=64)
         say("smallest heap for a simulated day (1440 intervals), code in ROMFS")
         out["smallest_heap_for_a_day_romfs_kib"] = _smallest_heap(unix, rom)
+        from hil.bench.tls_sync import tls_heap       # TLS: an hour synced through mosquitto
+        out.update(tls_heap(say))
         mjs, why = wasm_port(say)
         if mjs:
             n = min(intervals, 1440)
@@ -172,6 +174,13 @@ def report(r):
         print("  %-58s" % label + "".join(" %13s" % c.get(k, "-") for _, c in cols))
     print("  %-58s %13d %13s" % ("smallest heap a simulated day runs in, KiB (capped)", r["smallest_heap_for_a_day_kib"],
                                   r.get("smallest_heap_for_a_day_romfs_kib", "-")))
+    if r.get("tls_min_heap_kib"):
+        print("  %-58s %13s %13s" % ("an hour synced through mosquitto, unix64, code in ROMFS", "plain MQTT", "TLS"))
+        print("  %-58s %13d %13d" % ("  smallest heap it runs in, KiB (capped)", r["plain_sync_min_heap_kib"],
+                                      r["tls_min_heap_kib"]))
+        print("  (mbedtls's own buffers are C heap, outside MicroPython's: docs/firmware.md)")
+    else:
+        print("  TLS: %s" % r.get("tls", "not measured"))
     if isinstance(r.get("wasm32"), str):
         print("  32-bit figures: %s" % r["wasm32"])
     print("  heap data growth over %d intervals: %d B; ROMFS image %d B"
