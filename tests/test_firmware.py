@@ -40,6 +40,8 @@ def test_unix_bundle_runs_as_is_and_syncs_through_mosquitto(broker, tmp_path, ru
                  "--duration", "6"]) == 0
     dev = json.loads((out / "tally_config.json").read_text())
     assert dev["board"] == "unix" and dev["interval_s"] == 1 and dev["duration_s"] == 6
+    # plain mqtt://: no TLS files or keys (an mqtts:// bundle: tests/test_tls_mp.py)
+    assert not [k for k in dev if k.startswith("tls")] and not list(out.glob("*.der"))
     col = Collector(str(tmp_path / "ledger.sqlite"), keys=lambda d: key if d == "unix-1" else None)
     svc = CollectorService(broker.url, col).start()
     svc.wait_ready(10)
@@ -88,8 +90,9 @@ def test_flash_refuses_with_a_clear_line(tmp_path, capsys, args, msg):
     assert msg in capsys.readouterr().err
 
 
-def test_flash_refuses_a_tls_broker_the_device_cannot_speak(tmp_path, capsys):
+def test_flash_refuses_a_tls_broker_without_the_devices_certificate(tmp_path, capsys):
+    """mqtts:// bundles are tests/test_tls_mp.py's; a CA alone is not enough for the device."""
     cfg = tmp_path / "t.toml"
     cfg.write_text('broker = "mqtts://b:8883"\nkey = "%s"\n[tls]\nca = "%s"\n' % (MASTER, cfg))
     assert main(["flash", "--board", "unix", "--out", str(tmp_path / "b"), "--config", str(cfg)]) == 2
-    assert "plain mqtt:// only" in capsys.readouterr().err
+    assert "needs [tls] cert, key and ca in the config" in capsys.readouterr().err
