@@ -167,6 +167,7 @@ class _Net:
         self.wifi = wifi
         self.will = None
         self._ok = None
+        self._why = None
 
     def connect(self):
         if self.wifi is not None and not self.wifi.up:
@@ -174,13 +175,17 @@ class _Net:
         t = self.t
         t.will = self.will
         ok = t.connect()
-        if ok != self._ok:
+        why = t.last_error
+        # said once per outage; again only when a TLS refusal's cause changes
+        # (an expired certificate shows once NTP has set the wall clock)
+        if ok != self._ok or (not ok and why != self._why and "TLS:" in why):
             self._ok = ok
+            self._why = why
             if ok:
                 print("tally: broker %s:%d connected" % (t.c.host, t.c.port))
             else:
                 print("tally: broker unreachable (%s): metering on, records kept in the log; "
-                      "retrying with backoff" % t.last_error)
+                      "retrying with backoff" % why)
         return ok
 
     def connected(self):

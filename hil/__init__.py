@@ -23,6 +23,7 @@
 #               bundle builders mpbuild.py and romfs.py (the image by mpremote's romfs)
 #   bench/      `tally bench`: one module per benchmark (ring, payload, sync,
 #               drivers, footprint, soak, hostile), each with its runner and
-#               its printer report(result); the MicroPython halves drivers_mp.py and footprint_mp.py (passed
-#               to the unix bundle as extra top-level modules), and
+#               its printer report(result); tls_sync.py, footprint's heap with TLS
+#               through a real mosquitto; the MicroPython halves drivers_mp.py, footprint_mp.py
+#               and tls_sync_mp.py (passed to the unix bundle as extra top-level modules), and
 #               wasm_footprint.mjs (the WebAssembly port's driver)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -141,6 +142,21 @@ def test_a_certificate_naming_another_device_is_not_used(tls_bundle, tls_broker,
     with open(tls_broker.log) as f:
         assert "New connection" not in f.read()
     metered_offline(out)
+
+
+def test_an_expired_certificate_is_named_once_the_wall_clock_is_known(tls_bundle, pki, tmp_path):
+    """A board knows no time until NTP: before, the cause cannot be the dates."""
+    tls = pki.expired_tls(DEV)
+    for k in ("cert", "key", "ca"):
+        (tmp_path / (k + ".der")).write_bytes(cli_bundle._der(tls[k], k))
+    code = ("from agent.port.tls_mp import Identity\nw = [0]\n"
+            "i = Identity(%r, 'cert.der', 'key.der', 'ca.der', wall=lambda: w[0])\n"
+            "print(i.doubt())\nw[0] = %d\nprint(i.doubt())" % (DEV, int(time.time())))
+    r = subprocess.run([MP, "-X", "heapsize=64K", "-c", code], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, MICROPYPATH=str(tls_bundle)))
+    before, after = r.stdout.splitlines()
+    assert "looks right (no wall clock yet to check its dates)" in before, r.stdout + r.stderr
+    assert after.startswith("our certificate expired on "), after
 
 
 @pytest.fixture
