@@ -200,3 +200,29 @@ def test_flash_refuses_a_certificate_the_device_could_not_use(pki, tmp_path, cap
     assert main(["flash", "--board", "unix", "--out", str(tmp_path / "b"), "--config", cfg]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err, err
+
+
+def test_the_client_speaks_tls_on_cpython_too(tls_broker, pki):
+    """The same MQTTClient with CPython's ssl (PEM files): a QoS 1 round trip
+    under the ACL, and a broker certificate from another CA named."""
+    import ssl
+    from agent.port.mqtt_mp import MQTTClient, TLSError
+
+    def ctx(tls):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.load_cert_chain(tls["cert"], tls["key"])
+        c.load_verify_locations(cafile=tls["ca"])
+        return c
+    c = MQTTClient(DEV, "127.0.0.1", tls_broker.port, ssl=ctx(pki.device_tls(DEV)))
+    c.connect()
+    try:
+        c.subscribe(["tally/v1/%s/birth" % DEV])       # the ACL lets a device read nothing but
+        pid = c.publish("tally/v1/%s/birth" % DEV, b"hello", qos=1)   # ack/config: no echo
+        c.wait_puback(pid)
+        assert not c.pend and c.connected()
+    finally:
+        c.disconnect()
+    c = MQTTClient(DEV, "127.0.0.1", tls_broker.port, ssl=ctx(dict(pki.device_tls(DEV), ca=pki.foreign_ca())))
+    with pytest.raises(TLSError, match="the broker's certificate: .*certificate verify failed"):
+        c.connect()
+    assert not c.connected()

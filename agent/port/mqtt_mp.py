@@ -262,11 +262,10 @@ class MQTTClient:
             return
         try:                              # the handshake, bounded by the socket's timeout
             s = self.sock = self.ssl.wrap_socket(s, server_hostname=self.host)
-        except ValueError as e:           # MicroPython: the broker's certificate did not verify
+        except ValueError as e:           # the broker's certificate did not verify (MicroPython's
+            # message; CPython's SSLCertVerificationError is a ValueError too)
             raise TLSError("TLS: the broker's certificate: %s" % str(e).strip())
         except OSError as e:
-            if getattr(e, "verify_message", None):     # CPython's ssl.SSLCertVerificationError
-                raise TLSError("TLS: the broker's certificate: %s" % e.verify_message)
             if e.errno == errno.ETIMEDOUT:
                 raise
             raise TLSRefused("TLS: the broker closed the handshake (%r)" % e)
