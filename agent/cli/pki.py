@@ -235,7 +235,9 @@ def run(a):
             print("tally: %s, %s\ncopy them and ca.crt to the device's /etc/tally/ (the key 0600, "
                   "owned by the agent's user); its tally.toml then has:\n"
                   "broker = \"mqtts://BROKER:8883\"\n[tls]\nca = \"/etc/tally/ca.crt\"\n"
-                  "cert = \"/etc/tally/%s.crt\"\nkey = \"/etc/tally/%s.key\""
+                  "cert = \"/etc/tally/%s.crt\"\nkey = \"/etc/tally/%s.key\"\n"
+                  "(an ESP32: the same [tls] table, with these files' paths, in the TOML given to "
+                  "tally flash, which puts them into its bundle)"
                   % (crt, key, a.device_id, a.device_id))
     except (PKIError, OSError) as e:
         return err("pki: %s" % e)
