@@ -62,7 +62,7 @@ def device(tls_bundle, tmp_path, broker, tls=None, seconds=4):
     c["duration_s"] = seconds
     (out / "tally_config.json").write_text(json.dumps(c))
     for k, v in (tls or {}).items():
-        (out / ("tls_%s.der" % k)).write_bytes(cli_bundle._der(v, k))
+        (out / ("tls_%s.der" % k)).write_bytes(cli_bundle.der(v, k))
     return out
 
 
@@ -124,7 +124,7 @@ def test_an_expired_certificate_is_refused_with_its_cause(tls_bundle, tls_broker
     tls = pki.expired_tls(DEV)
     with open(tls["cert"], "rb") as f:
         pem = f.read()
-    expired = day(Cert(cli_bundle._der(tls["cert"], "cert")).not_after)
+    expired = day(Cert(cli_bundle.der(tls["cert"], "cert")).not_after)
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
     out = run(device(tls_bundle, tmp_path, tls_broker, tls, seconds=2))
     line = said(out, "tally: broker unreachable")
@@ -147,7 +147,7 @@ def test_an_expired_certificate_is_named_once_the_wall_clock_is_known(tls_bundle
     """A board knows no time until NTP: before, the cause cannot be the dates."""
     tls = pki.expired_tls(DEV)
     for k in ("cert", "key", "ca"):
-        (tmp_path / (k + ".der")).write_bytes(cli_bundle._der(tls[k], k))
+        (tmp_path / (k + ".der")).write_bytes(cli_bundle.der(tls[k], k))
     code = ("from agent.port.tls_mp import Identity\nw = [0]\n"
             "i = Identity(%r, 'cert.der', 'key.der', 'ca.der', wall=lambda: w[0])\n"
             "print(i.doubt())\nw[0] = %d\nprint(i.doubt())" % (DEV, int(time.time())))

@@ -87,7 +87,7 @@ def _write(path, data, private=False):
         f.write(data)
 
 
-def _der(path, what):
+def der(path, what):
     """The first PEM block of path as DER, or the file as it is when it is DER."""
     try:
         with open(path, "rb") as f:
@@ -115,7 +115,7 @@ def _tls_files(cfg):
     if missing:
         raise FlashError("flash: an mqtts:// broker needs [tls] cert, key and ca in the config "
                          "(tally pki device makes them); missing: %s" % ", ".join(missing))
-    out = {"tls_cert": _der(t["cert"], "cert"), "tls_key": _der(t["key"], "key"), "tls_ca": _der(t["ca"], "ca")}
+    out = {"tls_cert": der(t["cert"], "cert"), "tls_key": der(t["key"], "key"), "tls_ca": der(t["ca"], "ca")}
     for k, what in (("tls_cert", "cert"), ("tls_ca", "ca")):
         try:
             c = Cert(out[k])

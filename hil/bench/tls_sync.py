@@ -61,7 +61,7 @@ def tls_heap(progress=None):
         return {"tls": "skipped: mosquitto not found"}
     from agent.collector.service import CollectorService
     from agent.collector.store import Collector
-    from agent.cli.bundle import _der
+    from agent.cli.bundle import der
     from hil.harness import romfs
     from hil.harness.pki import TestPKI
     out = {}
@@ -77,7 +77,7 @@ def tls_heap(progress=None):
         for k in ("cert", "key", "ca"):
             p = os.path.join(d, k + ".der")
             with open(p, "wb") as f:
-                f.write(_der(dt[k], k))
+                f.write(der(dt[k], k))
             tls.append(p)
         for key, btls in (("tls_min_heap_kib", pki.broker_tls), ("plain_sync_min_heap_kib", None)):
             m = Mosquitto(tls=btls).start()
