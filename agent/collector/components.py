@@ -1,0 +1,372 @@
+"""The component ledger (CIRCULAR.md §4, §5): where each part has been and
+how much life it has used, read from the same exactly-once ledger that
+makes the bill.
+
+Reads two tables other modules own (their shapes are the contract in
+/work/wt/BRIEF.md): `part_events` (the identity helper: 'installed' and
+'removed' per device, slot and component, with wall time and an odometer
+snapshot) and `stress` (the stress helper: cumulative counts per histogram
+bin at (device, epoch, seq)), joined with `records` for the wall time of a
+snapshot. Owns two: `component_records` (ISO 14224-style failure, repair and
+inspection records, added by the operator with `tally event add`) and
+`life_decisions` (every next-use decision with its trace).
+
+A component's installation segments run from an 'installed' event to the
+matching 'removed' one (or to the newest snapshot while it is still in).
+The usage of a segment is the difference of the device's cumulative counts
+at its two ends; the segments of one component add up (Miner), so a part
+moved to another asset arrives with its history.
+
+Bad input is said, never repaired by guessing: a component installed in a
+second asset while still in the first, a removal with no install, counts
+that go down or change layout inside a segment: each is one line in
+`problems` and marks that component's figures uncertain. An operator record
+for an unknown part or with a code outside ISO 14224's tables is refused
+with one line (LedgerError) and nothing is written."""
+import bisect
+import json
+import time
+
+import numpy as np
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS component_records (
+    component TEXT NOT NULL, at_s {int} NOT NULL, kind TEXT NOT NULL,
+    mode TEXT, mechanism TEXT, cause TEXT, detection TEXT, note TEXT,
+    source TEXT NOT NULL,
+    PRIMARY KEY (component, at_s, kind)
+);
+CREATE TABLE IF NOT EXISTS life_decisions (
+    subject TEXT NOT NULL, digest TEXT NOT NULL, at_s {real} NOT NULL,
+    decision TEXT NOT NULL, health TEXT NOT NULL, cards TEXT NOT NULL,
+    trace TEXT NOT NULL,
+    PRIMARY KEY (subject, digest)
+);
+"""
+KINDS = ("failure", "repair", "inspection")
+
+# ISO 14224:2016 Annex B codes [mem: from the standard's tables as summarised
+# in public extracts; check against the purchased text]. Failure modes are
+# per equipment class; these are the ones common to rotating and electrical
+# equipment and instruments.
+MODES = {
+    "BRD": "breakdown", "ELP": "external leakage, process medium", "ERO": "erratic output",
+    "FTS": "fail to start on demand", "STP": "fail to stop on demand", "FTF": "fail to function",
+    "HIO": "high output", "LOO": "low output", "NOI": "noise", "OHE": "overheating",
+    "PDE": "parameter deviation", "SER": "minor in-service problems", "SPO": "spurious operation",
+    "STD": "structural deficiency", "UST": "spurious stop", "VIB": "vibration", "OTH": "other",
+    "UNK": "unknown"}
+MECHANISMS = {
+    "1.0": "mechanical failure", "1.1": "leakage", "1.2": "vibration", "1.3": "clearance/alignment",
+    "1.4": "deformation", "1.5": "looseness", "1.6": "sticking",
+    "2.0": "material failure", "2.1": "cavitation", "2.2": "corrosion", "2.3": "erosion", "2.4": "wear",
+    "2.5": "breakage", "2.6": "fatigue", "2.7": "overheating", "2.8": "burst",
+    "3.0": "instrument failure", "3.1": "control failure", "3.2": "no signal/indication/alarm",
+    "3.3": "faulty signal/indication/alarm", "3.4": "out of adjustment", "3.5": "software failure",
+    "3.6": "common cause/mode failure",
+    "4.0": "electrical failure", "4.1": "short circuiting", "4.2": "open circuit",
+    "4.3": "no power/voltage", "4.4": "faulty power/voltage", "4.5": "earth/isolation fault",
+    "5.0": "external influence", "5.1": "blockage/plugged", "5.2": "contamination",
+    "5.3": "miscellaneous external influences",
+    "6.0": "miscellaneous", "6.1": "no cause found", "6.2": "combined causes", "6.3": "other",
+    "6.4": "unknown"}
+CAUSES = {
+    "1.0": "design-related causes", "1.1": "improper capacity", "1.2": "improper material",
+    "2.0": "fabrication/installation-related causes", "2.1": "fabrication error", "2.2": "installation error",
+    "3.0": "failure related to operation/maintenance", "3.1": "off-design service",
+    "3.2": "operating error", "3.3": "maintenance error", "3.4": "expected wear and tear",
+    "4.0": "failure related to management", "4.1": "documentation error", "4.2": "management error",
+    "5.0": "miscellaneous", "5.1": "no cause found", "5.2": "common cause", "5.3": "combined causes",
+    "5.4": "other unit/cascading failure", "5.5": "other", "5.6": "unknown"}
+DETECTION = {
+    "1": "periodic maintenance", "2": "functional testing", "3": "inspection",
+    "4": "periodic condition monitoring", "5": "continuous condition monitoring (Tally CM)",
+    "6": "production interference", "7": "casual observation", "8": "corrective maintenance",
+    "9": "on demand", "10": "other"}
+CODES = {"mode": MODES, "mechanism": MECHANISMS, "cause": CAUSES, "detection": DETECTION}
+
+
+class LedgerError(ValueError):
+    pass
+
+
+def ensure(backend, types):
+    for stmt in _SCHEMA.format(**types).split(";"):
+        if stmt.strip():
+            backend.execute(stmt)
+
+
+def _table_rows(backend, sql, params=()):
+    """Rows of a table another module owns; none while it does not exist."""
+    try:
+        return list(backend.execute(sql, params))
+    except Exception as e:         # sqlite3.OperationalError / psycopg UndefinedTable
+        if "no such table" in str(e) or "does not exist" in str(e):
+            if getattr(backend, "in_tx", False):
+                raise
+            try:
+                backend.rollback()
+            except Exception:
+                pass
+            return []
+        raise
+
+
+class Ledger:
+    """The component ledger over a Collector's database (SQLite or
+    PostgreSQL). Reading builds everything from the tables each time: the
+    history is the truth, figures are never stored except decisions."""
+
+    def __init__(self, col):
+        self.col = col
+        self.b = col._b
+        ensure(self.b, self.b.TYPES)
+        self.problems = []
+        self._load()
+
+    # -- reading ---------------------------------------------------------------
+
+    def _load(self):
+        rows = _table_rows(self.b,
+            "SELECT s.device, s.epoch, s.seq, s.hist, s.edges_version, s.counts, r.wall_s FROM stress s "
+            "LEFT JOIN records r ON r.device_id = s.device AND r.epoch = s.epoch AND r.seq = s.seq "
+            "ORDER BY s.device, s.hist, s.epoch, s.seq")
+        self.snaps = {}            # (device, hist) -> [(pos, wall or None, version, counts)]
+        for dev, ep, seq, hist, ver, counts, wall in rows:
+            try:
+                c = np.asarray(json.loads(counts), float)
+            except (ValueError, TypeError):
+                self.problems.append("stress %s %s epoch %s seq %s: counts are not a JSON list of numbers"
+                                     % (dev, hist, ep, seq))
+                continue
+            self.snaps.setdefault((dev, hist), []).append(((ep, seq), wall if wall and wall > 0 else None, ver, c))
+        self.events = _table_rows(self.b,
+            "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
+            "ORDER BY device, epoch, seq, idx")
+        self.records = {}
+        for r in self.b.execute("SELECT component, at_s, kind, mode, mechanism, cause, detection, note, source "
+                                "FROM component_records ORDER BY component, at_s"):
+            self.records.setdefault(r[0], []).append(dict(zip(
+                ("component", "at_s", "kind", "mode", "mechanism", "cause", "detection", "note", "source"), r)))
+        self._segments()
+
+    def _segments(self):
+        self.segs = {}             # component -> [segment]
+        self.uncertain = {}        # component -> [reason]
+        self.types = {}            # component -> type named by its install event, if any
+        open_ = {}                 # component -> its open segment
+        evs = sorted(self.events, key=lambda e: ((e[7] or 0), e[0], e[1], e[2], e[3]))
+        for dev, ep, seq, idx, kind, slot, comp, wall, odo, detail in evs:
+            here = "%s slot %s (epoch %s seq %s)" % (dev, slot, ep, seq)
+            try:
+                odo = json.loads(odo) if odo else {}
+            except ValueError:
+                odo = {}
+            try:
+                det = json.loads(detail) if detail else {}
+            except ValueError:
+                det = {}
+            if isinstance(det, dict) and det.get("type"):
+                self.types[comp] = det["type"]
+            end = {"device": dev, "pos": (ep, seq), "wall": wall, "odo": odo}
+            cur = open_.get(comp)
+            if kind == "installed":
+                if cur is not None and (cur["device"], cur["slot"]) == (dev, slot):
+                    continue                                   # the same install seen again
+                if cur is not None:
+                    self._flag(comp, "%s is in two assets at once: installed in %s while still in %s slot %s "
+                               "since %s; its time in %s is cut at this install"
+                               % (comp, here, cur["device"], cur["slot"], _when(cur["start"]), cur["device"]))
+                    cur["end"] = self._cut(cur["device"], wall)
+                open_[comp] = {"component": comp, "device": dev, "slot": slot, "start": end, "end": None}
+                self.segs.setdefault(comp, []).append(open_[comp])
+            elif kind == "removed":
+                if cur is None or cur["device"] != dev:
+                    self._flag(comp, "%s removed from %s with no install there on record: a gap in its history"
+                               % (comp, here))
+                    continue
+                cur["end"] = end
+                del open_[comp]
+            else:
+                self.problems.append("part event %s: kind %r is neither installed nor removed" % (here, kind))
+
+    def _cut(self, device, wall):
+        """The device's newest position at or before a wall time."""
+        best = None
+        for (dev, _h), snaps in self.snaps.items():
+            if dev != device:
+                continue
+            for pos, w, _v, _c in snaps:
+                if w is not None and wall is not None and w <= wall and (best is None or pos > best):
+                    best = pos
+        return {"device": device, "pos": best or (0, 0), "wall": wall, "odo": {}}
+
+    def _flag(self, comp, why):
+        self.problems.append(why)
+        self.uncertain.setdefault(comp, []).append(why)
+
+    def components(self):
+        return sorted(set(self.segs) | set(self.records))
+
+    def assets(self):
+        return sorted({s["device"] for segs in self.segs.values() for s in segs})
+
+    def installed(self, device):
+        """The components in the asset now: {component: slot}."""
+        return {c: s["slot"] for c, segs in self.segs.items() for s in segs
+                if s["device"] == device and s["end"] is None}
+
+    def _at(self, device, hist, pos):
+        """The cumulative counts at or before pos (zeros before the first:
+        counters start at zero and are never reset)."""
+        snaps = self.snaps.get((device, hist))
+        if not snaps:
+            return None
+        i = bisect.bisect_right([s[0] for s in snaps], pos) - 1
+        if i < 0:
+            return snaps[0][0], None, snaps[0][2], np.zeros_like(snaps[0][3])
+        return snaps[i]
+
+    def _latest(self, device, hist):
+        snaps = self.snaps.get((device, hist))
+        return snaps[-1] if snaps else None
+
+    def segment_usage(self, seg, since_wall=None):
+        """{hist: counts used in the segment} plus run_h, starts and
+        "_versions"; with since_wall, only the part of it after that wall
+        time (the recent window). Problems found mark the component."""
+        dev = seg["device"]
+        out = {"_versions": {}}
+        for (d, hist), snaps in self.snaps.items():
+            if d != dev:
+                continue
+            a = self._at(dev, hist, seg["start"]["pos"])
+            b = self._at(dev, hist, seg["end"]["pos"]) if seg["end"] else snaps[-1]
+            if a is None or b is None:
+                continue
+            if since_wall is not None:
+                dated = [s for s in snaps if s[1] is not None and s[1] <= since_wall and s[0] >= a[0]]
+                if dated:
+                    a = dated[-1]
+            inside = [s for s in snaps if a[0] <= s[0] <= b[0]]
+            if len({s[2] for s in inside}) > 1:
+                self._flag(seg["component"], "%s: %s changed bin layout inside %s's segment: not evaluated"
+                           % (dev, hist, seg["component"]))
+                continue
+            bad = next((i for i in range(1, len(inside)) if np.any(inside[i][3] < inside[i - 1][3])), None)
+            if bad is not None or np.any(b[3] < a[3]):
+                s = inside[bad] if bad is not None else b
+                self._flag(seg["component"], "%s: %s counts went down at epoch %s seq %s (counters never reset): "
+                           "%s's use of it is uncertain" % (dev, hist, s[0][0], s[0][1], seg["component"]))
+                continue
+            out[hist] = b[3] - a[3]
+            out["_versions"][hist] = b[2]
+        if "load_s" in out:
+            out["run_h"] = float(out["load_s"].sum()) / 3600.0
+        so, eo = seg["start"].get("odo", {}), (seg["end"] or {}).get("odo", {})
+        if since_wall is None and "starts" in so and "starts" in eo:
+            out["starts"] = float(eo["starts"] - so["starts"])
+        return out
+
+    def usage(self, comp):
+        """Everything the component has used over all its segments, in any
+        asset: the counts add up (Miner is linear)."""
+        total = {"_versions": {}}
+        for seg in self.segs.get(comp, []):
+            u = self.segment_usage(seg)
+            for k, v in u.items():
+                if k == "_versions":
+                    total["_versions"].update(v)
+                elif k in total:
+                    total[k] = total[k] + v
+                else:
+                    total[k] = v
+        return total
+
+    def newest_wall(self, device):
+        walls = [s[1] for (d, _h), snaps in self.snaps.items() if d == device for s in snaps if s[1]]
+        return max(walls) if walls else None
+
+    def recent(self, comp, window_days):
+        """Usage over the last window_days of the component's newest segment
+        (None if its snapshots carry no wall time), and the window actually
+        covered in days."""
+        segs = self.segs.get(comp)
+        if not segs:
+            return None, None
+        seg = segs[-1]
+        end_wall = self.newest_wall(seg["device"]) if seg["end"] is None else seg["end"]["wall"]
+        if end_wall is None:
+            return None, None
+        since = end_wall - window_days * 86400
+        u = self.segment_usage(seg, since_wall=since)
+        start_wall = max(since, seg["start"]["wall"] or since)
+        days = (end_wall - start_wall) / 86400.0
+        return (u, days) if days > 0 else (None, None)
+
+    def history(self, comp):
+        """Where the component has been: its segments and records."""
+        out = []
+        for s in self.segs.get(comp, []):
+            out.append({"asset": s["device"], "slot": s["slot"], "installed": _when(s["start"]),
+                        "removed": _when(s["end"]) if s["end"] else None,
+                        "odometers_in": s["start"].get("odo") or None,
+                        "odometers_out": (s["end"] or {}).get("odo") or None})
+        return out
+
+    # -- operator records --------------------------------------------------------
+
+    def add_record(self, comp, kind, at_s=None, mode=None, mechanism=None, cause=None, detection=None,
+                   note=None, source="operator"):
+        """One ISO 14224-style record; LedgerError (nothing written) for an
+        unknown part, an unknown kind or a code outside the tables."""
+        if comp not in self.segs:
+            raise LedgerError("event: no component %s in the ledger (no install event names it)" % comp)
+        if kind not in KINDS:
+            raise LedgerError("event: kind %r is not one of %s" % (kind, ", ".join(KINDS)))
+        for name, code in (("mode", mode), ("mechanism", mechanism), ("cause", cause), ("detection", detection)):
+            if code is not None and code not in CODES[name]:
+                raise LedgerError("event: %s %r is not an ISO 14224 %s code (one of %s)"
+                                  % (name, code, name, " ".join(CODES[name])))
+        if kind == "failure" and mode is None:
+            raise LedgerError("event: a failure needs its --mode (ISO 14224 failure mode, e.g. BRD, VIB, OHE)")
+        at_s = int(at_s if at_s is not None else time.time())
+        with self.b.transaction(write=True):
+            n = self.b.execute(
+                "INSERT INTO component_records VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (comp, at_s, kind, mode, mechanism, cause, detection, note, source)).rowcount
+        if n != 1:
+            raise LedgerError("event: %s already has a %s record at %d; nothing added" % (comp, kind, at_s))
+        self.records.setdefault(comp, []).append({"component": comp, "at_s": at_s, "kind": kind, "mode": mode,
+                                                  "mechanism": mechanism, "cause": cause,
+                                                  "detection": detection, "note": note, "source": source})
+
+    def open_failure(self, comp):
+        """The newest failure not followed by a repair, or None."""
+        last = None
+        for r in self.records.get(comp, []):
+            if r["kind"] == "failure":
+                last = r
+            elif r["kind"] == "repair":
+                last = None
+        return last
+
+    def store_decision(self, subject, digest, decision, health, cards, trace):
+        """Keep a decision with its trace once per (subject, inputs digest)."""
+        with self.b.transaction(write=True):
+            self.b.execute("INSERT INTO life_decisions VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                           (subject, digest, time.time(), decision, health, json.dumps(cards),
+                            json.dumps(trace, sort_keys=True)))
+
+    def decisions(self, subject):
+        return [dict(zip(("subject", "digest", "at_s", "decision", "health", "cards", "trace"), r)) for r in
+                self.b.execute("SELECT subject, digest, at_s, decision, health, cards, trace FROM life_decisions "
+                               "WHERE subject = ? ORDER BY at_s", (subject,))]
+
+
+def _when(end):
+    if end is None:
+        return None
+    w = end.get("wall")
+    t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w)) if w else "time unknown"
+    return "%s (epoch %s seq %s)" % (t, end["pos"][0], end["pos"][1])

@@ -1,0 +1,207 @@
+"""The component ledger (agent/collector/components.py), health and the
+next-use table (agent/life/rules.py) over recorded histories: rows of
+exactly the shapes the stress and identity helpers will write (`stress`,
+`part_events`, the contract in the common brief), in a real SQLite ledger."""
+import json
+
+import numpy as np
+import pytest
+
+from agent.collector.components import Ledger, LedgerError
+from agent.collector.store import Collector
+from agent.life import cards as cardmod
+from agent.life import rul, rules
+
+DAY = 86400
+T0 = 1_767_225_600          # 2026-01-01T00:00:00Z
+
+STRESS = """CREATE TABLE IF NOT EXISTS stress (device TEXT, epoch INT, seq INT, hist TEXT,
+    edges_version INT, counts TEXT, PRIMARY KEY(device, epoch, seq, hist))"""
+PARTS = """CREATE TABLE IF NOT EXISTS part_events (device TEXT, epoch INT, seq INT, idx INT,
+    kind TEXT, slot TEXT, component TEXT, wall_s INT, odometers TEXT, detail TEXT,
+    PRIMARY KEY(device, epoch, seq, idx))"""
+
+
+class History:
+    """A recorded history: daily cumulative t_s snapshots per device (one
+    record per day dates them), and swap events."""
+
+    def __init__(self, path):
+        self.col = Collector(str(path), keys=lambda d: None)
+        self.db = self.col.db
+        self.db.execute(STRESS)
+        self.db.execute(PARTS)
+        self.cum = {}
+
+    def days(self, device, first, last, hot_h_per_day, bin_=14, hist="t_s", nbins=16, version=1):
+        c = self.cum.setdefault((device, hist), np.zeros(nbins))
+        self.db.execute("BEGIN")
+        for d in range(first, last + 1):
+            c[bin_] += hot_h_per_day * 3600
+            self.db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (device, 1, d, d, 0, 1, 1, 0, T0 + d * DAY, 0, 3600000, "[]", T0 + d * DAY))
+            self.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)",
+                            (device, 1, d, hist, version, json.dumps([int(x) for x in c])))
+        self.db.execute("COMMIT")
+
+    def event(self, device, day, idx, kind, slot, comp, starts=None):
+        odo = {"run_s": day * 3600} if starts is None else {"run_s": day * 3600, "starts": starts}
+        self.db.execute("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (device, 1, day, idx, kind, slot, comp, T0 + day * DAY, json.dumps(odo), None))
+
+    def ledger(self):
+        return Ledger(self.col)
+
+
+@pytest.fixture
+def moved(tmp_path):
+    """ecap-0001 runs 100 days in the hot asset pump-a, then moves to the
+    cool pump-b; ecap-0002 is new in pump-b on the same day."""
+    h = History(tmp_path / "ledger.db")
+    h.days("pump-a", 0, 200, 20.0, bin_=14)         # 20 h/day at 62.5 degC
+    h.days("pump-b", 0, 200, 20.0, bin_=8)          # 20 h/day at 32.5 degC
+    h.event("pump-a", 0, 0, "installed", "psu", "ecap-0001")
+    h.event("pump-a", 100, 0, "removed", "psu", "ecap-0001")
+    h.event("pump-b", 101, 0, "installed", "psu", "ecap-0001")
+    h.event("pump-b", 101, 1, "installed", "aux", "ecap-0002")
+    yield h
+    h.col.close()
+
+
+def test_a_moved_part_arrives_with_its_history(moved):
+    led = moved.ledger()
+    assert led.problems == []
+    u1, u2 = led.usage("ecap-0001"), led.usage("ecap-0002")
+    # 100 days hot in pump-a (day 1..100 counted after the day-0 snapshot), then 99 cool days in pump-b
+    assert u1["t_s"][14] == 100 * 20 * 3600 and u1["t_s"][8] == 99 * 20 * 3600
+    assert u2["t_s"][14] == 0 and u2["t_s"][8] == 99 * 20 * 3600
+    card = cardmod.load()["ecap-105c-2000h"]
+    d1 = rul.evaluate(card, u1)["mechanisms"][0]["D_model_P50"]
+    d2 = rul.evaluate(card, u2)["mechanisms"][0]["D_model_P50"]
+    assert d1 > 3 * d2                           # the hot days travel with the part
+    hist = led.history("ecap-0001")
+    assert [(s["asset"], s["removed"] is None) for s in hist] == [("pump-a", False), ("pump-b", True)]
+    assert led.installed("pump-b") == {"ecap-0001": "psu", "ecap-0002": "aux"}
+
+
+def test_assess_names_card_rate_and_health(moved):
+    led = moved.ledger()
+    r = rules.assess(led, cardmod.load(), rules.load_config(), asset="pump-b")
+    c1 = r["components"]["ecap-0001"]
+    assert c1["card"] == "ecap-105c-2000h@1" and c1["asset"] == "pump-b"
+    life = c1["life"]
+    assert life["days_P10"] <= life["days_P50"] <= life["days_P90"]
+    assert "last 30 days" in life["rate_assumption"]
+    a = r["assets"]["pump-b"]
+    assert a["health"] == rules.worst([c1["health"], r["components"]["ecap-0002"]["health"]])
+    assert [t["rule"] for t in a["trace"]] == ["R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7"]
+    assert a["cards"] == ["ecap-105c-2000h@1"]
+
+
+def test_two_assets_at_once_is_said_and_marks_the_figure_uncertain(moved):
+    moved.event("pump-a", 50, 1, "installed", "aux", "ecap-0009")
+    moved.event("pump-b", 60, 2, "installed", "aux2", "ecap-0009")
+    led = moved.ledger()
+    assert len(led.problems) == 1
+    msg = led.problems[0]
+    assert "ecap-0009 is in two assets at once" in msg and "pump-b" in msg and "pump-a" in msg
+    r = rules.assess(led, cardmod.load(), rules.load_config(), component="ecap-0009", store=False)
+    assert msg in r["components"]["ecap-0009"]["life"]["uncertain"]
+    # the others are untouched
+    assert "ecap-0001" not in led.uncertain
+
+
+def test_removal_without_install_is_a_gap(moved):
+    moved.event("pump-a", 150, 0, "removed", "psu", "ecap-0777")
+    led = moved.ledger()
+    assert led.problems == ["ecap-0777 removed from pump-a slot psu (epoch 1 seq 150) with no install there "
+                            "on record: a gap in its history"]
+    assert led.segs.get("ecap-0777") is None
+
+
+def test_counts_that_go_down_are_uncertain_not_negative(tmp_path):
+    h = History(tmp_path / "l.db")
+    h.days("pump-c", 0, 10, 10.0)
+    h.db.execute("UPDATE stress SET counts = ? WHERE device = 'pump-c' AND seq = 6",
+                 (json.dumps([0] * 16),))
+    h.event("pump-c", 0, 0, "installed", "psu", "ecap-0100")
+    led = h.ledger()
+    assert "t_s" not in led.usage("ecap-0100")
+    assert any("counts went down at epoch 1 seq 6" in p for p in led.uncertain["ecap-0100"])
+    r = rules.assess(led, cardmod.load(), rules.load_config(), store=False)
+    assert r["components"]["ecap-0100"]["health"] == "Unknown"
+
+
+def test_failure_record_for_unknown_part_changes_nothing(moved):
+    led = moved.ledger()
+    n = led.b.execute("SELECT COUNT(*) FROM component_records").fetchone()[0]
+    with pytest.raises(LedgerError, match="no component ecap-9999 in the ledger"):
+        led.add_record("ecap-9999", "failure", mode="BRD")
+    with pytest.raises(LedgerError, match="mode 'XYZ' is not an ISO 14224 mode code"):
+        led.add_record("ecap-0001", "failure", mode="XYZ")
+    with pytest.raises(LedgerError, match="a failure needs its --mode"):
+        led.add_record("ecap-0001", "failure")
+    assert led.b.execute("SELECT COUNT(*) FROM component_records").fetchone()[0] == n
+
+
+def test_a_failure_makes_the_asset_critical_and_a_repair_clears_it(moved):
+    led = moved.ledger()
+    led.add_record("ecap-0002", "failure", at_s=T0 + 150 * DAY, mode="OHE", mechanism="2.7", cause="3.4",
+                   detection="5")
+    led = moved.ledger()                       # read back from the database
+    cfg = rules.load_config()
+    r = rules.assess(led, cardmod.load(), cfg, asset="pump-b")
+    a = r["assets"]["pump-b"]
+    assert a["health"] == "Critical"
+    assert a["decision"].startswith("withdraw, then ")
+    assert any("ecap-0002" in x and "OHE" in x for x in a["reasons"])
+    led.add_record("ecap-0002", "repair", at_s=T0 + 151 * DAY, note="capacitor replaced")
+    r2 = rules.assess(moved.ledger(), cardmod.load(), cfg, asset="pump-b")
+    assert r2["assets"]["pump-b"]["health"] != "Critical"
+
+
+def test_every_decision_is_stored_once_with_its_trace(moved):
+    led = moved.ledger()
+    cfg = rules.load_config()
+    rules.assess(led, cardmod.load(), cfg, asset="pump-b")
+    rules.assess(led, cardmod.load(), cfg, asset="pump-b")
+    rows = led.decisions("pump-b")
+    assert len(rows) == 1
+    trace = json.loads(rows[0]["trace"])
+    assert [t["rule"] for t in trace["rules"]] == ["R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7"]
+    assert json.loads(rows[0]["cards"]) == ["ecap-105c-2000h@1"]
+    assert trace["thresholds"]["critical"] == 1.0
+
+
+def test_thresholds_come_from_config(moved, tmp_path):
+    led = moved.ledger()
+    p = tmp_path / "life.toml"
+    p.write_text('[thresholds]\ncritical = 0.0001\n[asset."pump-b"]\ncontract_days_left = 100\n')
+    cfg = rules.load_config(str(p))
+    a = rules.assess(led, cardmod.load(), cfg, asset="pump-b", store=False)["assets"]["pump-b"]
+    assert a["trace"][0]["fired"] is True and a["decision"].startswith("withdraw")
+    p.write_text('[thresholds]\ncritcal = 0.1\n')
+    with pytest.raises(rules.ConfigError, match="has no critcal"):
+        rules.load_config(str(p))
+
+
+def test_rule_table_first_match_and_unknown_inputs():
+    th = rules.DEFAULTS["thresholds"]
+    base = {"health": "Good", "D_P90": 0.2, "rul_P10_days": 900.0, "contract_days_left": 365,
+            "fx_ok": True, "legal_flag": False, "bad_replaceable": [], "ec": None,
+            "post_repair_rul_P10_days": None, "tg": None, "payback_days": None, "core_D_P90": 0.2,
+            "wear_D_P50": 0.1, "u_ratio": None, "contract_ends": None, "next_term_days": None,
+            "reman_cost_ratio": None, "retired": None, "harvestable": ["a", "b"]}
+    d, t = rules.next_use(base, th)
+    assert d == "continue" and t[1]["fired"] is True and t[3]["fired"] is None
+    d, t = rules.next_use(dict(base, rul_P10_days=100.0), th)      # will not last the term
+    assert d == "recycle" and t[1]["fired"] is False
+    d, _ = rules.next_use(dict(base, health="Poor", bad_replaceable=["ecap-1"], ec=0.1,
+                               post_repair_rul_P10_days=900.0), th)
+    assert d == "repair: replace ecap-1"
+    d, _ = rules.next_use(dict(base, legal_flag=True), th)
+    assert d == "withdraw, then harvest parts: a, b"
+    d, _ = rules.next_use(dict(base, u_ratio=0.2, next_term_days=700, contract_days_left=None), th)
+    assert d == "continue"                                          # R1 comes before R4
+    d, _ = rules.next_use(dict(base, fx_ok=False, next_term_days=700), th)
+    assert d == "redeploy"
