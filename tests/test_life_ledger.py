@@ -205,3 +205,52 @@ def test_rule_table_first_match_and_unknown_inputs():
     assert d == "continue"                                          # R1 comes before R4
     d, _ = rules.next_use(dict(base, fx_ok=False, next_term_days=700), th)
     assert d == "redeploy"
+
+
+# -- the commands ------------------------------------------------------------------------
+
+def _tally(argv, capsys):
+    from agent.cli import main
+    rc = main(argv)
+    o = capsys.readouterr()
+    return rc, o.out, o.err
+
+
+def test_tally_life_json_and_text(moved, capsys):
+    db = moved.col.db_path
+    rc, out, _ = _tally(["life", "--db", db, "--asset", "pump-b", "--json"], capsys)
+    assert rc == 0
+    r = json.loads(out)
+    assert set(r["assets"]) == {"pump-b"} and r["assets"]["pump-b"]["trace"][0]["rule"] == "R0"
+    assert r["components"]["ecap-0001"]["history"][0]["asset"] == "pump-a"
+    rc, out, _ = _tally(["life", "--db", db, "--component", "ecap-0001"], capsys)
+    assert rc == 0
+    assert "component ecap-0001 (ecap-105c-2000h@1) in pump-b" in out
+    assert "been in pump-a slot psu from 2026-01-01T00:00:00Z" in out
+    assert "assuming the damage rate of the last 30 days continues" in out
+
+
+def test_tally_event_add_and_its_refusals(moved, capsys):
+    db = moved.col.db_path
+    rc, _, e = _tally(["event", "add", "--db", db, "--component", "ecap-0001", "--kind", "failure",
+                       "--mode", "OHE", "--mechanism", "2.7", "--detection", "5", "--at", "2026-06-01T00:00:00Z"],
+                      capsys)
+    assert rc == 0 and "failure record added for ecap-0001" in e
+    rc, out, _ = _tally(["life", "--db", db, "--asset", "pump-b"], capsys)
+    assert "asset pump-b: health Critical; next use: withdraw, then" in out
+    rc, _, e = _tally(["event", "add", "--db", db, "--component", "nope-1", "--kind", "failure", "--mode", "BRD"],
+                      capsys)
+    assert rc == 2 and e == "tally: event: no component nope-1 in the ledger (no install event names it)\n"
+    rc, _, e = _tally(["life", "--db", db, "--asset", "pump-z"], capsys)
+    assert rc == 2 and e.count("\n") == 1 and "no asset pump-z" in e
+
+
+def test_tally_life_bad_card_is_one_line(moved, capsys, tmp_path):
+    d = tmp_path / "cards"
+    d.mkdir()
+    (d / "bad.toml").write_text('type = "ecap-x"\nversion = 1\nmatch = ["ecap-"]\n[weibull]\n'
+                                'beta = {value = 2, unit = "1", source = "s"}\n'
+                                'rated_quantile = {value = 0.1, source = "s"}\n')
+    rc, _, e = _tally(["life", "--db", moved.col.db_path, "--cards", str(d)], capsys)
+    assert rc == 2
+    assert e == "tally: life: card ecap-x v1 (bad.toml): [weibull]: parameter rated_quantile has no unit (it is in 1)\n"

@@ -221,8 +221,9 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
     if days_all:
         first = np.min(np.vstack(days_all), axis=0)
         out["days_P10"], out["days_P50"], out["days_P90"] = _pct(first, 10), _pct(first, 50), _pct(first, 90)
-        out["rate_assumption"] = ("the damage rate of the last %g days continues (usage of that window "
-                                  "repeated); no rate, no days" % window_days)
+        worst = max((r for r in out["mechanisms"] if "rate_per_day_P50" in r), key=lambda r: r["D_P50"])
+        out["rate_assumption"] = ("the damage rate of the last %g days continues (%s: D +%.2e per day, "
+                                  "P50 of the card's range)" % (window_days, worst["name"], worst["rate_per_day_P50"]))
         if outcome_per_day:
             out["outcome_P10"], out["outcome_P50"], out["outcome_P90"] = (
                 None if out[k] is None else out[k] * outcome_per_day for k in ("days_P10", "days_P50", "days_P90"))

@@ -133,7 +133,7 @@ def next_use(inp, th):
     c2 = bool(parts) and ec is not None and ec < th["repair_ec_max"] and (due is None or _ge(post, due) is True)
     trace.append(_rule("R2", "repair: replace %s" % ", ".join(parts) if parts else "repair", c2,
                        "failed/poor replaceable parts %s; Ec %s < %s; post-repair RUL_P10 %s d vs term %s d"
-                       % (parts or "none", _f(ec), th["repair_ec_max"], _f(post), _f(due))))
+                       % (", ".join(parts) or "none", _f(ec), th["repair_ec_max"], _f(post), _f(due))))
     # R3 upgrade
     tg, pay, core = inp["tg"], inp["payback_days"], inp["core_D_P90"]
     if tg is None or pay is None or due is None:
@@ -150,7 +150,7 @@ def next_use(inp, th):
     trace.append(_rule("R4", "redeploy", why_move and ok_move,
                        "Fx %s, U/U_av %s < %s, contract ends %s; health %s; RUL_P10 %s d vs next term %s d "
                        "(at this site's duty: the target site's histogram is not known here)"
-                       % ("short" if fx_ok is False else "ok", _f(ur), th["underuse_max"], ends, h, _f(rul10),
+                       % ("short" if fx_ok is False else "ok", _f(ur), th["underuse_max"], _f(ends), h, _f(rul10),
                           _f(nxt))))
     # R5 remanufacture
     wear, rc = inp["wear_D_P50"], inp["reman_cost_ratio"]
@@ -167,7 +167,7 @@ def next_use(inp, th):
     trace.append(_rule("R6", "harvest parts: %s" % ", ".join(spares) if spares else "harvest parts",
                        bool(retired and spares),
                        "retired or withdrawn %s; parts with D_P90 < %s: %s (bench test before reuse)"
-                       % (retired, th["harvest_max"], spares or "none")))
+                       % (retired, th["harvest_max"], ", ".join(spares) or "none")))
     trace.append(_rule("R7", "recycle", True, "otherwise: dismantling and material data out (DPP)"))
     first = next(t for t in trace if t["fired"] is True)
     decision = first["decision"]
@@ -249,7 +249,9 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
             "life": fig, "history": ledger.history(comp), "records": ledger.records.get(comp, []),
             "replaceable": card["replaceable"] if card else None, "core": card["core"] if card else None,
             "cost": card["cost"] if card else None}
-    for dev in ([asset] if asset else sorted({c["asset"] for c in out["components"].values() if c["asset"]})):
+    devs = [asset] if asset else [] if component else sorted({c["asset"] for c in out["components"].values()
+                                                              if c["asset"]})
+    for dev in devs:
         inside = [out["components"][c] for c in ledger.installed(dev) if c in out["components"]]
         out["assets"][dev] = _asset(dev, inside, cfg, ledger, store)
     return out
