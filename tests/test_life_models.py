@@ -247,3 +247,24 @@ def test_a_bad_card_is_one_line_naming_what_is_wrong(tmp_path, old, new, says):
     msg = str(e.value)
     assert says in msg and "\n" not in msg
     assert msg.startswith("card x-cap v2 (c.toml)") or msg.startswith("c.toml")
+
+
+# -- many assets at once (what tally bench life times) --------------------------------------
+
+def test_evaluate_many_gives_each_asset_what_evaluate_gives_it():
+    from hil.bench import life
+    fleet = life._fleet(4, 3000, seed=3)
+    u, r = life.usage_of(fleet), life.usage_of(fleet, 3000 - life.WINDOW_H)
+    cs = cards.load()
+    for k in ("ecap-105c-2000h", "sht-humidity-sensor", "bearing-6204", "contactor-ac3", "pump-motor"):
+        many = rul.evaluate_many(cs[k], u, r, window_days=30.0, samples=500)
+        for i in (0, 3):
+            one = rul.evaluate(cs[k], {h: (v[i] if h != "_versions" else v) for h, v in u.items()},
+                               {h: (v[i] if h != "_versions" else v) for h, v in r.items()},
+                               window_days=30.0, samples=500)
+            assert many["D_P90"][i] == pytest.approx(one["D_P90"], rel=1e-9)
+            assert many["days_P10"][i] == pytest.approx(one["days_P10"], rel=1e-9)
+    # the bench's card change really changes the cards it is meant to
+    new = life.changed(cs)
+    assert new["node-electronics"]["version"] == cs["node-electronics"]["version"] + 1
+    assert new["node-electronics"]["mechanisms"][0]["params"]["Ea"]["value"] == pytest.approx(0.75)

@@ -85,40 +85,76 @@ def _tm21_ref(P):
 def mechanism_damage(m, usage, P):
     """(D per sample, per-bin share of the nominal damage or None, L_ref,
     what is missing or None). usage: {hist: (bins,) seconds or operations,
-    "run_h": hours running, "starts": starts}."""
+    "run_h": hours running, "starts": starts}: D has shape (S,). With
+    (A, bins) arrays and (A,) run_h/starts for A assets at once, D has shape
+    (A, S) (the same draws for every asset) and no share is given."""
     model = m["model"]
-    S = len(next(iter(P.values())))
-    if model == "runtime":
-        run_h, starts = usage.get("run_h"), usage.get("starts")
-        if run_h is None:
-            return None, None, None, "no run time (load_s) in the history"
-        d = np.zeros(S)
-        if P.get("life_h") is not None:
-            d = d + run_h / P["life_h"]
-        if P.get("cycles") is not None:
-            d = d + (starts or 0.0) / P["cycles"]
-        Lref = P["life_h"] if P.get("life_h") is not None else P["cycles"]
-        return d, None, Lref, None
-    if model == "tm21":
+    many = np.ndim(usage.get(m["hist"], usage.get("run_h"))) == (1 if model in ("runtime", "tm21") else 2)
+    if model in ("runtime", "tm21"):
         run_h = usage.get("run_h")
         if run_h is None:
             return None, None, None, "no run time (load_s) in the history"
-        Lref = _tm21_ref(P)
-        return run_h / Lref, None, Lref, None
+        run_h = np.atleast_1d(np.asarray(run_h, float))
+        if model == "tm21":
+            Lref = _tm21_ref(P)
+            d = np.outer(run_h, 1.0 / Lref)
+        else:
+            d = np.zeros((run_h.size, len(next(iter(P.values())))))
+            if P.get("life_h") is not None:
+                d = d + np.outer(run_h, 1.0 / P["life_h"])
+            if P.get("cycles") is not None:
+                st = usage.get("starts")
+                starts = np.atleast_1d(np.asarray(0.0 if st is None else st, float)) * np.ones(run_h.size)
+                d = d + np.outer(starts, 1.0 / P["cycles"])
+            Lref = P["life_h"] if P.get("life_h") is not None else P["cycles"]
+        return (d if many else d[0]), None, Lref, None
     c = usage.get(m["hist"])
     if c is None:
         return None, None, None, "no %s histogram in the history" % m["hist"]
     lay = bins.layout(m["hist"], usage.get("_versions", {}).get(m["hist"], 1))
     if lay is None:
         return None, None, None, "no layout for %s version %s" % (m["hist"], usage["_versions"][m["hist"]])
-    c = np.asarray(c, float)
+    c = np.atleast_2d(np.asarray(c, float))
     if m["hist"] != "sw_ops":
         c = c / 3600.0                       # seconds -> hours
     Lb, Lref = _life_per_bin(m, P, lay["values"])
-    per = c.reshape(1, -1) / Lb
-    d = per.sum(axis=1)
-    share = per[0] / d[0] if d[0] > 0 else None
-    return d, share, Lref, None
+    inv = 1.0 / Lb                            # (S, B)
+    d = c @ inv.T                             # (A, S)
+    if many:
+        return d, None, Lref, None
+    per0 = c[0] * inv[0]
+    share = per0 / per0.sum() if per0.sum() > 0 else None
+    return d[0], share, Lref, None
+
+
+def evaluate_many(card, usage, recent, window_days=30.0, samples=SAMPLES, seed=SEED):
+    """evaluate() for A assets at once (no condition evidence): usage and
+    recent hold (A, bins) arrays and (A,) run_h/starts. The draws are the
+    ones evaluate() makes for one asset, so asset i gets the same figures
+    as evaluate() on its own rows. Returns {D_P50, D_P90, days_P10,
+    days_P50, days_P90}: (A,) arrays (days inf where nothing is used)."""
+    rng = np.random.default_rng(seed)
+    S = samples
+    q = value(card["weibull"]["rated_quantile"])
+    d_all, days_all = [], []
+    for m in card["mechanisms"]:
+        P = {k: _draw(p, S, rng) for k, p in m["params"].items() if p is not None}
+        beta = _draw(m["beta"] or card["weibull"]["beta"], S, rng)
+        u = rng.uniform(0.0, 1.0, S)
+        d, _, Lref, missing = mechanism_damage(m, usage, P)
+        if missing:
+            continue
+        a = d * Lref
+        x = conditional_rul(a, weibull_eta(Lref, beta, q), beta, u)
+        dr, _, _, _ = mechanism_damage(m, recent, P)
+        rate = dr / window_days
+        with np.errstate(divide="ignore", invalid="ignore"):
+            days_all.append(np.where(rate > 0, (x / Lref) / rate, np.inf))
+        d_all.append(d)
+    D = np.max(np.stack([np.percentile(d, [50, 90], axis=1) for d in d_all]), axis=0)
+    first = np.min(np.stack(days_all), axis=0)
+    pd = np.percentile(first, [10, 50, 90], axis=1)
+    return {"D_P50": D[0], "D_P90": D[1], "days_P10": pd[0], "days_P50": pd[1], "days_P90": pd[2]}
 
 
 def _collar(card, evidence):
