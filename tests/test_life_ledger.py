@@ -3,6 +3,7 @@ next-use table (agent/life/rules.py) over recorded histories: rows of
 exactly the shapes the stress and identity helpers will write (`stress`,
 `part_events`, the contract in the common brief), in a real SQLite ledger."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -254,3 +255,49 @@ def test_tally_life_bad_card_is_one_line(moved, capsys, tmp_path):
     rc, _, e = _tally(["life", "--db", moved.col.db_path, "--cards", str(d)], capsys)
     assert rc == 2
     assert e == "tally: life: card ecap-x v1 (bad.toml): [weibull]: parameter rated_quantile has no unit (it is in 1)\n"
+
+
+# -- fleet calibration -----------------------------------------------------------------------
+
+def test_censored_fit_recovers_the_fleet_and_blends_with_the_rating():
+    from agent.life import fleet
+    rng = np.random.default_rng(11)
+    life = 2.0 * rng.weibull(3.0, 60)                 # parts outlive their rating twice over
+    seen = rng.uniform(0.5, 2.5, 60)                  # how far each part has run so far
+    failures = list(life[life <= seen])
+    censored = list(seen[life > seen])
+    c = fleet.calibrate(failures, censored, beta_prior=3.0, q=0.5)
+    eta_prior = 1 / (math.log(2)) ** (1 / 3.0)
+    assert c["prior"]["eta"] == pytest.approx(eta_prior)
+    assert c["fit"]["eta_90ci"][0] < 2.0 < c["fit"]["eta_90ci"][1]
+    w = len(failures) / (len(failures) + 5)
+    assert c["weight"] == pytest.approx(w)
+    assert c["blend"]["eta"] == pytest.approx(math.exp(w * math.log(c["fit"]["eta"]) + (1 - w) * math.log(eta_prior)))
+    assert c["life_factor"] > 1.3
+    # treating the running parts as failures would understate the life
+    naive = fleet.calibrate(failures + censored, [], 3.0, 0.5)
+    assert naive["fit"]["eta"] < c["fit"]["eta"]
+    # few failures: the rating stands
+    few = fleet.calibrate(failures[:3], censored, 3.0, 0.5)
+    assert few["fit"] is not None and few["weight"] == 0 and few["life_factor"] == 1.0
+
+
+def test_fleet_from_the_ledger_feeds_the_figures(tmp_path, capsys):
+    h = History(tmp_path / "f.db")
+    for i in range(8):
+        dev = "site-%d" % i
+        h.days(dev, 0, 60, 24.0, bin_=12 + i % 4)      # 52.5..67.5 degC
+        h.event(dev, 0, 0, "installed", "psu", "ecap-%04d" % i)
+    led = h.ledger()
+    for i in range(6):
+        led.add_record("ecap-%04d" % i, "failure", at_s=T0 + 60 * DAY, mode="PDE", mechanism="2.4", cause="3.4",
+                       detection="5")
+    from agent.life import fleet
+    fl = fleet.fleet(h.ledger(), cardmod.load())["ecap-105c-2000h"]
+    assert (fl["failures"], fl["censored"], fl["left_out"]) == (6, 2, [])
+    assert fl["weight"] == pytest.approx(6 / 11)
+    rc, out, _ = _tally(["life", "--db", h.col.db_path, "--fleet", "--component", "ecap-0007", "--no-store"], capsys)
+    assert rc == 0
+    assert "fleet ecap-105c-2000h@1: 6 failed, 2 running" in out
+    assert "calibrated by the fleet: 6 failures, 2 running, weight 0.55" in out
+    h.col.close()

@@ -50,6 +50,8 @@ def _print(r, out):
             w("  in %s: P10/P50/P90 %.0f/%.0f/%.0f at %.1f %s/day\n" % (
                 life["outcome_unit"], life["outcome_P10"], life["outcome_P50"], life["outcome_P90"],
                 life["outcome_per_day"], life["outcome_unit"]))
+        if life.get("calibrated"):
+            w("  calibrated by the %s\n" % life["calibrated"])
         if life.get("rate_assumption"):
             w("  assuming %s\n" % life["rate_assumption"])
         for m in life.get("mechanisms", []):
@@ -69,6 +71,13 @@ def _print(r, out):
             w("  %s at %s: mode %s mechanism %s cause %s detection %s %s\n" % (
                 rec["kind"], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec["at_s"])), rec["mode"],
                 rec["mechanism"], rec["cause"], rec["detection"], rec["note"] or ""))
+    for typ, c in (r.get("fleet") or {}).items():
+        fit = c["fit"]
+        w("fleet %s: %d failed, %d running (left out %d); prior eta %.3f beta %.2f; fit %s; blend weight %.2f: "
+          "eta %.3f beta %.2f, life x%.2f of the rating%s\n" % (
+              c["card"], c["failures"], c["censored"], len(c["left_out"]), c["prior"]["eta"], c["prior"]["beta"],
+              "eta %.3f beta %.2f" % (fit["eta"], fit["beta"]) if fit else "none", c["weight"],
+              c["blend"]["eta"], c["blend"]["beta"], c["life_factor"], "; " + c["note"] if c.get("note") else ""))
     for p in r["problems"]:
         w("problem: %s\n" % p)
 
@@ -91,6 +100,8 @@ def run_life(a):
             return err("life: no asset %s in the ledger (no part was ever installed in it)" % a.asset)
         if a.component and a.component not in led.components():
             return err("life: no component %s in the ledger" % a.component)
+        if a.fleet:
+            cfg["usage"]["calibrate"] = True
         r = rules.assess(led, cards, cfg, asset=a.asset, component=a.component, store=not a.no_store)
     finally:
         col.close()
@@ -141,6 +152,8 @@ def add(sub):
     p.add_argument("--config", metavar="LIFE.toml", help="thresholds, usage window and per-asset inputs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-store", action="store_true", help="do not store the decisions")
+    p.add_argument("--fleet", action="store_true", help="calibrate each component type from the fleet's failures "
+                   "(censored Weibull, blended with the rating) and use it in the figures ([usage] calibrate)")
     p.set_defaults(func=run_life)
 
     e = sub.add_parser("event", help="add a failure, repair or inspection record for a component (tally event add)",

@@ -208,21 +208,29 @@ def _dominant(m, share):
 
 
 def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_per_day=None,
-             outcome_unit="units", samples=SAMPLES, seed=SEED):
+             outcome_unit="units", samples=SAMPLES, seed=SEED, calibration=None):
     """Life consumed and remaining life of one component. usage: bins used
     since the component was new (all its segments); recent: the same over
-    the last window_days (None: no rate, no calendar figures)."""
+    the last window_days (None: no rate, no calendar figures). calibration:
+    the fleet's blend for this type (agent/life/fleet.py): D is divided by
+    its life_factor and its beta replaces the card's."""
     rng = np.random.default_rng(seed)
     S = samples
     collar, cap, reasons = _collar(card, evidence)
     q = value(card["weibull"]["rated_quantile"])
     out = {"card": "%s@%d" % (card["type"], card["version"]), "mechanisms": [], "uncertain": [],
            "condition": reasons}
+    if calibration is not None and calibration["weight"] > 0:
+        out["calibrated"] = ("fleet: %d failures, %d running, weight %.2f: life x%.2f of the rating, beta %.2f"
+                             % (calibration["failures"], calibration["censored"], calibration["weight"],
+                                calibration["life_factor"], calibration["blend"]["beta"]))
     days_all = []
     for m in card["mechanisms"]:
         P = {k: _draw(p, S, rng) for k, p in m["params"].items() if p is not None}
         beta = _draw(m["beta"] or card["weibull"]["beta"], S, rng)
         u = rng.uniform(0.0, 1.0, S)
+        if calibration is not None and calibration["weight"] > 0:
+            beta = np.full(S, calibration["blend"]["beta"])
         d, share, Lref, missing = mechanism_damage(m, usage, P)
         row = {"name": m["name"], "model": m["model"]}
         if missing:
@@ -230,6 +238,8 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
             out["uncertain"].append("%s: %s" % (m["name"], missing))
             out["mechanisms"].append(row)
             continue
+        if calibration is not None and calibration["weight"] > 0:
+            d = d / calibration["life_factor"]
         d_model = d
         d = np.clip(d, collar, cap)
         a = d * Lref
@@ -242,6 +252,8 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
                     "dominant": _dominant(m, share)})
         if recent is not None:
             dr, _, _, miss_r = mechanism_damage(m, recent, P)
+            if miss_r is None and calibration is not None and calibration["weight"] > 0:
+                dr = dr / calibration["life_factor"]
             if miss_r is None:
                 rate = dr / window_days
                 with np.errstate(divide="ignore", invalid="ignore"):

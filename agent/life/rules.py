@@ -28,7 +28,8 @@ DEFAULTS = {
     "thresholds": {"fair": 0.5, "poor": 0.8, "critical": 1.0, "pm_warning": 0.8, "repair_ec_max": 0.5,
                    "upgrade_tg_min": 0.2, "core_max": 0.5, "wear_min": 0.8, "underuse_max": 0.5,
                    "reman_cost_max": 0.85, "harvest_max": 0.5},
-    "usage": {"window_days": 30, "outcome": "units", "samples": rul.SAMPLES, "seed": rul.SEED},
+    "usage": {"window_days": 30, "outcome": "units", "samples": rul.SAMPLES, "seed": rul.SEED,
+              "calibrate": False},
     "asset": {},
 }
 ASSET_KEYS = {"contract_days_left": (int, float), "next_term_days": (int, float), "fx_ok": bool,
@@ -197,7 +198,7 @@ def _outcome_per_day(col, device, name, window_days):
     return tot / len(keys) if tot else None
 
 
-def component_figure(ledger, cards, comp, cfg, outcome_per_day=None):
+def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None):
     card = None
     typ = ledger.types.get(comp)
     if typ and typ in cards:
@@ -212,7 +213,8 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None):
     recent, days = ledger.recent(comp, use["window_days"])
     fig = rul.evaluate(card, usage, recent, window_days=days or use["window_days"],
                        evidence=_evidence(recent, days), outcome_per_day=outcome_per_day,
-                       outcome_unit=use["outcome"], samples=use["samples"], seed=use["seed"])
+                       outcome_unit=use["outcome"], samples=use["samples"], seed=use["seed"],
+                       calibration=(fleet or {}).get(card["type"]))
     if recent is None:
         fig["uncertain"].append("no dated snapshots in the last %s days: no usage rate, no calendar figures"
                                 % use["window_days"])
@@ -236,13 +238,17 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
     if asset:
         comps = sorted({c for c, segs in ledger.segs.items() for s in segs if s["device"] == asset})
     out = {"components": {}, "assets": {}, "problems": list(ledger.problems)}
+    fl = None
+    if cfg["usage"].get("calibrate"):
+        from agent.life import fleet
+        fl = out["fleet"] = fleet.fleet(ledger, cards)
     rates = {}
     for comp in comps:
         segs = ledger.segs.get(comp, [])
         where = segs[-1]["device"] if segs and segs[-1]["end"] is None else None
         if where and where not in rates:
             rates[where] = _outcome_per_day(ledger.col, where, cfg["usage"]["outcome"], cfg["usage"]["window_days"])
-        card, fig = component_figure(ledger, cards, comp, cfg, rates.get(where))
+        card, fig = component_figure(ledger, cards, comp, cfg, rates.get(where), fl)
         band, reasons = health(fig if card else None, ledger.open_failure(comp), th)
         out["components"][comp] = {
             "component": comp, "card": fig.get("card"), "asset": where, "health": band, "reasons": reasons,
