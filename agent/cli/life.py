@@ -1,7 +1,9 @@
 """`tally life` (life consumed, remaining life, health and the next-use
 decision per asset and component, from the ledger and the life cards) and
 `tally event add` (an ISO 14224-style failure, repair or inspection record
-for a component). Both need the 'life' extra (numpy, reliability)."""
+for a component) and `tally passport` (AAS or DPP JSON per asset or
+component). They need the 'life' extra (numpy, reliability); passport also
+'passport' (basyx-python-sdk)."""
 import calendar
 import json
 import os
@@ -136,6 +138,45 @@ def run_event(a):
     return 0
 
 
+def run_passport(a):
+    from agent.collector.components import Ledger
+    from agent.collector.store import display_name
+    from agent.life import cards as cardmod
+    from agent.life import rules
+    try:
+        cards = cardmod.load(a.cards)
+        cfg = rules.load_config(a.config)
+    except (cardmod.CardError, rules.ConfigError) as e:
+        return err("passport: %s" % e)
+    from agent.life import passport
+    col, rc = _open(a, "passport")
+    if col is None:
+        return rc
+    try:
+        led = Ledger(col)
+        if a.asset and a.asset not in led.assets():
+            return err("passport: no asset %s in the ledger (no part was ever installed in it)" % a.asset)
+        if a.component and a.component not in led.components():
+            return err("passport: no component %s in the ledger" % a.component)
+        r = rules.assess(led, cards, cfg, asset=a.asset, component=a.component, store=False)
+        if a.format == "dpp":
+            text = passport.dumps(passport.dpp(r, asset=a.asset, component=a.component))
+        else:
+            url = "tally:ledger:%s" % display_name(a.db)
+            text = passport.to_json(passport.build(r, cards, url, asset=a.asset, component=a.component))
+    except passport.PassportError as e:
+        return err(str(e))
+    finally:
+        col.close()
+    if not a.out:
+        sys.stdout.write(text + "\n")
+        return 0
+    with open(a.out, "w") as f:
+        f.write(text + "\n")
+    print("tally: %s passport written to %s" % (a.format, a.out), file=sys.stderr)
+    return 0
+
+
 def add(sub):
     p = sub.add_parser("life", help="life consumed, remaining life, health and next use per asset and component",
                        description="From the ledger's stress histograms and swap events and the life cards: "
@@ -172,3 +213,19 @@ def add(sub):
     e.add_argument("--at", help="when, YYYY-MM-DDTHH:MM:SSZ (default now)")
     e.add_argument("--note", help="free text")
     e.set_defaults(func=run_event)
+
+    pp = sub.add_parser("passport", help="an asset's or a component's passport: AAS JSON (BaSyx) or DPP-ready JSON",
+                        description="One Asset Administration Shell per asset and per component (Nameplate, "
+                        "HierarchicalStructures with the install history, TimeSeries linked to the ledger, "
+                        "Reliability from the card, LifeConsumed as lifetime variables), written and read back "
+                        "with the Eclipse BaSyx Python SDK; or --format dpp, a JSON for a Digital Product "
+                        "Passport. Needs the 'passport' extra (docs/life.md).")
+    pp.add_argument("--db", required=True, help="the collector's ledger")
+    g = pp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--asset", help="the asset (device id): its shell and one per installed component")
+    g.add_argument("--component", help="one component id")
+    pp.add_argument("--format", choices=("aas", "dpp"), default="aas")
+    pp.add_argument("--cards", metavar="DIR", help="extra life cards")
+    pp.add_argument("--config", metavar="LIFE.toml", help="the life config")
+    pp.add_argument("--out", help="write to this file instead of standard output")
+    pp.set_defaults(func=run_passport)
