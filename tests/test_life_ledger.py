@@ -29,7 +29,7 @@ class History:
 
     def __init__(self, path):
         self.col = Collector(str(path), keys=lambda d: None)
-        self.db = self.col.db
+        self.db = self.col._b              # ? placeholders on either database
         self.db.execute(STRESS)
         self.db.execute(PARTS)
         self.cum = {}
@@ -39,7 +39,7 @@ class History:
         self.db.execute("BEGIN")
         for d in range(first, last + 1):
             c[bin_] += hot_h_per_day * 3600
-            self.db.execute("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            self.db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                             (device, 1, d, d, 0, 1, 1, 0, T0 + d * DAY, 0, 3600000, "[]", T0 + d * DAY))
             self.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)",
                             (device, 1, d, hist, version, json.dumps([int(x) for x in c])))
@@ -123,8 +123,7 @@ def test_removal_without_install_is_a_gap(moved):
 def test_counts_that_go_down_are_uncertain_not_negative(tmp_path):
     h = History(tmp_path / "l.db")
     h.days("pump-c", 0, 10, 10.0)
-    h.db.execute("UPDATE stress SET counts = ? WHERE device = 'pump-c' AND seq = 6",
-                 (json.dumps([0] * 16),))
+    h.db.execute("UPDATE stress SET counts = ? WHERE device = 'pump-c' AND seq = 6", (json.dumps([0] * 16),))
     h.event("pump-c", 0, 0, "installed", "psu", "ecap-0100")
     led = h.ledger()
     assert "t_s" not in led.usage("ecap-0100")
@@ -215,6 +214,28 @@ def _tally(argv, capsys):
     rc = main(argv)
     o = capsys.readouterr()
     return rc, o.out, o.err
+
+
+def test_the_ledger_on_postgresql(postgres):
+    h = History(postgres)
+    h.days("pump-a", 0, 40, 20.0, bin_=14)
+    h.days("pump-b", 0, 40, 20.0, bin_=8)
+    h.event("pump-a", 0, 0, "installed", "psu", "ecap-0001")
+    h.event("pump-a", 20, 0, "removed", "psu", "ecap-0001")
+    h.event("pump-b", 21, 0, "installed", "psu", "ecap-0001")
+    led = h.ledger()
+    u = led.usage("ecap-0001")
+    assert u["t_s"][14] == 20 * 20 * 3600 and u["t_s"][8] == 19 * 20 * 3600
+    with pytest.raises(LedgerError):
+        led.add_record("nope-1", "failure", mode="BRD")
+    led.add_record("ecap-0001", "failure", at_s=T0 + 30 * DAY, mode="BRD")
+    with pytest.raises(LedgerError, match="already has a failure record"):
+        led.add_record("ecap-0001", "failure", at_s=T0 + 30 * DAY, mode="BRD")
+    r = rules.assess(h.ledger(), cardmod.load(), rules.load_config(), asset="pump-b")
+    assert r["assets"]["pump-b"]["health"] == "Critical"
+    rules.assess(h.ledger(), cardmod.load(), rules.load_config(), asset="pump-b")
+    assert len(h.ledger().decisions("pump-b")) == 1
+    h.col.close()
 
 
 def test_tally_life_json_and_text(moved, capsys):
