@@ -34,13 +34,22 @@ class History:
         self.db.execute(PARTS)
         self.cum = {}
 
-    def days(self, device, first, last, hot_h_per_day, bin_=14, hist="t_s", nbins=16, version=1):
+    def days(self, device, first, last, hot_h_per_day, bin_=14, hist="t_s", nbins=16, version=1,
+             units=10, errors=lambda d: 0):
+        """Days first..last: one daily record (simulated wall time; units and
+        err_crc odometers, cumulative in the epoch) and one snapshot."""
         c = self.cum.setdefault((device, hist), np.zeros(nbins))
+        odo = self.cum.setdefault((device, "odo"), np.zeros(2))
         self.db.execute("BEGIN")
+        self.db.execute("INSERT INTO schemas VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                        (device, 1, json.dumps([["units", "count", 0, "odometer"],
+                                                ["err_crc", "count", 0, "odometer"]])))
         for d in range(first, last + 1):
             c[bin_] += hot_h_per_day * 3600
+            odo += (units, errors(d))
             self.db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                            (device, 1, d, d, 0, 1, 1, 0, T0 + d * DAY, 0, 3600000, "[]", T0 + d * DAY))
+                            (device, 1, d, d, 0, 1, 1, d * DAY * 1000, T0 + d * DAY, 3, 86400000,
+                             json.dumps([int(x) for x in odo]), T0 + (d + 1) * DAY))
             self.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)",
                             (device, 1, d, hist, version, json.dumps([int(x) for x in c])))
         self.db.execute("COMMIT")
@@ -321,4 +330,21 @@ def test_fleet_from_the_ledger_feeds_the_figures(tmp_path, capsys):
     assert rc == 0
     assert "fleet ecap-105c-2000h@1: 6 failed, 2 running" in out
     assert "calibrated by the fleet: 6 failures, 2 running, weight 0.55" in out
+    h.col.close()
+
+
+def test_error_trend_collar_and_outcome_units_come_from_the_billing_ledger(tmp_path):
+    h = History(tmp_path / "e.db")
+    h.days("pump-e", 0, 89, 12.0, bin_=5, hist="load_s", nbins=8, units=10,
+           errors=lambda d: 5 if d >= 60 else 1)
+    h.event("pump-e", 0, 0, "installed", "motor", "motor-0001")
+    r = rules.assess(h.ledger(), cardmod.load(), rules.load_config(), asset="pump-e", store=False)
+    c = r["components"]["motor-0001"]
+    life = c["life"]
+    # the last 30 days had 150 errors against 30 the 30 days before: x5.0 > the card's x3
+    assert life["condition"] == ["error rate x5.0 over the previous window > x3.0: collar D >= 0.5"]
+    assert life["D_P50"] >= 0.5 and c["health"] == "Fair"
+    assert any("error rate" in x for x in c["reasons"])
+    assert life["outcome_per_day"] == pytest.approx(10.0)
+    assert life["outcome_P50"] == pytest.approx(life["days_P50"] * 10.0)
     h.col.close()

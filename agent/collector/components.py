@@ -128,18 +128,22 @@ class Ledger:
 
     def _load(self):
         rows = _table_rows(self.b,
-            "SELECT s.device, s.epoch, s.seq, s.hist, s.edges_version, s.counts, r.wall_s FROM stress s "
+            "SELECT s.device, s.epoch, s.seq, s.hist, s.edges_version, s.counts, r.wall_s, r.wall_q, r.received_s "
+            "FROM stress s "
             "LEFT JOIN records r ON r.device_id = s.device AND r.epoch = s.epoch AND r.seq = s.seq "
             "ORDER BY s.device, s.hist, s.epoch, s.seq")
         self.snaps = {}            # (device, hist) -> [(pos, wall or None, version, counts)]
-        for dev, ep, seq, hist, ver, counts, wall in rows:
+        for dev, ep, seq, hist, ver, counts, wall, wall_q, rx in rows:
+            # the record's own wall time when the device had a good clock,
+            # else when the collector received it (timeline.py's last resort)
+            wall = wall if wall_q and wall and wall > 0 else (int(rx) if rx else None)
             try:
                 c = np.asarray(json.loads(counts), float)
             except (ValueError, TypeError):
                 self.problems.append("stress %s %s epoch %s seq %s: counts are not a JSON list of numbers"
                                      % (dev, hist, ep, seq))
                 continue
-            self.snaps.setdefault((dev, hist), []).append(((ep, seq), wall if wall and wall > 0 else None, ver, c))
+            self.snaps.setdefault((dev, hist), []).append(((ep, seq), wall, ver, c))
         self.events = _table_rows(self.b,
             "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
             "ORDER BY device, epoch, seq, idx")

@@ -186,19 +186,27 @@ def _f(x):
     return str(x)
 
 
-def _outcome_per_day(col, device, name, window_days):
-    try:
-        days = col.ledger(device).get(device, {})
-    except Exception:
-        return None
+ERRORS = ("err_nack", "err_crc", "err_timeout", "err_range", "log_errors")
+
+
+def device_usage(col, device, name, window_days):
+    """(outcome units per day, error rise) of a device from the billing
+    ledger's day totals over the last window_days: the outcome odometer's
+    mean per day (None if it never moved), and the errors of the window
+    against the window before it (None without errors in either)."""
+    days = col.ledger(device).get(device, {})
     if not days:
-        return None
-    keys = sorted(days)[-int(window_days):]
-    tot = sum(days[k].get(name, 0) for k in keys)
-    return tot / len(keys) if tot else None
+        return None, None
+    keys = sorted(days)
+    w = max(1, int(window_days))
+    last, prev = keys[-w:], keys[-2 * w:-w]
+    tot = sum(days[k].get(name, 0) for k in last)
+    errs = [sum(days[k].get(e, 0) for k in ks for e in ERRORS) for ks in (last, prev)]
+    rise = None if not any(errs) else errs[0] / max(errs[1], 1)
+    return (tot / len(last) if tot else None), rise
 
 
-def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None):
+def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None, error_rise=None):
     card = None
     typ = ledger.types.get(comp)
     if typ and typ in cards:
@@ -212,9 +220,12 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None)
     usage = ledger.usage(comp)
     recent, days = ledger.recent(comp, use["window_days"])
     fig = rul.evaluate(card, usage, recent, window_days=days or use["window_days"],
-                       evidence=_evidence(recent, days), outcome_per_day=outcome_per_day,
+                       evidence=_evidence(recent, days, error_rise), outcome_per_day=outcome_per_day,
                        outcome_unit=use["outcome"], samples=use["samples"], seed=use["seed"],
                        calibration=(fleet or {}).get(card["type"]))
+    if outcome_per_day is None and recent is not None:
+        fig["uncertain"].append("no '%s' odometer moved in the window: no figures in outcome units"
+                                % use["outcome"])
     if recent is None:
         fig["uncertain"].append("no dated snapshots in the last %s days: no usage rate, no calendar figures"
                                 % use["window_days"])
@@ -224,10 +235,13 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None)
     return card, fig
 
 
-def _evidence(recent, days):
-    if not recent or "vib_zone_s" not in recent:
-        return None
-    return {"vib_zone_h": [float(x) / 3600.0 for x in recent["vib_zone_s"]]}
+def _evidence(recent, days, error_rise=None):
+    ev = {}
+    if recent and "vib_zone_s" in recent:
+        ev["vib_zone_h"] = [float(x) / 3600.0 for x in recent["vib_zone_s"]]
+    if error_rise is not None:
+        ev["error_rise"] = error_rise
+    return ev or None
 
 
 def assess(ledger, cards, cfg, asset=None, component=None, store=True):
@@ -247,8 +261,9 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
         segs = ledger.segs.get(comp, [])
         where = segs[-1]["device"] if segs and segs[-1]["end"] is None else None
         if where and where not in rates:
-            rates[where] = _outcome_per_day(ledger.col, where, cfg["usage"]["outcome"], cfg["usage"]["window_days"])
-        card, fig = component_figure(ledger, cards, comp, cfg, rates.get(where), fl)
+            rates[where] = device_usage(ledger.col, where, cfg["usage"]["outcome"], cfg["usage"]["window_days"])
+        per_day, rise = rates.get(where, (None, None))
+        card, fig = component_figure(ledger, cards, comp, cfg, per_day, fl, rise)
         band, reasons = health(fig if card else None, ledger.open_failure(comp), th)
         out["components"][comp] = {
             "component": comp, "card": fig.get("card"), "asset": where, "health": band, "reasons": reasons,
