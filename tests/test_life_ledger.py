@@ -348,3 +348,22 @@ def test_error_trend_collar_and_outcome_units_come_from_the_billing_ledger(tmp_p
     assert life["outcome_per_day"] == pytest.approx(10.0)
     assert life["outcome_P50"] == pytest.approx(life["days_P50"] * 10.0)
     h.col.close()
+
+
+def test_a_swap_after_an_error_burst_is_a_derived_failure(tmp_path):
+    h = History(tmp_path / "b.db")
+    h.days("pump-f", 0, 40, 10.0, errors=lambda d: 12 if 24 <= d <= 29 else 0)
+    h.event("pump-f", 0, 0, "installed", "psu", "ecap-0600")
+    h.event("pump-f", 30, 0, "removed", "psu", "ecap-0600")       # swapped the day after the burst
+    h.event("pump-f", 30, 1, "installed", "psu", "ecap-0601")
+    h.event("pump-f", 0, 1, "installed", "aux", "ecap-0602")
+    h.event("pump-f", 15, 0, "removed", "aux", "ecap-0602")       # a quiet swap: nothing derived
+    led = h.ledger()
+    recs = led.records.get("ecap-0600")
+    assert len(recs) == 1 and recs[0]["source"] == "derived" and recs[0]["mode"] == "ERO"
+    assert "72 errors in the 7 days before" in recs[0]["note"]
+    assert "ecap-0602" not in led.records and "ecap-0601" not in led.records
+    assert led.b.execute("SELECT COUNT(*) FROM component_records").fetchone()[0] == 0   # never stored
+    r = rules.assess(led, cardmod.load(), rules.load_config(), component="ecap-0600", store=False)
+    assert r["components"]["ecap-0600"]["health"] == "Critical"
+    h.col.close()

@@ -9,7 +9,9 @@ snapshot) and `stress` (the stress helper: cumulative counts per histogram
 bin at (device, epoch, seq)), joined with `records` for the wall time of a
 snapshot. Owns two: `component_records` (ISO 14224-style failure, repair and
 inspection records, added by the operator with `tally event add`) and
-`life_decisions` (every next-use decision with its trace).
+`life_decisions` (every next-use decision with its trace). Failures the
+data shows (a part removed right after an error burst on its asset) are
+derived on every read and listed with source 'derived'.
 
 A component's installation segments run from an 'installed' event to the
 matching 'removed' one (or to the newest snapshot while it is still in).
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS life_decisions (
 );
 """
 KINDS = ("failure", "repair", "inspection")
+ERRORS = ("err_nack", "err_crc", "err_timeout", "err_range", "log_errors")
+BURST_DAYS = 7          # a removal within this many days of an error burst is a derived failure
+BURST_RATIO = 3.0       # errors of those days against the same span before them
+BURST_MIN = 5           # and at least this many errors in them
 
 # ISO 14224:2016 Annex B codes [mem: from the standard's tables as summarised
 # in public extracts; check against the purchased text]. Failure modes are
@@ -153,6 +159,42 @@ class Ledger:
             self.records.setdefault(r[0], []).append(dict(zip(
                 ("component", "at_s", "kind", "mode", "mechanism", "cause", "detection", "note", "source"), r)))
         self._segments()
+        self._derive()
+
+    def _derive(self):
+        """Failures the data shows without an operator: a part removed right
+        after an error burst on its asset (the errors of the BURST_DAYS days
+        before the removal at least BURST_RATIO times those of the span before
+        and at least BURST_MIN). Derived on every read, never stored; source
+        'derived', detection 5 (continuous condition monitoring)."""
+        days_of = {}
+        for comp, segs in self.segs.items():
+            for seg in segs:
+                end = seg["end"]
+                if not end or not end.get("wall") or end.get("cut"):
+                    continue
+                dev = seg["device"]
+                if dev not in days_of:
+                    try:
+                        days_of[dev] = self.col.ledger(dev).get(dev, {})
+                    except Exception:
+                        days_of[dev] = {}
+                days = days_of[dev]
+                if not days:
+                    continue
+                day = time.strftime("%Y-%m-%d", time.gmtime(end["wall"]))
+                keys = sorted(k for k in days if k <= day)
+                last, prev = keys[-BURST_DAYS:], keys[-2 * BURST_DAYS:-BURST_DAYS]
+                n_last = sum(days[k].get(e, 0) for k in last for e in ERRORS)
+                n_prev = sum(days[k].get(e, 0) for k in prev for e in ERRORS)
+                if n_last >= BURST_MIN and n_last >= BURST_RATIO * max(n_prev, 1):
+                    self.records.setdefault(comp, []).append({
+                        "component": comp, "at_s": int(end["wall"]), "kind": "failure", "mode": "ERO",
+                        "mechanism": "3.3", "cause": "5.6", "detection": "5", "source": "derived",
+                        "note": "removed from %s slot %s after an error burst: %d errors in the %d days before, "
+                                "%d in the %d days before those" % (dev, seg["slot"], n_last, BURST_DAYS, n_prev,
+                                                                     BURST_DAYS)})
+                    self.records[comp].sort(key=lambda r: r["at_s"])
 
     def _segments(self):
         self.segs = {}             # component -> [segment]
@@ -181,7 +223,7 @@ class Ledger:
                     self._flag(comp, "%s is in two assets at once: installed in %s while still in %s slot %s "
                                "since %s; its time in %s is cut at this install"
                                % (comp, here, cur["device"], cur["slot"], _when(cur["start"]), cur["device"]))
-                    cur["end"] = self._cut(cur["device"], wall)
+                    cur["end"] = dict(self._cut(cur["device"], wall), cut=True)
                 open_[comp] = {"component": comp, "device": dev, "slot": slot, "start": end, "end": None}
                 self.segs.setdefault(comp, []).append(open_[comp])
             elif kind == "removed":
