@@ -4,7 +4,6 @@ cards' validation: one line naming what is wrong."""
 import contextlib
 import io
 import math
-import os
 import re
 
 import numpy as np

@@ -9,7 +9,7 @@ import pytest
 from agent.life import cards as cardmod
 from agent.life import passport, rules
 
-from test_life_ledger import DAY, History, _tally, moved  # noqa: F401  (the fixture)
+from test_life_ledger import History, _tally, moved  # noqa: F401  (moved: the fixture)
 
 
 def _report(h, **kw):

@@ -66,7 +66,6 @@ def _totals(idx, nbins, weight=None):
 
 
 def usage_of(fleet, start=0):
-    import numpy as np
     sl = slice(start, None)
     u = {"t_s": _totals(fleet["t_s"][:, sl], 16), "rh_s": _totals(fleet["rh_s"][:, sl], 24),
          "load_s": _totals(fleet["load_s"][:, sl], 8),
