@@ -102,6 +102,9 @@ def run_life(a):
             return err("life: no asset %s in the ledger (no part was ever installed in it)" % a.asset)
         if a.component and a.component not in led.components():
             return err("life: no component %s in the ledger" % a.component)
+        if not led.components():
+            print("tally: life: no components in the ledger yet (no install events in part_events)",
+                  file=sys.stderr)
         if a.fleet:
             cfg["usage"]["calibrate"] = True
         r = rules.assess(led, cards, cfg, asset=a.asset, component=a.component, store=not a.no_store)
