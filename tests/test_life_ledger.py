@@ -16,11 +16,12 @@ from agent.life import rul, rules
 DAY = 86400
 T0 = 1_767_225_600          # 2026-01-01T00:00:00Z
 
-STRESS = """CREATE TABLE IF NOT EXISTS stress (device TEXT, epoch INT, seq INT, hist TEXT,
-    edges_version INT, counts TEXT, PRIMARY KEY(device, epoch, seq, hist))"""
-PARTS = """CREATE TABLE IF NOT EXISTS part_events (device TEXT, epoch INT, seq INT, idx INT,
-    kind TEXT, slot TEXT, component TEXT, wall_s INT, odometers TEXT, detail TEXT,
-    PRIMARY KEY(device, epoch, seq, idx))"""
+# the two helpers' tables as their modules create them (agent/collector/stress.py, parts.py)
+STRESS = """CREATE TABLE IF NOT EXISTS stress (device TEXT NOT NULL, epoch INT NOT NULL, seq INT NOT NULL,
+    hist TEXT NOT NULL, edges_version INT NOT NULL, counts TEXT NOT NULL, PRIMARY KEY(device, epoch, seq, hist))"""
+PARTS = """CREATE TABLE IF NOT EXISTS part_events (device TEXT NOT NULL, epoch INT NOT NULL, seq INT NOT NULL,
+    idx INT NOT NULL, kind TEXT NOT NULL, slot TEXT NOT NULL, component TEXT NOT NULL, wall_s INT NOT NULL,
+    odometers TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY(device, epoch, seq, idx))"""
 
 
 class History:
@@ -54,10 +55,10 @@ class History:
                             (device, 1, d, hist, version, json.dumps([int(x) for x in c])))
         self.db.execute("COMMIT")
 
-    def event(self, device, day, idx, kind, slot, comp, starts=None):
-        odo = {"run_s": day * 3600} if starts is None else {"run_s": day * 3600, "starts": starts}
+    def event(self, device, day, idx, kind, slot, comp, starts=None, detail="swap"):
+        odo = {"run_time": day * 3600} if starts is None else {"run_time": day * 3600, "starts": starts}
         self.db.execute("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (device, 1, day, idx, kind, slot, comp, T0 + day * DAY, json.dumps(odo), None))
+                        (device, 1, day, idx, kind, slot, comp, T0 + day * DAY, json.dumps(odo), detail))
 
     def ledger(self):
         return Ledger(self.col)
@@ -366,4 +367,80 @@ def test_a_swap_after_an_error_burst_is_a_derived_failure(tmp_path):
     assert led.b.execute("SELECT COUNT(*) FROM component_records").fetchone()[0] == 0   # never stored
     r = rules.assess(led, cardmod.load(), rules.load_config(), component="ecap-0600", store=False)
     assert r["components"]["ecap-0600"]["health"] == "Critical"
+    h.col.close()
+
+
+# -- the formats the stress and identity helpers write (docs/wire.md) ------------------------
+
+DEFS_SQL = """CREATE TABLE IF NOT EXISTS stress_defs (device TEXT NOT NULL, edges_version INT NOT NULL,
+    defs TEXT NOT NULL, PRIMARY KEY (device, edges_version))"""
+DEFS = [["load_s", "count", "s", 0, 8, [10, 30, 50, 70, 85, 100, 115], 0],
+        ["t_s", "count", "s", 0, 16, list(range(-5, 66, 5)), 0],
+        ["lux_w", "level", "lx/W", -2, 1, [], 0]]
+
+
+def test_birth_definitions_give_the_bins_and_levels_are_readings(tmp_path):
+    h = History(tmp_path / "d.db")
+    h.db.execute(DEFS_SQL)
+    ver = 0x1a2b3c4d                                   # the definitions' hash, as the device sends it
+    h.db.execute("INSERT INTO stress_defs VALUES (?,?,?)", ("lum-1", ver, json.dumps(DEFS)))
+    h.days("lum-1", 0, 60, 12.0, bin_=6, hist="load_s", nbins=8, version=ver)   # 12 h/day at 92.5 %
+    lux = 500
+    for d in range(0, 61, 10):                        # lux per watt falls 500 -> 350 (levels, not counts)
+        h.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)", ("lum-1", 1, d, "lux_w", ver, json.dumps([lux])))
+        lux -= 25
+    h.days("lum-2", 0, 60, 12.0, bin_=6, hist="load_s", nbins=8, version=0x55555555)   # no definitions
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    src = open(cardmod.HERE + "/led-engine.toml").read()
+    (cards / "led.toml").write_text(src.replace('match = ["led-"]', 'match = ["led-"]\npart_numbers = ["LE-4K-930"]'))
+    h.event("lum-1", 0, 0, "installed", "engine", "at24cs02-00112233445566778899aabbccddeeff", detail="LE-4K-930")
+    h.event("lum-2", 0, 0, "installed", "engine", "at24cs02-ffeeddccbbaa99887766554433221100", detail="LE-4K-930")
+    led = h.ledger()
+    assert led.problems == []                         # a falling lux/W is a reading, not a count going down
+    cs = cardmod.load(str(cards))
+    r = rules.assess(led, cs, rules.load_config(), store=False)
+    c1 = r["components"]["at24cs02-00112233445566778899aabbccddeeff"]
+    assert c1["card"] == "led-engine@1"                # found by the passport's part number
+    assert c1["life"]["condition"] == ["lumen ratio 0.700 < 0.75: collar D >= 0.9"]   # 350/500 lx/W
+    assert c1["health"] in ("Poor", "Fair") and c1["life"]["D_P50"] >= 0.9
+    u = led.usage("at24cs02-00112233445566778899aabbccddeeff")
+    assert u["_layouts"]["load_s"]["values"][6] == 107.5 and u["run_h"] == 60 * 12.0
+    # the same counts under a version with no definitions in the ledger: said, not guessed
+    u2 = led.usage("at24cs02-ffeeddccbbaa99887766554433221100")
+    assert "load_s" in u2 and "load_s" not in u2["_layouts"]
+    h.col.close()
+
+
+def test_a_vanished_part_is_a_derived_failure(tmp_path):
+    h = History(tmp_path / "v.db")
+    h.days("pump-v", 0, 20, 10.0)
+    h.event("pump-v", 0, 0, "installed", "sht4x@0x44", "sht4x-0a0b0c0d")
+    h.event("pump-v", 12, 0, "removed", "sht4x@0x44", "sht4x-0a0b0c0d", detail="vanished")
+    led = h.ledger()
+    (rec,) = led.records["sht4x-0a0b0c0d"]
+    assert (rec["source"], rec["mode"], rec["mechanism"]) == ("derived", "FTF", "3.2")
+    assert "stopped answering in pump-v slot sht4x@0x44" in rec["note"]
+    h.col.close()
+
+
+def test_run_time_and_cycles_odometers_when_there_is_no_load_histogram(tmp_path):
+    h = History(tmp_path / "o.db")
+    h.db.execute("INSERT INTO schemas VALUES (?,?,?)", ("cmp-1", 2, json.dumps(
+        [["run_time", "s", 0, "odometer"], ["cycles", "count", 0, "odometer"]])))
+    for d in range(0, 11):
+        h.db.execute("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                     ("cmp-1", 1, d, d, 0, 2, 1, d * DAY * 1000, T0 + d * DAY, 3, 86400000,
+                      json.dumps([d * 8 * 3600, d * 40]), T0 + (d + 1) * DAY))
+    for d, kind in ((0, "installed"), (5, "removed")):
+        h.db.execute("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     ("cmp-1", 1, d, 0, kind, "motor", "motor-0042", T0 + d * DAY,
+                      json.dumps({"run_time": d * 8 * 3600, "cycles": d * 40}), "swap"))
+    h.db.execute("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                 ("cmp-1", 1, 5, 1, "installed", "motor", "motor-0043", T0 + 5 * DAY,
+                  json.dumps({"run_time": 5 * 8 * 3600, "cycles": 200}), "swap"))
+    led = h.ledger()
+    u_old, u_new = led.usage("motor-0042"), led.usage("motor-0043")
+    assert (u_old["run_h"], u_old["starts"]) == (40.0, 200.0)          # at its removal
+    assert (u_new["run_h"], u_new["starts"]) == (40.0, 200.0)          # since its install, from the newest record
     h.col.close()

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from agent.life import bins
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS component_records (
     component TEXT NOT NULL, at_s {int} NOT NULL, kind TEXT NOT NULL,
@@ -50,6 +52,8 @@ ERRORS = ("err_nack", "err_crc", "err_timeout", "err_range", "log_errors")
 BURST_DAYS = 7          # a removal within this many days of an error burst is a derived failure
 BURST_RATIO = 3.0       # errors of those days against the same span before them
 BURST_MIN = 5           # and at least this many errors in them
+# part_events.detail words (docs/wire.md); anything else is a part number
+REASONS = ("boot", "swap", "burst", "vanished")
 
 # ISO 14224:2016 Annex B codes [mem: from the standard's tables as summarised
 # in public extracts; check against the purchased text]. Failure modes are
@@ -150,6 +154,13 @@ class Ledger:
                                      % (dev, hist, ep, seq))
                 continue
             self.snaps.setdefault((dev, hist), []).append(((ep, seq), wall, ver, c))
+        self.layouts = {}          # (device, edges_version) -> {hist: layout, or None for a level}
+        for dev, ver, defs in _table_rows(self.b, "SELECT device, edges_version, defs FROM stress_defs"):
+            try:
+                ds = json.loads(defs)
+            except ValueError:
+                continue
+            self.layouts[(dev, ver)] = {d[0]: bins.from_def(d) for d in ds if isinstance(d, list) and d}
         self.events = _table_rows(self.b,
             "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
             "ORDER BY device, epoch, seq, idx")
@@ -171,7 +182,17 @@ class Ledger:
         for comp, segs in self.segs.items():
             for seg in segs:
                 end = seg["end"]
-                if not end or not end.get("wall") or end.get("cut"):
+                if not end or end.get("cut"):
+                    continue
+                said = end.get("detail")
+                if said in ("vanished", "burst"):
+                    self._derived(comp, end, "FTF" if said == "vanished" else "ERO",
+                                  "3.2" if said == "vanished" else "3.3",
+                                  "stopped answering in %s slot %s (three failed reads in a row)"
+                                  % (seg["device"], seg["slot"]) if said == "vanished" else
+                                  "swapped in %s slot %s after a burst of bus errors" % (seg["device"], seg["slot"]))
+                    continue
+                if not end.get("wall"):
                     continue
                 dev = seg["device"]
                 if dev not in days_of:
@@ -188,18 +209,21 @@ class Ledger:
                 n_last = sum(days[k].get(e, 0) for k in last for e in ERRORS)
                 n_prev = sum(days[k].get(e, 0) for k in prev for e in ERRORS)
                 if n_last >= BURST_MIN and n_last >= BURST_RATIO * max(n_prev, 1):
-                    self.records.setdefault(comp, []).append({
-                        "component": comp, "at_s": int(end["wall"]), "kind": "failure", "mode": "ERO",
-                        "mechanism": "3.3", "cause": "5.6", "detection": "5", "source": "derived",
-                        "note": "removed from %s slot %s after an error burst: %d errors in the %d days before, "
-                                "%d in the %d days before those" % (dev, seg["slot"], n_last, BURST_DAYS, n_prev,
-                                                                     BURST_DAYS)})
-                    self.records[comp].sort(key=lambda r: r["at_s"])
+                    self._derived(comp, end, "ERO", "3.3",
+                                  "removed from %s slot %s after an error burst: %d errors in the %d days before, "
+                                  "%d in the %d days before those" % (dev, seg["slot"], n_last, BURST_DAYS, n_prev,
+                                                                       BURST_DAYS))
+
+    def _derived(self, comp, end, mode, mechanism, note):
+        self.records.setdefault(comp, []).append({
+            "component": comp, "at_s": int(end.get("wall") or 0), "kind": "failure", "mode": mode,
+            "mechanism": mechanism, "cause": "5.6", "detection": "5", "source": "derived", "note": note})
+        self.records[comp].sort(key=lambda r: r["at_s"])
 
     def _segments(self):
         self.segs = {}             # component -> [segment]
         self.uncertain = {}        # component -> [reason]
-        self.types = {}            # component -> type named by its install event, if any
+        self.part_numbers = {}     # component -> part number its install event read from its passport
         open_ = {}                 # component -> its open segment
         evs = sorted(self.events, key=lambda e: ((e[7] or 0), e[0], e[1], e[2], e[3]))
         for dev, ep, seq, idx, kind, slot, comp, wall, odo, detail in evs:
@@ -208,13 +232,9 @@ class Ledger:
                 odo = json.loads(odo) if odo else {}
             except ValueError:
                 odo = {}
-            try:
-                det = json.loads(detail) if detail else {}
-            except ValueError:
-                det = {}
-            if isinstance(det, dict) and det.get("type"):
-                self.types[comp] = det["type"]
-            end = {"device": dev, "pos": (ep, seq), "wall": wall, "odo": odo}
+            if kind == "installed" and detail and detail not in REASONS:
+                self.part_numbers[comp] = detail           # the part number from the part's passport
+            end = {"device": dev, "pos": (ep, seq), "wall": wall or None, "odo": odo, "detail": detail}
             cur = open_.get(comp)
             if kind == "installed":
                 if cur is not None and (cur["device"], cur["slot"]) == (dev, slot):
@@ -277,12 +297,39 @@ class Ledger:
         snaps = self.snaps.get((device, hist))
         return snaps[-1] if snaps else None
 
+    def _layout(self, device, hist, version):
+        """The layout of a device's histogram: from its birth definitions
+        (stress_defs), else the built-in one of that version; None for a
+        level histogram; False when it is not known."""
+        defs = self.layouts.get((device, version))
+        if defs is not None and hist in defs:
+            return defs[hist]
+        if hist in bins.LEVELS:
+            return None
+        return bins.layout(hist, version) or False
+
+    def _odometers_now(self, device, epoch):
+        """The device's odometers in its newest record, if that record is of
+        the given epoch (odometers start at zero with each epoch, so across
+        epochs the difference means nothing): {metric: value} or {}."""
+        row = self.b.execute("SELECT epoch, schema_id, vals FROM records WHERE device_id = ? "
+                             "ORDER BY epoch DESC, seq DESC LIMIT 1", (device,)).fetchone()
+        if not row or row[0] != epoch:
+            return {}
+        metrics = self.col.schema(device, row[1]) or []
+        try:
+            vals = json.loads(row[2])
+        except ValueError:
+            return {}
+        return {m[0]: v for m, v in zip(metrics, vals) if m[3] == "odometer"}
+
     def segment_usage(self, seg, since_wall=None):
-        """{hist: counts used in the segment} plus run_h, starts and
-        "_versions"; with since_wall, only the part of it after that wall
-        time (the recent window). Problems found mark the component."""
+        """{hist: counts used in the segment} plus run_h, starts, "_layouts"
+        and "_lux_w" (the segment's first and newest lux per watt); with
+        since_wall, only the part of it after that wall time (the recent
+        window). Problems found mark the component."""
         dev = seg["device"]
-        out = {"_versions": {}}
+        out = {"_versions": {}, "_layouts": {}}
         for (d, hist), snaps in self.snaps.items():
             if d != dev:
                 continue
@@ -295,6 +342,13 @@ class Ledger:
                 if dated:
                     a = dated[-1]
             inside = [s for s in snaps if a[0] <= s[0] <= b[0]]
+            lay = self._layout(dev, hist, b[2])
+            if lay is None:                                   # a level: readings, never summed
+                if hist == "lux_w":
+                    lv = [float(s[3][0]) for s in inside if s[3].size and s[3][0] > 0]
+                    if lv:
+                        out["_lux_w"] = (lv[0], lv[-1])
+                continue
             if len({s[2] for s in inside}) > 1:
                 self._flag(seg["component"], "%s: %s changed bin layout inside %s's segment: not evaluated"
                            % (dev, hist, seg["component"]))
@@ -307,26 +361,45 @@ class Ledger:
                 continue
             out[hist] = b[3] - a[3]
             out["_versions"][hist] = b[2]
+            if lay:
+                out["_layouts"][hist] = lay
+        so = seg["start"].get("odo", {})
+        eo = (seg["end"] or {}).get("odo", {}) if seg["end"] else self._odometers_now(dev, seg["start"]["pos"][0])
         if "load_s" in out:
             out["run_h"] = float(out["load_s"].sum()) / 3600.0
-        so, eo = seg["start"].get("odo", {}), (seg["end"] or {}).get("odo", {})
-        if since_wall is None and "starts" in so and "starts" in eo:
-            out["starts"] = float(eo["starts"] - so["starts"])
+        elif since_wall is None and _num(so.get("run_time")) and _num(eo.get("run_time")):
+            out["run_h"] = float(eo["run_time"] - so["run_time"]) / 3600.0
+        for name in ("starts", "cycles"):
+            if since_wall is None and _num(so.get(name)) and _num(eo.get(name)):
+                out["starts"] = float(eo[name] - so[name])
+                break
         return out
 
     def usage(self, comp):
         """Everything the component has used over all its segments, in any
         asset: the counts add up (Miner is linear)."""
-        total = {"_versions": {}}
+        total = {"_versions": {}, "_layouts": {}}
+        dropped = set()
         for seg in self.segs.get(comp, []):
             u = self.segment_usage(seg)
+            for h, lay in u["_layouts"].items():
+                have = total["_layouts"].get(h)
+                if have is not None and have["values"] != lay["values"]:
+                    self._flag(comp, "%s: the %s bins of %s differ from those of its earlier assets: not added up"
+                               % (comp, h, seg["device"]))
+                    dropped.add(h)
+                total["_layouts"][h] = lay
             for k, v in u.items():
-                if k == "_versions":
-                    total["_versions"].update(v)
+                if k in ("_versions", "_layouts"):
+                    total[k].update(v) if k == "_versions" else None
+                elif k == "_lux_w":
+                    total[k] = v                              # the newest segment's
                 elif k in total:
                     total[k] = total[k] + v
                 else:
                     total[k] = v
+        for h in dropped:
+            total.pop(h, None)
         return total
 
     def newest_wall(self, device):
@@ -408,6 +481,10 @@ class Ledger:
         return [dict(zip(("subject", "digest", "at_s", "decision", "health", "cards", "trace"), r)) for r in
                 self.b.execute("SELECT subject, digest, at_s, decision, health, cards, trace FROM life_decisions "
                                "WHERE subject = ? ORDER BY at_s", (subject,))]
+
+
+def _num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _when(end):

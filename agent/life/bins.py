@@ -34,11 +34,42 @@ LAYOUTS = {
     ("t_s", 1): {"unit": "degC", "values": mids(_T_EDGES)},
     ("load_s", 1): {"unit": "%", "values": mids(_LOAD_EDGES, low_width=10.0, high_width=10.0)},
     ("rh_s", 1): {"unit": "(%RH, degC)", "values": _rh_cells()},
-    ("vib_zone_s", 1): {"unit": "zone", "values": ["A", "B", "C", "D"]},
-    ("sw_ops", 1): {"unit": "Ic/Ie", "values": [1.0, 2.1, 4.75, 8.0]},
+    ("vib_s", 1): {"unit": "zone", "values": ["A", "B", "C", "D"]},
+    ("sw_ops", 1): {"unit": "Ic/Ie", "values": mids([1.2, 3.0, 6.5])},
     ("dim_s", 1): {"unit": "%", "values": [12.5, 37.5, 62.5, 87.5]},
 }
 
 
+LEVELS = ("vib", "starts_h", "lux_w")
+
+
 def layout(hist, version):
     return LAYOUTS.get((hist, version))
+
+
+def from_def(d):
+    """The layout of one birth definition [name, kind, unit, scale, bins,
+    edges, ref], or None (a level, or a shape this module cannot read)."""
+    try:
+        name, kind, _unit, _scale, nb, edges = d[:6]
+    except (TypeError, ValueError):
+        return None
+    if kind != "count":
+        return None
+    if name == "vib_s" and nb == 4:
+        return {"unit": "zone", "values": ["A", "B", "C", "D"]}
+    if name == "rh_s":
+        if not (isinstance(edges, list) and len(edges) == 2 and len(edges[0]) + 1 == 6 and len(edges[1]) + 1 == 4):
+            return None
+        rh = mids([float(x) for x in edges[0]], low_width=20.0, high_width=10.0)
+        t = mids([float(x) for x in edges[1]])
+        return {"unit": "(%RH, degC)", "values": [(r, tc) for r in rh for tc in t]}
+    if not isinstance(edges, list) or len(edges) + 1 != nb or len(edges) < 2:
+        return None
+    e = [float(x) / (10.0 if name == "sw_ops" else 1.0) for x in edges]     # sw_ops edges are tenths
+    if name in ("load_s", "dim_s"):
+        vals = mids(e, low_width=e[0] if name == "load_s" else None, high_width=10.0 if name == "load_s" else None)
+    else:
+        vals = mids(e)
+    unit = {"t_s": "degC", "load_s": "%", "dim_s": "%", "sw_ops": "Ic/Ie"}.get(name, "")
+    return {"unit": unit, "values": vals}

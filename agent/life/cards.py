@@ -174,7 +174,10 @@ def validate(doc, path="<card>"):
     unknown = sorted(set(cond) - set(CONDITION))
     if unknown:
         raise CardError("%s: [condition] has unknown key %s" % (where, unknown[0]))
-    return {"type": ctype, "version": ver, "match": match, "title": doc.get("title", ""), "path": path,
+    pns = doc.get("part_numbers", [])
+    if not (isinstance(pns, list) and all(isinstance(x, str) and x for x in pns)):
+        raise CardError("%s: part_numbers must be a list of part numbers (as the part's passport names them)" % where)
+    return {"type": ctype, "version": ver, "match": match, "part_numbers": pns, "title": doc.get("title", ""), "path": path,
             "weibull": weibull, "mechanisms": out, "condition": condition,
             "cost": doc.get("cost", {}), "replaceable": bool(doc.get("replaceable", True)),
             "core": bool(doc.get("core", False))}
@@ -205,8 +208,13 @@ def load(extra_dir=None):
     return cards
 
 
-def for_component(cards, component):
-    """The card whose longest match prefix starts the component id, or None."""
+def for_component(cards, component, part_number=None):
+    """The card that lists the part number its passport gave, else the card
+    whose longest match prefix starts the component id, or None."""
+    if part_number:
+        for c in cards.values():
+            if part_number in c["part_numbers"]:
+                return c
     best = None
     for c in cards.values():
         for m in c["match"]:

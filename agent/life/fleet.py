@@ -70,9 +70,7 @@ def fleet(ledger, cards):
     """{card ref: calibration + the components behind it}."""
     by_type = {}
     for comp in ledger.components():
-        typ = ledger.types.get(comp)
-        card = cards.get(typ) if typ else None
-        card = card or cardmod.for_component(cards, comp)
+        card = cardmod.for_component(cards, comp, ledger.part_numbers.get(comp))
         if card is None:
             continue
         e = by_type.setdefault(cardmod.ref(card), {"card": card, "failed": [], "running": [], "left_out": []})

@@ -111,9 +111,11 @@ def mechanism_damage(m, usage, P):
     c = usage.get(m["hist"])
     if c is None:
         return None, None, None, "no %s histogram in the history" % m["hist"]
-    lay = bins.layout(m["hist"], usage.get("_versions", {}).get(m["hist"], 1))
+    lay = usage.get("_layouts", {}).get(m["hist"]) or bins.layout(m["hist"], usage.get("_versions", {}).get(
+        m["hist"], 1))
     if lay is None:
-        return None, None, None, "no layout for %s version %s" % (m["hist"], usage["_versions"][m["hist"]])
+        return None, None, None, "no bin layout for %s version %s (no birth definitions in the ledger)" % (
+            m["hist"], usage["_versions"][m["hist"]])
     c = np.atleast_2d(np.asarray(c, float))
     if m["hist"] != "sw_ops":
         c = c / 3600.0                       # seconds -> hours
@@ -199,10 +201,10 @@ def _pct(x, q):
     return float(np.percentile(x, q)) if x.size else None
 
 
-def _dominant(m, share):
+def _dominant(m, share, usage):
     if share is None:
         return None
-    lay = bins.layout(m["hist"], 1)
+    lay = usage.get("_layouts", {}).get(m["hist"]) or bins.layout(m["hist"], 1)
     i = int(np.argmax(share))
     return "%.0f%% of the damage from the %s bin %s %s" % (100 * share[i], m["hist"], lay["values"][i], lay["unit"])
 
@@ -249,7 +251,7 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
                     "rul_P10": _pct(x, 10), "rul_P50": _pct(x, 50), "rul_P90": _pct(x, 90),
                     "unit": "ops" if m["hist"] == "sw_ops" or (m["model"] == "runtime" and "life_h" not in P)
                     else "h at rated conditions",
-                    "dominant": _dominant(m, share)})
+                    "dominant": _dominant(m, share, usage)})
         if recent is not None:
             dr, _, _, miss_r = mechanism_damage(m, recent, P)
             if miss_r is None and calibration is not None and calibration["weight"] > 0:

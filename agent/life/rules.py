@@ -207,20 +207,15 @@ def device_usage(col, device, name, window_days):
 
 
 def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None, error_rise=None):
-    card = None
-    typ = ledger.types.get(comp)
-    if typ and typ in cards:
-        card = cards[typ]
+    card = cardmod.for_component(cards, comp, ledger.part_numbers.get(comp))
     if card is None:
-        card = cardmod.for_component(cards, comp)
-    if card is None:
-        return None, {"uncertain": ["no life card rates %s (no card's match prefix fits, no type in its install "
-                                    "event)" % comp]}
+        return None, {"uncertain": ["no life card rates %s (no card's match prefix fits it, nor lists the part "
+                                    "number of its passport)" % comp]}
     use = cfg["usage"]
     usage = ledger.usage(comp)
     recent, days = ledger.recent(comp, use["window_days"])
     fig = rul.evaluate(card, usage, recent, window_days=days or use["window_days"],
-                       evidence=_evidence(recent, days, error_rise), outcome_per_day=outcome_per_day,
+                       evidence=_evidence(recent, days, error_rise, usage), outcome_per_day=outcome_per_day,
                        outcome_unit=use["outcome"], samples=use["samples"], seed=use["seed"],
                        calibration=(fleet or {}).get(card["type"]))
     if outcome_per_day is None and recent is not None:
@@ -235,10 +230,13 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None,
     return card, fig
 
 
-def _evidence(recent, days, error_rise=None):
+def _evidence(recent, days, error_rise=None, usage=None):
     ev = {}
-    if recent and "vib_zone_s" in recent:
-        ev["vib_zone_h"] = [float(x) / 3600.0 for x in recent["vib_zone_s"]]
+    if recent and "vib_s" in recent:
+        ev["vib_zone_h"] = [float(x) / 3600.0 for x in recent["vib_s"]]
+    lux = (usage or {}).get("_lux_w")
+    if lux:
+        ev["lumen_ratio"] = lux[1] / lux[0]
     if error_rise is not None:
         ev["error_rise"] = error_rise
     return ev or None
