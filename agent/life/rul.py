@@ -272,7 +272,7 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
         first = np.min(np.vstack(days_all), axis=0)
         out["days_P10"], out["days_P50"], out["days_P90"] = _pct(first, 10), _pct(first, 50), _pct(first, 90)
         worst = max((r for r in out["mechanisms"] if "rate_per_day_P50" in r), key=lambda r: r["D_P50"])
-        out["rate_assumption"] = ("the damage rate of the last %g days continues (%s: D +%.2e per day, "
+        out["rate_assumption"] = ("the damage rate of the last %.3g days continues (%s: D +%.2e per day, "
                                   "P50 of the card's range)" % (window_days, worst["name"], worst["rate_per_day_P50"]))
         if outcome_per_day:
             out["outcome_P10"], out["outcome_P50"], out["outcome_P90"] = (

@@ -34,7 +34,7 @@ DEFAULTS = {
 }
 ASSET_KEYS = {"contract_days_left": (int, float), "next_term_days": (int, float), "fx_ok": bool,
               "legal_flag": bool, "tg": (int, float), "payback_days": (int, float), "u_ratio": (int, float),
-              "contract_ends": bool, "retired": bool, "reman_cost_ratio": (int, float)}
+              "contract_ends": bool, "retired": bool, "reman_cost_ratio": (int, float), "outcome": str}
 
 
 class ConfigError(ValueError):
@@ -206,7 +206,8 @@ def device_usage(col, device, name, window_days):
     return (tot / len(last) if tot else None), rise
 
 
-def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None, error_rise=None):
+def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None, error_rise=None,
+                     outcome="units"):
     card = cardmod.for_component(cards, comp, ledger.part_numbers.get(comp))
     if card is None:
         return None, {"uncertain": ["no life card rates %s (no card's match prefix fits it, nor lists the part "
@@ -216,17 +217,17 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None,
     recent, days = ledger.recent(comp, use["window_days"])
     fig = rul.evaluate(card, usage, recent, window_days=days or use["window_days"],
                        evidence=_evidence(recent, days, error_rise, usage), outcome_per_day=outcome_per_day,
-                       outcome_unit=use["outcome"], samples=use["samples"], seed=use["seed"],
+                       outcome_unit=outcome, samples=use["samples"], seed=use["seed"],
                        calibration=(fleet or {}).get(card["type"]))
     if outcome_per_day is None and recent is not None:
-        fig["uncertain"].append("no '%s' odometer moved in the window: no figures in outcome units"
-                                % use["outcome"])
+        fig["uncertain"].append("no '%s' odometer moved in the window (the asset's outcome odometer: [usage] "
+                                "outcome or [asset.ID] outcome): no figures in outcome units" % outcome)
     if recent is None:
         fig["uncertain"].append("no dated snapshots in the last %s days: no usage rate, no calendar figures"
                                 % use["window_days"])
     fig["uncertain"] = list(ledger.uncertain.get(comp, [])) + fig["uncertain"]
-    if days is not None and days < use["window_days"]:
-        fig["rate_assumption"] = fig.get("rate_assumption", "") + " (window covers %.1f days)" % days
+    if days is not None and days < use["window_days"] and fig.get("rate_assumption"):
+        fig["rate_assumption"] += " (the part's stay covers only %.1f of the %g days asked)" % (days, use["window_days"])
     return card, fig
 
 
@@ -258,10 +259,11 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
     for comp in comps:
         segs = ledger.segs.get(comp, [])
         where = segs[-1]["device"] if segs and segs[-1]["end"] is None else None
+        outcome = cfg["asset"].get(where, {}).get("outcome", cfg["usage"]["outcome"])
         if where and where not in rates:
-            rates[where] = device_usage(ledger.col, where, cfg["usage"]["outcome"], cfg["usage"]["window_days"])
+            rates[where] = device_usage(ledger.col, where, outcome, cfg["usage"]["window_days"])
         per_day, rise = rates.get(where, (None, None))
-        card, fig = component_figure(ledger, cards, comp, cfg, per_day, fl, rise)
+        card, fig = component_figure(ledger, cards, comp, cfg, per_day, fl, rise, outcome)
         band, reasons = health(fig if card else None, ledger.open_failure(comp), th)
         out["components"][comp] = {
             "component": comp, "card": fig.get("card"), "asset": where, "health": band, "reasons": reasons,
