@@ -129,7 +129,8 @@ def bench_life(assets=1000, hours=HOURS, runs=3, samples=None, seed=7, progress=
             "reevaluate_all_s": times, "goal_s": 60.0, "goal_met": statistics.median(times) < 60.0,
             "cards_after": sorted("%s@%d" % (c["type"], c["version"]) for c in new.values()),
             "assets_whose_figure_changed": moved,
-            "fleet_D_P90": {"max": float(d90.max()), "median": float(np.median(d90))}}
+            "fleet_D_P90": {"max": float(d90.max()), "median": float(np.median(d90))},
+            "median_D_P90_per_card": {k: float(np.median(after[k]["D_P90"])) for k in sorted(cards)}}
 
 
 def report(r):
@@ -143,6 +144,8 @@ def report(r):
     print("  assets whose D P50 moved, per card: %s" % ", ".join("%s %d" % kv for kv in
                                                                   sorted(r["assets_whose_figure_changed"].items())))
     print("  fleet worst-part D_P90: median %.3f, max %.3f" % (r["fleet_D_P90"]["median"], r["fleet_D_P90"]["max"]))
+    print("  median D_P90 per card after 2 years: %s" % ", ".join(
+        "%s %.3f" % kv for kv in sorted(r["median_D_P90_per_card"].items())))
     if r["assets"] < 1000 or r["hours"] < HOURS:
         print("Goals: not measured at %d assets x %d hours (the goal is 1,000 x %d)" % (r["assets"], r["hours"], HOURS))
         return 0
