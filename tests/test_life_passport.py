@@ -63,6 +63,20 @@ def test_dpp_json_is_strict_and_carries_the_decision(tmp_path):
     h.col.close()
 
 
+def test_tally_life_json_is_strict(tmp_path, capsys):
+    h = History(tmp_path / "s.db")
+    h.days("pump-s", 0, 5, 10.0)
+    h.db.execute("UPDATE records SET vals = '[0, 0]'")          # nothing delivered: no outcome rate
+    h.event("pump-s", 0, 0, "installed", "psu", "ecap-0501")
+    h.event("pump-s", 0, 1, "installed", "aux", "nocard-1")
+    h.col.close()
+    rc, out, _ = _tally(["life", "--db", str(tmp_path / "s.db"), "--json", "--no-store"], capsys)
+    assert rc == 0 and "Infinity" not in out and "NaN" not in out
+    d = json.loads(out)
+    assert d["components"]["nocard-1"]["health"] == "Unknown"
+    assert d["assets"]["pump-s"]["health"] == "Unknown"            # never hidden behind a Good
+
+
 def test_tally_passport(moved, capsys, tmp_path):  # noqa: F811
     db = moved.col.db_path
     out = tmp_path / "pp.json"

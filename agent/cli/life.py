@@ -111,7 +111,8 @@ def run_life(a):
     finally:
         col.close()
     if a.json:
-        json.dump(r, sys.stdout, indent=2, sort_keys=True, default=str)
+        # strict JSON: a figure that does not exist (no rate: infinite days) is null
+        json.dump(rules.strict(r), sys.stdout, indent=2, sort_keys=True, default=str, allow_nan=False)
         sys.stdout.write("\n")
     else:
         _print(r, sys.stdout)

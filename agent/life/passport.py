@@ -251,16 +251,6 @@ def dpp(report, asset=None, component=None):
             "components": [one(c) for c in a["parts"]]}
 
 
-def _clean(x):
-    """Strict JSON: infinite or missing figures become null."""
-    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def dumps(obj):
-    return json.dumps(_clean(obj), indent=2, sort_keys=True, allow_nan=False)
+    from agent.life.rules import strict
+    return json.dumps(strict(obj), indent=2, sort_keys=True, allow_nan=False)

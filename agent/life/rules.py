@@ -77,6 +77,17 @@ def load_config(path=None):
     return cfg
 
 
+def strict(x):
+    """x with infinite or NaN floats as None, for strict JSON."""
+    if isinstance(x, float) and (x != x or x in (math.inf, -math.inf)):
+        return None
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict(v) for v in x]
+    return x
+
+
 def health(fig, open_failure, th):
     """(band, [reasons]) of one component from its figures."""
     if open_failure is not None:
