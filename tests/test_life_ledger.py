@@ -444,3 +444,13 @@ def test_run_time_and_cycles_odometers_when_there_is_no_load_histogram(tmp_path)
     assert (u_old["run_h"], u_old["starts"]) == (40.0, 200.0)          # at its removal
     assert (u_new["run_h"], u_new["starts"]) == (40.0, 200.0)          # since its install, from the newest record
     h.col.close()
+
+
+def test_a_scoped_read_gives_the_same_figures(moved):
+    moved.days("pump-z", 0, 200, 24.0, bin_=15)          # an asset that has nothing to do with pump-b
+    full = moved.ledger()
+    scoped = Ledger(moved.col, asset="pump-b")
+    assert scoped.scope == ["pump-a", "pump-b"]        # ecap-0001 came from pump-a
+    for c in ("ecap-0001", "ecap-0002"):
+        assert scoped.usage(c)["t_s"].tolist() == full.usage(c)["t_s"].tolist()
+    assert Ledger(moved.col, component="ecap-0002").scope == ["pump-b"]

@@ -97,7 +97,7 @@ def run_life(a):
     if col is None:
         return rc
     try:
-        led = Ledger(col)
+        led = Ledger(col) if a.fleet else Ledger(col, asset=a.asset, component=a.component)
         if a.asset and a.asset not in led.assets():
             return err("life: no asset %s in the ledger (no part was ever installed in it)" % a.asset)
         if a.component and a.component not in led.components():
@@ -131,7 +131,7 @@ def run_event(a):
     if col is None:
         return rc
     try:
-        led = Ledger(col)
+        led = Ledger(col, component=a.component)
         led.add_record(a.component, a.kind, at_s=at, mode=a.mode, mechanism=a.mechanism, cause=a.cause,
                        detection=a.detection, note=a.note)
     except LedgerError as e:
@@ -157,7 +157,7 @@ def run_passport(a):
     if col is None:
         return rc
     try:
-        led = Ledger(col)
+        led = Ledger(col, asset=a.asset, component=a.component)
         if a.asset and a.asset not in led.assets():
             return err("passport: no asset %s in the ledger (no part was ever installed in it)" % a.asset)
         if a.component and a.component not in led.components():

@@ -127,33 +127,58 @@ class Ledger:
     PostgreSQL). Reading builds everything from the tables each time: the
     history is the truth, figures are never stored except decisions."""
 
-    def __init__(self, col):
+    def __init__(self, col, asset=None, component=None):
+        """asset or component: read the stress snapshots of only the assets
+        that matter to it (the asset and wherever its parts have been, or
+        wherever the component has been); figures of other components are
+        then not made from this Ledger."""
         self.col = col
         self.b = col._b
         ensure(self.b, self.b.TYPES)
         self.problems = []
-        self._load()
+        self._load(asset, component)
 
     # -- reading ---------------------------------------------------------------
 
-    def _load(self):
+    def _load(self, asset=None, component=None):
+        self.events = _table_rows(self.b,
+            "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
+            "ORDER BY device, epoch, seq, idx")
+        self.scope = None
+        if asset or component:
+            comps = {e[6] for e in self.events if e[0] == asset} if asset else {component}
+            self.scope = sorted({e[0] for e in self.events if e[6] in comps} | ({asset} if asset else set()))
+        where, args = "", ()
+        if self.scope is not None:
+            where, args = "WHERE s.device IN (%s) " % ",".join("?" * len(self.scope)), tuple(self.scope)
         rows = _table_rows(self.b,
             "SELECT s.device, s.epoch, s.seq, s.hist, s.edges_version, s.counts, r.wall_s, r.wall_q, r.received_s "
             "FROM stress s "
-            "LEFT JOIN records r ON r.device_id = s.device AND r.epoch = s.epoch AND r.seq = s.seq "
-            "ORDER BY s.device, s.hist, s.epoch, s.seq")
+            "LEFT JOIN records r ON r.device_id = s.device AND r.epoch = s.epoch AND r.seq = s.seq " + where +
+            "ORDER BY s.device, s.hist, s.epoch, s.seq", args)
         self.snaps = {}            # (device, hist) -> [(pos, wall or None, version, counts)]
+        raw = {}
         for dev, ep, seq, hist, ver, counts, wall, wall_q, rx in rows:
             # the record's own wall time when the device had a good clock,
             # else when the collector received it (timeline.py's last resort)
             wall = wall if wall_q and wall and wall > 0 else (int(rx) if rx else None)
-            try:
-                c = np.asarray(json.loads(counts), float)
+            raw.setdefault((dev, hist), []).append(((ep, seq), wall, ver, counts))
+        for key, items in raw.items():
+            try:                                  # one parse per series: the rows' lists side by side
+                lists = json.loads("[%s]" % ",".join(x[3] for x in items))
             except (ValueError, TypeError):
-                self.problems.append("stress %s %s epoch %s seq %s: counts are not a JSON list of numbers"
-                                     % (dev, hist, ep, seq))
-                continue
-            self.snaps.setdefault((dev, hist), []).append(((ep, seq), wall, ver, c))
+                lists = None
+            snaps = []
+            for i, (pos, wall, ver, counts) in enumerate(items):
+                c = lists[i] if lists is not None else _parse(counts)
+                if not isinstance(c, list) or not all(_num(v) for v in c):
+                    self.problems.append("stress %s %s epoch %s seq %s: counts are not a JSON list of numbers"
+                                         % (key[0], key[1], pos[0], pos[1]))
+                    continue
+                snaps.append((pos, wall, ver, np.asarray(c, float)))
+            if snaps:
+                self.snaps[key] = snaps
+        self._index()
         self.layouts = {}          # (device, edges_version) -> {hist: layout, or None for a level}
         for dev, ver, defs in _table_rows(self.b, "SELECT device, edges_version, defs FROM stress_defs"):
             try:
@@ -161,9 +186,6 @@ class Ledger:
             except ValueError:
                 continue
             self.layouts[(dev, ver)] = {d[0]: bins.from_def(d) for d in ds if isinstance(d, list) and d}
-        self.events = _table_rows(self.b,
-            "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
-            "ORDER BY device, epoch, seq, idx")
         self.records = {}
         for r in self.b.execute("SELECT component, at_s, kind, mode, mechanism, cause, detection, note, source "
                                 "FROM component_records ORDER BY component, at_s"):
@@ -171,6 +193,28 @@ class Ledger:
                 ("component", "at_s", "kind", "mode", "mechanism", "cause", "detection", "note", "source"), r)))
         self._segments()
         self._derive()
+
+    def _index(self):
+        """Per (device, hist): positions, walls, versions, and where the
+        counts go down or the layout version changes, computed once, so a
+        segment's use is a few bisections however long the history."""
+        self.idx = {}
+        self.newest = {}
+        for key, snaps in self.snaps.items():
+            pos = [x[0] for x in snaps]
+            walls = [x[1] for x in snaps]
+            vers = [x[2] for x in snaps]
+            vchg = [i for i in range(1, len(vers)) if vers[i] != vers[i - 1]]
+            try:
+                diff = np.diff(np.vstack([x[3] for x in snaps]), axis=0)
+                down = [int(i) + 1 for i in np.nonzero(np.any(diff < 0, axis=1))[0]]
+            except ValueError:                    # bins of different lengths: compare pairwise
+                down = [i for i in range(1, len(snaps)) if snaps[i][3].shape != snaps[i - 1][3].shape
+                        or np.any(snaps[i][3] < snaps[i - 1][3])]
+            self.idx[key] = (pos, walls, vchg, down)
+            w = [x for x in walls if x]
+            if w:
+                self.newest[key[0]] = max(self.newest.get(key[0], 0), max(w))
 
     def _derive(self):
         """Failures the data shows without an operator: a part removed right
@@ -195,6 +239,8 @@ class Ledger:
                 if not end.get("wall"):
                     continue
                 dev = seg["device"]
+                if self.scope is not None and dev not in self.scope:
+                    continue
                 if dev not in days_of:
                     try:
                         days_of[dev] = self.col.ledger(dev).get(dev, {})
@@ -283,19 +329,12 @@ class Ledger:
                 if s["device"] == device and s["end"] is None}
 
     def _at(self, device, hist, pos):
-        """The cumulative counts at or before pos (zeros before the first:
-        counters start at zero and are never reset)."""
-        snaps = self.snaps.get((device, hist))
-        if not snaps:
+        """Index of the newest snapshot at or before pos (-1: before the
+        first; counters start at zero and are never reset), or None."""
+        ix = self.idx.get((device, hist))
+        if not ix:
             return None
-        i = bisect.bisect_right([s[0] for s in snaps], pos) - 1
-        if i < 0:
-            return snaps[0][0], None, snaps[0][2], np.zeros_like(snaps[0][3])
-        return snaps[i]
-
-    def _latest(self, device, hist):
-        snaps = self.snaps.get((device, hist))
-        return snaps[-1] if snaps else None
+        return bisect.bisect_right(ix[0], pos) - 1
 
     def _layout(self, device, hist, version):
         """The layout of a device's histogram: from its birth definitions
@@ -333,34 +372,38 @@ class Ledger:
         for (d, hist), snaps in self.snaps.items():
             if d != dev:
                 continue
-            a = self._at(dev, hist, seg["start"]["pos"])
-            b = self._at(dev, hist, seg["end"]["pos"]) if seg["end"] else snaps[-1]
-            if a is None or b is None:
+            pos, walls, vchg, down = self.idx[(d, hist)]
+            ia = self._at(dev, hist, seg["start"]["pos"])
+            ib = self._at(dev, hist, seg["end"]["pos"]) if seg["end"] else len(snaps) - 1
+            if ib < 0 or ib < ia:
                 continue
             if since_wall is not None:
-                dated = [s for s in snaps if s[1] is not None and s[1] <= since_wall and s[0] >= a[0]]
-                if dated:
-                    a = dated[-1]
-            inside = [s for s in snaps if a[0] <= s[0] <= b[0]]
-            lay = self._layout(dev, hist, b[2])
+                j = ib
+                while j > max(ia, 0) and (walls[j] is None or walls[j] > since_wall):
+                    j -= 1
+                if j >= 0 and walls[j] is not None and walls[j] <= since_wall and j > ia:
+                    ia = j
+            lay = self._layout(dev, hist, snaps[ib][2])
             if lay is None:                                   # a level: readings, never summed
                 if hist == "lux_w":
-                    lv = [float(s[3][0]) for s in inside if s[3].size and s[3][0] > 0]
+                    lv = [float(x[3][0]) for x in snaps[max(ia, 0):ib + 1] if x[3].size and x[3][0] > 0]
                     if lv:
                         out["_lux_w"] = (lv[0], lv[-1])
                 continue
-            if len({s[2] for s in inside}) > 1:
+            lo = max(ia, 0)
+            if bisect.bisect_right(vchg, ib) > bisect.bisect_right(vchg, lo):
                 self._flag(seg["component"], "%s: %s changed bin layout inside %s's segment: not evaluated"
                            % (dev, hist, seg["component"]))
                 continue
-            bad = next((i for i in range(1, len(inside)) if np.any(inside[i][3] < inside[i - 1][3])), None)
-            if bad is not None or np.any(b[3] < a[3]):
-                s = inside[bad] if bad is not None else b
+            k = bisect.bisect_right(down, lo)
+            if k < len(down) and down[k] <= ib:
+                p = pos[down[k]]
                 self._flag(seg["component"], "%s: %s counts went down at epoch %s seq %s (counters never reset): "
-                           "%s's use of it is uncertain" % (dev, hist, s[0][0], s[0][1], seg["component"]))
+                           "%s's use of it is uncertain" % (dev, hist, p[0], p[1], seg["component"]))
                 continue
-            out[hist] = b[3] - a[3]
-            out["_versions"][hist] = b[2]
+            a_counts = snaps[ia][3] if ia >= 0 else np.zeros_like(snaps[ib][3])
+            out[hist] = snaps[ib][3] - a_counts
+            out["_versions"][hist] = snaps[ib][2]
             if lay:
                 out["_layouts"][hist] = lay
         so = seg["start"].get("odo", {})
@@ -403,8 +446,7 @@ class Ledger:
         return total
 
     def newest_wall(self, device):
-        walls = [s[1] for (d, _h), snaps in self.snaps.items() if d == device for s in snaps if s[1]]
-        return max(walls) if walls else None
+        return self.newest.get(device)
 
     def recent(self, comp, window_days):
         """Usage over the last window_days of the component's newest segment
@@ -485,6 +527,13 @@ class Ledger:
 
 def _num(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _parse(text):
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
 
 
 def _when(end):
