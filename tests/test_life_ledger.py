@@ -454,3 +454,12 @@ def test_a_scoped_read_gives_the_same_figures(moved):
     for c in ("ecap-0001", "ecap-0002"):
         assert scoped.usage(c)["t_s"].tolist() == full.usage(c)["t_s"].tolist()
     assert Ledger(moved.col, component="ecap-0002").scope == ["pump-b"]
+
+
+def test_a_snapshot_that_is_not_a_list_of_numbers_is_said_and_skipped(moved):
+    moved.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)", ("pump-b", 1, 500, "t_s", 1, "oops"))
+    moved.db.execute("INSERT INTO stress VALUES (?,?,?,?,?,?)", ("pump-b", 1, 501, "t_s", 1, '["a", 1]'))
+    led = moved.ledger()
+    assert led.problems == ["stress pump-b t_s epoch 1 seq 500: counts are not a JSON list of numbers",
+                            "stress pump-b t_s epoch 1 seq 501: counts are not a JSON list of numbers"]
+    assert led.usage("ecap-0002")["t_s"][8] == 99 * 20 * 3600         # the good snapshots still count

@@ -169,13 +169,14 @@ class Ledger:
             except (ValueError, TypeError):
                 lists = None
             snaps = []
+            grid = _grid(lists)
             for i, (pos, wall, ver, counts) in enumerate(items):
-                c = lists[i] if lists is not None else _parse(counts)
-                if not isinstance(c, list) or not all(_num(v) for v in c):
+                c = grid[i] if grid is not None else _row(lists[i] if lists is not None else _parse(counts))
+                if c is None:
                     self.problems.append("stress %s %s epoch %s seq %s: counts are not a JSON list of numbers"
                                          % (key[0], key[1], pos[0], pos[1]))
                     continue
-                snaps.append((pos, wall, ver, np.asarray(c, float)))
+                snaps.append((pos, wall, ver, c))
             if snaps:
                 self.snaps[key] = snaps
         self._index()
@@ -527,6 +528,25 @@ class Ledger:
 
 def _num(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _grid(lists):
+    """A series' rows as one (n, bins) float array when every row is a list
+    of finite numbers of one length (the usual case), else None."""
+    if not lists or not all(type(x) is list for x in lists):
+        return None
+    try:
+        g = np.asarray(lists, dtype=float)
+    except (ValueError, TypeError):
+        return None
+    return g if g.ndim == 2 and g.shape[1] and np.all(np.isfinite(g)) else None
+
+
+def _row(c):
+    """One row's counts as a float array, or None if it is not a list of numbers."""
+    if not isinstance(c, list) or not c or not all(_num(v) for v in c):
+        return None
+    return np.asarray(c, float)
 
 
 def _parse(text):
