@@ -463,3 +463,15 @@ def test_a_snapshot_that_is_not_a_list_of_numbers_is_said_and_skipped(moved):
     assert led.problems == ["stress pump-b t_s epoch 1 seq 500: counts are not a JSON list of numbers",
                             "stress pump-b t_s epoch 1 seq 501: counts are not a JSON list of numbers"]
     assert led.usage("ecap-0002")["t_s"][8] == 99 * 20 * 3600         # the good snapshots still count
+
+
+def test_events_without_wall_time_keep_their_device_order(tmp_path):
+    h = History(tmp_path / "w.db")
+    h.days("pump-w", 0, 10, 10.0)
+    h.event("pump-w", 2, 0, "installed", "psu", "ecap-0700")
+    h.event("pump-w", 6, 0, "removed", "psu", "ecap-0700")
+    h.db.execute("UPDATE part_events SET wall_s = 0 WHERE kind = 'removed'")    # a clock not yet set
+    led = h.ledger()
+    assert led.problems == []
+    assert led.usage("ecap-0700")["t_s"][14] == 4 * 10 * 3600
+    h.col.close()

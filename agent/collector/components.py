@@ -272,7 +272,15 @@ class Ledger:
         self.uncertain = {}        # component -> [reason]
         self.part_numbers = {}     # component -> part number its install event read from its passport
         open_ = {}                 # component -> its open segment
-        evs = sorted(self.events, key=lambda e: ((e[7] or 0), e[0], e[1], e[2], e[3]))
+        # one device's events in its own order (epoch, seq, idx); across
+        # devices by wall time, an unknown one (0) or one that goes back
+        # taking the device's latest before it
+        eff, last = [], {}
+        for e in sorted(self.events, key=lambda e: (e[0], e[1], e[2], e[3])):
+            w = max(last.get(e[0], 0), e[7] or 0)
+            last[e[0]] = w
+            eff.append((w, e))
+        evs = [e for _, e in sorted(eff, key=lambda x: (x[0], x[1][0], x[1][1], x[1][2], x[1][3]))]
         for dev, ep, seq, idx, kind, slot, comp, wall, odo, detail in evs:
             here = "%s slot %s (epoch %s seq %s)" % (dev, slot, ep, seq)
             try:
