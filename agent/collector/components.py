@@ -24,7 +24,13 @@ second asset while still in the first, a removal with no install, counts
 that go down or change layout inside a segment: each is one line in
 `problems` and marks that component's figures uncertain. An operator record
 for an unknown part or with a code outside ISO 14224's tables is refused
-with one line (LedgerError) and nothing is written."""
+with one line (LedgerError) and nothing is written.
+
+Over 500 lines on purpose: one class reads the five tables once and keeps
+the series index, the segments, the problems and the records that every
+question (usage, window, history, derived failures, operator records) is
+answered from; the ISO 14224 code tables are data at the top. Split, each
+part would need the others' state open to be read."""
 import bisect
 import json
 import time
