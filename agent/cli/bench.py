@@ -1,4 +1,4 @@
-"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile`: check the
+"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|life`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
 the same module in hil/bench/ (`report(result)`), or with --json print the
 result itself."""
@@ -84,8 +84,17 @@ def _hostile(a):
     return _show(hostile.report, r, a)
 
 
+def _life(a):
+    from hil.bench import life
+    if a.assets < 1:
+        return err("bench life: --assets must be positive")
+    r = life.bench_life(assets=100 if a.quick else a.assets, runs=1 if a.quick else 3, progress=_progress(a))
+    return _show(life.report, r, a)
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile}
+       "footprint": _footprint, "hostile": _hostile,
+       "life": _life}
 
 
 def run(a):
@@ -93,7 +102,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -112,7 +121,9 @@ def add(sub):
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
-                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
+                       "installed, the 32-bit WebAssembly port (see docs/firmware.md). "
+                       "life: re-evaluating every component of --assets assets x 2 years of hourly histograms "
+                       "after a card change (reevaluate_s; see docs/life.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
@@ -121,8 +132,9 @@ def add(sub):
                    "postgresql:// URL; default a fresh SQLite file)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--quick", action="store_true",
-                   help="sync: one run of each and a one-day backlog (checks that it runs; "
-                   "the figures are not medians)")
+                   help="sync: one run of each and a one-day backlog; life: 100 assets, one run (checks "
+                   "that it runs; the figures are not medians)")
+    b.add_argument("--assets", type=int, default=1000, help="life: assets in the fleet (default 1000)")
     b.add_argument("--devices", type=int, default=6, help="soak: device processes (default 6)")
     b.add_argument("--seconds", type=float, default=60, help="soak: seconds of faults (default 60)")
     b.add_argument("--speed", type=float, default=600,
