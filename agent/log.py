@@ -26,6 +26,19 @@ T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 T_CONFIG = 6
+T_EVENT = 8         # a component event (agent/parts.py): removed / installed
+
+# A component event (decoded T_EVENT payload, and what the batch's ext key 2
+# carries), a list indexed by:
+E_SEQ = 0       # the interval it happened in (next_seq when logged)
+E_IDX = 1       # its number among the events of that seq, from 0
+E_KIND = 2      # "removed" | "installed"
+E_SLOT = 3      # where in the asset (text)
+E_COMP = 4      # component id (text)
+E_WALL = 5      # wall-clock seconds, 0 if unknown
+E_ODO = 6       # {metric: value}: the asset's odometers at that moment
+E_DETAIL = 7    # text: why (e.g. "boot", "vanished"), passport part number
+MAX_EVENTS = 8          # unacked events kept (state blocks carry them); past it refused
 
 # A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
@@ -155,14 +168,36 @@ def _valid_state(st, compacted):
         return False
     if compacted:
         return len(st) == 2 and _uint(st[0]) and _uint(st[1]) and 1 <= st[0] <= st[1]
-    if len(st) != 7 and len(st) != 9:
+    if len(st) != 7 and len(st) != 9 and len(st) != 11:
         return False
+    if len(st) == 11:
+        if not isinstance(st[9], dict) or not isinstance(st[10], list) or len(st[10]) > MAX_EVENTS:
+            return False
+        for k in st[9]:
+            if not isinstance(k, str) or not isinstance(st[9][k], str):
+                return False
+        for ev in st[10]:
+            if not _valid_event(ev):
+                return False
     for k in range(5):
         if not _uint(st[k]):
             return False
     if not isinstance(st[5], str) or not (st[6] is None or _valid_data(st[6])):
         return False
     return len(st) == 7 or (_uint(st[7]) and (st[8] is None or isinstance(st[8], str)))
+
+
+def _valid_event(ev):
+    if not isinstance(ev, list) or len(ev) != 8:
+        return False
+    if not (_uint(ev[E_SEQ]) and _uint(ev[E_IDX]) and _uint(ev[E_WALL])):
+        return False
+    if ev[E_KIND] != "installed" and ev[E_KIND] != "removed":
+        return False
+    for i in (E_SLOT, E_COMP, E_DETAIL):
+        if not isinstance(ev[i], str):
+            return False
+    return isinstance(ev[E_ODO], dict)
 
 
 def _cbor_len(v):
@@ -242,6 +277,8 @@ class RingLog:
         self.last = None
         self.config_version = 0  # the remote config version in force (note_config)
         self.log_device = None   # the device id the log was written under (None: unknown)
+        self.parts = {}          # slot -> component id, as the events left it
+        self.events = []         # unacked component events (E_* lists), oldest first
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -475,9 +512,12 @@ class RingLog:
             st = self._sector_state(head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
              self.boot_reason, self.last) = st[:7]
-            if len(st) == 9:
+            if len(st) >= 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
+            if len(st) == 11:
+                self.parts = st[9]
+                self.events = [ev for ev in st[10] if ev[E_SEQ] > self.acked]
             st = None
             self._head = head
             self._max_order = self._order[head]
@@ -644,6 +684,9 @@ class RingLog:
         elif t == T_EPOCH:
             if len(rec) != 2 or not self.next_seq <= rec[1] <= self.next_seq + lost:
                 return False
+        elif t == T_EVENT:
+            if not _valid_event(rec) or not self.next_seq <= rec[E_SEQ] <= self.next_seq + lost:
+                return False
         return self._apply(t, rec, lost)
 
     def _apply(self, t, rec, lost=0):
@@ -665,6 +708,7 @@ class RingLog:
                 return False
             if rec[1] > self.acked:
                 self.acked = rec[1]
+                self._prune()
         elif t == T_BOOT:
             if len(rec) != 2 or not _uint(rec[0]) or not isinstance(rec[1], str):
                 return False
@@ -681,7 +725,28 @@ class RingLog:
             if len(rec) != 1 or not _uint(rec[0]):
                 return False
             self.config_version = rec[0]
+        elif t == T_EVENT:
+            if not _valid_event(rec) or rec[E_SEQ] > self.next_seq + lost:
+                return False
+            self._event(rec)
         return True
+
+    def _event(self, ev):
+        """Apply an event: keep it until acked, update the slot table."""
+        for e in self.events:
+            if e[E_SEQ] == ev[E_SEQ] and e[E_IDX] == ev[E_IDX]:
+                return
+        if ev[E_SEQ] > self.acked:
+            self.events.append(ev)
+        if ev[E_KIND] == "installed":
+            self.parts[ev[E_SLOT]] = ev[E_COMP]
+        elif self.parts.get(ev[E_SLOT]) == ev[E_COMP]:
+            del self.parts[ev[E_SLOT]]
+
+    def _prune(self):
+        a = self.acked
+        if self.events and self.events[0][E_SEQ] <= a:
+            self.events = [e for e in self.events if e[E_SEQ] > a]
 
     def _live(self):
         """Sectors in use, in logical order."""
@@ -751,9 +816,12 @@ class RingLog:
             self._kind[s] = K_CLEAN
 
     def _open_head(self, need):
-        state = cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked,
-                            self.boot, self.boot_reason, self.last, self.config_version,
-                            self._ident()])
+        st = [self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
+              self.boot_reason, self.last, self.config_version, self._ident()]
+        if self.parts or self.events:
+            st.append(self.parts)           # a log without parts keeps its 9-item state
+            st.append(self.events)
+        state = cbor.dumps(st)
         rs = _align(HDR + len(state))
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
@@ -836,6 +904,30 @@ class RingLog:
         self.boot_reason = reason
         return b
 
+    def event(self, kind, slot, comp, wall_s, odo, detail=""):
+        """Log a component event in the interval in progress (seq = next_seq);
+        returns it once durable. The slot table (self.parts) follows it. At
+        most MAX_EVENTS stay unacked: past that LogError, nothing written."""
+        self._ready()
+        self._prune()
+        if len(self.events) >= MAX_EVENTS:
+            raise LogError("log: %d component events unacked, no room for another" % MAX_EVENTS)
+        seq = self.next_seq
+        idx = 0
+        for e in self.events:
+            if e[E_SEQ] == seq and e[E_IDX] >= idx:
+                idx = e[E_IDX] + 1
+        ev = [seq, idx, kind, slot, comp, wall_s, odo, detail]
+        if not _valid_event(ev):
+            raise ValueError("log: not a component event: %r" % (ev,))
+        self._put(T_EVENT, cbor.dumps(ev))
+        self._event(ev)
+        return ev
+
+    def events_in(self, lo, hi):
+        """The unacked events whose seq is in lo..hi (a batch's range)."""
+        return [e for e in self.events if lo <= e[E_SEQ] <= hi]
+
     def new_epoch(self):
         """Start a new epoch (odometers restart at zero). Pending records of
         the old epoch stay and are delivered under their own epoch."""
@@ -876,6 +968,7 @@ class RingLog:
         self._put(T_ACK, cbor.dumps([epoch, seq]))
         n = seq - self.acked
         self.acked = seq
+        self._prune()
         self._oldest = None
         self._reclaim()
         return n

@@ -141,7 +141,7 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
                 i, kinds[k], order, "" if lo == order else " (from %d)" % lo, gen, wear,
                 "  <- head" if i == log._head else ""))
-    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG"}
+    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG", L.T_EVENT: "EVENT"}
     for s, _, t, payload in log.walk():
         try:
             rec = cbor.loads(payload)
@@ -165,6 +165,10 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
         elif t == L.T_CONFIG and isinstance(rec, list) and len(rec) == 1:
             print("  [%3d] CONFIG  version=%s" % (s, rec[0]))
+        elif t == L.T_EVENT and L._valid_event(rec):
+            print("  [%3d] EVENT   seq=%d idx=%d %s %s in %s (%s)"
+                  % (s, rec[L.E_SEQ], rec[L.E_IDX], rec[L.E_KIND], rec[L.E_COMP], rec[L.E_SLOT],
+                     rec[L.E_DETAIL]))
         else:
             print("  [%3d] type %d, not a record this log writes: %r" % (s, t, rec))
     return 0
