@@ -63,6 +63,8 @@ class Slot:
         self.passport = None
         self.ref = None             # passport counters' sources at the last checkpoint
         self.ck_at = 0              # uptime of the last checkpoint
+        self.tried = False          # the passport was read (or tried) since boot
+        self.why = ""
 
 
 def slots_for(channels, tags=(), node=None):
@@ -129,7 +131,7 @@ class Parts:
                 self._check(s, now, "boot")
                 if s.cand is None and s.miss == 0:
                     break
-            if s.eeprom is not None and s.passport is None and self.log.parts.get(s.name):
+            if s.eeprom is not None and not s.tried and self.log.parts.get(s.name):
                 self._passport(s, now)
 
     def sample(self, meter, now, dt):
@@ -185,12 +187,13 @@ class Parts:
                 self.fault("flicker")
             s.cand = cid
             s.cand_n = 1
+            s.why = why or "swap"                   # what found it: boot, burst, swap
         if s.cand_n < N_CONFIRM:
             return
-        if known and not self._event("removed", s, known, why or "swap"):
+        if known and not self._event("removed", s, known, s.why):
             return
         s.passport = None
-        detail = why or "swap"
+        detail = s.why
         if s.eeprom is not None:
             self._passport(s, now)
             if s.passport is not None:
@@ -239,6 +242,7 @@ class Parts:
 
     def _passport(self, s, now):
         from agent import passport
+        s.tried = True
         try:
             p, why = passport.read(s.eeprom, self.family)
         except OSError:
