@@ -907,7 +907,9 @@ class RingLog:
     def event(self, kind, slot, comp, wall_s, odo, detail=""):
         """Log a component event in the interval in progress (seq = next_seq);
         returns it once durable. The slot table (self.parts) follows it. At
-        most MAX_EVENTS stay unacked: past that LogError, nothing written."""
+        most MAX_EVENTS stay unacked, in a state block of at most half a
+        sector: past that LogError, nothing written (the caller finds the
+        change again later)."""
         self._ready()
         self._prune()
         if len(self.events) >= MAX_EVENTS:
@@ -920,6 +922,13 @@ class RingLog:
         ev = [seq, idx, kind, slot, comp, wall_s, odo, detail]
         if not _valid_event(ev):
             raise ValueError("log: not a component event: %r" % (ev,))
+        # every head sector's state block carries the pending events: keep it
+        # within half a sector, so appends always fit beside it
+        n = len(cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
+                            self.boot_reason, self.last, self.config_version, self._ident(),
+                            self.parts, self.events + [ev]]))
+        if HDR + n > self.S // 2:
+            raise LogError("log: %d pending component events fill the state block" % len(self.events))
         self._put(T_EVENT, cbor.dumps(ev))
         self._event(ev)
         return ev
