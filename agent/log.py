@@ -26,19 +26,7 @@ T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 T_CONFIG = 6
-T_EVENT = 8         # a component event (agent/parts.py): removed / installed
-
-# A component event (decoded T_EVENT payload, and what the batch's ext key 2
-# carries), a list indexed by:
-E_SEQ = 0       # the interval it happened in (next_seq when logged)
-E_IDX = 1       # its number among the events of that seq, from 0
-E_KIND = 2      # "removed" | "installed"
-E_SLOT = 3      # where in the asset (text)
-E_COMP = 4      # component id (text)
-E_WALL = 5      # wall-clock seconds, 0 if unknown
-E_ODO = 6       # {metric: value}: the asset's odometers at that moment
-E_DETAIL = 7    # text: why (e.g. "boot", "vanished"), passport part number
-MAX_EVENTS = 8          # unacked events kept (state blocks carry them); past it refused
+T_EVENT = 8         # a component event (agent/partlog.py, agent/parts.py)
 
 # A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
@@ -171,33 +159,15 @@ def _valid_state(st, compacted):
     if len(st) != 7 and len(st) != 9 and len(st) != 11:
         return False
     if len(st) == 11:
-        if not isinstance(st[9], dict) or not isinstance(st[10], list) or len(st[10]) > MAX_EVENTS:
+        from agent import partlog
+        if not partlog.valid_tail(st):
             return False
-        for k in st[9]:
-            if not isinstance(k, str) or not isinstance(st[9][k], str):
-                return False
-        for ev in st[10]:
-            if not _valid_event(ev):
-                return False
     for k in range(5):
         if not _uint(st[k]):
             return False
     if not isinstance(st[5], str) or not (st[6] is None or _valid_data(st[6])):
         return False
     return len(st) == 7 or (_uint(st[7]) and (st[8] is None or isinstance(st[8], str)))
-
-
-def _valid_event(ev):
-    if not isinstance(ev, list) or len(ev) != 8:
-        return False
-    if not (_uint(ev[E_SEQ]) and _uint(ev[E_IDX]) and _uint(ev[E_WALL])):
-        return False
-    if ev[E_KIND] != "installed" and ev[E_KIND] != "removed":
-        return False
-    for i in (E_SLOT, E_COMP, E_DETAIL):
-        if not isinstance(ev[i], str):
-            return False
-    return isinstance(ev[E_ODO], dict)
 
 
 def _cbor_len(v):
@@ -517,7 +487,7 @@ class RingLog:
                 self.log_device = st[8]
             if len(st) == 11:
                 self.parts = st[9]
-                self.events = [ev for ev in st[10] if ev[E_SEQ] > self.acked]
+                self.events = [ev for ev in st[10] if ev[0] > self.acked]
             st = None
             self._head = head
             self._max_order = self._order[head]
@@ -685,7 +655,7 @@ class RingLog:
             if len(rec) != 2 or not self.next_seq <= rec[1] <= self.next_seq + lost:
                 return False
         elif t == T_EVENT:
-            if not _valid_event(rec) or not self.next_seq <= rec[E_SEQ] <= self.next_seq + lost:
+            if not _uint(rec[0]) or not self.next_seq <= rec[0] <= self.next_seq + lost:
                 return False
         return self._apply(t, rec, lost)
 
@@ -708,7 +678,8 @@ class RingLog:
                 return False
             if rec[1] > self.acked:
                 self.acked = rec[1]
-                self._prune()
+                if self.events:
+                    self.events = [e for e in self.events if e[0] > rec[1]]
         elif t == T_BOOT:
             if len(rec) != 2 or not _uint(rec[0]) or not isinstance(rec[1], str):
                 return False
@@ -726,27 +697,9 @@ class RingLog:
                 return False
             self.config_version = rec[0]
         elif t == T_EVENT:
-            if not _valid_event(rec) or rec[E_SEQ] > self.next_seq + lost:
-                return False
-            self._event(rec)
+            from agent import partlog
+            return partlog.apply(self, rec, lost)
         return True
-
-    def _event(self, ev):
-        """Apply an event: keep it until acked, update the slot table."""
-        for e in self.events:
-            if e[E_SEQ] == ev[E_SEQ] and e[E_IDX] == ev[E_IDX]:
-                return
-        if ev[E_SEQ] > self.acked:
-            self.events.append(ev)
-        if ev[E_KIND] == "installed":
-            self.parts[ev[E_SLOT]] = ev[E_COMP]
-        elif self.parts.get(ev[E_SLOT]) == ev[E_COMP]:
-            del self.parts[ev[E_SLOT]]
-
-    def _prune(self):
-        a = self.acked
-        if self.events and self.events[0][E_SEQ] <= a:
-            self.events = [e for e in self.events if e[E_SEQ] > a]
 
     def _live(self):
         """Sectors in use, in logical order."""
@@ -906,36 +859,11 @@ class RingLog:
 
     def event(self, kind, slot, comp, wall_s, odo, detail=""):
         """Log a component event in the interval in progress (seq = next_seq);
-        returns it once durable. The slot table (self.parts) follows it. At
-        most MAX_EVENTS stay unacked, in a state block of at most half a
-        sector: past that LogError, nothing written (the caller finds the
-        change again later)."""
-        self._ready()
-        self._prune()
-        if len(self.events) >= MAX_EVENTS:
-            raise LogError("log: %d component events unacked, no room for another" % MAX_EVENTS)
-        seq = self.next_seq
-        idx = 0
-        for e in self.events:
-            if e[E_SEQ] == seq and e[E_IDX] >= idx:
-                idx = e[E_IDX] + 1
-        ev = [seq, idx, kind, slot, comp, wall_s, odo, detail]
-        if not _valid_event(ev):
-            raise ValueError("log: not a component event: %r" % (ev,))
-        # every head sector's state block carries the pending events: keep it
-        # within half a sector, so appends always fit beside it
-        n = len(cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
-                            self.boot_reason, self.last, self.config_version, self._ident(),
-                            self.parts, self.events + [ev]]))
-        if HDR + n > self.S // 2:
-            raise LogError("log: %d pending component events fill the state block" % len(self.events))
-        self._put(T_EVENT, cbor.dumps(ev))
-        self._event(ev)
-        return ev
-
-    def events_in(self, lo, hi):
-        """The unacked events whose seq is in lo..hi (a batch's range)."""
-        return [e for e in self.events if lo <= e[E_SEQ] <= hi]
+        returns it (agent/partlog.py E_* list) once durable; self.parts, the
+        slot table, follows it. At most MAX_EVENTS stay unacked, in a state
+        block of at most half a sector: past that LogError, nothing written."""
+        from agent import partlog
+        return partlog.event(self, kind, slot, comp, wall_s, odo, detail)
 
     def new_epoch(self):
         """Start a new epoch (odometers restart at zero). Pending records of
@@ -977,7 +905,8 @@ class RingLog:
         self._put(T_ACK, cbor.dumps([epoch, seq]))
         n = seq - self.acked
         self.acked = seq
-        self._prune()
+        if self.events:
+            self.events = [e for e in self.events if e[0] > seq]
         self._oldest = None
         self._reclaim()
         return n

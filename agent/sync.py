@@ -325,7 +325,8 @@ class Uplink:
         run = wire.take_run(log.pending(self.batch_max, after), self.batch_max)
         if not run:
             return False
-        evs = log.events_in(run[0][1], run[-1][0])       # R_FROM of the first, R_SEQ of the last
+        lo, hi = run[0][1], run[-1][0]                  # R_FROM of the first, R_SEQ of the last
+        evs = [e for e in log.events if lo <= e[0] <= hi] if log.events else None   # component events
         payload = self._seal(wire.encode(run, {2: evs} if evs else None))
         if not self._send(payload, now):
             return False

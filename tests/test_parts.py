@@ -15,7 +15,8 @@ from agent.agent import Agent
 from agent.clock import VirtualClock
 from agent.collector import parts as ledger
 from agent.collector.store import Collector
-from agent.log import RingLog, E_KIND, E_COMP, E_SLOT, LogError
+from agent.log import RingLog, LogError
+from agent.partlog import E_KIND, E_COMP, E_SLOT
 from agent.parts import Parts, Slot, slots_for, N_CONFIRM, N_VANISH
 from boards.emulated import Emulation
 from drivers.eeprom24 import AT24CS02, M24AA02E48, EEPROM24

@@ -122,6 +122,7 @@ def run(a):
 def _inspect_ring(path, data, ss, truncated, schema):
     from agent import cbor
     from agent import log as L
+    from agent import partlog as P
     from hil.nor import EmulatedNOR
     n = max(4, -(-len(data) // ss))
     if truncated or len(data) < n * ss:
@@ -165,10 +166,9 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
         elif t == L.T_CONFIG and isinstance(rec, list) and len(rec) == 1:
             print("  [%3d] CONFIG  version=%s" % (s, rec[0]))
-        elif t == L.T_EVENT and L._valid_event(rec):
+        elif t == L.T_EVENT and P.valid(rec):
             print("  [%3d] EVENT   seq=%d idx=%d %s %s in %s (%s)"
-                  % (s, rec[L.E_SEQ], rec[L.E_IDX], rec[L.E_KIND], rec[L.E_COMP], rec[L.E_SLOT],
-                     rec[L.E_DETAIL]))
+                  % (s, rec[0], rec[1], rec[2], rec[4], rec[3], rec[7]))
         else:
             print("  [%3d] type %d, not a record this log writes: %r" % (s, t, rec))
     return 0

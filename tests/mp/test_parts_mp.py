@@ -6,7 +6,8 @@
 from agent.agent import Agent
 from agent.channels import ClimateChannel
 from agent.clock import VirtualClock
-from agent.log import RingLog, E_KIND, E_COMP
+from agent.log import RingLog
+from agent.partlog import E_KIND, E_COMP
 from agent.parts import Parts, Slot, slots_for
 from agent import passport as P
 from drivers.eeprom24 import AT24CS02
