@@ -512,3 +512,18 @@ def test_parts_code_runs_under_micropython(bundle):
 
 
 from conftest import bundle  # noqa: E402,F401  (the compiled device code, a fixture)
+
+
+def test_power_cuts_at_every_op_keep_component_events_exactly_once():
+    # the littlefs-style harness of tests/test_powercut.py with component
+    # events in the workload: at every cut point, each event that returned is
+    # still pending exactly once until an ack covers it, none appears from
+    # nowhere, and the slot table is the one the events left
+    from hil import powercut as PC
+    res = PC.Result()
+    for seed in (11, 12):
+        PC.run_snapshots(geometry=(512, 8), n=160, seed=seed, every=2, double_every=10,
+                         res=res, events=True)
+    assert res.violations == []
+    assert res.events >= 6 and res.cuts >= 2000 and res.wraps >= 2
+    print("cut points %d, events %d, violations %d" % (res.cuts, res.events, len(res.violations)))
