@@ -35,6 +35,11 @@ def run(a):
     except (OSError, ValueError) as e:
         # no /dev/i2c-N, a serial port that will not open, a sensor without a channel
         return err("run: board %s: %s" % (cfg["board"], e))
+    if cfg.get("parts"):
+        # component identity and swap events: the sensors that can tell one, and the Pi's own
+        from agent.parts import Parts, slots_for
+        from agent.port.cpython import node_id
+        channels.append(Parts(slots_for(channels, node=node_id())))
     transport = None
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport

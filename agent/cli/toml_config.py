@@ -29,6 +29,8 @@ TOP = {
     "ntp": (str, lambda v: v == "" or _host_port(v),
             "an NTP server as host or host:port, or \"\" for none (default pool.ntp.org with wifi_ssid)"),
     "deep_sleep": (bool, lambda v: True, "true or false"),
+    # component identity and swap events (agent/parts.py): adds part_faults to the schema
+    "parts": (bool, lambda v: True, "true or false"),
     "awake_s": (int, lambda v: 1 <= v <= 3600, "an integer from 1 to 3600 (seconds awake per wake)"),
     "watchdog_s": (int, lambda v: v == 0 or 10 <= v <= 7200,
                    "0 (off) or 10 to 7200 seconds: longer than the longest step that does not feed "
