@@ -527,3 +527,42 @@ def test_power_cuts_at_every_op_keep_component_events_exactly_once():
     assert res.violations == []
     assert res.events >= 6 and res.cuts >= 2000 and res.wraps >= 2
     print("cut points %d, events %d, violations %d" % (res.cuts, res.events, len(res.violations)))
+
+
+def _swap_messages(seed=8):
+    """The messages of a luminaire whose SHT4x is swapped, as sent."""
+    clock = VirtualClock()
+    world = Emulation(clock, seed=seed, profile="luminaire")
+    col = Collector(":memory:", keys={"dev-p": KEY}.get)
+    hub = Hub(col)
+    t = hub.transport("dev-p")
+    sent = []
+    pub = t.publish
+
+    def publish(topic, payload, retain=False):
+        sent.append((topic, payload))
+        return pub(topic, payload, retain)
+    t.publish = publish
+    ag, _ = _agent(world, RingLog(EmulatedNOR(4096, 16), "dev-p"), clock, t, period_ms=5000)
+    for i in range(300):
+        if i == 150:
+            world.models["sht4x"].serial = 0xABCD
+        clock.advance_ms(5000)
+        ag.tick()
+    ag.shutdown()
+    want = ledger.history(col._b)
+    col.close()
+    return sent, want
+
+
+def test_postgres_books_the_same_events_once_however_often_they_come(postgres):
+    sent, want = _swap_messages()
+    assert [e["kind"] for e in want if e["slot"] == SLOT] == ["installed", "removed", "installed"]
+    col = Collector(postgres, keys={"dev-p": KEY}.get)
+    try:
+        for _ in range(3):                            # and twice more: replays
+            for topic, payload in sent:
+                col.handle(topic, payload)
+        assert ledger.history(col._b) == want
+    finally:
+        col.close()
