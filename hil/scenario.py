@@ -71,6 +71,14 @@ class Compressor:
                 if self.running:
                     self.true_cycles += 1
                 self._seg_end = self._t + self._duration()
+        if self.faults is not None:
+            self.faults.due(now)
+
+    faults = None             # a FaultSchedule, when the board gives one (part swaps)
+    SWAPS = (("sht3x", 20, 8),)   # the head-temperature sensor is replaced on the first day
+
+    def swaps(self, seed):
+        return _Profile.swaps(self, seed)
 
     def _jit(self, n):
         return self.noise.below(2 * n + 1) - n
