@@ -566,3 +566,18 @@ def test_postgres_books_the_same_events_once_however_often_they_come(postgres):
         assert ledger.history(col._b) == want
     finally:
         col.close()
+
+
+def test_a_batch_with_events_under_a_schema_not_known_yet_waits_for_the_birth():
+    sent, want = _swap_messages(seed=10)
+    col = Collector(":memory:", keys={"dev-p": KEY}.get)
+    data = [(t, p) for t, p in sent if t.endswith("/data")]
+    ext = [(t, p) for t, p in data if isinstance(cbor2.loads(cose.verify(p, KEY, "dev-p"))[-1], dict)]
+    assert ext
+    for t, p in ext:                                   # before any birth: not acked, not quarantined
+        assert col.handle(t, p) == []
+    assert col.quarantined("dev-p") == [] and col.rejects.get("unknown schema")
+    for t, p in sent:
+        col.handle(t, p)
+    assert ledger.history(col._b) == want
+    col.close()

@@ -75,13 +75,19 @@ def history(backend, device=None):
 
 
 def split(obj, schema_of):
-    """(batch, ext): a data batch's trailing ext map taken off, when the
-    batch's schema (schema_of(schema id) -> metrics or None) says where its
-    columns end; (obj, None) otherwise (validate.data judges the rest)."""
+    """(batch, ext): a data batch's trailing ext map taken off. The batch's
+    schema (schema_of(schema id) -> metrics or None) says where its columns
+    end; when it is not known yet, a trailing map holding anything but
+    integers is ext (a sparse column holds integers only), so an unknown
+    schema stays a plain "unknown schema" (re-sent after the next birth),
+    not a malformed batch. (obj, None) otherwise: validate.data judges it."""
     if type(obj) is not list or len(obj) < 2 or type(obj[1]) is not int or type(obj[-1]) is not dict:
         return obj, None
-    metrics = schema_of(obj[1])
-    if metrics is None:
-        return obj, None
     from agent import batch as wire
-    return wire.split_ext(obj, len(metrics))
+    metrics = schema_of(obj[1])
+    if metrics is not None:
+        return wire.split_ext(obj, len(metrics))
+    for v in obj[-1].values():
+        if type(v) is not int:
+            return obj[:-1], obj[-1]
+    return obj, None
