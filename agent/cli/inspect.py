@@ -230,7 +230,9 @@ def _show_inner(inner, schema):
 
 def _show_obj(obj, data, schema):
     from agent import batch
+    from agent.collector import parts
     if isinstance(obj, list):
+        obj, ext = parts.split(obj, lambda sid: schema or None)
         try:
             recs = batch.decode(obj)
         except batch.BatchError as e:
@@ -242,6 +244,12 @@ def _show_obj(obj, data, schema):
             print("  seq=%d from=%d flags=%d epoch=%08x boot=%d uptime_ms=%d %s"
                   % (r["seq"], r["from_seq"], r["flags"], r["epoch"], r["boot"], r["uptime_ms"],
                      _named(list(r["values"]), schema)))
+        for k, v in sorted((ext or {}).items()):
+            if k == 2 and isinstance(v, list):
+                for ev in v:
+                    print("  part event: %s" % json.dumps(ev))
+            else:
+                print("  ext %s: %s" % (k, json.dumps(v, default=repr)))
         return 0
     if isinstance(obj, dict) and "v" in obj:
         kind = "birth" if "schema" in obj else ("ack" if "seq" in obj else
