@@ -101,7 +101,7 @@ class Parts:
         self.log = None
         self.clock = None
         self.meter = None
-        self._odo = ()              # (name, index) of the asset's odometers
+        self._odo = b""             # schema indices of the asset's odometers
 
     # -- the channel interface ------------------------------------------------------
 
@@ -123,8 +123,8 @@ class Parts:
         from agent.channels import ERROR_METRICS
         for x in SYSTEM_METRICS + ERROR_METRICS:
             skip.add(x[0])
-        self._odo = tuple((n, i) for i, n in enumerate(m.names)
-                          if m.is_odometer(i) and n not in skip)
+        self._odo = bytearray(i for i in range(m.n)              # a schema has < 256 metrics
+                              if m.is_odometer(i) and m.names[i] not in skip)
         now = self.clock.uptime_ms()
         for s in self.slots:
             for _ in range(N_CONFIRM):
@@ -210,8 +210,9 @@ class Parts:
         wall = clock.wall_s() if clock.wall_quality else 0
         odo = {}
         v = self.meter.values
-        for name, i in self._odo:
-            odo[name] = v[i]
+        names = self.meter.names
+        for i in self._odo:
+            odo[names[i]] = v[i]
         try:
             self.log.event(kind, s.name, comp, wall, odo, detail[:32])
         except (LogError, OSError):
