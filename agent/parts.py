@@ -47,10 +47,31 @@ PASSPORT_ODO = (("run_s", ("run_time", "lit_time")), ("cycles", ("cycles",)),
                 ("energy_Wh", ("energy", "mains_energy")))
 
 
+def _clean(cid):
+    """A component id as the wire takes it (docs/wire.md): lowercase
+    <chip>-<serial> of letters, digits and - . _ :, at most 64 characters;
+    ValueError for anything else, so a garbled read never reaches the log."""
+    if not isinstance(cid, str) or not 2 < len(cid) <= 64 or "-" not in cid:
+        raise ValueError("not a component id")
+    cid = cid.lower()
+    for c in cid:
+        if not ("a" <= c <= "z" or "0" <= c <= "9" or c in "-._:"):
+            raise ValueError("not a component id")
+    if cid[0] == "-" or cid[-1] == "-":
+        raise ValueError("not a component id")
+    return cid
+
+
 class Slot:
     """read() -> a component id (text); raises OSError (typed: drivers/errors.py)."""
 
     def __init__(self, name, read, channel=None, eeprom=None):
+        ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
+        for c in name if ok else "":
+            if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
+                ok = False
+        if not ok:
+            raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
         self.name = name
         self.read = read
         self.channel = channel
@@ -160,7 +181,10 @@ class Parts:
             s.err_seen = s.channel.errors
         known = self.log.parts.get(s.name)
         try:
-            cid = s.read()
+            cid = _clean(s.read())
+        except ValueError:
+            self.fault("garbled")                   # not an identity a ledger would take
+            return
         except OSError as e:
             if getattr(e, "kind", "nack") in ("crc", "range"):
                 self.fault(e.kind)                  # an answer, but not one to trust
@@ -215,7 +239,7 @@ class Parts:
             odo[names[i]] = v[i]
         try:
             self.log.event(kind, s.name, comp, wall, odo, detail[:32])
-        except (LogError, OSError):
+        except (LogError, OSError, ValueError):
             self.fault("log")                       # not durable: found again at the next check
             return False
         self.events += 1

@@ -581,3 +581,20 @@ def test_a_batch_with_events_under_a_schema_not_known_yet_waits_for_the_birth():
         col.handle(t, p)
     assert ledger.history(col._b) == want
     col.close()
+
+
+def test_ids_the_ledger_would_refuse_never_reach_the_log():
+    clock = VirtualClock()
+    world = Emulation(clock, seed=12, profile="luminaire")
+    chans = world.channels()
+    answers = ["Fan-1A", "fan 2", "", "-x", "fan-1a", "fan-1a"]
+    parts = Parts([Slot("fan", lambda: answers.pop(0) if answers else "fan-1a")], period_ms=5000)
+    ag = Agent("dev-p", chans + [parts], RingLog(EmulatedNOR(4096, 16), "dev-p"), clock,
+               interval_ms=60000, sample_ms=5000).start()
+    for _ in range(10):
+        clock.advance_ms(5000)
+        ag.tick()
+    assert _events(ag.log.events, "fan") == [("installed", "fan-1a")]    # lowercased, counted once
+    assert parts.faults["garbled"] == 3
+    with pytest.raises(ValueError):
+        Slot("1fan", lambda: "fan-1")

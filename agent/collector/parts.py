@@ -25,7 +25,13 @@ _INSERT = ("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?) "
 def ensure(backend):
     """Create the table once per backend (either database)."""
     if not getattr(backend, "_parts_ready", False):
-        backend.execute(_DDL.format(**backend.TYPES))
+        lock = getattr(backend, "DDL_LOCK", None)
+        if lock is None:
+            backend.execute(_DDL.format(**backend.TYPES))
+        else:                       # PostgreSQL: workers starting together take turns
+            with backend.transaction():
+                backend.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+                backend.execute(_DDL.format(**backend.TYPES))
         backend._parts_ready = True
 
 
