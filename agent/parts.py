@@ -150,8 +150,9 @@ class Parts:
         for s in self.slots:
             for _ in range(N_CONFIRM):
                 self._check(s, now, "boot")
-                if s.cand is None and s.miss == 0:
-                    break
+                if s.cand is None:
+                    break           # the same part, or no answer: a part slow to wake is
+                                    # read again at the next samples, not removed at once
             if s.eeprom is not None and not s.tried and self.log.parts.get(s.name):
                 self._passport(s, now)
 

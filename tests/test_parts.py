@@ -598,3 +598,19 @@ def test_ids_the_ledger_would_refuse_never_reach_the_log():
     assert parts.faults["garbled"] == 3
     with pytest.raises(ValueError):
         Slot("1fan", lambda: "fan-1")
+
+
+def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
+    clock = VirtualClock()
+    world = Emulation(clock, seed=13, profile="luminaire")
+    nor = EmulatedNOR(4096, 16)
+    ag, _ = _agent(world, RingLog(nor, "dev-p"), clock)
+    n = len(ag.log.events)
+    ag.stop()
+    clock.reboot()
+    world.i2c.fail_next(0x44, 4)                   # the first reads after power-up are NACKed
+    ag, parts = _agent(world, RingLog(nor, "dev-p"), clock)
+    for _ in range(20):
+        clock.advance_ms(5000)
+        ag.tick()
+    assert len(ag.log.events) == n and ag.log.parts[SLOT].startswith("sht4x-")
