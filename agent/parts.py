@@ -62,6 +62,35 @@ def _clean(cid):
     return cid
 
 
+TAG_CHIPS = ("at24cs02", "24aa02e48")
+
+
+def parse_tag(spec):
+    """An ID EEPROM tag from config: "slot=chip@0xNN" (chip at24cs02 or
+    24aa02e48, its array address 0x50-0x57) -> (slot, chip, addr);
+    ValueError naming what is wrong."""
+    slot, _, rest = spec.partition("=")
+    chip, _, a = rest.partition("@")
+    try:
+        addr = int(a, 16) if a.lower().startswith("0x") else int(a)
+    except ValueError:
+        addr = -1
+    if not slot or chip not in TAG_CHIPS or not 0x50 <= addr <= 0x57:
+        raise ValueError("part tag %r: want slot=at24cs02@0x50 or slot=24aa02e48@0x50 (0x50-0x57)"
+                         % (spec,))
+    return slot, chip, addr
+
+
+def tags(specs, i2c):
+    """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
+    from drivers.eeprom24 import AT24CS02, M24AA02E48
+    out = []
+    for spec in specs:
+        slot, chip, addr = parse_tag(spec)
+        out.append((slot, (AT24CS02 if chip == "at24cs02" else M24AA02E48)(i2c, addr)))
+    return out
+
+
 class Slot:
     """read() -> a component id (text); raises OSError (typed: drivers/errors.py)."""
 

@@ -614,3 +614,20 @@ def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
         clock.advance_ms(5000)
         ag.tick()
     assert len(ag.log.events) == n and ag.log.parts[SLOT].startswith("sht4x-")
+
+
+def test_part_tags_in_the_config_name_a_slot_a_chip_and_its_address():
+    from agent.cli.toml_config import ConfigError, validate
+    from agent.parts import parse_tag, tags
+    assert parse_tag("motor=at24cs02@0x51") == ("motor", "at24cs02", 0x51)
+    for bad in ("motor=at24cs02@0x58", "motor=24c02@0x50", "=at24cs02@0x50", "motor"):
+        with pytest.raises(ValueError):
+            parse_tag(bad)
+    cfg = validate({"parts": True, "part_tags": ["motor=at24cs02@0x50", "fan=24aa02e48@0x51"]})
+    assert cfg["part_tags"] == ["motor=at24cs02@0x50", "fan=24aa02e48@0x51"]
+    for bad in (["motor=at24cs02@0x58"], ["m=at24cs02@0x50", "m=at24cs02@0x51"], "motor=at24cs02@0x50"):
+        with pytest.raises(ConfigError, match="part_tags"):
+            validate({"part_tags": bad})
+    bus, chip, _ = _tag()
+    (slot, drv), = tags(["motor=at24cs02@0x50"], bus)
+    assert slot == "motor" and drv.ident() == "at24cs02-" + bytes(range(0x10, 0x20)).hex()

@@ -36,10 +36,12 @@ def run(a):
         # no /dev/i2c-N, a serial port that will not open, a sensor without a channel
         return err("run: board %s: %s" % (cfg["board"], e))
     if cfg.get("parts"):
-        # component identity and swap events: the sensors that can tell one, and the Pi's own
-        from agent.parts import Parts, slots_for
+        # component identity and swap events: the sensors that can tell one, the ID EEPROM
+        # tags configured (part_tags) and the Pi's own id
+        from agent import parts
         from agent.port.cpython import node_id
-        channels.append(Parts(slots_for(channels, node=node_id())))
+        tags = parts.tags(cfg.get("part_tags", []), world.i2c if world is not None else i2c)
+        channels.append(parts.Parts(parts.slots_for(channels, tags, node=node_id())))
     transport = None
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport
