@@ -90,6 +90,10 @@ class Agent:
                 log.new_epoch()
         for ch in self.channels:
             ch.restore(self.meter)
+        for ch in self.channels:
+            hook = getattr(ch, "boot", None)        # agent/parts.py: identities at boot
+            if hook is not None:
+                hook(self)
         if self.uplink:
             self.uplink.reason = self.reason
             # the highest remote config version ever applied: an older one is

@@ -14,6 +14,10 @@
 #   [v0, d]                    constant step: v_i = v0 + i*d (n > 2)
 #   [v0, d1, [dd2..dd(n-1)]]   first value, first delta, second differences (n > 3)
 #   {0: v0, i: d_i, ...}       sparse deltas: the deltas not listed are zero
+# After the columns ONE optional map `ext` may follow (the reader knows where
+# the columns end from the schema's length; split_ext): key 1 stress
+# histograms, key 2 component events (agent/log.py E_* lists whose seq lies
+# in the batch's range, docs/wire.md). A batch without ext is unchanged.
 
 from agent import cbor
 try:
@@ -131,12 +135,13 @@ def take_run(recs, limit=60):
     return recs[:n]
 
 
-def encode(recs):
-    """Encode a uniform run (from take_run) as a batch; returns bytes."""
+def encode(recs, ext=None):
+    """Encode a uniform run (from take_run) as a batch; returns bytes. ext: a
+    non-empty map to append after the columns, or None."""
     a = recs[0]
     m = len(a[R_VALUES])
     buf = bytearray()
-    cbor._head(buf, 4, _NHEAD + 1 + m)
+    cbor._head(buf, 4, _NHEAD + 1 + m + (1 if ext else 0))
     for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
               a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
         cbor.encode_into(buf, v)
@@ -150,7 +155,17 @@ def encode(recs):
         for i in range(n):
             col[i] = recs[i][R_VALUES][j]
         _column(buf, col)
+    if ext:
+        cbor.encode_into(buf, ext)
     return bytes(buf)
+
+
+def split_ext(obj, nmetrics):
+    """(the batch without its ext map, ext or None), given the schema's
+    metric count: a batch with one item more than its columns ends in ext."""
+    if type(obj) is list and len(obj) == _NHEAD + 2 + nmetrics and type(obj[-1]) is dict:
+        return obj[:-1], obj[-1]
+    return obj, None
 
 
 class BatchError(ValueError):

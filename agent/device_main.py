@@ -46,7 +46,7 @@ def _config(path):
     cfg = {}
     for k in raw:
         v = raw[k]
-        t = str if k in _STR else bool if k == "deep_sleep" else int
+        t = str if k in _STR else bool if k in ("deep_sleep", "parts") else int
         if type(v) is not t or (t is int and v < 0):
             print("tally: config %s: key %r must be %s, got %r: left out" % (path, k, _KIND[t], v))
         else:
@@ -335,6 +335,11 @@ def run(path="tally_config.json"):
     ntp = _ntp(cfg, clock)
     if wifi is not None or ntp is not None:
         channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record
+    if cfg.get("parts"):
+        # component identity: every sensor that can tell one, and the node's own (the ESP32's MAC)
+        from agent.parts import Parts, slots_for
+        from agent.port.micropython import node_id
+        channels.append(Parts(slots_for(channels, node=node_id())))
     reason = None
     if port.exists(CRASH):
         reason = "crash"                     # the board reset itself after one (start())

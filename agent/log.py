@@ -26,6 +26,7 @@ T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 T_CONFIG = 6
+T_EVENT = 8         # a component event (agent/partlog.py, agent/parts.py)
 
 # A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
@@ -155,8 +156,12 @@ def _valid_state(st, compacted):
         return False
     if compacted:
         return len(st) == 2 and _uint(st[0]) and _uint(st[1]) and 1 <= st[0] <= st[1]
-    if len(st) != 7 and len(st) != 9:
+    if len(st) != 7 and len(st) != 9 and len(st) != 11:
         return False
+    if len(st) == 11:
+        from agent import partlog
+        if not partlog.valid_tail(st):
+            return False
     for k in range(5):
         if not _uint(st[k]):
             return False
@@ -242,6 +247,8 @@ class RingLog:
         self.last = None
         self.config_version = 0  # the remote config version in force (note_config)
         self.log_device = None   # the device id the log was written under (None: unknown)
+        self.parts = {}          # slot -> component id, as the events left it
+        self.events = []         # unacked component events (E_* lists), oldest first
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -475,9 +482,12 @@ class RingLog:
             st = self._sector_state(head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
              self.boot_reason, self.last) = st[:7]
-            if len(st) == 9:
+            if len(st) >= 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
+            if len(st) == 11:
+                self.parts = st[9]
+                self.events = [ev for ev in st[10] if ev[0] > self.acked]
             st = None
             self._head = head
             self._max_order = self._order[head]
@@ -644,6 +654,9 @@ class RingLog:
         elif t == T_EPOCH:
             if len(rec) != 2 or not self.next_seq <= rec[1] <= self.next_seq + lost:
                 return False
+        elif t == T_EVENT:
+            if not _uint(rec[0]) or not self.next_seq <= rec[0] <= self.next_seq + lost:
+                return False
         return self._apply(t, rec, lost)
 
     def _apply(self, t, rec, lost=0):
@@ -665,6 +678,8 @@ class RingLog:
                 return False
             if rec[1] > self.acked:
                 self.acked = rec[1]
+                if self.events:
+                    self.events = [e for e in self.events if e[0] > rec[1]]
         elif t == T_BOOT:
             if len(rec) != 2 or not _uint(rec[0]) or not isinstance(rec[1], str):
                 return False
@@ -681,6 +696,9 @@ class RingLog:
             if len(rec) != 1 or not _uint(rec[0]):
                 return False
             self.config_version = rec[0]
+        elif t == T_EVENT:
+            from agent import partlog
+            return partlog.apply(self, rec, lost)
         return True
 
     def _live(self):
@@ -751,9 +769,12 @@ class RingLog:
             self._kind[s] = K_CLEAN
 
     def _open_head(self, need):
-        state = cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked,
-                            self.boot, self.boot_reason, self.last, self.config_version,
-                            self._ident()])
+        st = [self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
+              self.boot_reason, self.last, self.config_version, self._ident()]
+        if self.parts or self.events:
+            st.append(self.parts)           # a log without parts keeps its 9-item state
+            st.append(self.events)
+        state = cbor.dumps(st)
         rs = _align(HDR + len(state))
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
@@ -836,6 +857,14 @@ class RingLog:
         self.boot_reason = reason
         return b
 
+    def event(self, kind, slot, comp, wall_s, odo, detail=""):
+        """Log a component event in the interval in progress (seq = next_seq);
+        returns it (agent/partlog.py E_* list) once durable; self.parts, the
+        slot table, follows it. At most MAX_EVENTS stay unacked, in a state
+        block of at most half a sector: past that LogError, nothing written."""
+        from agent import partlog
+        return partlog.event(self, kind, slot, comp, wall_s, odo, detail)
+
     def new_epoch(self):
         """Start a new epoch (odometers restart at zero). Pending records of
         the old epoch stay and are delivered under their own epoch."""
@@ -876,6 +905,8 @@ class RingLog:
         self._put(T_ACK, cbor.dumps([epoch, seq]))
         n = seq - self.acked
         self.acked = seq
+        if self.events:
+            self.events = [e for e in self.events if e[0] > seq]
         self._oldest = None
         self._reclaim()
         return n

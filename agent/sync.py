@@ -113,12 +113,16 @@ class Uplink:
         bytewise)."""
         log = self.log
         buf = bytearray()
-        buf.append(0xA0 | 13)
+        buf.append(0xA0 | (14 if log.parts else 13))
         enc = cbor.encode_into
         for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
-                     ("board", self.board), ("epoch", log.epoch), ("config", self.config.version),
+                     ("board", self.board), ("epoch", log.epoch),
+                     # slot -> component id, as read at boot (agent/parts.py); only when known
+                     ("parts", log.parts), ("config", self.config.version),
                      ("device", self.device_id), ("reason", self.reason), ("schema", None),
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
+            if k == "parts" and not v:
+                continue
             enc(buf, k)
             if k != "schema":
                 enc(buf, v)
@@ -321,7 +325,9 @@ class Uplink:
         run = wire.take_run(log.pending(self.batch_max, after), self.batch_max)
         if not run:
             return False
-        payload = self._seal(wire.encode(run))
+        lo, hi = run[0][1], run[-1][0]                  # R_FROM of the first, R_SEQ of the last
+        evs = [e for e in log.events if lo <= e[0] <= hi] if log.events else None   # component events
+        payload = self._seal(wire.encode(run, {2: evs} if evs else None))
         if not self._send(payload, now):
             return False
         a, z = run[0], run[-1]

@@ -57,9 +57,11 @@ class Emulation:
     where it has one, a Modbus meter on a serial line. faults: scheduled
     (at_ms, kind, target, duration_ms) for the luminaire and the pump, kinds
     absent, nack, short_read, silent_reset, crc, garble, drop, timeout,
-    exception; the target is a sensor type."""
+    exception, swap (the part is replaced: its twin gets another serial);
+    the target is a sensor type. swaps: add the profile's scheduled part
+    swaps (hil/scenario.py SWAPS)."""
 
-    def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=()):
+    def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False):
         from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
@@ -92,13 +94,17 @@ class Emulation:
             s = self.scenario = sc.BoosterPump(clock, seed)
             self.models = {"adxl345": ADXL345Model(s.adxl345), "bme280": BME280Model(s.bme280)}
             self.meter = SDM630Model(s.sdm630)
+        for m in list(self.models.values()) + [self.meter]:
+            if m is not None and hasattr(m, "serial"):
+                m.serial = (m.serial + 7919 * seed) & 0x7FFFFFFF    # each device its own parts
         self.addr = {}
         for sensor in self.board["sensors"]:
             if sensor["type"] in self.models:
                 self.addr[sensor["type"]] = sensor["addr"]
                 self.i2c.attach(sensor["addr"], self.models[sensor["type"]])
-        if faults:
-            self._schedule(faults)
+        swaps = self.scenario.swaps(seed) if hasattr(self.scenario, "swaps") and swaps else []
+        if faults or swaps:
+            self._schedule(list(faults) + swaps)
         self.serial = serial
         self._pty = None
         self._ser = None
@@ -116,6 +122,8 @@ class Emulation:
                 fs.on("silent_reset", t, m.silent_reset)
             if hasattr(m, "corrupt_crc_next"):
                 fs.on("crc", t, lambda m=m: setattr(m, "corrupt_crc_next", True))
+            if hasattr(m, "serial"):
+                fs.on("swap", t, lambda m=m: _swap(m))
         m = self.meter
         if m is not None:
             t = [x["type"] for x in self.board["sensors"] if "slave" in x][0]
@@ -123,6 +131,7 @@ class Emulation:
             fs.on("crc", t, lambda: setattr(m, "corrupt_crc_next", True))
             fs.on("timeout", t, lambda: setattr(m, "drop_next", True))
             fs.on("exception", t, lambda: setattr(m, "exception_next", 4))
+            fs.on("swap", t, lambda: _swap(m))
 
     def open_serial(self, port, baud):
         if self.serial == "pty":
@@ -145,3 +154,8 @@ class Emulation:
             self._ser.close()
         if self._pty is not None:
             self._pty.stop()
+
+
+def _swap(model):
+    """Another part of the same kind: a new serial (deterministic)."""
+    model.serial = (model.serial * 1103515245 + 12345) & 0x7FFFFFFF or 1

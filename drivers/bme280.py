@@ -130,6 +130,11 @@ class BME280(I2CDevice):
         self.resets = 0
         self._rx = bytearray(8)
 
+    def ident(self):
+        """A model id, not unique (no documented serial; the trim NVM is at
+        best a weak fingerprint, not used): "bme280-model-<chip id, 2 hex>"."""
+        return "bme280-model-%02x" % self.reg8(_REG_ID)
+
     def init(self):
         self.check_id("chip id", self.reg8(_REG_ID), CHIP_ID, KNOWN_IDS)
         a, b = bytearray(26), bytearray(7)

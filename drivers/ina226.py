@@ -76,6 +76,12 @@ class INA226(I2CDevice):
         self.check_id("die id (device)", die >> 4, DEVICE_ID, KNOWN_DIE)
         self.configure()
 
+    def ident(self):
+        """A model id, not unique (the chip has no serial): "ina226-model-<die
+        id, 4 hex>" from 0xFF, after 0xFE said TI."""
+        self.check_id("manufacturer id", self.reg16(_REG_MANUFACTURER), MANUFACTURER_TI, {})
+        return "ina226-model-%04x" % self.reg16(_REG_DIE)
+
     def configure(self):
         self.set16(_REG_CONFIG, CONFIG)
         self.set16(_REG_CAL, self.calibration)

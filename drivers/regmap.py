@@ -8,6 +8,7 @@
 # read() -> a tuple of ints, the fields in BLOCKS order: round(value * scale)
 # (see f32_scaled), RangeError when NaN/inf, |value| >= 2**40 or outside
 # [lo, hi] (after scaling). `names` lists the field names in that order.
+# serial()/ident(): the meter's serial number from holding register 0xFC00.
 #
 # The float32 is decoded with integer math only (sign, exponent, mantissa), so
 # the scaled result is exact and bit-identical on CPython (double floats) and
@@ -15,6 +16,10 @@
 # int(x*scale + 0.5) for x >= 0, mirrored for x < 0).
 
 from drivers.errors import RangeError
+
+# Eastron meters: the meter's serial number, a u32 over two holding registers
+# (fc 0x03) at 0xFC00, high word first (not a float).
+REG_SERIAL = 0xFC00
 
 
 def f32_scaled(d, o, scale):
@@ -66,3 +71,16 @@ class RegisterMap:
                 out[i] = v
                 i += 1
         return tuple(out)
+
+    def serial(self):
+        """The meter's serial number (holding registers 0xFC00-0xFC01, u32).
+        0 or 0xFFFFFFFF (never programmed) -> RangeError."""
+        d = self.modbus.read_raw(self.slave, 0x03, REG_SERIAL, 2)
+        v = (d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3]
+        if v == 0 or v == 0xFFFFFFFF:
+            raise RangeError("%s: serial register reads 0x%08x (not programmed)" % (self.name, v))
+        return v
+
+    def ident(self):
+        """The component id: "<model>-<serial, decimal>", e.g. "sdm630-21000123"."""
+        return "%s-%d" % (self.MODEL.lower(), self.serial())

@@ -14,13 +14,22 @@
 #   both words 0xFFFF with valid CRCs (130 C together with
 #   100 %RH: saturated/implausible)                         -> RangeError
 # Bus transactions per reading: 2 (command write, 6-byte read).
+#
+# Identity (Sensirion "Electronic identification code, SHT3x"): command
+# 0x3780 (no clock stretching; 0x3682 is the same with clock stretching,
+# tried when the first is not acknowledged), wait 1 ms, read 6 bytes: two
+# words with their CRCs, the 32-bit serial high word first.
+# serial() -> int; ident() -> "sht3x-<8 hex>" (a component id, unique).
 
 from drivers._reg import I2CDevice, default_sleep_ms
 from drivers.crc import sensirion_words
-from drivers.errors import RangeError
+from drivers.errors import NackError, RangeError
 
 CMD_MEASURE = b"\x24\x00"
+CMD_SERIAL = b"\x37\x80"
+CMD_SERIAL_CS = b"\x36\x82"
 MEASURE_MS = 16
+SERIAL_MS = 1
 
 
 class SHT3x(I2CDevice):
@@ -38,3 +47,17 @@ class SHT3x(I2CDevice):
         if t_raw == 0xFFFF and rh_raw == 0xFFFF:
             raise RangeError("%s: both words saturated (0xFFFF)" % self.name)
         return (-4500 + (17500 * t_raw) // 65535, (10000 * rh_raw) // 65535)
+
+    def serial(self):
+        """The chip's 32-bit serial number (two CRC-checked words)."""
+        try:
+            self.tx(CMD_SERIAL)
+        except NackError:
+            self.tx(CMD_SERIAL_CS)
+        self.sleep_ms(SERIAL_MS)
+        self.rx(self._rx)
+        hi, lo = sensirion_words(self._rx, self.name, "serial high", "serial low")
+        return (hi << 16) | lo
+
+    def ident(self):
+        return "sht3x-%08x" % self.serial()

@@ -13,6 +13,7 @@
 # Bad data: all six bytes 0xFF (released bus; a read cut short reads 0xFF for
 # the missing bytes) or a CRC mismatch -> CRCError naming the word.
 # Bus transactions per reading: 2 (command write, 6-byte read).
+# ident() -> "sht4x-<8 hex>" from serial() (command 0x89, two CRC-checked words).
 
 from drivers._reg import I2CDevice, default_sleep_ms
 from drivers.crc import sensirion_words
@@ -46,6 +47,10 @@ class SHT4x(I2CDevice):
         """The chip's 32-bit serial number."""
         hi, lo = self._ask(CMD_SERIAL, SERIAL_MS, "serial high", "serial low")
         return (hi << 16) | lo
+
+    def ident(self):
+        """The component id: "sht4x-<8 hex>" (unique)."""
+        return "sht4x-%08x" % self.serial()
 
     def reset(self):
         self.tx(CMD_RESET)

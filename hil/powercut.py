@@ -23,17 +23,25 @@ def merge(a, b, span_a, span_b):
 
 class Model:
     """What the log has promised: appends, acks and boots that returned, and
-    the one operation in flight when power went."""
+    the one operation in flight when power went. With events=True the
+    workload also logs component events (T_EVENT): those that returned must
+    stay, exactly once, until an ack covers their seq, and the slot table
+    must be the one they left."""
 
-    def __init__(self):
+    def __init__(self, events=False):
         self.appended = {}     # seq -> values, for appends that returned
         self.acked = 0
         self.boot = 0
-        self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n)
+        self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n) | ("event", ...)
         self.odo = 0
+        self.track = events
+        self.events = {}       # (seq, idx) -> event, for events that returned
+        self.parts = {}        # the slot table they left
 
     def copy(self):
-        m = Model()
+        m = Model(self.track)
+        m.events = dict(self.events)
+        m.parts = dict(self.parts)
         m.appended = dict(self.appended)
         m.acked = self.acked
         m.boot = self.boot
@@ -77,16 +85,57 @@ class Driver:
         m.boot = self.log.start_boot("watchdog")
         m.inflight = None
 
+    def event(self):
+        """A part installed in or removed from one of three slots."""
+        m = self.m
+        slot = "s%d" % self.rng.below(3)
+        after = dict(m.parts)
+        if slot in m.parts:
+            kind, comp = "removed", m.parts[slot]
+            del after[slot]
+        else:
+            kind, comp = "installed", "c-%d" % self.rng.below(1000)
+            after[slot] = comp
+        m.inflight = ("event", kind, slot, comp, after)
+        try:
+            ev = self.log.event(kind, slot, comp, 0, {"odo": m.odo}, "")
+        except LogError:
+            m.inflight = None           # eight unacked already: refused, nothing written
+            return
+        m.events[(ev[0], ev[1])] = ev
+        m.parts = after
+        m.inflight = None
+
     def step(self, i, n):
         """Operation i of a workload of n: acks flow in the first and last
         thirds; the middle third is offline, so the ring fills and coalesces."""
         r = self.rng.below(100)
-        if r < 3:
+        if self.m.track and r >= 96:
+            self.event()
+        elif r < 3:
             self.boot()
         elif r < 15 and not (n // 3 <= i < 2 * n // 3):
             self.ack()
         else:
             self.append()
+
+
+def _events_check(log, m, bad):
+    inf = m.inflight if m.inflight and m.inflight[0] == "event" else None
+    got = {}
+    for e in log.events:
+        k = (e[0], e[1])
+        if k in got:
+            bad.append("E: event %r twice" % (k,))
+        got[k] = e
+    for k, e in m.events.items():
+        if k[0] > log.acked and got.get(k) != e:
+            bad.append("E: event %r lost or changed (acked %d)" % (k, log.acked))
+    for k, e in got.items():
+        if k not in m.events and not (inf and (e[2], e[3], e[4]) == inf[1:4]):
+            bad.append("E: phantom event %r" % (e,))
+    if log.parts != m.parts and not (inf and log.parts == inf[4]):
+        bad.append("E: slot table %r, model %r" % (log.parts, m.parts))
 
 
 def workload(log, model, seed, n):
@@ -188,6 +237,8 @@ def check(log, m, dev, lose=None, floor=None, recs=None):
         if recs[j][R_FLAGS] & F_DAMAGED and not (lose and lose[0] <= s <= lose[1]):
             bad.append("lost: appended seq %d is in a damage gap" % s)
             break
+    if m.track:
+        _events_check(log, m, bad)
     # 5. space: the log lives in the device it was given
     if len(dev.image) != S * N:
         bad.append("5: flash image changed size")
@@ -201,6 +252,11 @@ def settle(log, m):
         for r in log.pending(1 << 30):
             if r[R_SEQ] == inf[1] and not r[R_FLAGS] & F_DAMAGED:
                 m.appended[inf[1]] = inf[2]
+    if inf and inf[0] == "event":
+        for e in log.events:
+            if (e[0], e[1]) not in m.events and (e[2], e[3], e[4]) == inf[1:4]:
+                m.events[(e[0], e[1])] = e
+        m.parts = dict(log.parts)
     m.acked = log.acked
     m.boot = log.boot
     m.inflight = None
@@ -215,6 +271,7 @@ class Result:
         self.wraps = 0
         self.coalesced = 0
         self.dropped = 0
+        self.events = 0          # component events logged by the traced runs (events=True)
 
     def add(self, where, bad):
         for b in bad:
@@ -246,12 +303,12 @@ def _after_cut(dev, m, res, where, seed, double_at):
 
 
 def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double_every=10,
-                  res=None):
+                  res=None, events=False):
     """CPython: one traced run records the flash and the model before every
     op; each cut restores that state, tears op k, recovers and checks."""
     ss, count = geometry
     trace = []
-    model = Model()
+    model = Model(events)
 
     class Tracing(EmulatedNOR):
         def program(self, addr, data):
@@ -270,6 +327,7 @@ def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double
     res.wraps += sum(dev.erase_counts) // count
     res.coalesced += log.coalesced
     res.dropped += log.dropped
+    res.events += len(model.events)
     final = check(recover(dev), model, dev)
     res.add("seed %d uncut" % seed, final)
     plain = EmulatedNOR(ss, count, seed=seed)

@@ -71,6 +71,14 @@ class Compressor:
                 if self.running:
                     self.true_cycles += 1
                 self._seg_end = self._t + self._duration()
+        if self.faults is not None:
+            self.faults.due(now)
+
+    faults = None             # a FaultSchedule, when the board gives one (part swaps)
+    SWAPS = (("sht3x", 20, 8),)   # the head-temperature sensor is replaced on the first day
+
+    def swaps(self, seed):
+        return _Profile.swaps(self, seed)
 
     def _jit(self, n):
         return self.noise.below(2 * n + 1) - n
@@ -135,8 +143,18 @@ class FaultSchedule:
 
 
 class _Profile:
-    """Common to the asset profiles: a world clock, seeded noise, stepping."""
+    """Common to the asset profiles: a world clock, seeded noise, stepping.
+    SWAPS: the parts replaced during a run, (sensor type, earliest hour,
+    window in hours): swaps() gives one (at_ms, "swap", type, 0) each, at a
+    seeded moment inside its window (the board swaps the twin's serial)."""
     STEP_MS = 5000
+    SWAPS = ()
+
+    def swaps(self, seed):
+        r = Rng(seed + 4242)                # its own stream: the readings stay as they were
+        t0 = self.clock.world_ms()
+        return [(t0 + h0 * 3600000 + r.below(win * 3600) * 1000, "swap", target, 0)
+                for target, h0, win in self.SWAPS]
 
     def __init__(self, clock, seed):
         self.clock = clock
@@ -169,6 +187,7 @@ class Luminaire(_Profile):
     the power drawn; above 70 C the driver derates the output by a quarter.
     The outcome billed is lux-hours delivered (ground truth: true_lux_ms)."""
     FULL_MW = 150000          # electrical power at 100 %
+    SWAPS = (("sht4x", 30, 12),)  # the heat-sink sensor is replaced on the second day
     BUS_MV = 48000
     FULL_LUX = 900
     DERATE_MC = 70000
@@ -248,6 +267,7 @@ class BoosterPump(_Profile):
     run time x rated flow (ground truth: true_litres)."""
     RATED_LPM = 400
     RUN_W = 5500
+    SWAPS = (("sdm630", 40, 6),)  # the meter is exchanged on the second day
     TANK_L = 20000
 
     def __init__(self, clock, seed=1, meter_start_Wh=500000):

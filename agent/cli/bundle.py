@@ -30,7 +30,8 @@ TARGETS = {
 # what the device reads: the keys of tally.toml that mean something there
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
-               "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s")
+               "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s",
+               "parts")
 MAIN = "from agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 # The heap the unix bundle's ROMFS run line gives (64-bit unix port; a day

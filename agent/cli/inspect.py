@@ -122,6 +122,7 @@ def run(a):
 def _inspect_ring(path, data, ss, truncated, schema):
     from agent import cbor
     from agent import log as L
+    from agent import partlog as P
     from hil.nor import EmulatedNOR
     n = max(4, -(-len(data) // ss))
     if truncated or len(data) < n * ss:
@@ -141,7 +142,7 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
                 i, kinds[k], order, "" if lo == order else " (from %d)" % lo, gen, wear,
                 "  <- head" if i == log._head else ""))
-    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG"}
+    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG", L.T_EVENT: "EVENT"}
     for s, _, t, payload in log.walk():
         try:
             rec = cbor.loads(payload)
@@ -165,6 +166,9 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
         elif t == L.T_CONFIG and isinstance(rec, list) and len(rec) == 1:
             print("  [%3d] CONFIG  version=%s" % (s, rec[0]))
+        elif t == L.T_EVENT and P.valid(rec):
+            print("  [%3d] EVENT   seq=%d idx=%d %s %s in %s (%s)"
+                  % (s, rec[0], rec[1], rec[2], rec[4], rec[3], rec[7]))
         else:
             print("  [%3d] type %d, not a record this log writes: %r" % (s, t, rec))
     return 0
@@ -226,7 +230,9 @@ def _show_inner(inner, schema):
 
 def _show_obj(obj, data, schema):
     from agent import batch
+    from agent.collector import parts
     if isinstance(obj, list):
+        obj, ext = parts.split(obj, lambda sid: schema or None)
         try:
             recs = batch.decode(obj)
         except batch.BatchError as e:
@@ -238,6 +244,12 @@ def _show_obj(obj, data, schema):
             print("  seq=%d from=%d flags=%d epoch=%08x boot=%d uptime_ms=%d %s"
                   % (r["seq"], r["from_seq"], r["flags"], r["epoch"], r["boot"], r["uptime_ms"],
                      _named(list(r["values"]), schema)))
+        for k, v in sorted((ext or {}).items()):
+            if k == 2 and isinstance(v, list):
+                for ev in v:
+                    print("  part event: %s" % json.dumps(ev))
+            else:
+                print("  ext %s: %s" % (k, json.dumps(v, default=repr)))
         return 0
     if isinstance(obj, dict) and "v" in obj:
         kind = "birth" if "schema" in obj else ("ack" if "seq" in obj else

@@ -35,6 +35,13 @@ def run(a):
     except (OSError, ValueError) as e:
         # no /dev/i2c-N, a serial port that will not open, a sensor without a channel
         return err("run: board %s: %s" % (cfg["board"], e))
+    if cfg.get("parts"):
+        # component identity and swap events: the sensors that can tell one, the ID EEPROM
+        # tags configured (part_tags) and the Pi's own id
+        from agent import parts
+        from agent.port.cpython import node_id
+        tags = parts.tags(cfg.get("part_tags", []), world.i2c if world is not None else i2c)
+        channels.append(parts.Parts(parts.slots_for(channels, tags, node=node_id())))
     transport = None
     if cfg.get("broker"):
         from agent.port.mqtt_paho import PahoTransport

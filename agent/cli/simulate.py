@@ -56,6 +56,9 @@ def _print_sim(rep):
         for name, v in d["odometers"].items():
             if not v["ok"]:
                 print("  %s %s: device %d, ledger %d" % (d["device_id"], name, v["device"], v["ledger"]))
+    if rep.get("part_events"):
+        print("\nComponent events in the ledger (part_events)")
+        _table(["device", "wall_s", "event", "slot", "component"], rep["part_events"])
     if "messages_lost" in rep:
         print("\nmessages lost in transit (injected): %d" % rep["messages_lost"])
     print("\n" + ("All devices reconcile." if rep["reconciled"] else "NOT RECONCILED."))

@@ -29,6 +29,10 @@ TOP = {
     "ntp": (str, lambda v: v == "" or _host_port(v),
             "an NTP server as host or host:port, or \"\" for none (default pool.ntp.org with wifi_ssid)"),
     "deep_sleep": (bool, lambda v: True, "true or false"),
+    # component identity and swap events (agent/parts.py): adds part_faults to the schema
+    "parts": (bool, lambda v: True, "true or false"),
+    # ID EEPROM tags on parts with no identity of their own: ["motor=at24cs02@0x50", ...]
+    "part_tags": (list, lambda v: _tags_ok(v), 'a list like ["motor=at24cs02@0x50", "fan=24aa02e48@0x51"]'),
     "awake_s": (int, lambda v: 1 <= v <= 3600, "an integer from 1 to 3600 (seconds awake per wake)"),
     "watchdog_s": (int, lambda v: v == 0 or 10 <= v <= 7200,
                    "0 (off) or 10 to 7200 seconds: longer than the longest step that does not feed "
@@ -55,6 +59,14 @@ TLS_KEYS = {"ca": "the CA certificate file that signed the broker's certificate"
 SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
                       "hot_cC": int, "port": str, "baud": int, "slave": int, "current_lsb_ua": int,
                       "window": int, "alert_mg": int, "lit_mlux": int}
+
+
+def _tags_ok(v):
+    from agent.parts import parse_tag
+    try:
+        return len(v) <= 8 and len(set(parse_tag(x)[0] for x in v)) == len(v) and all(isinstance(x, str) for x in v)
+    except (ValueError, AttributeError, TypeError):
+        return False
 
 
 class ConfigError(ValueError):

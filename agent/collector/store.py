@@ -31,6 +31,7 @@ import cbor2
 from agent import batch as wire
 from agent import cose
 from agent import remote
+from agent.collector import parts
 from agent.collector import timeline
 from agent.collector import validate
 from agent.collector.validate import MAX_PAYLOAD, show
@@ -136,6 +137,7 @@ class Collector:
         self.keys = keys
         self.db_path = db
         self._b = _Postgres(db) if is_postgres_url(db) else _Sqlite(db)
+        parts.ensure(self._b)                   # part_events (agent/collector/parts.py)
         self.rejects = {}        # reason class -> count, for this process (bounded keys)
         self.on_reject = None    # callback(device or None, reason), e.g. to log each one
         self.escapes = 0         # messages that raised something other than a Reject
@@ -336,6 +338,7 @@ class Collector:
         return m
 
     def _data(self, device, obj, key):
+        obj, ext = parts.split(obj, lambda sid: self.schema(device, sid))
         try:
             head = validate.data(obj)           # shape and ranges, nothing expanded yet
         except validate.Invalid as e:
@@ -352,6 +355,7 @@ class Collector:
             recs = wire.decode(obj, checked=True)   # the forms were checked by validate.data
         except wire.BatchError as e:
             raise Reject("malformed: %s" % validate.clean(e, 160), quarantine=True)
+        events = parts.check(ext, recs[0]["from_seq"], recs[-1]["seq"])   # validate.Invalid: quarantined
         now = time.time()
         enc = _JSON
         rows = [(device, r["epoch"], r["seq"], r["from_seq"], r["flags"], sid, r["boot"],
@@ -362,6 +366,7 @@ class Collector:
             if self._hold_s:
                 self._chaos_hold()
             dup = len(rows) - b.insert_new(rows)
+            parts.book(b, device, recs[0]["epoch"], events)
             if dup:
                 self._replay(device, recs, now)     # which ones, and are they the same content?
             self._bump(device, "batches")

@@ -200,6 +200,86 @@ def birth(b, device):
     for k in ("fw", "board", "reason"):
         if k in b:
             out[k] = _text(b[k], "birth " + k, MAX_TEXT, free=True)
+    if "parts" in b:
+        out["parts"] = birth_parts(b["parts"])
+    return out
+
+
+# -- component identity (agent/parts.py, docs/wire.md "Component events") -----------
+
+MAX_SLOTS = 16              # slots in a birth's parts map
+MAX_EVENTS = 64             # component events in one batch's ext
+MAX_ODO = 64                # odometers in one event's snapshot
+EVENT_KINDS = ("installed", "removed")
+
+
+def _component(v, what):
+    """A component id: lowercase <chip>-<serial> (letters, digits, - . _ :)."""
+    _text(v, what, MAX_NAME)
+    if not v or not v.isascii() or v != v.lower() or "-" not in v \
+            or not all(c.isalnum() or c in "-._:" for c in v):
+        raise Invalid("%s %s is not a component id (lowercase <chip>-<serial>)" % (what, show(v)))
+    return v
+
+
+def _slot(v, what):
+    """A slot name: a letter, then letters, digits and _ . - @ : /."""
+    _text(v, what, MAX_NAME)
+    if not v or not v[0].isalpha() or not v.isascii() or not all(c.isalnum() or c in "_.-@:/" for c in v):
+        raise Invalid("%s %s is not a slot name" % (what, show(v)))
+    return v
+
+
+def birth_parts(m):
+    """A birth's "parts": {slot: component id}, at most MAX_SLOTS."""
+    _map(m, "birth parts")
+    if len(m) > MAX_SLOTS:
+        raise Invalid("birth parts has %d slots, more than %d" % (len(m), MAX_SLOTS))
+    for k, v in m.items():
+        _slot(k, "birth parts slot")
+        _component(v, "birth parts component")
+    return dict(m)
+
+
+def ext(e):
+    """A batch's trailing ext map: integer keys (1 stress histograms, 2
+    component events, 3+ reserved), at most 8."""
+    _map(e, "batch ext")
+    if not e or len(e) > 8:
+        raise Invalid("batch ext has %d keys, not 1..8" % len(e))
+    for k in e:
+        _int(k, "batch ext key", 1, 256)
+    return e
+
+
+def part_events(evs, lo, hi):
+    """ext key 2: a list of [seq, idx, kind, slot, component, wall_s,
+    {odometer: value}, detail], each seq within the batch's lo..hi, (seq,
+    idx) unique. Returns them as dicts."""
+    if type(evs) is not list or not 0 < len(evs) <= MAX_EVENTS:
+        raise Invalid("batch part events is %s, not a list of 1..%d" % (show(evs), MAX_EVENTS))
+    out = []
+    seen = set()
+    for ev in evs:
+        if type(ev) is not list or len(ev) != 8:
+            raise Invalid("part event is %s, not an array of 8" % show(ev))
+        seq = _int(ev[0], "part event seq", lo, hi + 1)
+        idx = _int(ev[1], "part event idx", 0, 256)
+        if (seq, idx) in seen:
+            raise Invalid("part event %d/%d appears twice" % (seq, idx))
+        seen.add((seq, idx))
+        if ev[2] not in EVENT_KINDS:
+            raise Invalid("part event kind %s is not installed or removed" % show(ev[2]))
+        odo = _map(ev[6], "part event odometers")
+        if len(odo) > MAX_ODO:
+            raise Invalid("part event has %d odometers, more than %d" % (len(odo), MAX_ODO))
+        for k, v in odo.items():
+            _name(k, "part event odometer")
+            _int(v, "part event odometer " + k, -I64, I64)
+        out.append({"seq": seq, "idx": idx, "kind": ev[2], "slot": _slot(ev[3], "part event slot"),
+                    "component": _component(ev[4], "part event component"),
+                    "wall_s": _int(ev[5], "part event wall_s", 0, MAX_WALL_S + 1),
+                    "odometers": odo, "detail": _text(ev[7], "part event detail", MAX_TEXT, free=True)})
     return out
 
 

@@ -106,3 +106,38 @@ def host_clock_synchronised():
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_timedatectl(r.stdout) if r.returncode == 0 else None
+
+
+# -- the node's own identity ------------------------------------------------------------
+
+def parse_cpuinfo(text):
+    """The "Serial" line of /proc/cpuinfo (a Raspberry Pi's SoC serial) as 16
+    hex digits, or None."""
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() == "Serial":
+            v = v.strip().lower()
+            try:
+                n = int(v, 16)
+            except ValueError:
+                return None
+            return "%016x" % n if n else None
+    return None
+
+
+def node_id(root="/"):
+    """The node's component id: "rpi-<SoC serial, 16 hex>" from the device
+    tree (/sys/firmware/devicetree/base/serial-number) or /proc/cpuinfo, or
+    None on a host that has neither (a PC)."""
+    try:
+        with open(os.path.join(root, "sys/firmware/devicetree/base/serial-number"), "rb") as f:
+            v = f.read().rstrip(b"\x00\n").decode("ascii", "replace")
+        return "rpi-%016x" % int(v, 16)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "proc/cpuinfo")) as f:
+            s = parse_cpuinfo(f.read())
+    except OSError:
+        return None
+    return "rpi-" + s if s else None

@@ -122,3 +122,12 @@ def unique_id():
     except ImportError:
         return None
     return "".join("%02x" % b for b in unique_id())
+
+
+def node_id():
+    """The node's component id: "esp32-<base MAC, 12 hex>" (machine.unique_id
+    is the eFuse base MAC on an ESP32), or None on a port without it."""
+    u = unique_id()
+    if not u:
+        return None
+    return "esp32-" + u[-12:]

@@ -91,6 +91,7 @@ def bench_payload(device="compressor-0042"):
         sizes["sparkplug_b_ddata_aliases"] = None
     per = {k: (round(v / n, 2) if v is not None else None) for k, v in sizes.items()}
     out["bytes_per_record"] = per
+    out["identity"] = _identity_cost(recs, bare, n)
     ours = per["ours_cose_mqtt"]
     out["ratio_to_ours_end_to_end"] = {k: (round(v / ours, 1) if v else None) for k, v in per.items()}
     # the record content must survive: decode ours back
@@ -114,11 +115,35 @@ def bench_payload(device="compressor-0042"):
             if line.startswith("US "):
                 out["encode_us_per_batch_micropython"] = int(line.split()[1])
     out["goals"] = {
+        "identity adds <= 2 B/record": out["identity"]["steady_B_per_record"] <= 2,
         "<= 16 B/record end to end": ours <= 16,
         ">= 7x smaller than SenML-CBOR": per["senml_cbor"] / ours >= 7,
         "stretch: <= 11 B/record": ours <= 11,
     }
     return out
+
+
+def _identity_cost(recs, bare, n):
+    """What component identity (agent/parts.py) adds to the reference batch:
+    the part_faults odometer column (zero while nothing is wrong), and a
+    batch that carries a swap (a removed and an installed event, ext key 2,
+    with the asset's odometers)."""
+    from agent import batch
+    from agent.log import R_VALUES
+    from hil import refbatch as R
+    plus = []
+    for r in recs:
+        r = list(r)
+        r[R_VALUES] = list(r[R_VALUES]) + [0]
+        plus.append(r)
+    steady = batch.encode(plus)
+    odo = {m[0]: recs[-1][R_VALUES][j] for j, m in enumerate(R.METRICS) if m[3] in ("odo", "odometer")}
+    seq = recs[0][0] + n // 2
+    evs = [[seq, 0, "removed", "sht3x@0x44", "sht3x-1a2b3c4d", R.T0 + 1800, odo, "swap"],
+           [seq, 1, "installed", "sht3x@0x44", "sht3x-5e6f7081", R.T0 + 1800, odo, "swap"]]
+    swap = batch.encode(plus, {2: evs})
+    return {"steady_B_per_record": round((len(steady) - len(bare)) / n, 3),
+            "swap_batch_extra_B": len(swap) - len(steady)}
 
 
 def report(r):
@@ -137,6 +162,9 @@ def report(r):
         print("  %-48s %10s %8s" % (label, "-" if v is None else "%.2f" % v,
                                      "-" if v is None else "%.1f" % r["ratio_to_ours_end_to_end"][k]))
     print("  (x ours: against ours end to end, MAC and MQTT framing included)")
+    i = r["identity"]
+    print("  component identity: +%.3f B/record (the part_faults column); a batch carrying a swap"
+          " +%d B (two events)" % (i["steady_B_per_record"], i["swap_batch_extra_B"]))
     mp = r["encode_us_per_batch_micropython"]
     print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
           % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))

@@ -25,7 +25,7 @@ class SimDevice:
         self.id = device_id
         self.clock = VirtualClock()
         self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"],
-                               profile=opts["profile"])
+                               profile=opts["profile"], swaps=opts.get("parts", True))
         self.log_path = os.path.join(workdir, device_id + ".log")
         self.transport = transport
         self.opts = opts
@@ -39,7 +39,11 @@ class SimDevice:
     def _start(self, reason):
         o = self.opts
         log = file_log(self.log_path, self.id, capacity=o["log_capacity"], durable=o["durable"])
-        self.agent = Agent(self.id, self.world.channels(), log, self.clock,
+        chans = self.world.channels()
+        if o.get("parts", True):
+            from agent.parts import Parts, slots_for
+            chans.append(Parts(slots_for(chans)))
+        self.agent = Agent(self.id, chans, log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
                            sample_ms=o["sample_ms"], reason=reason,
                            uplink_opts={"ack_timeout_ms": o["ack_timeout_ms"],
@@ -154,6 +158,9 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
         if hub is not None:
             report["messages_lost"] = hub.dropped
         report["ledger"] = collector.ledger()
+        from agent.collector import parts as ledger_parts
+        report["part_events"] = [[e["device"], e["wall_s"], e["kind"], e["slot"], e["component"]]
+                                 for e in ledger_parts.history(collector._b)]
         report["units"] = _units(collector, fleet)
         return report
     finally:

@@ -10,7 +10,8 @@
 #   0x0046 Hz  0x0048 import kWh   0x004A export kWh   0x0156 total kWh
 #   (other registers inside a block read 0.0)
 # Holding registers (fc 0x03), block 0x0000-0x003F: 0x0014 meter id,
-#   0x001C baud code (2 = 9600).
+#   0x001C baud code (2 = 9600); block 0xFC00-0xFC03: 0xFC00 the serial
+#   number (`serial`, settable: a u32, high word first, not a float).
 # handle(frame) answers one complete request: another slave (or broadcast) or a
 # bad CRC -> None (silence); unknown function -> exception 1; a register outside
 # the blocks -> exception 2; count 0 or > MAX_COUNT -> exception 3 (with PAIRS,
@@ -27,7 +28,7 @@ from hil.rng import Rng
 from hil.buses.serial_loop import LoopbackPort  # noqa: F401  (re-exported: it serves any model)
 
 INPUT_BLOCKS = ((0x0000, 0x0050), (0x0156, 0x015A))
-HOLDING_BLOCKS = ((0x0000, 0x0040),)
+HOLDING_BLOCKS = ((0x0000, 0x0040), (0xFC00, 0xFC04))
 REQUEST_LEN = 8
 
 
@@ -52,8 +53,9 @@ class SDM120Model:
     MAX_COUNT = 125
     PAIRS = False
 
-    def __init__(self, source, slave=1, seed=1):
+    def __init__(self, source, slave=1, seed=1, serial=21000123):
         self.source = source
+        self.serial = serial
         self.slave = slave
         self.corrupt_crc_next = False
         self.garble_next = False
@@ -95,6 +97,12 @@ class SDM120Model:
         vals = self._values(fc)
         out = bytearray((self.slave, fc, 2 * count))
         for r in range(addr, addr + count):
+            if fc == 0x03 and r >= 0xFC00:
+                f = struct.pack(">I", self.serial if r < 0xFC02 else 0)
+                h = 2 * (r & 1)
+                out.append(f[h])
+                out.append(f[h + 1])
+                continue
             f = struct.pack(">f", vals.get(r & ~1, 0.0))
             h = 2 * (r & 1)
             out.append(f[h])

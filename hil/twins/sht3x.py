@@ -4,7 +4,9 @@
 # repeatability, no clock stretching) latches a measurement; the next read
 # returns T msb, T lsb, CRC, RH msb, RH lsb, CRC. A read with no measurement
 # pending NACKs (OSError EIO), as the chip does. 0x30A2 (soft reset) drops a
-# pending measurement; any other command NACKs.
+# pending measurement; 0x3780 and 0x3682 (serial number, without and with
+# clock stretching) latch the serial (`serial`, 32 bits, settable: a test
+# swaps the part by setting it); any other command NACKs.
 #
 # raw = ceil((T + 4500) * 65535 / 17500), raw_rh = ceil(RH * 65535 / 10000),
 # clamped to 0..65535: the smallest raw whose datasheet conversion (floored,
@@ -26,8 +28,9 @@ def _raw(x, span):
 
 
 class SHT3xModel:
-    def __init__(self, source):
+    def __init__(self, source, serial=0x1A2B3C4D):
         self.source = source
+        self.serial = serial
         self.corrupt_crc_next = False
         self.measurements = 0
         self._pending = None
@@ -40,6 +43,8 @@ class SHT3xModel:
             t, rh = self.source()
             self.measurements += 1
             self._pending = self.frame(_raw(t + 4500, 17500), _raw(rh, 10000))
+        elif cmd == 0x3780 or cmd == 0x3682:
+            self._pending = self.frame(self.serial >> 16, self.serial & 0xFFFF)
         elif cmd == 0x30A2:
             self._pending = None
         else:

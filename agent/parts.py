@@ -1,0 +1,339 @@
+# Component identity and swap events (issue 15, CIRCULAR.md section 4).
+# Portable (CPython and MicroPython), small and allocation-free in the steady
+# loop (a check reads one slot, and only when one is due).
+#
+# A slot is a place in the asset that holds a part with an identity: a chip
+# that tells its serial (SHT3x, SHT4x, an Eastron meter), a model id where
+# there is none (INA226, BME280: "-model-" ids, not unique), or an ID EEPROM
+# tag (AT24CS02, 24AA02E48) on a part with no identity of its own, whose
+# user area carries the component passport (agent/passport.py).
+#
+# When identities are read: every slot at boot, then every PERIOD_MS, and at
+# once when the slot's channel has counted BURST bus errors since the last
+# check. While a change is being confirmed, at every sample.
+# What a read means, against the log's slot table (log.parts, the state the
+# events left, power-cut safe with them):
+#   the same id            nothing (a candidate seen in between: "flicker")
+#   another id             a candidate; N_CONFIRM reads of it in a row make
+#                          it real: a "removed" event for the old id (if
+#                          any), then an "installed" one for the new
+#   no answer (NACK,       after N_VANISH in a row, a known part is
+#   timeout)               "removed" (detail "vanished"); nothing before
+#   a bad CRC              no change; a counted fault "crc"
+# Each event is one T_EVENT record in the log (agent/log.py: seq = the
+# interval in progress, the odometers of the asset at that moment); the slot
+# table changes with it, in the same record, so a power cut between the two
+# events of a swap leaves the first done and the second found again at the
+# next boot: exactly one of each. Faults are counted by reason in `faults`
+# and in total in the part_faults odometer; none of them stops metering.
+# Passports: read when the part is installed (and at boot); a blank, corrupt,
+# foreign or unknown-version passport is a fault with that reason, never a
+# swap (the identity is the chip's serial, not the passport). The checkpoint
+# odometers are written at most every CHECKPOINT_MS (default 24 h, to one of
+# two copies in turn: a copy sees a write every 48 h, about 7,600 in the
+# chip's 1,000,000-cycle endurance over a century), and at an install.
+
+from agent.log import LogError
+
+N_CONFIRM = 3
+N_VANISH = 3
+BURST = 3
+PERIOD_MS = 600000
+CHECKPOINT_MS = 86400000
+MAX_REASONS = 8
+
+# passport counter -> the schema metrics that can feed it (the first present)
+PASSPORT_ODO = (("run_s", ("run_time", "lit_time")), ("cycles", ("cycles",)),
+                ("energy_Wh", ("energy", "mains_energy")))
+
+
+def _clean(cid):
+    """A component id as the wire takes it (docs/wire.md): lowercase
+    <chip>-<serial> of letters, digits and - . _ :, at most 64 characters;
+    ValueError for anything else, so a garbled read never reaches the log."""
+    if not isinstance(cid, str) or not 2 < len(cid) <= 64 or "-" not in cid:
+        raise ValueError("not a component id")
+    cid = cid.lower()
+    for c in cid:
+        if not ("a" <= c <= "z" or "0" <= c <= "9" or c in "-._:"):
+            raise ValueError("not a component id")
+    if cid[0] == "-" or cid[-1] == "-":
+        raise ValueError("not a component id")
+    return cid
+
+
+TAG_CHIPS = ("at24cs02", "24aa02e48")
+
+
+def parse_tag(spec):
+    """An ID EEPROM tag from config: "slot=chip@0xNN" (chip at24cs02 or
+    24aa02e48, its array address 0x50-0x57) -> (slot, chip, addr);
+    ValueError naming what is wrong."""
+    slot, _, rest = spec.partition("=")
+    chip, _, a = rest.partition("@")
+    try:
+        addr = int(a, 16) if a.lower().startswith("0x") else int(a)
+    except ValueError:
+        addr = -1
+    if not slot or chip not in TAG_CHIPS or not 0x50 <= addr <= 0x57:
+        raise ValueError("part tag %r: want slot=at24cs02@0x50 or slot=24aa02e48@0x50 (0x50-0x57)"
+                         % (spec,))
+    return slot, chip, addr
+
+
+def tags(specs, i2c):
+    """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
+    from drivers.eeprom24 import AT24CS02, M24AA02E48
+    out = []
+    for spec in specs:
+        slot, chip, addr = parse_tag(spec)
+        out.append((slot, (AT24CS02 if chip == "at24cs02" else M24AA02E48)(i2c, addr)))
+    return out
+
+
+class Slot:
+    """read() -> a component id (text); raises OSError (typed: drivers/errors.py)."""
+
+    def __init__(self, name, read, channel=None, eeprom=None):
+        ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
+        for c in name if ok else "":
+            if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
+                ok = False
+        if not ok:
+            raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
+        self.name = name
+        self.read = read
+        self.channel = channel
+        self.eeprom = eeprom        # an ID EEPROM with a passport in its user area
+        self.cand = None
+        self.cand_n = 0
+        self.miss = 0
+        self.due = 0
+        self.err_seen = 0
+        self.passport = None
+        self.ref = None             # passport counters' sources at the last checkpoint
+        self.ck_at = 0              # uptime of the last checkpoint
+        self.tried = False          # the passport was read (or tried) since boot
+        self.why = ""
+
+
+def slots_for(channels, tags=(), node=None):
+    """A slot for every channel whose driver can tell an identity, one per ID
+    EEPROM tag ((name, driver) pairs), and "node" for the node's own id."""
+    out = []
+    for ch in channels:
+        d = ch.driver
+        d = getattr(d, "driver", d)             # boards.Pick wraps a driver
+        f = getattr(d, "ident", None)
+        if f is not None:
+            out.append(Slot(d.name.lower(), f, channel=ch))
+    for name, drv in tags:
+        out.append(Slot(name, drv.ident, eeprom=drv))
+    if node:
+        out.append(Slot("node", lambda: node))
+    return out
+
+
+class Parts:
+    """The identity tracker, run by the agent like a channel (its metric
+    joins the schema; bind, restore, sample) plus boot(agent)."""
+    metrics = [("part_faults", "count", 0, "odo")]
+    per_interval = False
+    driver = None
+
+    def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
+        self.slots = slots
+        self.family = family
+        self.period_ms = period_ms
+        self.checkpoint_ms = checkpoint_ms
+        self.faults = {}            # reason -> count (this boot)
+        self.events = 0             # events logged (this boot)
+        self.log = None
+        self.clock = None
+        self.meter = None
+        self._odo = b""             # schema indices of the asset's odometers
+
+    # -- the channel interface ------------------------------------------------------
+
+    def bind(self, meter):
+        self.meter = meter
+        self._i = meter.index("part_faults")
+
+    def restore(self, meter):
+        pass
+
+    def boot(self, agent):
+        """After the log is open and the odometers restored: read every slot
+        N_CONFIRM times (a change found now is confirmed at once)."""
+        self.log = agent.log
+        self.clock = agent.clock
+        m = self.meter
+        skip = {"part_faults"}
+        from agent.agent import SYSTEM_METRICS
+        from agent.channels import ERROR_METRICS
+        for x in SYSTEM_METRICS + ERROR_METRICS:
+            skip.add(x[0])
+        self._odo = bytearray(i for i in range(m.n)              # a schema has < 256 metrics
+                              if m.is_odometer(i) and m.names[i] not in skip)
+        now = self.clock.uptime_ms()
+        for s in self.slots:
+            for _ in range(N_CONFIRM):
+                self._check(s, now, "boot")
+                if s.cand is None:
+                    break           # the same part, or no answer: a part slow to wake is
+                                    # read again at the next samples, not removed at once
+            if s.eeprom is not None and not s.tried and self.log.parts.get(s.name):
+                self._passport(s, now)
+
+    def sample(self, meter, now, dt):
+        for s in self.slots:
+            ch = s.channel
+            burst = ch is not None and ch.errors - s.err_seen >= BURST
+            if (s.cand is not None or (s.miss and s.name in self.log.parts)
+                    or now >= s.due or burst):
+                self._check(s, now, "burst" if burst else "")
+            if s.passport is not None and now - s.ck_at >= self.checkpoint_ms:
+                self._checkpoint(s, now)
+        return True
+
+    # -- checks ------------------------------------------------------------------------
+
+    def fault(self, reason):
+        f = self.faults
+        if reason in f or len(f) < MAX_REASONS:
+            f[reason] = f.get(reason, 0) + 1
+        if self.meter is not None:
+            self.meter.add(self._i, 1)
+
+    def _check(self, s, now, why):
+        s.due = now + self.period_ms
+        if s.channel is not None:
+            s.err_seen = s.channel.errors
+        known = self.log.parts.get(s.name)
+        try:
+            cid = _clean(s.read())
+        except ValueError:
+            self.fault("garbled")                   # not an identity a ledger would take
+            return
+        except OSError as e:
+            if getattr(e, "kind", "nack") in ("crc", "range"):
+                self.fault(e.kind)                  # an answer, but not one to trust
+                return
+            s.cand = None
+            s.cand_n = 0
+            s.miss += 1
+            if known and s.miss >= N_VANISH:
+                if self._event("removed", s, known, "vanished"):
+                    s.miss = 0
+                    s.passport = None
+            return
+        s.miss = 0
+        if cid == known:
+            if s.cand is not None:
+                self.fault("flicker")
+            s.cand = None
+            s.cand_n = 0
+            return
+        if s.cand == cid:
+            s.cand_n += 1
+        else:
+            if s.cand is not None:
+                self.fault("flicker")
+            s.cand = cid
+            s.cand_n = 1
+            s.why = why or "swap"                   # what found it: boot, burst, swap
+        if s.cand_n < N_CONFIRM:
+            return
+        if known and not self._event("removed", s, known, s.why):
+            return
+        s.passport = None
+        detail = s.why
+        if s.eeprom is not None:
+            self._passport(s, now)
+            if s.passport is not None:
+                detail = s.passport.part
+        if self._event("installed", s, cid, detail):
+            s.cand = None
+            s.cand_n = 0
+            if s.passport is not None:
+                s.passport.installs += 1
+                self._checkpoint(s, now)
+
+    def _event(self, kind, s, comp, detail):
+        clock = self.clock
+        wall = clock.wall_s() if clock.wall_quality else 0
+        odo = {}
+        v = self.meter.values
+        names = self.meter.names
+        for i in self._odo:
+            odo[names[i]] = v[i]
+        try:
+            self.log.event(kind, s.name, comp, wall, odo, detail[:32])
+        except (LogError, OSError, ValueError):
+            self.fault("log")                       # not durable: found again at the next check
+            return False
+        self.events += 1
+        return True
+
+    # -- passports -------------------------------------------------------------------
+
+    def _sources(self):
+        v = self.meter.values
+        names = self.meter.names
+        out = []
+        for _, cands in PASSPORT_ODO:
+            x = 0
+            for n in cands:
+                if n in names:
+                    i = names.index(n)
+                    sc = self.meter.schema[i][2]
+                    x = v[i]
+                    while sc < 0:
+                        x //= 10
+                        sc += 1
+                    break
+            out.append(x)
+        return out
+
+    def _passport(self, s, now):
+        from agent import passport
+        s.tried = True
+        try:
+            p, why = passport.read(s.eeprom, self.family)
+        except OSError:
+            self.fault("eeprom")
+            return
+        if p is None:
+            self.fault(why)
+            return
+        s.passport = p
+        s.ref = self._sources()
+        s.ck_at = now
+
+    def _checkpoint(self, s, now):
+        """Add the usage since the last checkpoint to the passport's
+        odometers and write it (the other copy)."""
+        from agent import passport
+        p = s.passport
+        cur = self._sources()
+        add = []
+        k = 0
+        for name, _ in PASSPORT_ODO:
+            d = cur[k] - s.ref[k]
+            add.append(d if d > 0 else 0)
+            setattr(p, name, getattr(p, name) + add[k])
+            k += 1
+        up = (now - s.ck_at) // 1000
+        p.installed_s += up
+        try:
+            passport.write(s.eeprom, p)
+        except OSError:
+            self.fault("eeprom")
+            k = 0
+            for name, _ in PASSPORT_ODO:            # undone: added again at the next try
+                setattr(p, name, getattr(p, name) - add[k])
+                k += 1
+            p.installed_s -= up
+            return
+        s.ref = cur
+        s.ck_at = now
