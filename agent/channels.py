@@ -181,14 +181,27 @@ class MainsChannel(Channel):
         ("mains_register", "Wh", 0, "last"),   # the meter's own register, to resume after a reboot
     ]
     per_interval = True
+    RUN = [("run_time", "s", 0, "odo"), ("cycles", "count", 0, "odo")]
 
-    def __init__(self, driver, max_step_Wh=100000):
+    def __init__(self, driver, max_step_Wh=100000, run_threshold_W=0):
         Channel.__init__(self, driver)
         self.max_step = max_step_Wh
         self._reg = None
+        # run_threshold_W: the asset runs while it draws at least this much
+        # (a pump on the meter with nothing else to say when it runs): then the
+        # meter is read every sample and meters run time and starts too
+        self.threshold = run_threshold_W
+        if run_threshold_W:
+            self.metrics = MainsChannel.metrics + MainsChannel.RUN
+            self.per_interval = False
+        self.running = False
+        self._run = 0
+        self._last = None
 
     def _bind(self, m):
-        self.i_wh, self.i_w, self.i_v, self.i_reg = [m.index(x[0]) for x in self.metrics]
+        self.i_wh, self.i_w, self.i_v, self.i_reg = [m.index(x[0]) for x in MainsChannel.metrics]
+        if self.threshold:
+            self.i_run, self.i_cyc = m.index("run_time"), m.index("cycles")
 
     def restore(self, m):
         # Energy the machine used while the agent was down is still billable:
@@ -206,6 +219,17 @@ class MainsChannel(Channel):
             else:
                 m.add(self._err["range"], 1)
         self._reg = e_Wh
+        if self.threshold:
+            last = self._last
+            if last is not None and self.running:
+                self._run += now_ms - last
+                m.add(self.i_run, self._run // 1000)
+                self._run %= 1000
+            on = p_W >= self.threshold
+            if on and not self.running:
+                m.add(self.i_cyc, 1)
+            self.running = on
+            self._last = now_ms
         m.observe(self.i_reg, e_Wh)
         m.observe(self.i_w, p_W)
         m.observe(self.i_v, v_dV)
@@ -300,3 +324,66 @@ class ParticulateChannel(Channel):
         m.observe(self.i_mean, r[4])
         m.observe(self.i_max, r[4])
         m.observe(self.i_10, r[5])
+
+
+class FlowChannel(Channel):
+    """A pulse-output flow or water meter (drivers/pulse.py): the volume
+    measured, billed as the medium it names ("water" for a pump, "air" for a
+    compressor billing measured air), and the highest flow seen between two
+    samples. driver.read() -> (pulses, mL) since the counter opened.
+
+    A meter that stops pulsing while the asset runs (its reed stuck, its
+    cable cut) is a health event: where the board meters a run time
+    (run_time, from the supply), stall_s seconds of run time without a pulse
+    count one `flow_stalls` and say so in one line; the meter is read on, and
+    the next pulse ends the stall."""
+    per_interval = False
+
+    def __init__(self, driver, medium="water", stall_s=120):
+        Channel.__init__(self, driver)
+        self.medium = medium
+        self.stall_s = stall_s
+        self.metrics = [
+            (medium, "m3", -3, "odo"),                 # litres
+            (medium + "_flow_max", "L/min", 0, "max"),
+            ("flow_stalls", "count", 0, "odo"),
+        ]
+        self._mL = None       # the counter's volume at the last reading
+        self._part = 0        # mL not yet a whole litre
+        self._run_at = None   # run_time when the last pulse was seen
+        self.stalled = False
+
+    def _bind(self, m):
+        self.i_vol, self.i_flow, self.i_stall = [m.index(x[0]) for x in self.metrics]
+        try:
+            self.i_run = m.index("run_time")
+        except KeyError:
+            self.i_run = None           # nothing says when the asset runs: no stall check
+
+    def update(self, m, now_ms, dt_ms, r):
+        mL = r[1]
+        last = self._mL
+        self._mL = mL
+        run = m.values[self.i_run] if self.i_run is not None else 0
+        if last is None:
+            self._run_at = run
+            return
+        d = mL - last
+        if d > 0:
+            self._part += d
+            m.add(self.i_vol, self._part // 1000)
+            self._part %= 1000
+            if dt_ms > 0:
+                m.observe(self.i_flow, d * 60 // dt_ms)
+            self._run_at = run
+            if self.stalled:
+                self.stalled = False
+                print("tally: %s: pulses again; the stall is over" % self.driver.where)
+            return
+        m.observe(self.i_flow, 0)
+        if self.i_run is not None and not self.stalled and run - self._run_at >= self.stall_s:
+            self.stalled = True
+            m.add(self.i_stall, 1)
+            print("tally: %s: no pulse in %d s of run time: the %s meter is stuck or cut "
+                  "(counted in flow_stalls); metering goes on" % (self.driver.where, run - self._run_at,
+                                                                  self.medium))

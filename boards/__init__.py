@@ -2,9 +2,21 @@
 # turns a board plus a bus and a serial opener into agent channels, so the
 # emulated board and a real Pi run the same code from the driver up.
 
-BOARDS = ("emulated", "rpi4", "rpi-zero2w", "esp32-devkitc", "esp32-s3-devkitc")
+# board name -> its module in boards/: adding a board is its file and one line here
+MODULES = {
+    "emulated": "emulated",
+    "rpi4": "rpi4",
+    "rpi-zero2w": "rpi_zero2w",
+    "esp32-devkitc": "esp32_devkitc",
+    "esp32-s3-devkitc": "esp32_s3_devkitc",
+}
+BOARDS = tuple(MODULES)
 # the boards `tally run` drives (CPython); the ESP32 boards run MicroPython
 HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
+# The asset a board is installed on picks its sensors: a board file has
+# ASSETS = {asset: board} (BOARD is its compressor), and may have AIR_METER,
+# the pulse flow meter a compressor bills measured air from (air = "measured").
+ASSETS = ("compressor", "luminaire", "pump")
 
 # What each sensor type needs (bus, addresses, settings, channel factory):
 # one row per sensor in boards/sensors.py.
@@ -15,20 +27,54 @@ class BoardError(ValueError):
 
 
 def load(name):
-    if name == "emulated":
-        from boards import emulated as mod
-    elif name == "rpi4":
-        from boards import rpi4 as mod
-    elif name == "rpi-zero2w":
-        from boards import rpi_zero2w as mod
-    elif name == "esp32-devkitc":
-        from boards import esp32_devkitc as mod
-    elif name == "esp32-s3-devkitc":
-        from boards import esp32_s3_devkitc as mod
-    else:
+    """The board's module, its BOARD (the compressor) checked."""
+    import sys
+    if name not in MODULES:
         raise BoardError("board: unknown board %r (known: %s)" % (name, ", ".join(BOARDS)))
+    full = "boards." + MODULES[name]
+    __import__(full)
+    mod = sys.modules[full]
     validate(mod.BOARD)
     return mod
+
+
+def board(name, asset="compressor", overrides=None, air="rated"):
+    """The board `name` as installed on `asset`, with the config's sensor
+    settings (overrides: {sensor type: {key: value}}) applied and checked.
+    air = "measured" bills a compressor's air from the board's pulse flow
+    meter (AIR_METER) instead of rated flow x run time. BoardError (one line)
+    for an asset the board has no sensor set for, a settings table naming a
+    sensor the board does not carry, or what boards/check.py refuses."""
+    mod = load(name)
+    sets = getattr(mod, "ASSETS", {"compressor": mod.BOARD})
+    if asset not in sets:
+        raise BoardError("board %s: no sensor set for asset %r (it has: %s)"
+                         % (name, asset, ", ".join(sorted(sets))))
+    b = sets[asset]
+    sensors = [dict(s) for s in b["sensors"]]
+    if air == "measured":
+        meter = getattr(mod, "AIR_METER", None)
+        if asset != "compressor" or meter is None:
+            raise BoardError("board %s: air = \"measured\" needs a compressor with a pulse flow meter "
+                             "(AIR_METER), and %s on %s has none" % (name, asset, name))
+        sensors.append(dict(meter))
+        for s in sensors:
+            if s["type"] in ("ina219", "ina226"):
+                s["air"] = "measured"
+    elif air != "rated":
+        raise BoardError("board %s: air must be rated or measured, got %r" % (name, air))
+    have = [s["type"] for s in sensors]
+    for t in sorted(overrides or {}):
+        if t not in have:
+            raise BoardError("[%s]: board %s as a %s carries no %s (its sensors: %s)"
+                             % (t, name, asset, t, ", ".join(have)))
+        for s in sensors:
+            if s["type"] == t:
+                s.update(overrides[t])
+    out = dict(b)
+    out["sensors"] = sensors
+    validate(out)
+    return out
 
 
 def validate(board):
@@ -62,20 +108,23 @@ def drop(name):
 
 
 def settings(board, sensor):
-    """A sensor's entry with its serial bus's port and baud filled in."""
+    """A sensor's entry with its serial bus's port and baud (a counter's
+    pin and unit id) filled in."""
     o = {}
     bus = board["buses"].get(sensor.get("bus"), {})
-    if bus.get("kind") == "uart":
-        for k in ("port", "baud"):
+    if bus.get("kind") in ("uart", "counter"):
+        for k in ("port", "baud", "pin", "id"):
             if k in bus:
                 o[k] = bus[k]
     o.update(sensor)
     return o
 
 
-def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
+def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None, open_counter=None):
     """Channels for every sensor of the board. open_serial(port, baud) returns
-    a port object for the Modbus master. overrides: {sensor type: {key: value}}.
+    a port object for the Modbus master; open_counter(settings) a pulse
+    counter (value() -> pulses) for a sensor on a counter bus, which its
+    factory gets in place of i2c. overrides: {sensor type: {key: value}}.
     The sensor table is dropped afterwards unless the caller holds it (a caller
     building a board sensor by sensor imports boards.sensors first, then
     drop("sensors"))."""
@@ -91,7 +140,10 @@ def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
             if row is None:
                 raise ValueError("board %s: no channel for sensor type %r"
                                  % (board.get("name"), o["type"]))
-            chans.append(row[4](o, i2c, open_serial, sleep_ms))
+            bus = i2c
+            if row[0] == "counter" and open_counter is not None:
+                bus = open_counter(o)
+            chans.append(row[4](o, bus, open_serial, sleep_ms))
     finally:
         if not held:
             drop("sensors")
