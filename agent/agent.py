@@ -45,7 +45,7 @@ def summary(meter, rec):
     out = ["interval seq=%d" % rec[0]]
     for i, m in enumerate(meter.schema):
         if m[3] == "odo" and m[0] not in skip:
-            out.append("%s=%s %s" % (m[0], _num(vals[i], m[2]), m[1]))
+            out.append("%s=%s%s" % (m[0], _num(vals[i], m[2]), "" if m[1] == "count" else " " + m[1]))
     err = 0
     for k in ("err_nack", "err_crc", "err_timeout", "err_range"):
         err += vals[meter.index(k)]

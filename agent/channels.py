@@ -336,7 +336,8 @@ class FlowChannel(Channel):
     cable cut) is a health event: where the board meters a run time
     (run_time, from the supply), stall_s seconds of run time without a pulse
     count one `flow_stalls` and say so in one line; the meter is read on, and
-    the next pulse ends the stall."""
+    the next pulse ends the stall. A counter that goes back is counted under
+    err_range and counted on from."""
     per_interval = False
 
     def __init__(self, driver, medium="water", stall_s=120):
@@ -369,6 +370,11 @@ class FlowChannel(Channel):
             self._run_at = run
             return
         d = mL - last
+        if d < 0:
+            # the counter went back (re-opened under us): a range event, and
+            # counting carries on from its new value
+            m.add(self._err["range"], 1)
+            return
         if d > 0:
             self._part += d
             m.add(self.i_vol, self._part // 1000)

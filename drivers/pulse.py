@@ -7,11 +7,9 @@
 # goes back.
 #
 # read() -> (pulses, millilitres) since the counter was opened: integer math,
-# no allocation but the tuple, no bus transaction. A counter that went back
-# (it was reset under us) is a RangeError, and counting carries on from the
-# new value. A pulse meter has no identity of its own: ident() is its input.
-
-from drivers.errors import RangeError
+# no allocation but the tuple, no bus transaction, never an error (a counter
+# that went back, reset under us, is the channel's range event). A pulse
+# meter has no identity of its own: ident() is its input.
 
 
 class PulseMeter:
@@ -21,14 +19,9 @@ class PulseMeter:
         self.counter = counter
         self.ml = ml_per_pulse
         self.where = where
-        self._last = None
 
     def read(self):
         n = self.counter.value()
-        last = self._last
-        self._last = n
-        if last is not None and n < last:
-            raise RangeError("%s: count went back from %d to %d (counter reset)" % (self.where, last, n))
         return n, n * self.ml
 
     def ident(self):
