@@ -98,6 +98,8 @@ def _channels(cfg, clock):
     except ValueError as e:                  # BoardError: unknown board, or a wrong board file
         print("tally: %s: metering the system counters only" % e)
         return []
+    boards.drop(boards.MODULES[name])        # the other assets' sets: only this one is kept
+    print("tally: board %s as a %s: %s" % (name, asset, ", ".join([s["type"] for s in board["sensors"]])))
     # bus by bus, sensor by sensor in the board's order (the schema's order):
     # a bus that will not open leaves out its sensors, not the others'
     opened = {}
@@ -372,8 +374,8 @@ def run(path="tally_config.json"):
             wdt = WDT(timeout=cfg["watchdog_s"] * 1000)
         except (ImportError, AttributeError, ValueError):
             wdt = None                       # no watchdog on this port
-    print("tally: device %s on %s as a %s, boot %d (%s), %s%s%s" % (
-        dev, board or "no board", cfg.get("asset", "compressor"), ag.boot, ag.reason, cfg.get("broker") if net else "no broker (logging only)",
+    print("tally: device %s on %s, boot %d (%s), %s%s%s" % (
+        dev, board or "no board", ag.boot, ag.reason, cfg.get("broker") if net else "no broker (logging only)",
         ", wifi %r" % wifi.ssid if wifi else "", ", ntp %s" % ntp.host if ntp else ""))
     awake = _deep(cfg, channels)
     sleeper = None

@@ -40,41 +40,17 @@ def load(name):
 
 def board(name, asset="compressor", overrides=None, air="rated"):
     """The board `name` as installed on `asset`, with the config's sensor
-    settings (overrides: {sensor type: {key: value}}) applied and checked.
-    air = "measured" bills a compressor's air from the board's pulse flow
-    meter (AIR_METER) instead of rated flow x run time. BoardError (one line)
-    for an asset the board has no sensor set for, a settings table naming a
-    sensor the board does not carry, or what boards/check.py refuses."""
-    mod = load(name)
-    sets = getattr(mod, "ASSETS", {"compressor": mod.BOARD})
-    if asset not in sets:
-        raise BoardError("board %s: no sensor set for asset %r (it has: %s)"
-                         % (name, asset, ", ".join(sorted(sets))))
-    b = sets[asset]
-    sensors = [dict(s) for s in b["sensors"]]
-    if air == "measured":
-        meter = getattr(mod, "AIR_METER", None)
-        if asset != "compressor" or meter is None:
-            raise BoardError("board %s: air = \"measured\" needs a compressor with a pulse flow meter "
-                             "(AIR_METER), and %s on %s has none" % (name, asset, name))
-        sensors.append(dict(meter))
-        for s in sensors:
-            if s["type"] in ("ina219", "ina226"):
-                s["air"] = "measured"
-    elif air != "rated":
-        raise BoardError("board %s: air must be rated or measured, got %r" % (name, air))
-    have = [s["type"] for s in sensors]
-    for t in sorted(overrides or {}):
-        if t not in have:
-            raise BoardError("[%s]: board %s as a %s carries no %s (its sensors: %s)"
-                             % (t, name, asset, t, ", ".join(have)))
-        for s in sensors:
-            if s["type"] == t:
-                s.update(overrides[t])
-    out = dict(b)
-    out["sensors"] = sensors
-    validate(out)
-    return out
+    settings (overrides: {sensor type: {key: value}}) and the air source
+    applied and checked: boards/install.py, loaded for the call and dropped
+    again (on a device it runs once at boot). The board file's own dict when
+    nothing is applied: copy it before changing it."""
+    held = loaded("install")
+    from boards import install as mod
+    try:
+        return mod.board(name, asset, overrides, air)
+    finally:
+        if not held:
+            drop("install")
 
 
 def validate(board):

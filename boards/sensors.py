@@ -120,7 +120,7 @@ def _pms5003(o, i2c, open_serial, sleep_ms):
 
 
 def _pulse(o, counter, open_serial, sleep_ms):
-    from agent.channels import FlowChannel
+    from agent.flow import FlowChannel
     from drivers.pulse import PulseMeter
     where = "GPIO%d" % o["pin"] if "pin" in o else "counter %d" % o.get("id", 0)
     return FlowChannel(PulseMeter(counter, o.get("ml_per_pulse", 1000), where),

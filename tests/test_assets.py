@@ -6,6 +6,7 @@ metering goes on; tally probe names what is there and what is wrong; every
 board does not carry is refused in one line. The device side (boards.board,
 the pulse driver and channel, machine.Counter and the Pin IRQ fallback) is
 booted under the MicroPython unix port on the emulated ESP32 SoC."""
+import copy
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import pytest
 
 import boards
 from agent.agent import Agent, summary
-from agent.channels import FlowChannel
+from agent.flow import FlowChannel
 from agent.cli import bundle, main
 from agent.cli import probe as cli_probe
 from agent.cli.toml_config import ConfigError, load_config
@@ -248,15 +249,15 @@ def test_tally_run_refuses_the_same_and_a_board_check_names_the_bus(tmp_path):
     p.write_text("[bh1750]\naddr = 0x23\n")
     with pytest.raises(ConfigError, match=r"\[bh1750\]: board rpi4 as a compressor carries no bh1750"):
         load_config(str(p), board="rpi4")
-    b = boards.board("rpi4", "pump")
+    b = copy.deepcopy(boards.board("rpi4", "pump"))
     b["sensors"][1]["bus"] = "i2c1"
     with pytest.raises(boards.BoardError, match=r"sensors\[1\] \(pulse\) needs a pulse input bus"):
         boards.validate(b)
-    b = boards.board("esp32-devkitc", "pump")
+    b = copy.deepcopy(boards.board("esp32-devkitc", "pump"))
     b["buses"]["flow"]["pin"] = 22
     with pytest.raises(boards.BoardError, match="flow.pin: GPIO22 is already used by i2c0.scl"):
         boards.validate(b)
-    b = boards.board("esp32-devkitc", "compressor")
+    b = copy.deepcopy(boards.board("esp32-devkitc", "compressor"))
     b["sensors"].append(dict(boards.load("esp32-devkitc").AIR_METER))
     with pytest.raises(boards.BoardError, match="bills rated air"):
         boards.validate(b)
@@ -293,7 +294,8 @@ def test_esp32_firmware_meters_a_pump_with_its_settings(unix_bundle, tmp_path, c
            "sensors": {"pulse": {"ml_per_pulse": 10000, "stall_s": 600}, "bme280": {"hot_cC": 3000}}}
     # the pump's world at 10000 times real time: it starts filling after ~1.2 s
     out = boot(unix_bundle, tmp_path, cfg, {"asset": "pump", "speed": 10000, "counter": counter})
-    assert "as a pump" in out and "left out" not in out
+    assert "tally: board esp32-devkitc as a pump: sdm630, pulse, adxl345, bme280" in out
+    assert "left out" not in out
     lines = [x for x in out.splitlines() if x.startswith("interval seq=")]
     assert len(lines) >= 2
     water = [int(x.split(" water=")[1].split(".")[0]) for x in lines]     # m3

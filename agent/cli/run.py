@@ -30,6 +30,7 @@ def run(a):
             world = Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"),
                               profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"])
             channels = world.channels()
+            board = world.board
         else:
             from agent.port.linux_bus import SMBus2I2C, open_counter, open_serial
             board = boards.board(cfg["board"], cfg["asset"], cfg["sensors"], cfg["air"])
@@ -67,10 +68,12 @@ def run(a):
         if world:
             world.close()
         return err("run: log %s: %s" % (cfg["log_path"], str(e).replace("log: ", "", 1)))
-    print("tally: device %s on board %s as a %s, boot %d (%s), epoch %08x, log %s, %s"
-          % (cfg["device_id"], cfg["board"], cfg["asset"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
+    print("tally: device %s on board %s, boot %d (%s), epoch %08x, log %s, %s"
+          % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
              "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
           flush=True)
+    print("tally: board %s as a %s: %s" % (cfg["board"], cfg["asset"],
+                                          ", ".join(s["type"] for s in board["sensors"])), flush=True)
     if not clock.wall_quality:
         print("tally: the host clock is not synchronised (adjtimex/timedatectl): records carry no "
               "wall time until it is; the collector places them from their boot's other records",

@@ -1,0 +1,74 @@
+# The channel of a pulse-output flow or water meter (drivers/pulse.py), in a
+# module of its own: only a board with a pulse meter loads it (a device's
+# heap holds the code of every module it imports). Portable.
+
+from agent.channels import Channel
+
+
+class FlowChannel(Channel):
+    """A pulse-output flow or water meter (drivers/pulse.py): the volume
+    measured, billed as the medium it names ("water" for a pump, "air" for a
+    compressor billing measured air), and the highest flow seen between two
+    samples. driver.read() -> (pulses, mL) since the counter opened.
+
+    A meter that stops pulsing while the asset runs (its reed stuck, its
+    cable cut) is a health event: where the board meters a run time
+    (run_time, from the supply), stall_s seconds of run time without a pulse
+    count one `flow_stalls` and say so in one line; the meter is read on, and
+    the next pulse ends the stall. A counter that goes back is counted under
+    err_range and counted on from."""
+    per_interval = False
+
+    def __init__(self, driver, medium="water", stall_s=120):
+        Channel.__init__(self, driver)
+        self.medium = medium
+        self.stall_s = stall_s
+        self.metrics = [
+            (medium, "m3", -3, "odo"),                 # litres
+            (medium + "_flow_max", "L/min", 0, "max"),
+            ("flow_stalls", "count", 0, "odo"),
+        ]
+        self._mL = None       # the counter's volume at the last reading
+        self._part = 0        # mL not yet a whole litre
+        self._run_at = None   # run_time when the last pulse was seen
+        self.stalled = False
+
+    def _bind(self, m):
+        self.i_vol, self.i_flow, self.i_stall = [m.index(x[0]) for x in self.metrics]
+        try:
+            self.i_run = m.index("run_time")
+        except KeyError:
+            self.i_run = None           # nothing says when the asset runs: no stall check
+
+    def update(self, m, now_ms, dt_ms, r):
+        mL = r[1]
+        last = self._mL
+        self._mL = mL
+        run = m.values[self.i_run] if self.i_run is not None else 0
+        if last is None:
+            self._run_at = run
+            return
+        d = mL - last
+        if d < 0:
+            # the counter went back (re-opened under us): a range event, and
+            # counting carries on from its new value
+            m.add(self._err["range"], 1)
+            return
+        if d > 0:
+            self._part += d
+            m.add(self.i_vol, self._part // 1000)
+            self._part %= 1000
+            if dt_ms > 0:
+                m.observe(self.i_flow, d * 60 // dt_ms)
+            self._run_at = run
+            if self.stalled:
+                self.stalled = False
+                print("tally: %s: pulses again; the stall is over" % self.driver.where)
+            return
+        m.observe(self.i_flow, 0)
+        if self.i_run is not None and not self.stalled and run - self._run_at >= self.stall_s:
+            self.stalled = True
+            m.add(self.i_stall, 1)
+            print("tally: %s: no pulse in %d s of run time: the %s meter is stuck or cut "
+                  "(counted in flow_stalls); metering goes on" % (self.driver.where, run - self._run_at,
+                                                                  self.medium))
