@@ -36,14 +36,23 @@ def board(name, asset="compressor", overrides=None, air="rated"):
     elif air != "rated":
         raise BoardError("board %s: air must be rated or measured, got %r" % (name, air))
     have = [s["type"] for s in sensors]
+    buses = b["buses"]
     for t in sorted(overrides or {}):
         if t not in have:
             raise BoardError("[%s]: board %s as a %s carries no %s (its sensors: %s)"
                              % (t, name, asset, t, ", ".join(have)))
         for s in sensors:
             if s["type"] == t:
-                s.update(overrides[t])
+                for k in overrides[t]:
+                    if k in ("port", "baud"):
+                        # a serial line's settings are its bus's, shared by its sensors
+                        if buses is b["buses"]:
+                            buses = {n: dict(x) for n, x in buses.items()}
+                        buses[s["bus"]][k] = overrides[t][k]
+                    else:
+                        s[k] = overrides[t][k]
     out = dict(b)
+    out["buses"] = buses
     out["sensors"] = sensors
     validate(out)
     return out
