@@ -181,27 +181,14 @@ class MainsChannel(Channel):
         ("mains_register", "Wh", 0, "last"),   # the meter's own register, to resume after a reboot
     ]
     per_interval = True
-    RUN = [("run_time", "s", 0, "odo"), ("cycles", "count", 0, "odo")]
 
-    def __init__(self, driver, max_step_Wh=100000, run_threshold_W=0):
+    def __init__(self, driver, max_step_Wh=100000):
         Channel.__init__(self, driver)
         self.max_step = max_step_Wh
         self._reg = None
-        # run_threshold_W: the asset runs while it draws at least this much
-        # (a pump on the meter with nothing else to say when it runs): then the
-        # meter is read every sample and meters run time and starts too
-        self.threshold = run_threshold_W
-        if run_threshold_W:
-            self.metrics = MainsChannel.metrics + MainsChannel.RUN
-            self.per_interval = False
-        self.running = False
-        self._run = 0
-        self._last = None
 
     def _bind(self, m):
-        self.i_wh, self.i_w, self.i_v, self.i_reg = [m.index(x[0]) for x in MainsChannel.metrics]
-        if self.threshold:
-            self.i_run, self.i_cyc = m.index("run_time"), m.index("cycles")
+        self.i_wh, self.i_w, self.i_v, self.i_reg = [m.index(x[0]) for x in self.metrics]
 
     def restore(self, m):
         # Energy the machine used while the agent was down is still billable:
@@ -219,17 +206,6 @@ class MainsChannel(Channel):
             else:
                 m.add(self._err["range"], 1)
         self._reg = e_Wh
-        if self.threshold:
-            last = self._last
-            if last is not None and self.running:
-                self._run += now_ms - last
-                m.add(self.i_run, self._run // 1000)
-                self._run %= 1000
-            on = p_W >= self.threshold
-            if on and not self.running:
-                m.add(self.i_cyc, 1)
-            self.running = on
-            self._last = now_ms
         m.observe(self.i_reg, e_Wh)
         m.observe(self.i_w, p_W)
         m.observe(self.i_v, v_dV)
@@ -324,4 +300,3 @@ class ParticulateChannel(Channel):
         m.observe(self.i_mean, r[4])
         m.observe(self.i_max, r[4])
         m.observe(self.i_10, r[5])
-

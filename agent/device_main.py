@@ -18,7 +18,8 @@
 import json
 
 from agent import port
-from agent.agent import Agent, summary
+from agent.agent import Agent
+from agent.console import summary
 from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
 from agent.log import IdentityError, RingLog, file_log
@@ -143,10 +144,13 @@ def _installed(boards, name, asset, sensors, air):
 
 
 def _open_bus(name, b, bus):
-    from agent.port.micropython import open_counter, open_i2c, open_uart
+    from agent.port.micropython import open_i2c, open_uart
     try:
         k = bus["kind"]
-        return open_i2c(bus) if k == "i2c" else open_counter(bus) if k == "counter" else open_uart(bus)
+        if k == "counter":
+            from agent.port.counter_mp import open_counter
+            return open_counter(bus)
+        return open_i2c(bus) if k == "i2c" else open_uart(bus)
     except (ImportError, OSError, ValueError) as e:
         print("tally: board %s: bus %s did not open: %s" % (name, b, e))
         return None

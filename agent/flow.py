@@ -1,8 +1,41 @@
-# The channel of a pulse-output flow or water meter (drivers/pulse.py), in a
-# module of its own: only a board with a pulse meter loads it (a device's
-# heap holds the code of every module it imports). Portable.
+# Channels only some assets need, in a module of their own: only a board
+# with a pulse meter, or a mains meter that says when the asset runs, loads
+# it (a device's heap holds the code of every module it imports). Portable.
 
-from agent.channels import Channel
+from agent.channels import Channel, MainsChannel
+
+
+class RunMainsChannel(MainsChannel):
+    """A mains meter that also says when the asset runs (a pump, whose
+    supply nothing else watches): it runs while it draws at least
+    run_threshold_W. Read every sample, not once per interval: run_time and
+    cycles (starts) as PowerChannel meters them from a DC supply."""
+    metrics = MainsChannel.metrics + [("run_time", "s", 0, "odo"), ("cycles", "count", 0, "odo")]
+    per_interval = False
+
+    def __init__(self, driver, run_threshold_W, max_step_Wh=100000):
+        MainsChannel.__init__(self, driver, max_step_Wh)
+        self.threshold = run_threshold_W
+        self.running = False
+        self._run = 0
+        self._last = None
+
+    def _bind(self, m):
+        self.i_wh, self.i_w, self.i_v, self.i_reg, self.i_run, self.i_cyc = [
+            m.index(x[0]) for x in self.metrics]
+
+    def update(self, m, now_ms, dt_ms, r):
+        MainsChannel.update(self, m, now_ms, dt_ms, r)
+        last = self._last
+        if last is not None and self.running:
+            self._run += now_ms - last
+            m.add(self.i_run, self._run // 1000)
+            self._run %= 1000
+        on = r[2] >= self.threshold
+        if on and not self.running:
+            m.add(self.i_cyc, 1)
+        self.running = on
+        self._last = now_ms
 
 
 class FlowChannel(Channel):

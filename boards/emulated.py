@@ -105,12 +105,9 @@ class Emulation:
             s = self.scenario = sc.BoosterPump(clock, seed)
             self.models = {"adxl345": ADXL345Model(s.adxl345), "bme280": BME280Model(s.bme280)}
             self.meter = SDM630Model(s.sdm630)
-        for sensor in self.board["sensors"]:
-            if sensor["type"] == "pulse":
-                from hil.twins.pulse import PulseModel
-                src = (lambda s=self.scenario: (s.advance(), s.true_litres_mL)[1]) \
-                    if profile == "pump" else (lambda s=self.scenario: (s.advance(), s.true_air_mL)[1])
-                self.pulse = PulseModel(src, sensor.get("ml_per_pulse", 1000))
+        if profile == "pump" or air == "measured":
+            from hil.twins.pulse import of_asset
+            self.pulse = of_asset(self.scenario, self.board)
         self.addr = {}
         for sensor in self.board["sensors"]:
             if sensor["type"] in self.models:

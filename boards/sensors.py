@@ -94,23 +94,28 @@ def _bh1750(o, i2c, open_serial, sleep_ms):
 
 
 def _sdm120(o, i2c, open_serial, sleep_ms):
-    from agent.channels import MainsChannel
     from drivers.modbus import ModbusRTU
     from drivers.sdm120 import SDM120
     port = open_serial(o.get("port"), o.get("baud", 9600))
-    return MainsChannel(SDM120(ModbusRTU(port), o.get("slave", 1)),
-                        run_threshold_W=o.get("run_threshold_W", 0))
+    return _mains(o, SDM120(ModbusRTU(port), o.get("slave", 1)))
 
 
 def _sdm630(o, i2c, open_serial, sleep_ms):
-    from agent.channels import MainsChannel
     from boards import Pick
     from drivers.modbus import ModbusRTU
     from drivers.sdm630 import SDM630
     port = open_serial(o.get("port"), o.get("baud", 9600))
     # phase-1 voltage, phase-1 current, total power, import energy
-    return MainsChannel(Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11)),
-                        run_threshold_W=o.get("run_threshold_W", 0))
+    return _mains(o, Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11)))
+
+
+def _mains(o, d):
+    # with run_threshold_W the meter also says when the asset runs (a pump)
+    if o.get("run_threshold_W"):
+        from agent.flow import RunMainsChannel
+        return RunMainsChannel(d, o["run_threshold_W"])
+    from agent.channels import MainsChannel
+    return MainsChannel(d)
 
 
 def _pms5003(o, i2c, open_serial, sleep_ms):

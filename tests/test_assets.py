@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 import boards
-from agent.agent import Agent, summary
+from agent.agent import Agent
+from agent.console import summary
 from agent.flow import FlowChannel
 from agent.cli import bundle, main
 from agent.cli import probe as cli_probe

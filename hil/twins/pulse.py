@@ -30,3 +30,18 @@ class PulseModel:
         """A counter re-opened under the driver: it starts from zero again."""
         self._lost = self._passed()
         self._at = 0
+
+
+def of_asset(scenario, board):
+    """The twin of board's pulse meter, counting what the scenario's asset
+    delivers (true_air_mL for an air meter, true_litres_mL for water); None
+    when the board has none."""
+    for s in board["sensors"]:
+        if s["type"] == "pulse":
+            field = "true_air_mL" if s.get("medium") == "air" else "true_litres_mL"
+
+            def source():
+                scenario.advance()
+                return getattr(scenario, field)
+            return PulseModel(source, s.get("ml_per_pulse", 1000))
+    return None
