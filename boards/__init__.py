@@ -14,8 +14,9 @@ BOARDS = tuple(MODULES)
 # the boards `tally run` drives (CPython); the ESP32 boards run MicroPython
 HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
 # The asset a board is installed on picks its sensors: a board file has
-# ASSETS = {asset: board} (BOARD is its compressor), and may have AIR_METER,
-# the pulse flow meter a compressor bills measured air from (air = "measured").
+# ASSETS = {asset: board} and BOARD, the set load() checks (the compressor's;
+# the S3's bench wiring), and may have AIR_METER, the pulse flow meter a
+# compressor bills measured air from (air = "measured"). docs/assets.md
 ASSETS = ("compressor", "luminaire", "pump")
 
 # What each sensor type needs (bus, addresses, settings, channel factory):
@@ -27,7 +28,7 @@ class BoardError(ValueError):
 
 
 def load(name):
-    """The board's module, its BOARD (the compressor) checked."""
+    """The board's module, its BOARD checked."""
     import sys
     if name not in MODULES:
         raise BoardError("board: unknown board %r (known: %s)" % (name, ", ".join(BOARDS)))
