@@ -11,20 +11,20 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 import boards
-from agent.agent import Agent
-from agent.console import summary
-from agent.flow import FlowChannel
+from agent.agent import Agent, build_schema
 from agent.cli import bundle, main
 from agent.cli import probe as cli_probe
 from agent.cli.toml_config import ConfigError, load_config
 from agent.clock import VirtualClock
+from agent.console import summary
+from agent.flow import FlowChannel
 from agent.log import R_VALUES, file_log
 from agent.meter import Meter
-from agent.agent import build_schema
 from boards.emulated import Emulation
 from drivers.pulse import PulseMeter
 from hil.rng import Rng
@@ -171,7 +171,7 @@ def test_probe_good_board_names_identity_and_reading(capsys):
     assert "ina219" in out and "sdm120" in out and "ok" in out
 
 
-def test_probe_says_absent_wrong_chip_and_crc(capsys):
+def test_probe_says_absent_wrong_chip_crc_and_no_answer(capsys):
     def absent(w):
         w.i2c.absent(0x23)
 
@@ -193,6 +193,12 @@ def test_probe_says_absent_wrong_chip_and_crc(capsys):
     got, _ = probe("pump", bmp280)
     assert got["bme280"][0] == "WRONG CHIP" and "0x58" in got["bme280"][2] and "BMP280" in got["bme280"][2]
     assert got["adxl345"][0] == "ok"
+
+    def silent_meter(w):
+        w.meter.drop_next = True
+
+    got, _ = probe("pump", silent_meter)
+    assert got["sdm630"][0] == "NO ANSWER" and "no reply" in got["sdm630"][2]
 
 
 CFG = """asset = "pump"
@@ -312,3 +318,77 @@ def test_esp32_firmware_says_a_bad_table_once_and_meters_on(unix_bundle, tmp_pat
     out = boot(unix_bundle, tmp_path, cfg, {"asset": "luminaire"})
     assert out.count("carries no sdm120") == 1 and "using the board's own sensor settings" in out
     assert " light_exposure=" in [x for x in out.splitlines() if x.startswith("interval seq=")][-1]
+
+
+# the Pi's pulse input: libgpiod's bindings are the edge of the world (the
+# kernel's GPIO character device); a stand-in package queues edge events
+
+class _Lines:
+    def __init__(self):
+        import queue
+        self.events = queue.Queue()
+        self.released = False
+
+    def wait_edge_events(self, timeout):
+        import queue
+        try:
+            self._next = self.events.get(timeout=timeout.total_seconds())
+            return True
+        except queue.Empty:
+            return False
+
+    def read_edge_events(self):
+        got = [self._next]
+        while not self.events.empty():
+            got.append(self.events.get())
+        return got
+
+    def release(self):
+        self.released = True
+
+
+def _fake_gpiod(monkeypatch):
+    import types
+    lines = _Lines()
+    requested = {}
+    gpiod = types.ModuleType("gpiod")
+    line = types.ModuleType("gpiod.line")
+    line.Edge = types.SimpleNamespace(RISING="rising")
+    line.Bias = types.SimpleNamespace(PULL_UP="pull-up")
+    gpiod.LineSettings = lambda **kw: kw
+    gpiod.line = line
+
+    def request_lines(chip, consumer, config):
+        requested.update(chip=chip, consumer=consumer, config=config)
+        return lines
+    gpiod.request_lines = request_lines
+    monkeypatch.setitem(sys.modules, "gpiod", gpiod)
+    monkeypatch.setitem(sys.modules, "gpiod.line", line)
+    return lines, requested
+
+
+def test_a_pi_counts_the_kernels_edge_events(monkeypatch):
+    import time
+    from agent.port import linux_bus
+    lines, requested = _fake_gpiod(monkeypatch)
+    c = linux_bus.open_counter({"pin": 17, "ml_per_pulse": 10000})
+    assert requested["chip"] == "/dev/gpiochip0" and list(requested["config"]) == [17]
+    assert requested["config"][17]["edge_detection"] == "rising"
+    assert requested["config"][17]["bias"] == "pull-up"
+    for _ in range(7):
+        lines.events.put("edge")
+    end = time.monotonic() + 5
+    while c.value() < 7 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert c.value() == 7
+    drv = PulseMeter(c, 10000, "GPIO17")
+    assert drv.read() == (7, 70000)
+    c.close()
+    assert lines.released
+
+
+def test_a_pi_without_gpiod_says_what_to_install(monkeypatch):
+    from agent.port import linux_bus
+    monkeypatch.setitem(sys.modules, "gpiod", None)
+    with pytest.raises(OSError, match=r"GPIO17: the gpiod package .* pip install 'tally\[pi\]'"):
+        linux_bus.open_counter({"pin": 17})
