@@ -1,7 +1,8 @@
 # machine, as the ESP32 port has it, for the emulated SoC (hil/soc/__init__.py):
 # Pin refuses GPIOs the chip lacks like the real one ("invalid pin"); I2C and
-# UART are the emulated compressor's buses (boards/emulated.py: INA219 and
-# SHT3x on I2C, an SDM120 behind every UART); deepsleep records the request
+# UART are the emulated asset's buses (boards/emulated.py; the compressor's
+# INA219 and SHT3x on I2C, an SDM120 behind every UART, unless soc.json
+# names another asset); deepsleep records the request
 # and ends the run (the next run wakes with DEEPSLEEP_RESET), as reset does
 # (SOFT_RESET, what an ESP32 reports after machine.reset); WDT counts feeds.
 # Counter (the PCNT unit, MicroPython >= 1.27) counts the emulated asset's
