@@ -3,9 +3,11 @@
 # `tally flash` compiled from the TOML file, build the board's channels, the
 # ring log and, with a broker, the uplink on our MQTT client; join Wi-Fi and
 # set the wall clock from NTP where configured; then meter in real time,
-# or in wake/sleep cycles with deep_sleep. Portable: the unix port (board
-# "unix": the emulated compressor board) and the ESP32 boards (machine.I2C /
-# machine.UART, esp32.Partition, network.WLAN, a watchdog).
+# or in wake/sleep cycles with deep_sleep. The config's asset (compressor,
+# luminaire, pump) picks the board's sensor set, its sensors table every
+# sensor's settings (boards.board). Portable: the unix port (board "unix":
+# the emulated board) and the ESP32 boards (machine.I2C / machine.UART /
+# machine.Counter, esp32.Partition, network.WLAN, a watchdog).
 #
 # Whatever is wrong at boot is one console line, and the agent meters what it
 # still can: a broken config runs on defaults, a pin the chip lacks leaves
@@ -17,6 +19,7 @@ import json
 
 from agent import port
 from agent.agent import Agent
+from agent.console import summary
 from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
 from agent.log import IdentityError, RingLog, file_log
@@ -27,8 +30,9 @@ LOG_PARTITION = "tallylog"
 MIN_LOG_SECTORS = 8        # 32 KiB of 4 KiB sectors: room to coalesce when full
 SLEEP_DRAIN_MS = 5000      # deep sleep: the uplink's chance to drain before sleeping
 _STR = ("device_id", "board", "broker", "key", "log", "log_path", "ntp", "wifi_ssid", "wifi_password",
-        "tls_cert", "tls_key", "tls_ca")
-_KIND = {str: "a string", bool: "true or false", int: "a non-negative integer"}
+        "tls_cert", "tls_key", "tls_ca", "asset", "air")
+_KIND = {str: "a string", bool: "true or false", int: "a non-negative integer",
+         dict: "a table of sensor settings"}
 
 
 def _config(path):
@@ -46,7 +50,7 @@ def _config(path):
     cfg = {}
     for k in raw:
         v = raw[k]
-        t = str if k in _STR else bool if k in ("deep_sleep", "parts") else int
+        t = str if k in _STR else bool if k in ("deep_sleep", "parts") else dict if k == "sensors" else int
         if type(v) is not t or (t is int and v < 0):
             print("tally: config %s: key %r must be %s, got %r: left out" % (path, k, _KIND[t], v))
         else:
@@ -79,15 +83,24 @@ def _channels(cfg, clock):
     if not name:
         print("tally: no board configured: metering the system counters only")
         return []
+    asset = cfg.get("asset", "compressor")
+    air = cfg.get("air", "rated")
+    import boards
     if name == "unix":
         from boards.emulated import Emulation
-        return Emulation(clock, seed=cfg.get("seed", 1)).channels()
-    import boards
+        try:
+            return Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air,
+                             overrides=cfg.get("sensors")).channels()
+        except ValueError as e:
+            print("tally: %s: metering the system counters only" % e)
+            return []
     try:
-        board = boards.load(name).BOARD
+        board = _installed(boards, name, asset, cfg.get("sensors"), air)
     except ValueError as e:                  # BoardError: unknown board, or a wrong board file
         print("tally: %s: metering the system counters only" % e)
         return []
+    boards.drop(boards.MODULES[name])        # the other assets' sets: only this one is kept
+    print("tally: board %s as a %s: %s" % (name, asset, ", ".join([s["type"] for s in board["sensors"]])))
     # bus by bus, sensor by sensor in the board's order (the schema's order):
     # a bus that will not open leaves out its sensors, not the others'
     opened = {}
@@ -117,10 +130,27 @@ def _channels(cfg, clock):
     return chans
 
 
+def _installed(boards, name, asset, sensors, air):
+    """The board as installed on its asset with the config's sensor settings;
+    settings it refuses (tally flash checks them, so a hand-edited config)
+    are said in one line and the board's own are used."""
+    try:
+        return boards.board(name, asset, sensors, air)
+    except ValueError as e:
+        if not sensors:
+            raise
+        print("tally: %s: using the board's own sensor settings" % e)
+        return boards.board(name, asset, None, air)
+
+
 def _open_bus(name, b, bus):
     from agent.port.micropython import open_i2c, open_uart
     try:
-        return open_i2c(bus) if bus["kind"] == "i2c" else open_uart(bus)
+        k = bus["kind"]
+        if k == "counter":
+            from agent.port.counter_mp import open_counter
+            return open_counter(bus)
+        return open_i2c(bus) if k == "i2c" else open_uart(bus)
     except (ImportError, OSError, ValueError) as e:
         print("tally: board %s: bus %s did not open: %s" % (name, b, e))
         return None
@@ -389,7 +419,7 @@ def run(path="tally_config.json"):
             wdt.feed()
         if ag.records != seen:
             seen = ag.records
-            print("interval seq=%d depth=%d" % (log.last[0], log.depth()))
+            print(summary(ag.meter, log.last))
         due = ag.next_due()
         if wifi is not None:
             if wifi.step(now) and not net_up and up is not None:

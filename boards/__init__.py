@@ -2,9 +2,22 @@
 # turns a board plus a bus and a serial opener into agent channels, so the
 # emulated board and a real Pi run the same code from the driver up.
 
-BOARDS = ("emulated", "rpi4", "rpi-zero2w", "esp32-devkitc", "esp32-s3-devkitc")
+# board name -> its module in boards/: adding a board is its file and one line here
+MODULES = {
+    "emulated": "emulated",
+    "rpi4": "rpi4",
+    "rpi-zero2w": "rpi_zero2w",
+    "esp32-devkitc": "esp32_devkitc",
+    "esp32-s3-devkitc": "esp32_s3_devkitc",
+}
+BOARDS = tuple(MODULES)
 # the boards `tally run` drives (CPython); the ESP32 boards run MicroPython
 HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
+# The asset a board is installed on picks its sensors: a board file has
+# ASSETS = {asset: board} and BOARD, the set load() checks (the compressor's;
+# the S3's bench wiring), and may have AIR_METER, the pulse flow meter a
+# compressor bills measured air from (air = "measured"). docs/assets.md
+ASSETS = ("compressor", "luminaire", "pump")
 
 # What each sensor type needs (bus, addresses, settings, channel factory):
 # one row per sensor in boards/sensors.py.
@@ -15,20 +28,30 @@ class BoardError(ValueError):
 
 
 def load(name):
-    if name == "emulated":
-        from boards import emulated as mod
-    elif name == "rpi4":
-        from boards import rpi4 as mod
-    elif name == "rpi-zero2w":
-        from boards import rpi_zero2w as mod
-    elif name == "esp32-devkitc":
-        from boards import esp32_devkitc as mod
-    elif name == "esp32-s3-devkitc":
-        from boards import esp32_s3_devkitc as mod
-    else:
+    """The board's module, its BOARD checked."""
+    import sys
+    if name not in MODULES:
         raise BoardError("board: unknown board %r (known: %s)" % (name, ", ".join(BOARDS)))
+    full = "boards." + MODULES[name]
+    __import__(full)
+    mod = sys.modules[full]
     validate(mod.BOARD)
     return mod
+
+
+def board(name, asset="compressor", overrides=None, air="rated"):
+    """The board `name` as installed on `asset`, with the config's sensor
+    settings (overrides: {sensor type: {key: value}}) and the air source
+    applied and checked: boards/install.py, loaded for the call and dropped
+    again (on a device it runs once at boot). The board file's own dict when
+    nothing is applied: copy it before changing it."""
+    held = loaded("install")
+    from boards import install as mod
+    try:
+        return mod.board(name, asset, overrides, air)
+    finally:
+        if not held:
+            drop("install")
 
 
 def validate(board):
@@ -62,20 +85,23 @@ def drop(name):
 
 
 def settings(board, sensor):
-    """A sensor's entry with its serial bus's port and baud filled in."""
+    """A sensor's entry with its serial bus's port and baud (a counter's
+    pin and unit id) filled in."""
     o = {}
     bus = board["buses"].get(sensor.get("bus"), {})
-    if bus.get("kind") == "uart":
-        for k in ("port", "baud"):
+    if bus.get("kind") in ("uart", "counter"):
+        for k in ("port", "baud", "pin", "id"):
             if k in bus:
                 o[k] = bus[k]
     o.update(sensor)
     return o
 
 
-def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
+def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None, open_counter=None):
     """Channels for every sensor of the board. open_serial(port, baud) returns
-    a port object for the Modbus master. overrides: {sensor type: {key: value}}.
+    a port object for the Modbus master; open_counter(settings) a pulse
+    counter (value() -> pulses) for a sensor on a counter bus, which its
+    factory gets in place of i2c. overrides: {sensor type: {key: value}}.
     The sensor table is dropped afterwards unless the caller holds it (a caller
     building a board sensor by sensor imports boards.sensors first, then
     drop("sensors"))."""
@@ -91,7 +117,10 @@ def make_channels(board, i2c, open_serial, sleep_ms=None, overrides=None):
             if row is None:
                 raise ValueError("board %s: no channel for sensor type %r"
                                  % (board.get("name"), o["type"]))
-            chans.append(row[4](o, i2c, open_serial, sleep_ms))
+            bus = i2c
+            if row[0] == "counter" and open_counter is not None:
+                bus = open_counter(o)
+            chans.append(row[4](o, bus, open_serial, sleep_ms))
     finally:
         if not held:
             drop("sensors")

@@ -8,7 +8,7 @@
 # (bus, addresses, settings, a fixed baud) is its row in boards/sensors.py.
 
 from boards import BoardError
-from boards.sensors import SENSORS
+from boards.sensors import CHOICES, SENSORS
 
 
 def _r(a, b):
@@ -25,34 +25,37 @@ _S3_RESERVED = {19: "USB D- (native USB: the REPL of the MicroPython S3 build)",
 for _g in _r(26, 32):
     _S3_RESERVED[_g] = "wired to the SPI flash and PSRAM"
 _PI = {"gpio": _r(0, 27), "reserved": {0: "the HAT ID EEPROM bus (ID_SD)", 1: "the HAT ID EEPROM bus (ID_SC)"},
-       "input_only": (), "i2c": None, "uart": None, "family": "linux"}
+       "input_only": (), "i2c": None, "uart": None, "counter": None, "family": "linux"}
 
 # mcu -> rules. gpio: the GPIOs that exist; reserved: {gpio: what it is
 # wired to}; input_only: GPIOs that cannot drive a line (no SDA, SCL or TX);
-# i2c, uart: the peripheral ids (None: any, a Linux /dev/i2c-N);
+# i2c, uart: the peripheral ids (None: any, a Linux /dev/i2c-N); counter:
+# the pulse counter units (ESP32 PCNT; None: an edge counter on any GPIO);
 # family: "machine" (MicroPython: buses name their pins and UART id),
 # "linux" (i2c-dev ids, serial devices by path), "emulated" (no pins).
 MCUS = {
     "esp32": {"gpio": _r(0, 19) + _r(21, 23) + _r(25, 27) + _r(32, 39),
               "reserved": _ESP32_RESERVED, "input_only": _r(34, 39),
-              "i2c": (0, 1), "uart": (1, 2), "family": "machine"},
+              "i2c": (0, 1), "uart": (1, 2), "counter": _r(0, 7), "family": "machine"},
     "esp32s3": {"gpio": _r(0, 21) + _r(26, 48), "reserved": _S3_RESERVED, "input_only": (),
-                "i2c": (0, 1), "uart": (1, 2), "family": "machine"},
+                "i2c": (0, 1), "uart": (1, 2), "counter": _r(0, 3), "family": "machine"},
     "bcm2711": _PI,           # Raspberry Pi 4
     "bcm2710a1": _PI,         # Raspberry Pi Zero 2 W (RP3A0)
     "emulated": {"gpio": (), "reserved": {}, "input_only": (), "i2c": None, "uart": None,
-                 "family": "emulated"},
+                 "counter": None, "family": "emulated"},
 }
 
 # bus kind -> (pin keys, keys it may have)
 BUS_KEYS = {
     "i2c": (("sda", "scl"), ("kind", "id", "sda", "scl", "freq")),
     "uart": (("tx", "rx"), ("kind", "id", "tx", "rx", "port", "baud")),
+    # a pulse input: the GPIO, and on an ESP32 the PCNT unit that counts it
+    "counter": (("pin",), ("kind", "id", "pin")),
 }
 _OUTPUT_PINS = ("sda", "scl", "tx")
 KEY_HELP = {"id": "the peripheral number", "sda": "a GPIO number", "scl": "a GPIO number",
             "tx": "a GPIO number", "rx": "a GPIO number", "baud": "bits per second",
-            "port": "the serial device, e.g. /dev/ttyUSB0"}
+            "port": "the serial device, e.g. /dev/ttyUSB0", "pin": "a GPIO number"}
 
 
 def _int(v):
@@ -107,6 +110,8 @@ def _check_buses(buses, mcu, mcu_name, fail):
         by_port = kind == "uart" and not machine
         need = ("port", "baud") if by_port else ("id",) + (pin_keys if machine else ())
         need += ("baud",) if kind == "uart" and not by_port else ()
+        if kind == "counter":     # a GPIO wherever there are pins; the unit is optional
+            need = pin_keys if mcu["family"] != "emulated" else ()
         for k in need:
             if k not in bus:
                 fail("bus %s: missing key %r (%s)", bname, k, KEY_HELP[k])
@@ -119,7 +124,7 @@ def _check_buses(buses, mcu, mcu_name, fail):
         if "freq" in bus and not 10000 <= bus["freq"] <= 1000000:
             fail("bus %s: freq %d Hz is not from 10000 to 1000000", bname, bus["freq"])
         if "id" in bus:
-            valid = mcu[kind]
+            valid = mcu.get(kind)
             if valid is not None and bus["id"] not in valid:
                 fail("bus %s: %s id %d does not exist on %s (ids: %s)", bname, kind.upper(),
                      bus["id"], mcu_name, _list(valid))
@@ -161,10 +166,13 @@ def _check_sensors(sensors, buses, fail):
             fail("%s is on unknown bus %r (buses: %s)", what, bname, _list(buses))
         bus = buses[bname]
         have = "i2c" if need == "i2c" else "uart"
+        if need == "counter":
+            have = "counter"
         if bus["kind"] != have:
-            fail("%s needs %s bus, and bus %s is %s", what, "an I2C" if have == "i2c" else "a UART",
-                 bname, bus["kind"].upper())
-        key = {"i2c": "addr", "modbus": "slave", "uart": None}[need]
+            fail("%s needs %s, and bus %s is %s", what, {"i2c": "an I2C bus", "uart": "a UART bus",
+                 "counter": "a pulse input bus (kind counter, on a GPIO)"}[have],
+                 bname, bus["kind"].upper() if bus["kind"] != "counter" else "a pulse input")
+        key = {"i2c": "addr", "modbus": "slave", "uart": None, "counter": None}[need]
         known = ("type", "bus") + ((key,) if key else ()) + tuple(
             k for k in keys if k not in ("port", "baud", key))
         for k in s:
@@ -172,6 +180,8 @@ def _check_sensors(sensors, buses, fail):
                 fail("%s: %r belongs on its bus %s, not on the sensor", what, k, bname)
             if k not in known:
                 fail("%s has unknown key %r (known: %s)", what, k, _list(known))
+            if k in CHOICES and s[k] not in CHOICES[k]:
+                fail("%s: %r must be one of %s, got %r", what, k, _list(CHOICES[k]), s[k])
         if key is not None:
             v = s.get(key)
             if not _int(v):
@@ -182,6 +192,12 @@ def _check_sensors(sensors, buses, fail):
             if v not in addrs:
                 fail("%s: addr 0x%02x is not an address the %s can take (%s)", what, v, kind,
                      _list("0x%02x" % a for a in addrs))
+        elif need == "counter":
+            j = first.get(bname)
+            if j is not None:
+                fail("%s needs a pulse input of its own, and bus %s already has sensors[%d] (%s)",
+                     what, bname, j, sensors[j]["type"])
+            first[bname] = i
         else:
             if need == "modbus" and not 1 <= v <= 247:
                 fail("%s: slave %d is not a Modbus slave id (1-247)", what, v)
@@ -201,3 +217,30 @@ def _check_sensors(sensors, buses, fail):
                 fail("%s: %s %s on bus %s is already sensors[%d] (%s)", what, key,
                      ("0x%02x" % v) if need == "i2c" else str(v), bname, other, sensors[other]["type"])
             seen[(bname, v)] = i
+    _check_air(sensors, fail)
+
+
+def _check_air(sensors, fail):
+    """The air a compressor bills comes from one source: the rated flow x run
+    time of its supply sensor (air = "rated", flow_lpm > 0) or a pulse flow
+    meter (medium = "air", with air = "measured" on the supply sensor)."""
+    rated = [i for i, s in enumerate(sensors) if s["type"] in ("ina219", "ina226")
+             and s.get("air", "rated") == "rated" and s.get("flow_lpm", 250 if s["type"] == "ina219" else 0)]
+    measured = [i for i, s in enumerate(sensors) if s["type"] == "pulse" and s.get("medium") == "air"]
+    wants = [i for i, s in enumerate(sensors) if s.get("air") == "measured"]
+    if rated and measured:
+        fail("sensors[%d] (pulse) meters air and sensors[%d] (%s) bills rated air (flow_lpm x run "
+             "time): set air = \"measured\" on it to bill the pulse meter's air",
+             measured[0], rated[0], sensors[rated[0]]["type"])
+    if wants and not measured:
+        fail("sensors[%d] (%s): air = \"measured\" needs a pulse flow meter with medium = \"air\" "
+             "on the board (air = \"measured\" in the config adds the board's)", wants[0],
+             sensors[wants[0]]["type"])
+    media = {}
+    for i, s in enumerate(sensors):
+        if s["type"] == "pulse":
+            m = s.get("medium", "water")
+            if m in media:
+                fail("sensors[%d] and sensors[%d] both meter %s: one pulse meter per medium",
+                     media[m], i, m)
+            media[m] = i

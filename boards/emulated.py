@@ -1,6 +1,7 @@
-# The emulated board: the compressor scenario behind chip-level models on an
-# emulated I2C bus and a Modbus meter on a serial line (in-process loopback,
-# or a real pseudo-terminal opened with pyserial on CPython).
+# The emulated board: an asset scenario (hil/scenario.py) behind chip-level
+# models on an emulated I2C bus, a Modbus meter on a serial line (in-process
+# loopback, or a real pseudo-terminal opened with pyserial on CPython) and a
+# pulse flow meter's twin on a counter (hil/twins/pulse.py).
 
 BOARD = {
     "name": "emulated",
@@ -8,6 +9,7 @@ BOARD = {
     "buses": {
         "i2c": {"kind": "i2c", "id": 0},
         "rs485": {"kind": "uart", "port": "emulated", "baud": 9600},
+        "flow": {"kind": "counter"},
     },
     "sensors": [
         {"type": "ina219", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 100},
@@ -32,23 +34,28 @@ LUMINAIRE = {
     ],
 }
 
-# A booster pump sold as water (m3): bearing vibration, cabinet climate and a
-# three-phase meter (hil/scenario.py BoosterPump).
+# A booster pump sold as water (m3, from its water meter's pulses): bearing
+# vibration, cabinet climate and a three-phase meter that says when it runs
+# (hil/scenario.py BoosterPump).
 PUMP = {
     "name": "emulated",
     "mcu": "emulated",
     "buses": {
         "i2c": {"kind": "i2c", "id": 0},
         "rs485": {"kind": "uart", "port": "emulated", "baud": 9600},
+        "flow": {"kind": "counter"},
     },
     "sensors": [
         {"type": "adxl345", "bus": "i2c", "addr": 0x53, "window": 16, "alert_mg": 250},
         {"type": "bme280", "bus": "i2c", "addr": 0x76, "hot_cC": 4000},
-        {"type": "sdm630", "bus": "rs485", "slave": 1},
+        {"type": "sdm630", "bus": "rs485", "slave": 1, "run_threshold_W": 1000},
+        {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
     ],
 }
 
-PROFILES = {"compressor": BOARD, "luminaire": LUMINAIRE, "pump": PUMP}
+ASSETS = PROFILES = {"compressor": BOARD, "luminaire": LUMINAIRE, "pump": PUMP}
+# the compressor's air meter (air = "measured"): 1 L of free air per pulse
+AIR_METER = {"type": "pulse", "bus": "flow", "ml_per_pulse": 1000, "medium": "air"}
 
 
 class Emulation:
@@ -61,16 +68,22 @@ class Emulation:
     the target is a sensor type. swaps: add the profile's scheduled part
     swaps (hil/scenario.py SWAPS)."""
 
-    def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False):
+    def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False,
+                 air="rated", overrides=None):
         from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
             raise ValueError("emulated board: profile %r is not one of %s"
                              % (profile, ", ".join(sorted(PROFILES))))
         self.profile = profile
-        self.board = PROFILES[profile]
+        # the board as installed: its settings (overrides) and the air source
+        # applied and checked; as it is otherwise (checked by the tests)
+        import boards
+        self.board = boards.board("emulated", profile, overrides, air) \
+            if overrides or air != "rated" else PROFILES[profile]
         self.i2c = EmulatedI2C()
         self.meter = None
+        self.pulse = None
         if profile == "compressor":
             from hil.twins.ina219 import INA219Model
             from hil.twins.sht3x import SHT3xModel
@@ -97,6 +110,9 @@ class Emulation:
         for m in list(self.models.values()) + [self.meter]:
             if m is not None and hasattr(m, "serial"):
                 m.serial = (m.serial + 7919 * seed) & 0x7FFFFFFF    # each device its own parts
+        if profile == "pump" or air == "measured":
+            from hil.twins.pulse import of_asset
+            self.pulse = of_asset(self.scenario, self.board)
         self.addr = {}
         for sensor in self.board["sensors"]:
             if sensor["type"] in self.models:
@@ -124,6 +140,9 @@ class Emulation:
                 fs.on("crc", t, lambda m=m: setattr(m, "corrupt_crc_next", True))
             if hasattr(m, "serial"):
                 fs.on("swap", t, lambda m=m: _swap(m))
+        p = self.pulse
+        if p is not None:
+            fs.on("stuck", "pulse", lambda: setattr(p, "stuck", True), lambda: setattr(p, "stuck", False))
         m = self.meter
         if m is not None:
             t = [x["type"] for x in self.board["sensors"] if "slave" in x][0]
@@ -144,10 +163,18 @@ class Emulation:
         from hil.buses.serial_loop import LoopbackPort
         return LoopbackPort(self.meter)
 
+    def open_counter(self, o):
+        """The pulse meter's twin, counting as a PCNT unit would."""
+        if self.pulse is None:
+            raise OSError("emulated board: no pulse meter on the %s" % self.profile)
+        self.pulse.ml_per_pulse = o.get("ml_per_pulse", 1000)
+        return self.pulse
+
     def channels(self, overrides=None):
         import boards
         return boards.make_channels(self.board, self.i2c, self.open_serial,
-                                    sleep_ms=lambda ms: None, overrides=overrides)
+                                    sleep_ms=lambda ms: None, overrides=overrides,
+                                    open_counter=self.open_counter)
 
     def close(self):
         if self._ser is not None:

@@ -13,13 +13,16 @@
 # name -> (bus, addresses, baud, keys, make)
 #   bus        "i2c"; "modbus" (Modbus RTU on a UART, several slaves per line,
 #              addressed by "slave"); "uart" (a device that streams on a UART
-#              of its own)
+#              of its own); "counter" (a pulse input: a GPIO with an edge
+#              counter, the ESP32's PCNT; one sensor per input)
 #   addresses  the I2C addresses its address pins can select; None off I2C
 #   baud       the only baud rate it talks at; None when the bus decides
 #   keys       the settings it takes ("addr"/"slave" among them; "port" and
 #              "baud" come from its bus)
 #   make       make(o, i2c, open_serial, sleep_ms) -> channel; o is the
 #              board entry with its overrides and its bus's port and baud
+#              (its pin and unit for a counter, whose opened counter comes
+#              in place of i2c)
 
 
 def _r(a, b):
@@ -38,7 +41,7 @@ def _ina219(o, i2c, open_serial, sleep_ms):
     from agent.channels import PowerChannel
     from drivers.ina219 import INA219
     d = _init(INA219(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100)))
-    return PowerChannel(d, o.get("run_threshold_mA", 500), o.get("flow_lpm", 250))
+    return PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 250))
 
 
 def _ina226(o, i2c, open_serial, sleep_ms):
@@ -46,7 +49,13 @@ def _ina226(o, i2c, open_serial, sleep_ms):
     from drivers.ina226 import INA226
     d = _init(INA226(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100),
                      current_lsb_ua=o.get("current_lsb_ua", 25)))
-    return PowerChannel(d, o.get("run_threshold_mA", 500), o.get("flow_lpm", 0))
+    return PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 0))
+
+
+def _rated(o, default):
+    # air = "rated": air billed as flow_lpm x run time; "measured": by the
+    # board's pulse flow meter (medium "air"), so not here
+    return 0 if o.get("air") == "measured" else o.get("flow_lpm", default)
 
 
 def _sht3x(o, i2c, open_serial, sleep_ms):
@@ -85,21 +94,28 @@ def _bh1750(o, i2c, open_serial, sleep_ms):
 
 
 def _sdm120(o, i2c, open_serial, sleep_ms):
-    from agent.channels import MainsChannel
     from drivers.modbus import ModbusRTU
     from drivers.sdm120 import SDM120
     port = open_serial(o.get("port"), o.get("baud", 9600))
-    return MainsChannel(SDM120(ModbusRTU(port), o.get("slave", 1)))
+    return _mains(o, SDM120(ModbusRTU(port), o.get("slave", 1)))
 
 
 def _sdm630(o, i2c, open_serial, sleep_ms):
-    from agent.channels import MainsChannel
     from boards import Pick
     from drivers.modbus import ModbusRTU
     from drivers.sdm630 import SDM630
     port = open_serial(o.get("port"), o.get("baud", 9600))
     # phase-1 voltage, phase-1 current, total power, import energy
-    return MainsChannel(Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11)))
+    return _mains(o, Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11)))
+
+
+def _mains(o, d):
+    # with run_threshold_W the meter also says when the asset runs (a pump)
+    if o.get("run_threshold_W"):
+        from agent.flow import RunMainsChannel
+        return RunMainsChannel(d, o["run_threshold_W"])
+    from agent.channels import MainsChannel
+    return MainsChannel(d)
 
 
 def _pms5003(o, i2c, open_serial, sleep_ms):
@@ -108,7 +124,18 @@ def _pms5003(o, i2c, open_serial, sleep_ms):
     return ParticulateChannel(_init(PMS5003(open_serial(o.get("port"), o.get("baud", 9600)))))
 
 
-_POWER = ("run_threshold_mA", "flow_lpm")
+def _pulse(o, counter, open_serial, sleep_ms):
+    from agent.flow import FlowChannel
+    from drivers.pulse import PulseMeter
+    where = "GPIO%d" % o["pin"] if "pin" in o else "counter %d" % o.get("id", 0)
+    return FlowChannel(PulseMeter(counter, o.get("ml_per_pulse", 1000), where),
+                       o.get("medium", "water"), o.get("stall_s", 120))
+
+
+# what a setting may be besides a non-negative integer: its allowed values
+CHOICES = {"air": ("rated", "measured"), "medium": ("water", "air")}
+_POWER = ("run_threshold_mA", "flow_lpm", "air")
+_MAINS = ("port", "baud", "slave", "run_threshold_W")
 SENSORS = {
     "ina219": ("i2c", _r(0x40, 0x4F), None, ("addr", "shunt_milliohm") + _POWER, _ina219),
     "ina226": ("i2c", _r(0x40, 0x4F), None, ("addr", "shunt_milliohm", "current_lsb_ua") + _POWER,
@@ -118,7 +145,8 @@ SENSORS = {
     "bme280": ("i2c", (0x76, 0x77), None, ("addr", "hot_cC"), _bme280),
     "adxl345": ("i2c", (0x1D, 0x53), None, ("addr", "window", "alert_mg"), _adxl345),
     "bh1750": ("i2c", (0x23, 0x5C), None, ("addr", "lit_mlux"), _bh1750),
-    "sdm120": ("modbus", None, None, ("port", "baud", "slave"), _sdm120),
-    "sdm630": ("modbus", None, None, ("port", "baud", "slave"), _sdm630),
+    "sdm120": ("modbus", None, None, _MAINS, _sdm120),
+    "sdm630": ("modbus", None, None, _MAINS, _sdm630),
     "pms5003": ("uart", None, 9600, (), _pms5003),
+    "pulse": ("counter", None, None, ("ml_per_pulse", "medium", "stall_s"), _pulse),
 }

@@ -21,6 +21,7 @@ class Compressor:
     TAU_MS = 600000
     PSU_EFF_PCT = 88
     STANDBY_W = 4
+    FAD_LPM = 235            # free air delivered while running (rated 250 L/min, a worn unit)
 
     def __init__(self, clock, seed=1, meter_start_Wh=1234567):
         self.clock = clock
@@ -34,6 +35,7 @@ class Compressor:
         # ground truth, for reports
         self.true_run_ms = 0
         self.true_cycles = 0
+        self.true_air_mL = 0
 
     def _duration(self):
         if self.running:
@@ -58,6 +60,7 @@ class Compressor:
         self.mains_mWs += self._mains_mW() * dt // 1000
         if self.running:
             self.true_run_ms += dt
+            self.true_air_mL += self.FAD_LPM * dt // 60
         self._t += dt
 
     def advance(self):
@@ -264,7 +267,7 @@ class BoosterPump(_Profile):
     ADXL345 on the bearing housing: vibration RMS grows slowly with bearing
     wear (health) and spikes while the pump starts; a BME280 in the cabinet
     gives temperature, humidity and air pressure. Outcome: m3 pumped, from
-    run time x rated flow (ground truth: true_litres)."""
+    its water meter's pulses (ground truth: true_litres_mL)."""
     RATED_LPM = 400
     RUN_W = 5500
     SWAPS = (("sdm630", 40, 6),)  # the meter is exchanged on the second day

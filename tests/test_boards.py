@@ -21,7 +21,7 @@ def test_every_board_is_valid(name):
 
 def test_known_drivers():
     assert sorted(SENSORS) == sorted(
-        ["ina219", "ina226", "sht3x", "sht4x", "bme280", "adxl345", "bh1750", "sdm120", "sdm630", "pms5003"])
+        ["ina219", "ina226", "sht3x", "sht4x", "bme280", "adxl345", "bh1750", "sdm120", "sdm630", "pms5003", "pulse"])
 
 
 def test_serial_settings_come_from_the_bus():
@@ -61,7 +61,7 @@ BAD = [
     ("esp32-devkitc", [(("buses", "rs485", "port"), "/dev/ttyS1")], "'port' is a serial device path"),
     ("esp32-devkitc", [(("buses", "rs485", "baud"), KeyError)], "bus rs485: missing key 'baud'"),
     ("esp32-devkitc", [(("sensors", 1, "bus"), "i2c9")],
-     "sensors[1] (sht3x) is on unknown bus 'i2c9' (buses: i2c0, rs485)"),
+     "sensors[1] (sht3x) is on unknown bus 'i2c9' (buses: i2c0, rs485, flow)"),
     ("esp32-devkitc", [(("sensors", 1, "bus"), "rs485")], "sensors[1] (sht3x) needs an I2C bus, and bus rs485 is UART"),
     ("esp32-devkitc", [(("sensors", 3, "bus"), "i2c0")], "sensors[3] (sdm120) needs a UART bus, and bus i2c0 is I2C"),
     ("esp32-devkitc", [(("sensors", 1, "addr"), 0x80)], "addr 0x80 is not a 7-bit I2C address"),

@@ -31,7 +31,9 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s",
-               "parts")
+               "parts", "asset", "air")
+# the board whose sensors a bundle's config is checked against
+CHECK_BOARD = {"unix": "emulated"}
 MAIN = "from agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 # The heap the unix bundle's ROMFS run line gives (64-bit unix port; a day
@@ -45,6 +47,21 @@ class FlashError(ValueError):
     pass
 
 
+def device_config(board, cfg):
+    """What the device reads (tally_config.json): the device's keys of the
+    config, and every [sensor] table, checked against the board the bundle is
+    for as the asset installs it: a table naming a sensor it does not carry
+    is refused (toml_config.ConfigError, one line), not dropped."""
+    from agent.cli.toml_config import installed
+    installed(cfg, CHECK_BOARD.get(board, board), "config")
+    dev = {k: cfg[k] for k in DEVICE_KEYS if k in cfg}
+    if cfg.get("sensors"):
+        dev["sensors"] = {k: dict(v) for k, v in cfg["sensors"].items()}
+    dev["board"] = board
+    dev["log_path"] = "tally.log"
+    return dev
+
+
 def build(out, board, cfg, duration_s=0, progress=None):
     """Write the bundle to out/; returns {"files", "mpy_bytes", "config", "romfs_bytes"}."""
     say = progress or (lambda s: None)
@@ -52,6 +69,7 @@ def build(out, board, cfg, duration_s=0, progress=None):
         raise FlashError("flash: board %r is not one of %s" % (board, ", ".join(sorted(TARGETS))))
     url = cfg.get("broker") or ""
     tls = _tls_files(cfg) if url.startswith(("mqtts://", "ssl://")) else None
+    dev = device_config(board, cfg)
     if os.path.exists(out) and os.listdir(out):
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
@@ -62,9 +80,6 @@ def build(out, board, cfg, duration_s=0, progress=None):
     with open(os.path.join(out, ROMFS), "wb") as f:
         f.write(image)
     say("ROMFS image of the modules: %d bytes (%s)" % (len(image), ROMFS))
-    dev = {k: cfg[k] for k in DEVICE_KEYS if k in cfg}
-    dev["board"] = board
-    dev["log_path"] = "tally.log"
     if duration_s:
         dev["duration_s"] = duration_s
     if tls:

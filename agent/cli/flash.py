@@ -17,7 +17,7 @@ def run(a):
         return err("flash: give --out DIR (the bundle to build) or --port PORT (build it and "
                    "copy it to the board)")
     try:
-        cfg = load_config(a.config) if a.config else {}
+        cfg = load_config(a.config, check=False) if a.config else {}
         r = build(a.out, a.board, cfg, duration_s=a.duration or 0,
                   progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
     except (ConfigError, FlashError, RuntimeError, OSError) as e:
@@ -38,7 +38,7 @@ def _flash_port(a):
         return err("flash: --erase erases the whole flash before --firmware FILE is written; "
                    "give both")
     try:
-        cfg = load_config(a.config) if a.config else {}
+        cfg = load_config(a.config, check=False) if a.config else {}
         r = flash(a.board, a.port, cfg, out=a.out, duration_s=a.duration or 0, firmware=a.firmware,
                   erase=a.erase, reset=not a.no_reset,
                   say=lambda s: print("  " + s, file=sys.stderr, flush=True))

@@ -6,7 +6,8 @@ import os
 import sys
 import time
 
-from agent.cli.common import Stop, err, scaled
+from agent.console import summary
+from agent.cli.common import Stop, err
 
 
 def run(a):
@@ -22,16 +23,19 @@ def run(a):
     import boards
     # the host clock is good only while the system says it is synchronised
     clock = RealClock(host_sync=host_clock_synchronised)
-    board = boards.load(cfg["board"])
     world = None
     try:
         if cfg["board"] == "emulated":
-            world = board.Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"))
-            channels = world.channels(overrides=cfg["sensors"])
+            from boards.emulated import Emulation
+            world = Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"),
+                              profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"])
+            channels = world.channels()
+            board = world.board
         else:
-            from agent.port.linux_bus import SMBus2I2C, open_serial
-            i2c = SMBus2I2C(board.BOARD.get("i2c_bus", 1))
-            channels = boards.make_channels(board.BOARD, i2c, open_serial, overrides=cfg["sensors"])
+            from agent.port.linux_bus import SMBus2I2C, open_counter, open_serial
+            board = boards.board(cfg["board"], cfg["asset"], cfg["sensors"], cfg["air"])
+            i2c = SMBus2I2C(board.get("i2c_bus", 1))
+            channels = boards.make_channels(board, i2c, open_serial, open_counter=open_counter)
     except (OSError, ValueError) as e:
         # no /dev/i2c-N, a serial port that will not open, a sensor without a channel
         return err("run: board %s: %s" % (cfg["board"], e))
@@ -75,6 +79,8 @@ def run(a):
           % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
              "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
           flush=True)
+    print("tally: board %s as a %s: %s" % (cfg["board"], cfg["asset"],
+                                          ", ".join(s["type"] for s in board["sensors"])), flush=True)
     if not clock.wall_quality:
         print("tally: the host clock is not synchronised (adjtimex/timedatectl): records carry no "
               "wall time until it is; the collector places them from their boot's other records",
@@ -93,13 +99,7 @@ def run(a):
                     print("tally: broker: %s" % said, file=sys.stderr, flush=True)
             if agent.records != seen:
                 seen = agent.records
-                v = dict(zip(m.names, log.last[10]))
-                print("interval seq=%d run_time=%d s cycles=%d energy=%s Wh mains_energy=%d Wh "
-                      "temp_max=%s Cel depth=%d errors=%d sync_ok=%d"
-                      % (log.last[0], v["run_time"], v["cycles"], scaled(v["energy"], -3), v["mains_energy"],
-                         scaled(v["temp_max"], -2), v["depth"],
-                         v["err_nack"] + v["err_crc"] + v["err_timeout"] + v["err_range"],
-                         v["sync_ok"]), flush=True)
+                print(summary(m, log.last), flush=True)
             wait = agent.next_due() - clock.uptime_ms()
             up = agent.uplink
             while wait > 0 and up and up.busy() and not stop.is_set():

@@ -103,7 +103,7 @@ def add(sub):
                    "the simulated device ids (sim-001, ...) is refused, so a second run never bills them twice")
     s.add_argument("--profile", choices=("compressor", "luminaire", "pump"), default="compressor",
                    help="the asset on the emulated board: a compressor (air, m3), a luminaire "
-                   "(light, lux-hours) or a booster pump (energy, vibration) (default compressor)")
+                   "(light, lux-hours) or a booster pump (water, m3, from its water meter) (default compressor)")
     s.add_argument("--serial", choices=("loopback", "pty"), default="loopback",
                    help="Modbus line: in-process loopback (default) or a real pseudo-terminal")
     s.add_argument("--durable", action="store_true", help="fsync every log append (slower)")

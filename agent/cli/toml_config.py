@@ -11,6 +11,10 @@ TOP = {
     "device_id": (str, lambda v: 0 < len(v) <= 64 and "/" not in v and "+" not in v and "#" not in v,
                   "1-64 characters without / + #"),
     "board": (str, lambda v: v in boards.HOST_BOARDS, "one of " + ", ".join(boards.HOST_BOARDS)),
+    "asset": (str, lambda v: v in boards.ASSETS, "one of " + ", ".join(boards.ASSETS)
+              + " (picks the board's sensor set)"),
+    "air": (str, lambda v: v in ("rated", "measured"),
+            "rated (a compressor's air is rated flow x run time) or measured (by its pulse flow meter)"),
     "interval_s": (int, lambda v: 1 <= v <= 86400, "an integer from 1 to 86400"),
     "sample_ms": (int, lambda v: 10 <= v <= 3600000, "an integer from 10 to 3600000"),
     "log_path": (str, lambda v: len(v) > 0, "a file path"),
@@ -58,7 +62,8 @@ TLS_KEYS = {"ca": "the CA certificate file that signed the broker's certificate"
             "key": "the private key file of the client certificate"}
 SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": int, "flow_lpm": int,
                       "hot_cC": int, "port": str, "baud": int, "slave": int, "current_lsb_ua": int,
-                      "window": int, "alert_mg": int, "lit_mlux": int}
+                      "window": int, "alert_mg": int, "lit_mlux": int, "air": str, "run_threshold_W": int,
+                      "ml_per_pulse": int, "medium": str, "stall_s": int}
 
 
 def _tags_ok(v):
@@ -77,11 +82,12 @@ def defaults():
     dev = "tally-" + socket.gethostname().split(".")[0]
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return {"device_id": dev, "board": "emulated", "interval_s": 60, "sample_ms": 1000,
-            "log_path": os.path.join(state, "tally", "log.bin"), "log_kib": 1024, "sensors": {}}
+            "log_path": os.path.join(state, "tally", "log.bin"), "log_kib": 1024, "sensors": {},
+            "asset": "compressor", "air": "rated"}
 
 
 def validate(raw, where="config"):
-    from boards.sensors import SENSORS
+    from boards.sensors import CHOICES, SENSORS
     keys = {name: row[3] for name, row in SENSORS.items()}    # sensor type -> its settings
     cfg = defaults()
     for key, val in raw.items():
@@ -96,6 +102,9 @@ def validate(raw, where="config"):
                 if not isinstance(v, t) or isinstance(v, bool) or (t is int and v < 0):
                     raise ConfigError("%s: key '%s.%s' must be a %s, got %r"
                                       % (where, key, k, "non-negative integer" if t is int else "string", v))
+                if k in CHOICES and v not in CHOICES[k]:
+                    raise ConfigError("%s: key '%s.%s' must be one of %s, got %r"
+                                      % (where, key, k, ", ".join(CHOICES[k]), v))
             cfg["sensors"][key] = dict(val)
             continue
         if key == "tls":
@@ -141,7 +150,21 @@ def _tls(val, where):
     return dict(val)
 
 
-def load_config(path=None, board=None):
+def installed(cfg, board, where="config"):
+    """The board as the config installs it: its asset's sensor set, the air
+    source and every [sensor] table applied, checked (boards.board). A table
+    naming a sensor the board does not carry, or a setting boards/check.py
+    refuses, is one ConfigError line."""
+    try:
+        return boards.board(board, cfg.get("asset", "compressor"), cfg.get("sensors"),
+                            cfg.get("air", "rated"))
+    except boards.BoardError as e:
+        raise ConfigError("%s: %s" % (where, e))
+
+
+def load_config(path=None, board=None, check=True):
+    """The config file checked; with check, its sensor tables against the
+    board it names (tally flash checks them against the board it builds for)."""
     raw = {}
     if path:
         import tomllib
@@ -157,4 +180,6 @@ def load_config(path=None, board=None):
         if board not in boards.HOST_BOARDS:
             raise ConfigError("--board: %r is not one of %s" % (board, ", ".join(boards.HOST_BOARDS)))
         cfg["board"] = board
+    if check:
+        installed(cfg, cfg["board"], "config " + path if path else "config")
     return cfg

@@ -91,3 +91,56 @@ def open_serial(port, baud, timeout_ms=200):
     opening the same tty fails instead of interleaving frames."""
     import serial
     return serial.Serial(port, baud, timeout=timeout_ms / 1000, exclusive=True)
+
+
+# Pulse inputs on a Raspberry Pi: the kernel's GPIO character device
+# (/dev/gpiochip0) through libgpiod's own Python bindings (pip install gpiod,
+# libgpiod 2.x; what the kernel's GPIO maintainers ship, not the deprecated
+# sysfs interface). The kernel timestamps and queues every rising edge in
+# its interrupt handler, debounced; a thread here drains the queue into a
+# count, so no edge is lost while the agent's loop is busy.
+GPIO_CHIP = "/dev/gpiochip0"       # the header's GPIOs on a Pi 4 and a Zero 2 W
+DEBOUNCE_MS = 1                    # a reed contact's bounce
+
+
+class EdgeCounter:
+    """Rising edges on a GPIO line, counted from the kernel's edge events.
+    value() -> edges since it was opened; close() releases the line."""
+
+    def __init__(self, pin, chip=GPIO_CHIP):
+        try:
+            import gpiod
+            from gpiod.line import Bias, Edge
+        except ImportError:
+            raise OSError("pulse input GPIO%d: the gpiod package (libgpiod 2 bindings) is not "
+                          "installed: pip install 'tally[pi]'" % pin)
+        import datetime
+        import threading
+        self.pin = pin
+        self.n = 0
+        self._stop = threading.Event()
+        settings = gpiod.LineSettings(edge_detection=Edge.RISING, bias=Bias.PULL_UP,
+                                      debounce_period=datetime.timedelta(milliseconds=DEBOUNCE_MS))
+        self._req = gpiod.request_lines(chip, consumer="tally", config={pin: settings})
+        self._wait = datetime.timedelta(milliseconds=200)
+        self._t = threading.Thread(target=self._run, name="tally-pulse-%d" % pin, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        req = self._req
+        while not self._stop.is_set():
+            if req.wait_edge_events(self._wait):
+                self.n += len(req.read_edge_events())
+
+    def value(self):
+        return self.n
+
+    def close(self):
+        self._stop.set()
+        self._t.join(1)
+        self._req.release()
+
+
+def open_counter(o):
+    """An EdgeCounter on the GPIO of a board's counter bus (o: its settings, "pin")."""
+    return EdgeCounter(o["pin"])

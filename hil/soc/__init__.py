@@ -14,7 +14,10 @@
 #             "join_ms": 200,             how long an attempt takes
 #             "drop_after_ms": 0},        the link drops once, this long after joining
 #    "partition": {"label": "tallylog", "sectors": 64},   absent: no partition
-#    "seed": 1}                           the emulated compressor on the buses
+#    "seed": 1,                           the emulated asset on the buses:
+#    "asset": "pump", "air": "rated",     which one (default the compressor),
+#    "speed": 1,                          its world this many times faster than real time
+#    "counter": true}                     false: no machine.Counter (a Pin IRQ counts pulses)
 # What persists across a deep sleep (a new process): soc_flash.bin (the
 # partition) and soc_state.json (the wake cause).
 import json
