@@ -121,8 +121,8 @@ def test_the_signed_format_in_the_doc_on_real_bytes(made):
         for row in c.execute("SELECT device_id, epoch, seq, from_seq, flags, schema_id, boot, uptime_ms, wall_s, "
                              "wall_q, ival_ms, vals FROM records WHERE device_id=? AND epoch=? AND seq BETWEEN ? "
                              "AND ? ORDER BY seq", (r["asset"], r["epoch"], r["from_seq"], r["to_seq"])):
-            line = list(row[:11]) + [json.loads(row[11])]
-            h.update(json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n")
+            line = json.dumps(list(row[:11]), ensure_ascii=True, separators=(",", ":"))[:-1] + "," + row[11] + "]\n"
+            h.update(line.encode())
             n += 1
     c.close()
     assert (h.hexdigest(), n) == (doc["statement"]["evidence"]["records_sha256"], doc["statement"]["evidence"]["records"])

@@ -1,4 +1,4 @@
-"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile`: check the
+"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|value`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
 the same module in hil/bench/ (`report(result)`), or with --json print the
 result itself."""
@@ -84,8 +84,13 @@ def _hostile(a):
     return _show(hostile.report, r, a)
 
 
+def _value(a):
+    from hil.bench import value
+    return _show(value.report, value.bench_value(repeat=a.repeat, progress=_progress(a)), a)
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile}
+       "footprint": _footprint, "hostile": _hostile, "value": _value}
 
 
 def run(a):
@@ -93,7 +98,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|value)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -112,7 +117,9 @@ def add(sub):
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
-                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
+                       "installed, the 32-bit WebAssembly port (see docs/firmware.md). "
+                       "value: a signed statement (JSON, HTML, PDF) for a customer with 100 assets and a "
+                       "price proposal for a contract of 1,000 assets (docs/contracts.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
@@ -138,5 +145,6 @@ def add(sub):
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--damage", type=int, default=100000,
                    help="ring: silent-damage points to test (default 100000)")
+    b.add_argument("--repeat", type=int, default=3, help="value: runs of each (the median is quoted; default 3)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
     b.set_defaults(func=run)

@@ -24,6 +24,7 @@ sites, contracts (terms as canonical JSON), assignments, repairs.
 """
 import datetime
 import json
+import math
 import tomllib
 from fractions import Fraction
 
@@ -391,8 +392,13 @@ def walk(col, asset):
     """Per record of an asset, placed in time: (day, epoch, seq, from_seq,
     flags, deltas, values). The plug-in point of the store's record walk."""
     out = []
+    days = {}                  # UTC day number -> its date, as timeline.day() gives it
     for epoch, r, deltas, _ in timeline.placed(col._walk(asset)):
-        out.append((timeline.day(r["end_s"]), epoch, r["seq"], r["from_seq"], r["flags"], deltas, r["values"],
+        k = (int(r["end_s"]) - 1) // 86400
+        d = days.get(k)
+        if d is None:
+            d = days[k] = timeline.day(r["end_s"])
+        out.append((d, epoch, r["seq"], r["from_seq"], r["flags"], deltas, r["values"],
                     r.get("ival_ms", 0)))
     return out
 
@@ -411,10 +417,20 @@ def segments(data, contract, lo, hi):
 
 
 def _units_of(col, asset):
-    try:
-        return billing._units(col.summary(asset))
-    except Exception:        # an asset with no records yet
-        return {}
+    """{odometer: (unit, scale)} of an asset from its schemas (a metric whose
+    unit or scale differs between schemas maps to None, as in billing), and
+    ("_gauge", name) -> scale for its gauges."""
+    out = {}
+    for row in col._b.execute("SELECT metrics FROM schemas WHERE device_id=?", (asset,)):
+        for m in json.loads(row[0]):
+            if not isinstance(m, list) or len(m) < 4:
+                continue
+            if m[3] == "odometer":
+                us = (m[1], m[2]) if isinstance(m[2], int) and -18 <= m[2] <= 18 else ("?", None)
+                out[m[0]] = us if out.get(m[0], us) == us else None
+            elif isinstance(m[2], int):
+                out[("_gauge", m[0])] = m[2]
+    return out
 
 
 def sources(recs, metric, f, t):
@@ -498,17 +514,22 @@ def bill(col, data, cid, period, cache=None):
                  for r in rngs]
         seg_days = _days(s["from_"], s["to_"])
         covered = 0
+        # band limits in each gauge's raw integers: v*10^scale >= min  <=>  v >= ceil(min/10^scale)
+        limits = []
+        for b in c["service"]["bands"]:
+            sc = units.get(("_gauge", b["metric"]), 0)
+            limits.append((b["metric"],
+                           math.ceil(Fraction(b["min"]) / Fraction(10) ** sc) if b["min"] is not None else None,
+                           math.floor(Fraction(b["max"]) / Fraction(10) ** sc) if b["max"] is not None else None))
+        f_, t_ = s["from_"], s["to_"]
         for day, epoch, seq, frm, flags, deltas, vals, ival in recs:
-            if s["from_"] <= day <= s["to_"]:
+            if f_ <= day <= t_:
                 covered += (seq - frm + 1) * (ival or 60000)
-                for i, b in enumerate(c["service"]["bands"]):
-                    v = vals.get(b["metric"])
-                    if v is None:
+                for i, (metric, lo_, hi_) in enumerate(limits):
+                    v = vals.get(metric)
+                    if type(v) is not int:
                         continue
-                    sc = _scale(units, b["metric"], col, a)
-                    x = Fraction(v) * Fraction(10) ** sc
-                    ok = (b["min"] is None or x >= Fraction(b["min"])) and (b["max"] is None or x <= Fraction(b["max"]))
-                    band_hits[i][0] += ok
+                    band_hits[i][0] += (lo_ is None or v >= lo_) and (hi_ is None or v <= hi_)
                     band_hits[i][1] += 1
         avail_num += min(covered, len(seg_days) * 86400000)
         avail_den += len(seg_days) * 86400000
@@ -559,20 +580,6 @@ def bill(col, data, cid, period, cache=None):
             "metric": c["metric"], "unit": c["unit"], "quantity": billing.quantity(qty_total),
             "lines": lines, "service_levels": service, "data_quality": quality,
             "total": sum(x["amount"] for x in lines)}
-
-
-def _scale(units, metric, col, asset):
-    """A gauge's scale from the asset's schema (units only lists odometers)."""
-    key = ("_gauge", metric)
-    if key not in units:
-        sc = 0
-        row = col._b.execute("SELECT metrics FROM schemas WHERE device_id=? ORDER BY schema_id DESC",
-                             (asset,)).fetchone()
-        for m in json.loads(row[0]) if row else ():
-            if m[0] == metric:
-                sc = m[2]
-        units[key] = sc
-    return units[key]
 
 
 def _level(name, target, measured, credit, band=None):

@@ -50,14 +50,17 @@ _REC_SQL = ("SELECT device_id, epoch, seq, from_seq, flags, schema_id, boot, upt
 
 
 def records_hash(col, ranges):
-    """SHA-256 over the canonical records of the ranges, in their order: one
-    line per record, the JSON array of its stored columns (vals parsed).
-    Returns (hex digest, number of records)."""
+    """SHA-256 over the records of the ranges, in their order: one line per
+    record, the JSON array of its stored columns [device_id, epoch, seq,
+    from_seq, flags, schema_id, boot, uptime_ms, wall_s, wall_q, ival_ms,
+    vals] with vals spliced in as the ledger stores it (compact JSON text),
+    then a newline. Returns (hex digest, number of records)."""
     h = hashlib.sha256()
     n = 0
     for r in ranges:
+        dev = json.dumps(r["asset"], ensure_ascii=True)
         for row in col._b.execute(_REC_SQL, (r["asset"], r["epoch"], r["from_seq"], r["to_seq"])):
-            h.update(canonical(list(row[:11]) + [json.loads(row[11])]) + b"\n")
+            h.update(("[%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s]\n" % ((dev,) + tuple(row[1:11]) + (row[11],))).encode())
             n += 1
     return h.hexdigest(), n
 
@@ -104,19 +107,28 @@ def build(col, customer, period):
             if c["energy"] in units and units[c["energy"]] and units[c["energy"]][1] is not None:
                 eu, esc = units[c["energy"]]
                 efac = Fraction(10) ** esc * billing._factor("kWh", eu, "energy", c["energy"], "", a)
-            au = ak = Fraction(0)
             seg_days = contracts._days(s["from_"], s["to_"])
             cov = 0
+            raw = {}                       # day -> [raw units, raw energy, covered ms]: ints, scaled once
+            f_, t_, mk, ek = s["from_"], s["to_"], c["metric"], c["energy"]
             for day, epoch, seq, frm, flags, deltas, vals, ival in recs:
-                if s["from_"] <= day <= s["to_"]:
-                    u, k = deltas.get(c["metric"], 0) * fac, deltas.get(c["energy"], 0) * efac
-                    dd = daily[day]
-                    dd["units"] += u
-                    dd["kwh"] += k
-                    dd["covered_ms"] += (seq - frm + 1) * (ival or 60000)
-                    cov += (seq - frm + 1) * (ival or 60000)
-                    au += u
-                    ak += k
+                if f_ <= day <= t_:
+                    acc = raw.get(day)
+                    if acc is None:
+                        acc = raw[day] = [0, 0, 0]
+                    acc[0] += deltas.get(mk, 0)
+                    acc[1] += deltas.get(ek, 0)
+                    acc[2] += (seq - frm + 1) * (ival or 60000)
+            au = ak = Fraction(0)
+            for day, (ru, re_, ms) in raw.items():
+                u, k = ru * fac, re_ * efac
+                dd = daily[day]
+                dd["units"] += u
+                dd["kwh"] += k
+                dd["covered_ms"] += ms
+                cov += ms
+                au += u
+                ak += k
             for d in seg_days:
                 daily[d]["assets"] += 1
             fleet["units"] += au
@@ -207,8 +219,8 @@ def build(col, customer, period):
                                "formula": "X = (L/L_av)(U/U_av): contract lifetime over the industry average, "
                                           "units per year measured this month over the industry average"},
             "evidence": {"records": n, "records_sha256": digest, "ranges": ranges,
-                         "hash": "sha256 over one line per record: the JSON array [device_id, epoch, seq, "
-                                 "from_seq, flags, schema_id, boot, uptime_ms, wall_s, wall_q, ival_ms, vals], "
+                         "hash": "sha256 over one line per record: [device_id, epoch, seq, from_seq, flags, "
+                                 "schema_id, boot, uptime_ms, wall_s, wall_q, ival_ms, vals] with vals as stored, "
                                  "ranges in the order listed"}}
 
 
@@ -316,16 +328,18 @@ def verify_file(path, pub_path, col=None):
 
 # -- rendering -------------------------------------------------------------------------------
 
-def plots(st, fmt):
-    """{name: bytes} of the statement's plots (matplotlib, fmt 'svg' or 'png')."""
+def plots(st, fmt=("svg", "png")):
+    """{format: {name: bytes}} of the statement's plots (matplotlib; each
+    figure drawn once and saved in every format asked for)."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    fmts = (fmt,) if isinstance(fmt, str) else fmt
     days = [d["day"][5:] for d in st["daily"]]
-    out = {}
+    out = {f: {} for f in fmts}
 
     def fig(name, draw, title):
-        f = Figure(figsize=(7, 2.4), dpi=90)
+        f = Figure(figsize=(7, 2.4), dpi=80)
         ax = f.add_subplot()
         draw(ax)
         ax.set_title(title, fontsize=9)
@@ -333,9 +347,10 @@ def plots(st, fmt):
         for lab in ax.get_xticklabels():
             lab.set_rotation(90)
         f.tight_layout()
-        buf = io.BytesIO()
-        f.savefig(buf, format=fmt)
-        out[name] = buf.getvalue()
+        for ff in fmts:
+            buf = io.BytesIO()
+            f.savefig(buf, format=ff)
+            out[ff][name] = buf.getvalue()
 
     unit = st["energy"]["unit"]
     fig("units", lambda ax: ax.bar(days, [float(d["units"]) for d in st["daily"]], color="#3b6ea5"),
@@ -424,7 +439,7 @@ Check it with <code>tally verify STATEMENT.json --pubkey PROVIDER.pub</code>.</p
 def html(signed, svg=None):
     import jinja2
     st = signed["statement"]
-    svg = plots(st, "svg") if svg is None else svg
+    svg = plots(st, "svg")["svg"] if svg is None else svg
     env = jinja2.Environment(autoescape=True)
     marks = {k: _markup(v) for k, v in svg.items()}
     return env.from_string(_HTML).render(s=st, sig=signed["signature"], svg=marks)
@@ -443,7 +458,7 @@ def _latin(t):
 def pdf(signed, png=None):
     from fpdf import FPDF
     st, sig = signed["statement"], signed["signature"]
-    png = plots(st, "png") if png is None else png
+    png = plots(st, "png")["png"] if png is None else png
     d = FPDF()
     d.set_auto_page_break(True, 15)
     d.add_page()
@@ -508,11 +523,12 @@ def write(st, key_path, prefix, pdf=True):
     files = [prefix + ".json", prefix + ".html"]
     with open(prefix + ".json", "w") as f:
         f.write(json.dumps(signed, indent=1, sort_keys=True, ensure_ascii=True) + "\n")
+    figs = plots(signed["statement"], ("svg", "png") if pdf else ("svg",))
     with open(prefix + ".html", "w") as f:
-        f.write(html(signed))
+        f.write(html(signed, figs["svg"]))
     if pdf:
         with open(prefix + ".pdf", "wb") as f:
-            f.write(render_pdf(signed))
+            f.write(render_pdf(signed, figs["png"]))
         files.append(prefix + ".pdf")
     return files
 
