@@ -335,7 +335,8 @@ def plots(st, fmt=("svg", "png")):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     fmts = (fmt,) if isinstance(fmt, str) else fmt
-    days = [d["day"][5:] for d in st["daily"]]
+    matplotlib.rcParams["svg.fonttype"] = "none"          # text as text, not paths
+    days = [int(d["day"][8:]) for d in st["daily"]]         # day of the month
     out = {f: {} for f in fmts}
 
     def fig(name, draw, title):
@@ -344,16 +345,15 @@ def plots(st, fmt=("svg", "png")):
         draw(ax)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-        for lab in ax.get_xticklabels():
-            lab.set_rotation(90)
-        f.tight_layout()
+        f.subplots_adjust(left=0.09, right=0.98, bottom=0.12, top=0.88)
         for ff in fmts:
             buf = io.BytesIO()
             f.savefig(buf, format=ff)
             out[ff][name] = buf.getvalue()
 
     unit = st["energy"]["unit"]
-    fig("units", lambda ax: ax.bar(days, [float(d["units"]) for d in st["daily"]], color="#3b6ea5"),
+    fig("units", lambda ax: (ax.set_xlabel("day of the month", fontsize=7),
+                             ax.bar(days, [float(d["units"]) for d in st["daily"]], color="#3b6ea5")),
         "%s delivered per day" % unit)
 
     def avail(ax):
@@ -392,7 +392,7 @@ def plots(st, fmt=("svg", "png")):
     if comps:
         def life(ax):
             vals = [max(float(a["life_used_total"].get(k, 0)) for a in st["assets"]) * 100 for k in comps]
-            ax.bar(comps, vals, color="#d35400")
+            ax.bar(range(len(comps)), vals, color="#d35400", tick_label=comps)
             ax.axhline(float(PLAN_AT) * 100, linestyle="--", color="#c0392b", linewidth=1)
             ax.set_ylabel("% of rated life", fontsize=7)
         fig("life", life, "life used so far, most worn asset per component (red: replacement planned)")
