@@ -19,7 +19,7 @@ K - RV   pricing.capital less pricing.residual, over pricing.lifetime_units;
 c_svc    pricing.service_per_unit;
 m        pricing.margin x the sum of the terms above.
 
-Life used per unit comes from ONE function, life_per_unit(); today it reads
+Life used comes from ONE function, life_used(); today it reads
 the rated life of the components listed in the contract. agent/life (the
 component ledger and its damage models) plugs in there: it returns the
 same shape with source "life model".
@@ -105,32 +105,59 @@ def l50_over_l10(beta):
     return Fraction(round(r * 10 ** 9), 10 ** 9)
 
 
-def life_per_unit(contract, per_asset, units):
-    """THE plug-in point for agent/life. Per component of the contract:
-    {name, cost, rated_life, life_unit, beta, per_asset: {asset: life used per
-    outcome unit (a fraction of one rated life)}, source}. Today: from the
-    rated life in the contract file (life metric per outcome unit / rated
-    life). per_asset: {asset: {odometer: usage}}; units: {odometer: unit}."""
+def life_used(contract, asset, use, units, lo, hi):
+    """THE plug-in point for agent/life (the one place pricing and the
+    reserve learn how much life an asset's components used).
+
+    contract: the stored contract (its "components": name, cost, rated_life,
+    life_metric, life_unit, beta); asset and the days lo..hi of the window;
+    use: {odometer: usage over the window, in the odometer's unit}; units:
+    {odometer: unit}. Returns [{name, cost, rated_life, life_unit, beta,
+    used, source}] with `used` the share of one rated life consumed in the
+    window (a Fraction). Today: life metric usage / rated life, from the
+    contract file. agent/life replaces the body with its damage D per
+    component of the asset over lo..hi (component ledger, models, P50), with
+    source "life model", and falls back to this where it has no model."""
     out = []
     for comp in contract["components"]:
         lm = comp["life_metric"]
         lu = comp.get("life_unit") or units.get(lm)
         fac = Fraction(1)
         if lm in units and lu and lu != units[lm]:
-            fac = billing._factor(lu, units[lm], "components.%s.life_unit" % comp["name"], lm,
-                                  "contract %s: " % contract["id"], "")
-        per = {}
-        for a, use in per_asset.items():
-            q = use.get(contract["metric"], 0)
-            if q > 0:
-                per[a] = use.get(lm, 0) * fac / Fraction(comp["rated_life"]) / q
-        out.append({"name": comp["name"], "cost": comp["cost"], "rated_life": comp["rated_life"],
-                    "life_unit": lu, "beta": comp["beta"], "per_asset": per, "source": "rated life (contract)"})
+            fac = billing._factor(lu, units[lm], "contracts.%s.components.%s.life_unit" % (contract["id"], comp["name"]),
+                                  lm, "contract %s: " % contract["id"], asset)
+        out.append({"name": comp["name"], "cost": comp["cost"], "rated_life": comp["rated_life"], "life_unit": lu,
+                    "beta": comp["beta"], "used": use.get(lm, 0) * fac / Fraction(comp["rated_life"]),
+                    "source": "rated life (contract)"})
     return out
 
 
-def _show(x):
-    return billing.quantity(Fraction(round(x * 10 ** PLACES), 10 ** PLACES)) if x is not None else None
+def life_per_unit(contract, per_asset, units, windows):
+    """Per component: {name, cost, rated_life, life_unit, beta, source,
+    per_asset: {asset: life used per outcome unit}} from life_used().
+    per_asset: {asset: {odometer: usage}} (the outcome metric already in the
+    contract's unit); windows: {asset: (lo, hi)}."""
+    out = {}
+    for a, use in per_asset.items():
+        q = use.get(contract["metric"], 0)
+        for comp in life_used(contract, a, use, units, *windows[a]):
+            e = out.get(comp["name"])
+            if e is None:
+                e = out[comp["name"]] = {k: v for k, v in comp.items() if k != "used"}
+                e["per_asset"] = {}
+            if q > 0:
+                e["per_asset"][a] = comp["used"] / q
+    if not per_asset:
+        return [dict({k: v for k, v in c.items() if k != "used"}, per_asset={})
+                for c in life_used(contract, None, {}, units, None, None)]
+    return list(out.values())
+
+
+def _show(x, places=PLACES):
+    return billing.quantity(Fraction(round(x * 10 ** places), 10 ** places)) if x is not None else None
+
+
+LIFE_PLACES = 12        # life used per unit is a small share of one rated life
 
 
 def assets_of(data, cid, lo, hi):
@@ -152,9 +179,11 @@ def propose(col, cid, period=None):
     if hi < c["start"]:
         raise BillingError("period %s is before contract %s starts (%s)" % (period[2], cid, c["start"]))
     u = Usage(col)
-    per_asset, units = {}, {}
+    per_asset, units, windows = {}, {}, {}
     for s in assets_of(data, cid, lo, hi):
         use, un = u.window(s["asset"], s["from_"], s["to_"])
+        w = windows.get(s["asset"])
+        windows[s["asset"]] = (min(w[0], s["from_"]), max(w[1], s["to_"])) if w else (s["from_"], s["to_"])
         units.update(un)
         acc = per_asset.setdefault(s["asset"], {})
         for k, v in use.items():
@@ -187,7 +216,7 @@ def propose(col, cid, period=None):
     energy = term("energy", "metered energy x tariff", e * Fraction(p["tariff"]),
                   "%s kWh / %s %s = %s kWh per %s, x %s %s/kWh" % (_show(kwh), _show(total_units), c["unit"],
                                                                   _show(e), c["unit"], p["tariff"], c["currency"]))
-    comps = life_per_unit(c, per_asset, units)
+    comps = life_per_unit(c, per_asset, units, windows)
     r50 = r90 = Fraction(0)
     detail = []
     for comp in comps:
@@ -199,7 +228,8 @@ def propose(col, cid, period=None):
         r90 += Fraction(comp["cost"]) * u90
         detail.append({"component": comp["name"], "cost": comp["cost"], "rated_life": comp["rated_life"],
                        "life_unit": comp["life_unit"], "beta": comp["beta"], "source": comp["source"],
-                       "life_used_per_unit_p50": _show(u50), "life_used_per_unit_p90": _show(u90),
+                       "life_used_per_unit_p50": _show(u50, LIFE_PLACES),
+                       "life_used_per_unit_p90": _show(u90, LIFE_PLACES),
                        "reserve_per_unit_p50": _show(Fraction(comp["cost"]) * u50),
                        "reserve_per_unit_p90": _show(Fraction(comp["cost"]) * u90)})
     reserve = term("maintenance_reserve", "sum of component cost x life used per unit (P50)", r50,
@@ -278,17 +308,9 @@ def reserve(col, data, asset, upto, usage=None):
         for m0, m1 in _months_between(a["from"], min(a["to"], upto)):
             f, t = max(m0.isoformat(), a["from"]), min(m1.isoformat(), a["to"], upto)
             use, units = usage.window(asset, f, t)
-            life = []
-            acc = Fraction(0)
-            for comp in c["components"]:
-                lm = comp["life_metric"]
-                fac = Fraction(1)
-                lu = comp.get("life_unit")
-                if lu and lm in units and lu != units[lm]:
-                    fac = billing._factor(lu, units[lm], "life_unit", lm, "", asset)
-                d = use.get(lm, 0) * fac / Fraction(comp["rated_life"])
-                life.append({"component": comp["name"], "life_used": _show(d)})
-                acc += Fraction(comp["cost"]) * d
+            life = life_used(c, asset, use, units, f, t)
+            acc = sum((Fraction(x["cost"]) * x["used"] for x in life), Fraction(0))
+            life = [{"component": x["name"], "life_used": _show(x["used"], LIFE_PLACES)} for x in life]
             amt = billing._round(acc, rates)
             draws = [r for r in data["repairs"] if r["asset"] == asset and f <= r["day"] <= t]
             drawn = sum(billing._round(Fraction(r["cost"]), rates) for r in draws)
