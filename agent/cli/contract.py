@@ -1,7 +1,6 @@
 """`tally contract load|list`, `tally price`, `tally statement`, `tally verify`:
 customers and contracts in the ledger, the price a contract implies, and
 the signed monthly statement (docs/contracts.md, docs/statement.md)."""
-import os
 import sys
 
 from agent.cli.common import err
