@@ -33,6 +33,7 @@ from agent.collector.billing import BillingError
 
 CONTRACT_VERSION = "tally.contract-bill.v1"
 MAX_BYTES = 4 << 20
+LOAD_LOCK = 0x7A11C          # PostgreSQL advisory lock: loads check and write as one
 
 _SQL = """
 CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, name TEXT NOT NULL);
@@ -347,6 +348,8 @@ def load(col, path):
     ensure_tables(col)
     x = col._b.execute
     with col._b.transaction(write=True):
+        if col._b.TYPES["int"] == "BIGINT":          # PostgreSQL: one load at a time (SQLite: BEGIN IMMEDIATE)
+            x("SELECT pg_advisory_xact_lock(?)", (LOAD_LOCK,))
         old = stored(col)
         m, asg = _merged(old, new, path)
         n = {"customers": 0, "sites": 0, "contracts": 0, "assignments": 0, "repairs": 0}
