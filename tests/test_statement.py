@@ -139,3 +139,15 @@ def test_bad_statement_requests_are_one_line(made, capsys):
         rc, out, err = run(capsys, *(base + args))
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not (d / "x.json").exists()
+
+
+def test_bench_value_runs_on_a_small_fleet():
+    """The benchmark's own path (ledger, contract, statement, price) on 2 and
+    3 assets; its figures are printed by `tally bench value`, not asserted."""
+    from hil.bench import value
+    r = value.bench_value(repeat=1, statement_assets=2, price_assets=3)
+    assert r["statement_records"] == 2 * 31 * 96 and r["price_records"] == 3 * 31 * 24
+    assert r["statement_pdf_bytes"] > 0 and r["statement_html_bytes"] > 0
+    assert set(r["goals"]) == {"statement_s < 10", "price_s < 5"}
+    # every asset runs 60..90 % of the time at 2.4..2.8 m3/min: the price is a real number, not zero
+    assert Fraction(r["proposed_price_per_unit"]) > 0

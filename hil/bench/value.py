@@ -117,16 +117,16 @@ def _median(fn, repeat):
     return statistics.median(ts), ts, statistics.median(cpu)
 
 
-def bench_value(repeat=3, progress=None):
+def bench_value(repeat=3, progress=None, statement_assets=100, price_assets=1000):
     from agent.collector import billing, contracts, pricing, statement
     say = progress or (lambda s: None)
     out = {"repeat": repeat}
     with tempfile.TemporaryDirectory() as d:
         statement.keygen(os.path.join(d, "prov"))
         per = billing.parse_period("2026-01")
-        say("building the statement ledger: 100 assets, a record every 15 min for 31 days")
+        say("building the statement ledger: %d assets, a record every 15 min for 31 days" % statement_assets)
         db = os.path.join(d, "s.sqlite")
-        toml, recs = build(db, 100, 900)
+        toml, recs = build(db, statement_assets, 900)
         col = billing.open_ledger(db)
         contracts.load(col, toml)
 
@@ -135,20 +135,20 @@ def bench_value(repeat=3, progress=None):
             statement.write(st, os.path.join(d, "prov.key"), os.path.join(d, "st"))
         say("statement: %d runs" % repeat)
         out["statement_s"], out["statement_runs_s"], out["statement_cpu_s"] = _median(one_statement, repeat)
-        out["statement_assets"], out["statement_records"] = 100, recs
+        out["statement_assets"], out["statement_records"] = statement_assets, recs
         out["statement_pdf_bytes"] = os.path.getsize(os.path.join(d, "st.pdf"))
         out["statement_html_bytes"] = os.path.getsize(os.path.join(d, "st.html"))
         col.close()
-        say("building the price ledger: 1,000 assets, a record an hour for 31 days")
+        say("building the price ledger: %d assets, a record an hour for 31 days" % price_assets)
         db = os.path.join(d, "p.sqlite")
-        toml, recs = build(db, 1000, 3600)
+        toml, recs = build(db, price_assets, 3600)
         col = billing.open_ledger(db)
         contracts.load(col, toml)
         say("price: %d runs" % repeat)
         res = {}
         out["price_s"], out["price_runs_s"], out["price_cpu_s"] = _median(
             lambda: res.update(pricing.propose(col, "K", per)), repeat)
-        out["price_assets"], out["price_records"] = 1000, recs
+        out["price_assets"], out["price_records"] = price_assets, recs
         out["proposed_price_per_unit"] = res["proposed_price_per_unit"]
         col.close()
     out["goals"] = {"statement_s < 10": out["statement_s"] < 10, "price_s < 5": out["price_s"] < 5}
