@@ -253,3 +253,13 @@ def test_contract_tables_on_postgresql(postgres, tmp_path, capsys):
     finally:
         col.close()
     assert len(st["assignments"]) == 3 and st["assignments"][1]["to"] == "2026-01-01"
+
+
+def test_a_price_in_a_unit_of_another_kind_is_one_line(db, tmp_path, capsys):
+    p = tmp_path / "kwh.toml"
+    p.write_text(EXAMPLE.read_text().replace('metric = "air"\nunit = "m3"\nprice = "0.045"',
+                                             'metric = "air"\nunit = "kWh"\nprice = "0.045"'))
+    assert run(capsys, "contract", "load", str(p), "--db", db)[0] == 0
+    rc, out, err = run(capsys, "report", "--db", db, "--by", "customer", "--id", "brio", "--period", "2026-01")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "unit 'kWh' is energy, but air is measured in m3 (volume) on device sim-002" in err

@@ -69,6 +69,15 @@ def ensure_tables(col):
 
 # -- the contract file -----------------------------------------------------------------
 
+def factor(unit, metric_unit, key, name, where, asset):
+    """billing._factor with its held-line case (a unit of another family)
+    as the one-line error a contract's bill, price or statement gives."""
+    try:
+        return billing._factor(unit, metric_unit, key, name, where, asset)
+    except billing._Held as e:
+        raise BillingError(where + str(e))
+
+
 def _day(v, key, where):
     if isinstance(v, datetime.date) and not isinstance(v, datetime.datetime):
         return v.isoformat()
@@ -502,18 +511,18 @@ def bill(col, data, cid, period, cache=None):
             if recs:
                 raise BillingError("contract %s prices metric '%s', but asset %s has no odometer by that name "
                                    "(its odometers: %s)" % (cid, c["metric"], a, ", ".join(sorted(units))))
-            factor = Fraction(0)
+            scale_f = Fraction(0)
         elif u is None or u[1] is None:
             raise BillingError("contract %s: asset %s changed the unit or scale of '%s', so it cannot be billed"
                                % (cid, a, c["metric"]))
         else:
-            factor = Fraction(10) ** u[1] * billing._factor(c["unit"], u[0], "contracts.%s.unit" % cid,
+            scale_f = Fraction(10) ** u[1] * factor(c["unit"], u[0], "contracts.%s.unit" % cid,
                                                             c["metric"], "contract %s: " % cid, a)
         rngs, days = sources(recs, c["metric"], s["from_"], s["to_"])
-        q = sum(r["raw"] for r in rngs) * factor
+        q = sum(r["raw"] for r in rngs) * scale_f
         qty_total += q
         srcs += [{"asset": a, "site": s["site"], "epoch": r["epoch"], "from_seq": r["from_seq"],
-                  "to_seq": r["to_seq"], "records": r["records"], "quantity": billing.quantity(r["raw"] * factor)}
+                  "to_seq": r["to_seq"], "records": r["records"], "quantity": billing.quantity(r["raw"] * scale_f)}
                  for r in rngs]
         seg_days = _days(s["from_"], s["to_"])
         covered = 0

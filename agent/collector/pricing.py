@@ -124,7 +124,7 @@ def life_used(contract, asset, use, units, lo, hi):
         lu = comp.get("life_unit") or units.get(lm)
         fac = Fraction(1)
         if lm in units and lu and lu != units[lm]:
-            fac = billing._factor(lu, units[lm], "contracts.%s.components.%s.life_unit" % (contract["id"], comp["name"]),
+            fac = contracts.factor(lu, units[lm], "contracts.%s.components.%s.life_unit" % (contract["id"], comp["name"]),
                                   lm, "contract %s: " % contract["id"], asset)
         out.append({"name": comp["name"], "cost": comp["cost"], "rated_life": comp["rated_life"], "life_unit": lu,
                     "beta": comp["beta"], "used": use.get(lm, 0) * fac / Fraction(comp["rated_life"]),
@@ -193,7 +193,7 @@ def propose(col, cid, period=None):
     mu = units.get(c["metric"])
     if mu is None:
         raise BillingError("contract %s prices metric '%s', which none of its assets has" % (cid, c["metric"]))
-    to_unit = billing._factor(c["unit"], mu, "contracts.%s.unit" % cid, c["metric"], "contract %s: " % cid, "")
+    to_unit = contracts.factor(c["unit"], mu, "contracts.%s.unit" % cid, c["metric"], "contract %s: " % cid, "")
     for a in per_asset:                    # outcome units in the contract's unit
         per_asset[a] = dict(per_asset[a], **{c["metric"]: per_asset[a].get(c["metric"], 0) * to_unit})
     units = dict(units, **{c["metric"]: c["unit"]})
@@ -204,7 +204,7 @@ def propose(col, cid, period=None):
     eu = units.get(c["energy"])
     kwh = Fraction(0)
     if eu is not None:
-        kwh = sum(v.get(c["energy"], 0) for v in per_asset.values()) * billing._factor(
+        kwh = sum(v.get(c["energy"], 0) for v in per_asset.values()) * contracts.factor(
             "kWh", eu, "contracts.%s.energy" % cid, c["energy"], "contract %s: " % cid, "")
     e = kwh / total_units
     terms = []

@@ -102,11 +102,11 @@ def build(col, customer, period):
             fac = Fraction(0)
             if c["metric"] in units and units[c["metric"]] and units[c["metric"]][1] is not None:
                 mu, sc = units[c["metric"]]
-                fac = Fraction(10) ** sc * billing._factor(c["unit"], mu, "unit", c["metric"], "", a)
+                fac = Fraction(10) ** sc * contracts.factor(c["unit"], mu, "unit", c["metric"], "", a)
             efac = Fraction(0)
             if c["energy"] in units and units[c["energy"]] and units[c["energy"]][1] is not None:
                 eu, esc = units[c["energy"]]
-                efac = Fraction(10) ** esc * billing._factor("kWh", eu, "energy", c["energy"], "", a)
+                efac = Fraction(10) ** esc * contracts.factor("kWh", eu, "energy", c["energy"], "", a)
             seg_days = contracts._days(s["from_"], s["to_"])
             cov = 0
             raw = {}                       # day -> [raw units, raw energy, covered ms]: ints, scaled once
@@ -164,7 +164,7 @@ def build(col, customer, period):
             if all(k in p for k in ("capital", "lifetime_units")):
                 K, RV, N = Fraction(p["capital"]), Fraction(p.get("residual", "0")), Fraction(p["lifetime_units"])
                 so_far, _ = usage.window(a, data_first(data, a), hi)
-                done_units = so_far.get(c["metric"], 0) * billing._factor(c["unit"], units[c["metric"]][0], "unit",
+                done_units = so_far.get(c["metric"], 0) * contracts.factor(c["unit"], units[c["metric"]][0], "unit",
                                                                           c["metric"], "", a) \
                     if c["metric"] in units else Fraction(0)
                 rest = (datetime.date.fromisoformat(c["end"]) - datetime.date.fromisoformat(hi)).days
