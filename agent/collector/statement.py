@@ -396,6 +396,17 @@ def plots(st, fmt=("svg", "png")):
             ax.axhline(float(PLAN_AT) * 100, linestyle="--", color="#c0392b", linewidth=1)
             ax.set_ylabel("% of rated life", fontsize=7)
         fig("life", life, "life used so far, most worn asset per component (red: replacement planned)")
+    if st["assets"]:
+        cur = st["assets"][0]["currency"]
+        mine = [a for a in st["assets"] if a["currency"] == cur]
+
+        def reserve(ax):
+            vals = [sum(float(a[k]) for a in mine) for k in ("reserve_accrued", "reserve_drawn", "reserve_balance")]
+            ax.bar(range(3), vals, color=["#2a8c4a", "#c0392b", "#3b6ea5"],
+                   tick_label=["accrued this month", "drawn by repairs", "balance"])
+            ax.axhline(0, color="#333", linewidth=0.8)
+            ax.set_ylabel(cur, fontsize=7)
+        fig("reserve", reserve, "maintenance reserve, all machines (%s)" % cur)
     return out
 
 
@@ -411,7 +422,7 @@ td.n{text-align:right}.h{font-family:monospace;font-size:80%;word-break:break-al
 <p>{{ s.energy.units }} {{ s.energy.unit }} delivered by {{ s.assets|length }} machine(s), using {{ s.energy.energy_kwh }} kWh
 ({{ s.energy.kwh_per_unit }} kWh per {{ s.energy.unit }}{% if s.energy.baseline_kwh_per_unit %}; your baseline was {{ s.energy.baseline_kwh_per_unit }}{% endif %}).
 {% if s.energy.co2e_saved_kg %}Against the baseline this saved {{ s.energy.energy_saved_kwh }} kWh and {{ s.energy.co2e_saved_kg }} kg CO&#8322;e.{% endif %}</p>
-{% for n in ('units','availability','energy','co2e','life') %}{% if n in svg %}<figure>{{ svg[n] }}</figure>{% endif %}{% endfor %}
+{% for n in ('units','availability','energy','co2e','life','reserve') %}{% if n in svg %}<figure>{{ svg[n] }}</figure>{% endif %}{% endfor %}
 <h2>Bills</h2>
 {% for b in s.bills %}<h3>Contract {{ b.contract }} ({{ b.period.billed_from }} to {{ b.period.billed_to }}, {{ b.currency }})</h3>
 <table><tr><th>item</th><th>quantity</th><th>unit</th><th>unit price</th><th>amount</th></tr>
@@ -478,7 +489,7 @@ def pdf(signed, png=None):
         e.get("baseline_kwh_per_unit") or "not given"))
     if e.get("co2e_saved_kg"):
         para("Against the baseline this saved %s kWh and %s kg CO2e." % (e["energy_saved_kwh"], e["co2e_saved_kg"]))
-    for n in ("units", "availability", "energy", "co2e", "life"):
+    for n in ("units", "availability", "energy", "co2e", "life", "reserve"):
         if n in png:
             d.image(io.BytesIO(png[n]), w=W)
     for b in st["bills"]:
