@@ -83,6 +83,11 @@ def build(col, customer, period):
     live = [c for c in ids if data["contracts"][c]["start"] <= hi and data["contracts"][c]["end"] >= lo]
     if not live:
         raise BillingError("no contract of customer %s runs in period %s" % (customer, label))
+    kinds = sorted({(data["contracts"][c]["metric"], data["contracts"][c]["unit"]) for c in live})
+    if len(kinds) > 1:
+        raise BillingError("customer %s has contracts for different outcomes in %s (%s): a statement adds up one "
+                           "outcome, so bill them with tally report --by contract" % (
+                               customer, label, ", ".join("%s in %s" % k for k in kinds)))
     cache = {}
     bills = [contracts.bill(col, data, c, period, cache) for c in live]
     days = contracts._days(lo, hi)
