@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	  { echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv python3-pip; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,statement]'
 	# pysparkplug (for `tally bench payload` only) pins paho-mqtt<2 for a client
 	# we never use; its payload encoder works with paho 2, so skip its pins.
 	$(BIN)/python -m pip install -q --no-deps pysparkplug

