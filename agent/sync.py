@@ -40,7 +40,7 @@ def topic(device_id, kind):
 
 class Uplink:
     def __init__(self, device_id, transport, log, meter, board="unknown", key=None,
-                 batch_max=60, max_latency_ms=15 * 60000, ack_timeout_ms=30000,
+                 batch_max=60, max_latency_ms=60 * 60000, ack_timeout_ms=30000,
                  backoff_min_ms=1000, backoff_max_ms=300000, window=4, drain_bps=0):
         if not key:
             raise ValueError("uplink: a per-device key is required (every message is MAC'd)")
@@ -321,7 +321,7 @@ class Uplink:
         run = wire.take_run(log.pending(self.batch_max, after), self.batch_max)
         if not run:
             return False
-        payload = self._seal(wire.encode(run))
+        payload = self._seal(wire.encode(run, self.meter.schema))
         if not self._send(payload, now):
             return False
         a, z = run[0], run[-1]

@@ -149,7 +149,7 @@ def test_a_lost_birth_is_sent_again_and_the_data_lands(tmp_path):
         clock.advance_ms(60000)
         ag.tick()
     assert dropped and "unknown schema" in col.rejects
-    assert log.depth() < 60                   # re-birth came, batches were acked
+    assert log.depth() <= 60                  # re-birth came, batches were acked (the live one may wait)
     assert col.summary("dev-f")["epochs"][log.epoch]["records"] >= 120
 
 

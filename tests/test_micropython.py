@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.micropython,
 # (it needed 144K before), so it runs at 192K; its working set is printed
 # (heap after imports, lowest free heap). The core tier above runs at 64K.
 # On a board the code is frozen or in ROMFS flash, not on the heap (issue 7).
-DAY_HEAP = "192K"
+DAY_HEAP = "208K"     # 200K since the batch codec's version-2 forms (1.5 KB more .mpy)
 
 
 # The uplink loads the log, both codecs, COSE, the meter and remote config at
@@ -30,9 +30,10 @@ DAY_HEAP = "192K"
 # since the uplink checks every ack and config it is sent; 96K before).
 # test_core and test_batch_mp load the ring log, whose recovery repairs and
 # resynchronises past flash damage: 4 KB more .mpy, in RAM on this port
-# (on a board it runs from flash), so 72K.
+# (on a board it runs from flash), so 72K; test_batch_mp 76K since the batch
+# codec's version-2 forms (sparse second differences, references) added 1.5 KB.
 @pytest.mark.parametrize("module,heap", [("test_core", "72K"), ("test_codec", HEAP),
-                                         ("test_batch_mp", "72K"), ("test_sync_mp", "104K"),
+                                         ("test_batch_mp", "76K"), ("test_sync_mp", "104K"),
                                          # hostile acks and configs: a behaviour test whose
                                          # many constants are code in the heap here (needs 104K)
                                          ("test_uplink_hostile_mp", "112K"),
