@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# pysparkplug (for `tally bench payload` only) pins paho-mqtt<2 for a client
-	# we never use; its payload encoder works with paho 2, so skip its pins.
-	$(BIN)/python -m pip install -q --no-deps pysparkplug
+	# we never use; its payload encoder works with paho 2, so skip its pins and
+	# install the one it does need, protobuf (its own floor), by name.
+	$(BIN)/python -m pip install -q --no-deps pysparkplug 'protobuf>=5.28.2'
+	$(BIN)/python -c 'import pysparkplug, paho.mqtt; assert int(paho.mqtt.__version__.split(".")[0]) >= 2'
 	@touch $@
 
 mosquitto:
