@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@[ -n "$(PYTHON)" ] || { echo "Tally needs Python >= 3.11 (on Ubuntu 22.04: apt-get install python3.11 python3.11-venv)"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
 	  { echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv python3-pip; }
@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,statement]'
 	# pysparkplug (for `tally bench payload` only) pins paho-mqtt<2 for a client
-	# we never use; its payload encoder works with paho 2, so skip its pins.
-	$(BIN)/python -m pip install -q --no-deps pysparkplug
+	# we never use; its payload encoder works with paho 2, so skip its pins and
+	# install the one it does need, protobuf (its own floor), by name.
+	$(BIN)/python -m pip install -q --no-deps pysparkplug 'protobuf>=5.28.2'
+	$(BIN)/python -c 'import pysparkplug, paho.mqtt; assert int(paho.mqtt.__version__.split(".")[0]) >= 2'
 	@touch $@
 
 mosquitto:

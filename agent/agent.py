@@ -102,6 +102,7 @@ class Agent:
             cfg.floor = log.config_version
             cfg.persist = log.note_config
         now = self.clock.uptime_ms()
+        self._t0 = now
         self._start = now
         self._next_close = now + self.interval
         self._last_tick = now
@@ -205,8 +206,13 @@ class Agent:
             clock.sleep_ms(poll_ms)
 
     def next_due(self):
-        """Uptime at which the next tick is due (for real-time loops)."""
-        return self._last_tick + self.sample
+        """Uptime at which the next tick is due (for real-time loops): the
+        next point of the sample grid from the start, so a late wake-up does
+        not shift every later sample and interval ends stay on their
+        boundaries to the millisecond (the batch's dt column is then mostly
+        zero: docs/wire.md)."""
+        nxt = self._last_tick + self.sample
+        return nxt - (nxt - self._t0) % self.sample
 
     def stop(self):
         self.log.close()

@@ -1,4 +1,4 @@
-# Data batches on the wire (foundation format, version 1; issue 4 refines it).
+# Data batches on the wire (format version 2; version 1 batches still decode).
 #
 # A batch is one CBOR array:
 #   [ver, schema_id, epoch, seq, from_seq, flags, boot, uptime_ms, wall_s,
@@ -14,6 +14,17 @@
 #   [v0, d]                    constant step: v_i = v0 + i*d (n > 2)
 #   [v0, d1, [dd2..dd(n-1)]]   first value, first delta, second differences (n > 3)
 #   {0: v0, i: d_i, ...}       sparse deltas: the deltas not listed are zero
+# and, from version 2 on:
+#   [v0, d1, {i: dd_i, ...}]   sparse second differences (n > 3): the ones not
+#                              listed are zero (a counter at a steady rate
+#                              that resets, run time while running)
+#   [[k], column]              column k plus this column, in any form above:
+#                              metric column k (not dt) is an earlier one of
+#                              the same unit and scale, itself not a reference
+#                              (min/max/mean of one gauge, a meter register
+#                              beside its odometer)
+# The encoder writes version 2; given the schema, it tries a reference only
+# to the nearest earlier column of the same unit and scale written plain.
 # After the columns ONE optional map `ext` may follow (the reader knows where
 # the columns end from the schema's length; split_ext): key 1 stress
 # histograms, key 2 component events (agent/log.py E_* lists whose seq lies
@@ -33,8 +44,17 @@ except ImportError:                 # MicroPython: the device only encodes, but 
 from agent.log import (R_SEQ, R_FROM, R_FLAGS, R_EPOCH, R_SCHEMA, R_BOOT,
                        R_UPTIME, R_WALL, R_WALLQ, R_IVAL, R_VALUES)
 
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)                   # what decode() reads
 _NHEAD = 12
+
+# column forms (the encoder's plan)
+F_ZERO = 0
+F_STEP = 1
+F_DELTA = 2
+F_DD = 3
+F_SPARSE = 4
+F_SPDD = 5
 
 
 def _isize(v):
@@ -56,17 +76,20 @@ def _hsize(n):
     return _isize(n)      # an array or map head takes what an integer n takes
 
 
-def _column(buf, vals):
-    """Append one column in the smallest of its forms (see the module doc)."""
-    n = len(vals)
+def _plan(vals, n):
+    """The smallest form for the first n of vals and its size in bytes, as
+    one int: size << 3 | form (no tuple: nothing allocated per column)."""
     v0 = vals[0]
     allzero = v0 == 0
     d_prev = 0
+    d1 = 0
     same = True
     size_d = _hsize(n) + _isize(v0)                 # first value then deltas
     size_dd = _hsize(3) + _isize(v0) + _hsize(n - 2)  # first, first delta, second differences
-    size_sp = _hsize(1) + 1 + _isize(v0)            # {0: first, i: delta, ...}
+    size_sp = 1 + _isize(v0)                        # {0: first, i: delta, ...}, head added below
+    size_sd = _isize(v0)                            # [first, first delta, {i: dd}], heads below
     nz = 1
+    nzd = 0
     for i in range(1, n):
         d = vals[i] - vals[i - 1]
         if d:
@@ -77,45 +100,88 @@ def _column(buf, vals):
         if i == 1:
             d1 = d
             size_dd += _isize(d)
+            size_sd += _isize(d)
         else:
-            size_dd += _isize(d - d_prev)
+            dd = d - d_prev
+            size_dd += _isize(dd)
+            if dd:
+                nzd += 1
+                size_sd += _isize(i) + _isize(dd)
             if d != d1:
                 same = False
         d_prev = d
     if allzero:
-        buf.append(0)
-        return
-    size_sp += _hsize(nz) - _hsize(1)
+        return 1 << 3 | F_ZERO
     if n > 2 and same:
-        cbor._head(buf, 4, 2)                       # constant step
-        cbor.encode_into(buf, v0)
-        cbor.encode_into(buf, vals[1] - v0)
-        return
-    best = size_d
+        return (1 + _isize(v0) + _isize(d1)) << 3 | F_STEP
+    size_sp += _hsize(nz)
+    size_sd += _hsize(3) + _hsize(nzd)
+    form, best = F_DELTA, size_d
     if n > 3 and size_dd < best:                    # at n == 3 it would read as deltas
-        best = size_dd
+        form, best = F_DD, size_dd
     if size_sp < best:
-        cbor._head(buf, 5, nz)                      # sparse: index -> delta
+        form, best = F_SPARSE, size_sp
+    if n > 3 and size_sd < best:
+        form, best = F_SPDD, size_sd
+    return best << 3 | form
+
+
+def _write(buf, vals, n, form):
+    """Append the first n of vals as a column of the given form."""
+    enc = cbor.encode_into
+    if form == F_ZERO:
         buf.append(0)
-        cbor.encode_into(buf, v0)
+        return
+    v0 = vals[0]
+    if form == F_STEP:
+        cbor._head(buf, 4, 2)
+        enc(buf, v0)
+        enc(buf, vals[1] - v0)
+        return
+    if form == F_SPARSE:
+        nz = 1
+        for i in range(1, n):
+            if vals[i] != vals[i - 1]:
+                nz += 1
+        cbor._head(buf, 5, nz)                      # index -> delta
+        buf.append(0)
+        enc(buf, v0)
         for i in range(1, n):
             d = vals[i] - vals[i - 1]
             if d:
-                cbor.encode_into(buf, i)
-                cbor.encode_into(buf, d)
+                enc(buf, i)
+                enc(buf, d)
         return
-    if best == size_dd and n > 3 and size_dd < size_d:
-        cbor._head(buf, 4, 3)                       # second differences
-        cbor.encode_into(buf, v0)
-        cbor.encode_into(buf, vals[1] - v0)
-        cbor._head(buf, 4, n - 2)
+    if form == F_DD or form == F_SPDD:
+        cbor._head(buf, 4, 3)
+        enc(buf, v0)
+        enc(buf, vals[1] - v0)
+        if form == F_DD:
+            cbor._head(buf, 4, n - 2)
+            for i in range(2, n):
+                enc(buf, (vals[i] - vals[i - 1]) - (vals[i - 1] - vals[i - 2]))
+            return
+        nz = 0
         for i in range(2, n):
-            cbor.encode_into(buf, (vals[i] - vals[i - 1]) - (vals[i - 1] - vals[i - 2]))
+            if vals[i] - vals[i - 1] != vals[i - 1] - vals[i - 2]:
+                nz += 1
+        cbor._head(buf, 5, nz)                      # index -> second difference
+        for i in range(2, n):
+            dd = (vals[i] - vals[i - 1]) - (vals[i - 1] - vals[i - 2])
+            if dd:
+                enc(buf, i)
+                enc(buf, dd)
         return
     cbor._head(buf, 4, n)                           # first value then deltas
-    cbor.encode_into(buf, v0)
+    enc(buf, v0)
     for i in range(1, n):
-        cbor.encode_into(buf, vals[i] - vals[i - 1])
+        enc(buf, vals[i] - vals[i - 1])
+
+
+def _column(buf, vals):
+    """Append one column in the smallest of its plain forms."""
+    n = len(vals)
+    _write(buf, vals, n, _plan(vals, n) & 7)
 
 
 def take_run(recs, limit=60):
@@ -135,9 +201,12 @@ def take_run(recs, limit=60):
     return recs[:n]
 
 
-def encode(recs, ext=None):
-    """Encode a uniform run (from take_run) as a batch; returns bytes. ext: a
-    non-empty map to append after the columns, or None."""
+def encode(recs, schema=None, ext=None):
+    """Encode a uniform run (from take_run) as a batch; returns bytes.
+    schema: the meter's schema ((name, unit, scale, agg) per column), to
+    allow references between columns of one unit and scale; None writes
+    every column plain. ext: a non-empty map to append after the columns,
+    or None. Nothing is kept between calls."""
     a = recs[0]
     m = len(a[R_VALUES])
     buf = bytearray()
@@ -151,10 +220,34 @@ def encode(recs, ext=None):
     for i in range(1, n):
         col[i] = recs[i][R_UPTIME] - recs[i - 1][R_UPTIME] - ival
     _column(buf, col)
+    res = None
+    if schema:
+        res = [0] * n
+        plain = bytearray(m)                        # 1: column j went out plain (a reference target)
     for j in range(m):
         for i in range(n):
             col[i] = recs[i][R_VALUES][j]
-        _column(buf, col)
+        p = _plan(col, n)
+        form = p & 7
+        if res is not None and p >> 3 > 2:
+            unit = schema[j][1]
+            scale = schema[j][2]
+            k = j - 1
+            while k >= 0 and not (plain[k] and schema[k][1] == unit and schema[k][2] == scale):
+                k -= 1
+            if k >= 0:
+                for i in range(n):
+                    res[i] = col[i] - recs[i][R_VALUES][k]
+                rp = _plan(res, n)
+                if 2 + _isize(k) + (rp >> 3) < p >> 3:
+                    cbor._head(buf, 4, 2)
+                    cbor._head(buf, 4, 1)
+                    cbor.encode_into(buf, k)
+                    _write(buf, res, n, rp & 7)
+                    continue
+        if res is not None:
+            plain[j] = 1
+        _write(buf, col, n, form)
     if ext:
         cbor.encode_into(buf, ext)
     return bytes(buf)
@@ -188,8 +281,18 @@ def _ints(vals, what):
     return vals
 
 
-def _check(col, n, what):
-    """The column's form against n records, in O(its size), before expanding."""
+def _ref(col):
+    """The metric column a version-2 reference column names, else None."""
+    if type(col) is list and len(col) == 2 and type(col[0]) is list:
+        if len(col[0]) != 1 or type(col[0][0]) is not int:
+            raise BatchError("batch: a reference column's index is not [k]")
+        return col[0][0]
+    return None
+
+
+def _check(col, n, what, version=1):
+    """The column's form against n records, in O(its size), before expanding
+    (a version-2 reference column: the column it adds to, checked here)."""
     if type(col) is int and col == 0:
         return
     if type(col) is dict:
@@ -201,22 +304,40 @@ def _check(col, n, what):
         _ints(col.values(), what)
     elif type(col) is not list:
         raise BatchError("batch: column %s is not a column" % what)
+    elif version >= 2 and len(col) == 2 and type(col[0]) is list:
+        _ref(col)
+        if _ref(col[1]) is not None:
+            raise BatchError("batch: column %s is a reference to a reference" % what)
+        _check(col[1], n, what, version)
     elif len(col) == n or (len(col) == 2 and n > 2):
         _ints(col, what)
     elif len(col) == 3 and n > 3 and type(col[2]) is list and len(col[2]) == n - 2:
         _ints(col[:2], what)
         _ints(col[2], what)
+    elif version >= 2 and len(col) == 3 and n > 3 and type(col[2]) is dict and len(col[2]) <= n - 2:
+        _ints(col[:2], what)
+        for k in col[2]:
+            if type(k) is not int or not 2 <= k < n:
+                raise BatchError("batch: column %s has a bad index" % what)
+        _ints(col[2].values(), what)
     else:
         raise BatchError("batch: column %s has the wrong length" % what)
 
 
-def _expand(col, n, what, checked=False):
-    """Values of one column, whatever its form (checked first unless it was)."""
+def _expand(col, n, what, checked=False, base=None):
+    """Values of one column, whatever its form (checked first unless it
+    was); base: the values of the column a reference adds to."""
     if not checked:
-        _check(col, n, what)
+        _check(col, n, what, VERSION)
+        if base is None and _ref(col) is not None:
+            raise BatchError("batch: column %s is a reference with nothing to add to" % what)
+    if base is not None:
+        col = col[1]
     if type(col) is int:
-        return [0] * n
-    if type(col) is dict:                           # sparse: index -> delta
+        if base is None:
+            return [0] * n
+        d = [0] * n
+    elif type(col) is dict:                         # sparse: index -> delta
         d = [0] * n
         for k, v in col.items():
             d[k] = v
@@ -224,9 +345,17 @@ def _expand(col, n, what, checked=False):
         d = col
     elif len(col) == 2:                             # constant step
         d = [col[0]] + [col[1]] * (n - 1)
+    elif type(col[2]) is dict:                      # sparse second differences
+        dd = [0] * (n - 1)
+        dd[0] = col[1]
+        for k, v in col[2].items():
+            dd[k - 1] = v
+        d = [col[0]] + list(accumulate(dd))
     else:                                           # second differences
         d = [col[0]] + list(accumulate([col[1]] + col[2]))
     out = list(accumulate(d))
+    if base is not None:
+        out = [a + b for a, b in zip(out, base)]
     if out and (min(out) < -I64 or max(out) >= I64):
         raise BatchError("batch: column %s leaves the 64-bit range" % what)
     return out
@@ -242,8 +371,9 @@ def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS, checked=False):
     Raises BatchError."""
     if type(obj) is not list or len(obj) < _NHEAD + 1:
         raise BatchError("batch: not a batch array")
-    if type(obj[0]) is not int or obj[0] != VERSION:
+    if type(obj[0]) is not int or obj[0] not in VERSIONS:
         raise BatchError("batch: unknown version")
+    ver = obj[0]
     for i in range(_NHEAD):
         v = obj[i]
         if type(v) is not int or v < 0 or v >= I64:
@@ -259,7 +389,19 @@ def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS, checked=False):
                          % (n, ncols + 1, max_cells))
     if not checked:
         for j in range(ncols + 1):                  # all forms first: nothing expanded yet
-            _check(obj[_NHEAD + j], n, "dt" if j == 0 else str(j - 1))
+            _check(obj[_NHEAD + j], n, "dt" if j == 0 else str(j - 1), ver if j else 1)
+    refs = None                                     # metric column -> the column it adds to (v2)
+    if ver >= 2:
+        for j in range(ncols):
+            k = _ref(obj[_NHEAD + 1 + j])
+            if k is not None:
+                if refs is None:
+                    refs = {}
+                refs[j] = k
+    if refs:
+        for j, k in refs.items():
+            if not 0 <= k < ncols or k in refs:
+                raise BatchError("batch: column %d refers to column %s, which is no plain column" % (j, k))
     dts = _expand(obj[_NHEAD], n, "dt", True)
     ups = [up0] * n
     for i in range(1, n):
@@ -269,7 +411,11 @@ def decode(obj, max_count=MAX_COUNT, max_cells=MAX_CELLS, checked=False):
     span0 = seq - from_seq + 1
     if wall0 and wall0 + ((ups[-1] - up0) + (span0 + n) * ival) // 1000 > MAX_WALL_S:
         raise BatchError("batch: wall time runs past 2^32 s")
-    cols = [_expand(c, n, str(j), True) for j, c in enumerate(obj[_NHEAD + 1:])]
+    cols = [None if refs and j in refs else _expand(obj[_NHEAD + 1 + j], n, str(j), True)
+            for j in range(ncols)]
+    if refs:
+        for j, k in refs.items():
+            cols[j] = _expand(obj[_NHEAD + 1 + j], n, str(j), True, cols[k])
     recs = []
     for i in range(n):
         s = seq + i

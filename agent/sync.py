@@ -40,7 +40,7 @@ def topic(device_id, kind):
 
 class Uplink:
     def __init__(self, device_id, transport, log, meter, board="unknown", key=None,
-                 batch_max=60, max_latency_ms=15 * 60000, ack_timeout_ms=30000,
+                 batch_max=60, max_latency_ms=60 * 60000, ack_timeout_ms=30000,
                  backoff_min_ms=1000, backoff_max_ms=300000, window=4, drain_bps=0):
         if not key:
             raise ValueError("uplink: a per-device key is required (every message is MAC'd)")
@@ -327,7 +327,7 @@ class Uplink:
             return False
         lo, hi = run[0][1], run[-1][0]                  # R_FROM of the first, R_SEQ of the last
         evs = [e for e in log.events if lo <= e[0] <= hi] if log.events else None   # component events
-        payload = self._seal(wire.encode(run, {2: evs} if evs else None))
+        payload = self._seal(wire.encode(run, self.meter.schema, {2: evs} if evs else None))
         if not self._send(payload, now):
             return False
         a, z = run[0], run[-1]

@@ -114,8 +114,21 @@ def test_collect_needs_keys_and_says_so():
     assert r.returncode == 2 and "--keys FILE or --master-key" in r.stderr
 
 
+def test_version_is_the_package_and_the_checkout():
+    import subprocess
+    from importlib import metadata
+    r = tally("--version")
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert line.startswith("tally " + metadata.version("tally"))
+    g = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty", "--tags"],
+                       capture_output=True, text=True)
+    if g.returncode == 0:                 # run from a checkout: which commit, and whether edited
+        assert line.endswith("(git %s)" % g.stdout.strip())
+
+
 def test_bench_payload_prints_figures_and_ours_decodes():
-    r = tally("bench", "payload", "--json")
+    r = tally("bench", "payload", "--json", "--hours", "2.5")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     per = rep["bytes_per_record"]
@@ -123,8 +136,12 @@ def test_bench_payload_prints_figures_and_ours_decodes():
               "sparkplug_b_ddata_aliases"):
         assert k in per
     assert per["ours_bare"] < per["ours_cose_mac0"] < per["ours_cose_mqtt"]
-    t = tally("bench", "payload")
-    assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout
+    for p in ("compressor", "luminaire", "pump"):
+        assert per[p] > 0
+    assert per["sparkplug_b_ddata_aliases"] is not None       # make venv installs protobuf for it
+    t = tally("bench", "payload", "--hours", "1.5")
+    assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout and "compressor" in t.stdout
+    assert tally("bench", "payload", "--hours", "0").returncode == 2
 
 
 def test_bench_sync_prints_figures():

@@ -72,7 +72,7 @@ def test_config_example_validates_and_bad_ones_do_not():
 def test_malformed_batches_do_not_validate():
     ok = [1, 9, 5, 1, 1, 0, 1, 0, 0, 0, 60000, 2, 0, [3, 1]]
     valid(cbor2.dumps(ok), "data-batch")
-    for bad in (ok[:5], ok[:12] + [[0, 0], [1.5, 2]], [2] + ok[1:], ok[:9] + [7] + ok[10:],
+    for bad in (ok[:5], ok[:12] + [[0, 0], [1.5, 2]], [3] + ok[1:], ok[:9] + [7] + ok[10:],
                 ok[:5] + [8] + ok[6:], ok[:2] + [1 << 32] + ok[3:], ok[:11] + [1025] + ok[12:],
                 ok[:10] + [0] + ok[11:]):                  # flags 8, epoch 2^32, count 1025, ival 0
         assert not V.validate(cbor2.dumps(bad), "data-batch").valid
@@ -228,11 +228,11 @@ def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
         if not topic.endswith("/data"):
             continue
         b = cbor2.loads(cose.verify(msg, KEY, "dev-w"))
-        # [1, schema_id, epoch, seq, from_seq, flags, boot, uptime_ms, wall_s, wall_q, ival_ms, count,
+        # [2, schema_id, epoch, seq, from_seq, flags, boot, uptime_ms, wall_s, wall_q, ival_ms, count,
         #  dt, column_0, ..., column_(m-1)]
         ver, sid, epoch, seq, from_seq, flags, boot, up, wall, wq, ival, count = b[:12]
         schema = births[-1]["schema"]
-        assert ver == 1 and sid == births[-1]["schema_id"] and epoch == births[-1]["epoch"]
+        assert ver == 2 and sid == births[-1]["schema_id"] and epoch == births[-1]["epoch"]
         assert boot == births[-1]["boot"] and ival == 60000 == births[-1]["ival_ms"]
         assert flags == 0 and from_seq == seq and 1 <= count <= 60
         assert wq == births[-1]["wall_q"] and (wall == 0) == (wq == 0)
@@ -277,3 +277,43 @@ def test_wire_md_each_column_form_appears_as_the_table_writes_it():
     for k, x in enumerate((0, 100000, 200001)):
         log.append(9, 3, k * 60000, 0, 0, 60000, [x])
     assert cbor2.loads(batch.encode(batch.take_run(log.pending(10), 60)))[13] == [0, 100000, 100001]
+
+
+def test_wire_md_version_2_forms_appear_as_the_table_writes_them():
+    # sparse second differences: a steady rate that resets (unacked_s, run time)
+    n = 12
+    saw = [60 * (k % 7) for k in range(n)]                           # 0, 60, .., 360, 0, 60, ..
+    gauge = [2150, 2190, 2101, 2300, 2280, 2110, 2190, 2260, 2140, 2105, 2230, 2170]
+    mx = [g + 37 + k % 2 for k, g in enumerate(gauge)]                # a max beside its mean, same unit
+    log = RingLog(EmulatedNOR(4096, 64), "d").open()
+    for k in range(n):
+        log.append(9, 3, k * 60000, 0, 0, 60000, [saw[k], gauge[k], mx[k]])
+    run = batch.take_run(log.pending(100), 60)
+    b = cbor2.loads(batch.encode(run, [("a", "s", 0, "max"), ("t", "Cel", -2, "mean"), ("tx", "Cel", -2, "max")]))
+    assert b[0] == 2
+    d = [saw[k] - saw[k - 1] for k in range(1, n)]
+    dd = {k + 1: d[k] - d[k - 1] for k in range(1, n - 1) if d[k] != d[k - 1]}
+    assert b[13] == [0, 60, dd] and sorted(dd) == [7, 8]               # [v0, d1, {i: dd_i}]
+    assert batch._expand(b[13], n, "x") == saw
+    assert b[14] == [gauge[0]] + [gauge[k] - gauge[k - 1] for k in range(1, n)]   # plain
+    r = [m - g for m, g in zip(mx, gauge)]                            # [[k], column]: column 1 plus
+    assert b[15] == [[1], [r[0]] + [r[k] - r[k - 1] for k in range(1, n)]]
+    assert [x["values"] for x in batch.decode(b)] == [[saw[k], gauge[k], mx[k]] for k in range(n)]
+    # without the schema no reference is written; another unit is never referenced
+    assert cbor2.loads(batch.encode(run))[15][0] == mx[0]
+    assert cbor2.loads(batch.encode(run, [("a", "s", 0, "max"), ("t", "Cel", -2, "mean"), ("v", "V", -2, "min")]))[15][0] == mx[0]
+    # a version-1 batch (what older firmware sent) still decodes
+    v1 = [1, 9, 5, 1, 1, 0, 1, 0, 0, 0, 60000, 4, 0, [3, 1, [0, 2]], {0: 7, 2: 1}]
+    assert [x["values"] for x in batch.decode(v1)] == [[3, 7], [4, 7], [5, 8], [8, 8]]
+    # a reference to a reference, to itself, or out of range is refused, as the v2 forms in v1
+    # (the collector's own checks: tests/test_validate.py); the CDDL takes the v2 forms
+    valid(cbor2.dumps(b), "data-batch")
+    bad = [2, 9, 5, 1, 1, 0, 1, 0, 0, 0, 60000, 4, 0, [3, 1], [[0], 0], [[1], 0]]
+    for cols in ([[3, 1], [[0], 0], [[1], 0]], [[3, 1], [[1], 0]], [[3, 1], [[5], 0]],
+                 [[3, 1], [[0], [[0], 0]]]):
+        with pytest.raises(batch.BatchError):
+            batch.decode(bad[:13] + cols)
+    with pytest.raises(batch.BatchError):
+        batch.decode([1] + bad[1:13] + [[3, 1], [[0], 0]])
+    with pytest.raises(batch.BatchError):
+        batch.decode([1] + v1[1:13] + [[3, 1, {2: 2}], 0])

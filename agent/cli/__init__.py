@@ -23,8 +23,40 @@ EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
 
 
+def version():
+    """The installed package's version (importlib.metadata; the source's own
+    when not installed), and `git describe` when run from a checkout."""
+    from importlib import metadata
+    import subprocess
+    try:
+        v = metadata.version("tally")
+    except metadata.PackageNotFoundError:
+        from agent import __version__ as v
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.exists(os.path.join(root, ".git")):
+        try:
+            r = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty", "--tags"],
+                               capture_output=True, text=True, timeout=5)
+            if r.returncode == 0 and r.stdout.strip():
+                v += " (git %s)" % r.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass                      # no git here: the package version says enough
+    return v
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked for (git is a subprocess)."""
+    def __init__(self, option_strings, dest, **kw):
+        argparse.Action.__init__(self, option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("tally " + version())
+        parser.exit(0)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="tally", description="Tally: outcome-metering edge agent and collector.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module("agent.cli." + name).add(sub)

@@ -30,7 +30,9 @@ def _ring(a):
 
 def _payload(a):
     from hil.bench import payload
-    return _show(payload.report, payload.bench_payload(), a)
+    if not a.hours > 0:
+        return err("bench: --hours must be positive")
+    return _show(payload.report, payload.bench_payload(hours=a.hours), a)
 
 
 def _sync(a):
@@ -110,8 +112,10 @@ def add(sub):
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
-                       "life, recovery reads, capacity. payload: bytes per record of our signed batches "
-                       "against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, and encode times. "
+                       "life, recovery reads, capacity. payload: bytes per record every shipped profile "
+                       "(compressor, luminaire, pump) sends at its default settings, and of our signed "
+                       "reference batch against SenML-CBOR, SenML JSON, Sparkplug B and plain JSON, "
+                       "and encode times. "
                        "sync: collector ingest rate, backlog drain rate, bytes per device-day. "
                        "soak: device and collector processes through a real mosquitto under "
                        "broker restarts, link cuts, SIGKILLs and duplicates, then the ledger "
@@ -141,6 +145,8 @@ def add(sub):
                    help="sync: one run of each and a one-day backlog; life: 100 assets, one run (checks "
                    "that it runs; the figures are not medians)")
     b.add_argument("--assets", type=int, default=1000, help="life: assets in the fleet (default 1000)")
+    b.add_argument("--hours", type=float, default=24.0,
+                   help="payload: simulated hours each profile runs (default 24)")
     b.add_argument("--devices", type=int, default=6, help="soak: device processes (default 6)")
     b.add_argument("--seconds", type=float, default=60, help="soak: seconds of faults (default 60)")
     b.add_argument("--speed", type=float, default=600,

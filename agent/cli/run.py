@@ -19,7 +19,7 @@ def run(a):
     from agent.agent import Agent
     from agent.clock import RealClock
     from agent.log import file_log
-    from agent.port.cpython import host_clock_synchronised
+    from agent.port.cpython import host_clock_synchronised, boot_reason, mark_state, Notifier
     import boards
     # the host clock is good only while the system says it is synchronised
     clock = RealClock(host_sync=host_clock_synchronised)
@@ -60,21 +60,28 @@ def run(a):
                 uplink_opts[k] = cfg[k]
         if "max_latency_s" in cfg:
             uplink_opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
-    os.makedirs(os.path.dirname(os.path.abspath(cfg["log_path"])), exist_ok=True)
+    state_dir = os.path.dirname(os.path.abspath(cfg["log_path"]))
+    os.makedirs(state_dir, exist_ok=True)
+    # why this start (clean stop, systemd's watchdog, power loss, crash), from
+    # what the last run left beside the log (agent/port/cpython.py)
+    reason = boot_reason(state_dir)
     try:
         log = file_log(cfg["log_path"], cfg["device_id"], capacity=cfg["log_kib"] * 1024)
     except (OSError, ValueError) as e:
         return err("run: log %s: %s" % (cfg["log_path"], e))
     agent = Agent(cfg["device_id"], channels, log, clock, transport=transport,
                   board=cfg["board"], interval_ms=cfg["interval_s"] * 1000,
-                  sample_ms=cfg["sample_ms"], uplink_opts=uplink_opts)
+                  sample_ms=cfg["sample_ms"], uplink_opts=uplink_opts, reason=reason)
     stop = Stop()
+    notifier = Notifier()          # systemd: READY=1, WATCHDOG=1 from the loop, STOPPING=1
     try:
         agent.start()
     except OSError as e:          # log.IdentityError: a log written under another device id
         if world:
             world.close()
         return err("run: log %s: %s" % (cfg["log_path"], str(e).replace("log: ", "", 1)))
+    mark_state(state_dir, "running")
+    notifier.notify("READY=1")
     print("tally: device %s on board %s, boot %d (%s), epoch %08x, log %s, %s"
           % (cfg["device_id"], cfg["board"], agent.boot, agent.reason, log.epoch, cfg["log_path"],
              "broker " + cfg["broker"] if cfg.get("broker") else "no broker (logging only)"),
@@ -90,9 +97,11 @@ def run(a):
     m = agent.meter
     t_note = 0
     said = None
+    clean = False
     try:
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
             agent.tick()
+            notifier.ping(clock.uptime_ms())       # the loop went round: the watchdog is fed
             if transport and transport.last_error != said:
                 said = transport.last_error       # each new cause once, not every retry
                 if said:
@@ -111,16 +120,22 @@ def run(a):
                     print("draining backlog: %d intervals unacked, %d batches in flight"
                           % (log.depth(), len(up.inflight)), flush=True)
                 stop.wait(0.002)
+                notifier.ping(clock.uptime_ms())
                 wait = agent.next_due() - clock.uptime_ms()
+            wait = notifier.wait_ms(clock.uptime_ms(), wait)
             if wait > 0:
                 stop.wait(wait / 1000)
+        clean = True
     finally:
+        notifier.notify("STOPPING=1")
         agent.shutdown(3000)
         if transport:
             transport.close()
         agent.stop()
         if world:
             world.close()
+    if clean:
+        mark_state(state_dir, "clean")    # the next start says "deliberate"
     print("tally: stopped; %d records logged this run, %d unacked in the log"
           % (agent.records, log.depth()))
     return stop.exit_code()

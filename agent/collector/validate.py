@@ -326,32 +326,49 @@ def ack_range(obj):
     return epoch, seq, seq + n - 1
 
 
-def _column(col, n, what):
+def _column(col, n, what, version=1):
     """A column's form against the record count n, in O(its size): values are
-    ints in the 64-bit range (their running sums are checked when expanded)."""
+    ints in the 64-bit range (their running sums are checked when expanded).
+    Returns the metric column a version-2 reference column adds to, else None."""
     if type(col) is int:
         if col != 0:
             raise Invalid("%s is %s, not 0 or a column" % (what, show(col)))
-        return
+        return None
     if type(col) is dict:
         if len(col) > n:
             raise Invalid("%s has %d sparse entries for %d records" % (what, len(col), n))
         for k, v in col.items():
             _int(k, what + " index", 0, n)
             _int(v, what + " value", -CBOR_INT, CBOR_INT)
-        return
+        return None
     if type(col) is not list:
         raise Invalid("%s is %s, not a column" % (what, show(col)))
+    if version >= 2 and len(col) == 2 and type(col[0]) is list:
+        if len(col[0]) != 1:
+            raise Invalid("%s is a reference of %s, not [k]" % (what, show(col[0])))
+        k = _int(col[0][0], what + " reference", 0, MAX_METRICS)
+        if type(col[1]) is list and len(col[1]) == 2 and type(col[1][0]) is list:
+            raise Invalid("%s is a reference to a reference" % what)
+        _column(col[1], n, what, version)
+        return k
     if len(col) == n:
         vals = col
     elif len(col) == 2 and n > 2:
         vals = col
     elif len(col) == 3 and n > 3 and type(col[2]) is list and len(col[2]) == n - 2:
         vals = col[:2] + col[2]
+    elif version >= 2 and len(col) == 3 and n > 3 and type(col[2]) is dict:
+        if len(col[2]) > n - 2:
+            raise Invalid("%s has %d second differences for %d records" % (what, len(col[2]), n))
+        for k, v in col[2].items():
+            _int(k, what + " index", 2, n)
+            _int(v, what + " value", -CBOR_INT, CBOR_INT)
+        vals = col[:2]
     else:
         raise Invalid("%s has %d items, no column form for %d records" % (what, len(col), n))
     for v in vals:
         _int(v, what + " value", -CBOR_INT, CBOR_INT)
+    return None
 
 
 def data(obj):
@@ -365,8 +382,9 @@ def data(obj):
     ncols = len(obj) - NHEAD - 1
     if ncols > MAX_METRICS:
         raise Invalid("batch has %d columns, more than %d" % (ncols, MAX_METRICS))
-    if type(obj[0]) is not int or obj[0] != 1:
-        raise Invalid("batch version is %s, not 1" % show(obj[0]))
+    if type(obj[0]) is not int or obj[0] not in (1, 2):
+        raise Invalid("batch version is %s, not 1 or 2" % show(obj[0]))
+    ver = obj[0]
     sid = _int(obj[1], "batch schema_id", 0, U32)
     epoch = _int(obj[2], "batch epoch", 0, U32)
     seq = _int(obj[3], "batch seq", 1, I64)
@@ -388,6 +406,8 @@ def data(obj):
         raise Invalid("batch declares %d records of %d columns, more than %d values"
                       % (n, ncols + 1, MAX_CELLS))
     _column(obj[NHEAD], n, "batch dt column")
-    for j in range(ncols):
-        _column(obj[NHEAD + 1 + j], n, "batch column %d" % j)
+    refs = [_column(obj[NHEAD + 1 + j], n, "batch column %d" % j, ver) for j in range(ncols)]
+    for j, k in enumerate(refs):
+        if k is not None and (k >= ncols or k == j or refs[k] is not None):
+            raise Invalid("batch column %d refers to column %d, which is not a plain column" % (j, k))
     return {"schema_id": sid, "epoch": epoch, "seq": seq, "count": n, "columns": ncols}
