@@ -217,9 +217,15 @@ def build(board, target="unix32", src=None, out=None, extra=(), say=None, root=R
     else:
         binary, cached = _build_esp32(tree, board, text, say)
     if out:
-        dest = os.path.join(out, os.path.basename(binary)) if os.path.isdir(out) else out
-        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-        shutil.copy2(binary, dest)
+        if os.path.isdir(out) or out.endswith(os.sep):
+            dest = os.path.join(out, os.path.basename(binary))
+        else:
+            dest = out
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+            shutil.copy2(binary, dest)
+        except OSError as e:
+            raise FreezeError("cannot write %s: %s" % (dest, e.strerror or e))
         binary = dest
     return {"binary": binary, "bytes": os.path.getsize(binary), "modules": modules(board, extra, root),
             "manifest": text, "target": target, "board": board, "cached": cached}
@@ -261,7 +267,15 @@ def _build_unix32(tree, identity, text, files, say):
         with open(os.path.join(done, "manifest.py"), "w") as f:
             f.write(text)
         os.replace(binary + ".tmp", binary)
+        _prune(os.path.dirname(done), keep=4)
     return binary, False
+
+
+def _prune(d, keep):
+    """Leave only the `keep` newest firmwares in the cache (one per code version built)."""
+    olds = sorted((os.path.getmtime(os.path.join(d, k)), k) for k in os.listdir(d))
+    for _, k in olds[:-keep]:
+        shutil.rmtree(os.path.join(d, k), ignore_errors=True)
 
 
 def _build_esp32(tree, board, text, say):
