@@ -133,9 +133,15 @@ def take_run(recs, limit=60):
 
 def encode(recs):
     """Encode a uniform run (from take_run) as a batch; returns bytes."""
+    return bytes(encode_into(bytearray(), recs))
+
+
+def encode_into(buf, recs):
+    """encode(), appended to the bytearray buf; returns buf. The uplink passes
+    one buffer it keeps, emptied (buf[:] = b""), so a batch is not grown a few
+    bytes at a time in a fresh buffer and then copied out on every send."""
     a = recs[0]
     m = len(a[R_VALUES])
-    buf = bytearray()
     cbor._head(buf, 4, _NHEAD + 1 + m)
     for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
               a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
@@ -150,7 +156,7 @@ def encode(recs):
         for i in range(n):
             col[i] = recs[i][R_VALUES][j]
         _column(buf, col)
-    return bytes(buf)
+    return buf
 
 
 class BatchError(ValueError):
