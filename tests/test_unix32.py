@@ -39,9 +39,9 @@ def test_firmware_is_32_bit_and_imports_the_agent_frozen(unix32, tmp_path):
             "print(sys.maxsize, sys.path, sorted(sys.modules)[:3])")
     r = _mp(unix32, code, tmp_path)
     assert r.returncode == 0, r.stderr
-    maxsize, path = r.stdout.split(" ", 2)[:2]
-    assert maxsize == str(2 ** 31 - 1)               # small ints of a 32-bit build
-    assert r.stdout.split(" ", 1)[1].startswith("['', '.frozen']")
+    maxsize, rest = r.stdout.split(" ", 1)
+    assert maxsize == str(2 ** 31 - 1)               # a 32-bit build
+    assert rest.startswith("['', '.frozen'] ")        # the working directory, then the frozen modules
     assert os.listdir(str(tmp_path)) == []            # nothing on a path to import from: frozen
 
 
@@ -56,6 +56,7 @@ def test_32_bit_frozen_agent_syncs_a_day_in_64k_through_mosquitto_and_reconciles
     assert sorted(os.listdir(str(run))) == ["mp.log"]     # its log; no module files
     assert end["sessions"] >= 2, end                     # it lost the broker at noon and came back
     assert end["logged"] == 1440                         # a day of one-minute intervals
+    assert end["depth"] == 0, end                        # every record acked
     assert r["reconciled"], r["why"]
     assert r["ledger"]["covered"] == end["logged"] and r["ledger"]["gaps"] == 0
     for name, v in end["odometers"].items():
