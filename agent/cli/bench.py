@@ -112,7 +112,9 @@ def add(sub):
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
-                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
+                       "installed, the 32-bit WebAssembly port; and with the code frozen on the 32-bit "
+                       "unix port built from the vendored MicroPython source, with the smallest heap "
+                       "for a day through mosquitto (see docs/firmware.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
