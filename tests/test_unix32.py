@@ -5,6 +5,7 @@ simulated day through a real mosquitto restarted at noon, in a 64 KiB heap;
 the ledger reconciles. The firmware is built once (about a minute on 2 cores)
 and then taken from ~/.cache/tally until the code changes. `tally firmware`
 refuses bad requests in one line."""
+import json
 import os
 import subprocess
 
@@ -94,3 +95,17 @@ def test_firmware_bad_requests_are_one_line(args, msg, capsys, tmp_path, monkeyp
     assert rc == 2 and msg in err, err
     assert len(err.strip().splitlines()) <= 2 and "Traceback" not in err
     assert not (tmp_path / "fw").exists()
+
+
+@pytest.mark.skipif(bool(WHY), reason="no 32-bit MicroPython: %s" % WHY)
+def test_tally_firmware_builds_the_unix32_firmware_and_says_what_is_frozen(capsys, tmp_path):
+    assert main(["firmware", "--board", "unix", "--out", str(tmp_path / "fw") + "/", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["binary"] == str(tmp_path / "fw" / "micropython") and r["target"] == "unix32"
+    assert r["bytes"] == os.path.getsize(r["binary"]) > 100000
+    assert r["modules"] == freeze.modules("unix") and "agent_sync_mp" not in r["modules"]
+    run = tmp_path / "run"
+    run.mkdir()
+    p = subprocess.run([r["binary"], "-X", "heapsize=64K", "-c", "import agent.sync; print(agent.sync.BUF0)"],
+                       cwd=str(run), env=mpday.mp_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "1024", p.stderr
