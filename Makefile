@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv mosquitto postgres clean
+.PHONY: demo test venv mosquitto postgres multilib clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  { echo "installing postgresql"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
+# tests/test_unix32.py builds MicroPython's unix port 32-bit (-m32 -static) from the vendored source
+multilib:
+	@[ "$$(uname -m)" != x86_64 ] || echo 'int main(void){return 0;}' | gcc -m32 -static -x c - -o /dev/null 2>/dev/null || \
+	  { echo "installing gcc-multilib"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib; }
+
 # The simulated fleet starts on 2026-01-01 (the virtual clock), so its month is 2026-01.
 DEMO_DB := $(VENV)/demo-ledger.sqlite
 demo: venv
@@ -47,7 +52,7 @@ demo: venv
 # The whole suite on the emulated compressor board, then the contract tests
 # once more for the ESP32 boards' sensors (INA226, SHT4x, BME280, BH1750,
 # ADXL345), on the twins in this process and on the MicroPython unix port.
-test: venv mosquitto postgres
+test: venv mosquitto postgres multilib
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	for b in esp32-s3-devkitc esp32-devkitc; do for be in emulated micropython-unix; do \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_contract.py --board $$b --backend $$be \

@@ -207,9 +207,15 @@ def encode(recs, schema=None, ext=None):
     allow references between columns of one unit and scale; None writes
     every column plain. ext: a non-empty map to append after the columns,
     or None. Nothing is kept between calls."""
+    return bytes(encode_into(bytearray(), recs, schema, ext))
+
+
+def encode_into(buf, recs, schema=None, ext=None):
+    """encode(), appended to the bytearray buf; returns buf. The uplink passes
+    one buffer it keeps, emptied (buf[:] = b""), so a batch is not grown a few
+    bytes at a time in a fresh buffer and then copied out on every send."""
     a = recs[0]
     m = len(a[R_VALUES])
-    buf = bytearray()
     cbor._head(buf, 4, _NHEAD + 1 + m + (1 if ext else 0))
     for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
               a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
@@ -250,7 +256,7 @@ def encode(recs, schema=None, ext=None):
         _write(buf, col, n, form)
     if ext:
         cbor.encode_into(buf, ext)
-    return bytes(buf)
+    return buf
 
 
 def split_ext(obj, nmetrics):

@@ -14,13 +14,15 @@ ALG_HMAC_256_64 = 4
 TAG_MAC0 = 17
 PROTECTED = cbor.dumps({1: ALG_HMAC_256_64})
 TAG_LEN = 8
+PROTECTED_BSTR = cbor.dumps(PROTECTED)     # as it sits in the message: a byte string
 
 
 class CoseError(ValueError):
     pass
 
 
-def hmac_sha256(key, msg):
+def hmac_sha256(key, msg, *more):
+    """HMAC-SHA256 of msg and then each of more, as if joined (no joined copy)."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     k = bytearray(64)
@@ -32,20 +34,57 @@ def hmac_sha256(key, msg):
         opad[i] = k[i] ^ 0x5C
     h = hashlib.sha256(ipad)
     h.update(msg)
+    for m in more:
+        h.update(m)
     o = hashlib.sha256(opad)
     o.update(h.digest())
     return o.digest()
 
 
+def _mac_head(prot, aad, n):
+    """MAC_structure ["MAC0", prot, aad, payload] encoded up to the payload's
+    bytes (its byte-string head included): the MAC is taken over this and
+    then the payload itself, never a copy of the payload inside a structure."""
+    head = bytearray()
+    cbor._head(head, 4, 4)
+    cbor.encode_into(head, "MAC0")
+    cbor.encode_into(head, prot)
+    cbor.encode_into(head, aad)
+    cbor._head(head, 2, n)
+    return head
+
+
 def _tag(key, aad, payload):
-    return hmac_sha256(key, cbor.dumps(["MAC0", PROTECTED, aad, payload]))[:TAG_LEN]
+    return hmac_sha256(key, _mac_head(PROTECTED, aad, len(payload)), payload)[:TAG_LEN]
 
 
 def mac0(payload, key, aad):
-    """Wrap payload (bytes) in a tagged COSE_Mac0 keyed with `key`, binding `aad`."""
+    """Wrap payload (bytes) in a tagged COSE_Mac0 keyed with `key`, binding `aad`.
+    The message is joined in one allocation of its own size: on a device the
+    payload is the largest object of the loop, and a heap of 64 KiB has room
+    for few copies of it (docs/firmware.md)."""
     if isinstance(aad, str):
         aad = aad.encode()
-    return cbor.dumps(cbor.Tag(TAG_MAC0, [PROTECTED, {}, bytes(payload), _tag(key, aad, payload)]))
+    head = bytearray(b"\xd1\x84")                  # tag 17 (COSE_Mac0), an array of 4
+    cbor.encode_into(head, PROTECTED)
+    head.append(0xA0)                               # unprotected: {}
+    cbor._head(head, 2, len(payload))
+    return b"".join((head, payload, b"\x48", _tag(key, aad, payload)))   # tag: bstr .size 8
+
+
+def mac0_into(buf, payload, key, aad):
+    """mac0(), appended to the bytearray buf (the uplink's reused message
+    buffers: no allocation of the message's size); returns buf."""
+    if isinstance(aad, str):
+        aad = aad.encode()
+    buf.extend(b"\xd1\x84")
+    buf.extend(PROTECTED_BSTR)
+    buf.append(0xA0)
+    cbor._head(buf, 2, len(payload))
+    buf.extend(payload)
+    buf.append(0x48)
+    buf.extend(_tag(key, aad, payload))
+    return buf
 
 
 def _eq(a, b):
@@ -113,7 +152,7 @@ def verify(msg, key, aad):
         if alg != ALG_HMAC_256_64:
             raise CoseError("cose: algorithm is not HMAC 256/64")
     payload = bytes(msg[c:d])
-    want = hmac_sha256(key, cbor.dumps(["MAC0", prot, aad, payload]))[:TAG_LEN]
+    want = hmac_sha256(key, _mac_head(prot, aad, len(payload)), payload)[:TAG_LEN]
     if not _eq(msg[e:f], want):
         raise CoseError("cose: bad tag")
     return payload

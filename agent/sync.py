@@ -10,6 +10,13 @@
 # message), connected() -> bool, session() -> int (changes on every new
 # connection), publish(topic, payload, retain=False) -> bool, poll() -> list of
 # (topic, payload), close(). agent.port.mqtt_paho and hil.loopback provide them.
+# publish() borrows payload for the call: a data message is a buffer the uplink
+# reuses once its batch is acked, so a transport that keeps it keeps a copy.
+#
+# Heap: a batch is encoded into one buffer and sealed into one of a pool of
+# message buffers (one per batch in flight), all kept and reused, so sending
+# takes no new block of the message's size from a heap that a day of small
+# allocations has fragmented (docs/firmware.md, 32-bit frozen firmware).
 
 from agent import cbor
 from agent import cose
@@ -30,8 +37,17 @@ B_ACKED = 6
 # health counters, mirrored into meter odometers when the schema has them
 HEALTH = ("sync_ok", "sync_tries", "fail_conn", "fail_pub", "republished", "bad_acks",
           "bad_configs", "bytes_sent")
+BUF0 = 1024                   # bytes: a birth of ~25 metrics, a batch of 30 records
 U32 = 1 << 32
 U64 = 1 << 64
+
+
+def _room(n):
+    """An empty bytearray with room for n bytes: appending to it up to n
+    allocates nothing (MicroPython grows a bytearray 8 bytes at a time)."""
+    b = bytearray(n)
+    b[:] = b""
+    return b
 
 
 def topic(device_id, kind):
@@ -83,6 +99,18 @@ class Uplink:
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
+        # the birth or batch being encoded, reused (see _send_next): its room is
+        # taken once, now, while the heap is whole, not grown in steps per message
+        self._buf = _room(BUF0)
+        # the birth as sealed (see _birth_msg), with room for its fields to grow
+        # (a later boot, config version, interval) and the COSE wrapping
+        n = len(self._birth_map()) + 64
+        if n > BUF0:
+            self._buf = _room(n)
+        self._bmsg = _room(n + 32 if n > BUF0 else BUF0)
+        # one message buffer per batch in flight, taken now too; a window raised
+        # by remote config takes more when it fills
+        self._spare = [_room(BUF0) for _ in range(window)]
 
     # compatibility names for the commonest counters
     @property
@@ -106,13 +134,14 @@ class Uplink:
     def _seal(self, payload):
         return cose.mac0(payload, self.key, self.device_id)
 
-    def birth(self):
+    def _birth_map(self):
         """The birth map, encoded straight into one buffer (no copy of the
         schema: it is the biggest message, sent at the heap's busiest time),
         keys in deterministic order (RFC 8949 4.2.1: shorter first, then
         bytewise)."""
         log = self.log
-        buf = bytearray()
+        buf = self._buf
+        buf[:] = b""                  # the batch buffer, emptied: its room is kept
         buf.append(0xA0 | (14 if log.parts else 13))
         enc = cbor.encode_into
         for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
@@ -140,7 +169,19 @@ class Uplink:
                 enc(buf, m[1])
                 enc(buf, m[2])
                 enc(buf, "odometer" if m[3] == "odo" else "gauge:" + m[3])
-        return self._seal(buf)
+        return buf
+
+    def birth(self):
+        """The birth message (new bytes; the uplink itself sends _birth_msg())."""
+        return self._seal(self._birth_map())
+
+    def _birth_msg(self):
+        """The birth as sent: sealed into a buffer kept for it (borrowed by
+        the transport, like the data messages), so a reconnect late in a day
+        needs no new block of the birth's size."""
+        m = self._bmsg
+        m[:] = b""
+        return cose.mac0_into(m, self._birth_map(), self.key, self.device_id)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
@@ -213,6 +254,7 @@ class Uplink:
         # acked further back waits until everything before it is acked.
         while fl and (fl[0][B_ACKED] or fl[0][B_LAST] <= log.acked):
             b = fl.pop(0)
+            self._spare.append(b[B_PAYLOAD])     # its message buffer, for the next batch
             if b[B_LAST] > log.acked and log.ack(b[B_EPOCH], b[B_LAST]):
                 self._count("sync_ok")
 
@@ -260,7 +302,7 @@ class Uplink:
             s = t.session()
             if s != self._session:
                 # new connection: birth first, then resend whatever was in flight
-                if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
+                if not self._publish(topic(self.device_id, "birth"), self._birth_msg(), now, True):
                     return
                 self._session = s
                 for b in self.inflight:
@@ -276,7 +318,7 @@ class Uplink:
                 # re-sends the birth first.
                 b[B_RETRIES] += 1
                 if b[B_RETRIES] % 2 == 0 and not birth_sent:
-                    if not self._publish(topic(self.device_id, "birth"), self.birth(), now, True):
+                    if not self._publish(topic(self.device_id, "birth"), self._birth_msg(), now, True):
                         return
                     birth_sent = True
                 if not self._send(b[B_PAYLOAD], now):
@@ -327,13 +369,21 @@ class Uplink:
             return False
         lo, hi = run[0][1], run[-1][0]                  # R_FROM of the first, R_SEQ of the last
         evs = [e for e in log.events if lo <= e[0] <= hi] if log.events else None   # component events
-        payload = self._seal(wire.encode(run, self.meter.schema, {2: evs} if evs else None))
+        buf = self._buf
+        buf[:] = b""                  # emptied, its room kept: no growth from nothing per batch
+        wire.encode_into(buf, run, self.meter.schema, {2: evs} if evs else None)
+        evs = None
+        epoch, first, last, n = run[0][3], run[0][0], run[-1][0], len(run)
+        run = None                    # the decoded records, freed before the message is sealed
+        payload = self._spare.pop() if self._spare else _room(BUF0)
+        payload[:] = b""
+        cose.mac0_into(payload, buf, self.key, self.device_id)
         if not self._send(payload, now):
+            self._spare.append(payload)
             return False
-        a, z = run[0], run[-1]
-        fl.append([a[3], a[0], z[0], now, payload, 0, 0])
+        fl.append([epoch, first, last, now, payload, 0, 0])
         self.sent_batches += 1
-        self.sent_records += len(run)
+        self.sent_records += n
         return True
 
     def busy(self):

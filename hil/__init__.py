@@ -19,8 +19,10 @@
 #   harness/    mosquitto.py, postgres.py (throwaway servers), proxy.py,
 #               sntp_server.py, pki.py, fakeboard.py, pty_serial.py,
 #               i2c_proxy.py, romboard.py, sim.py (the simulated fleet),
-#               soak.py, soakdev.py, hostile.py, pytest_plugin.py, and the
-#               bundle builders mpbuild.py and romfs.py (the image by mpremote's romfs)
+#               soak.py, soakdev.py, hostile.py, pytest_plugin.py, mpday.py (a
+#               MicroPython day through mosquitto, reconciled), the bundle
+#               builders mpbuild.py and romfs.py (the image by mpremote's romfs)
+#               and freeze.py (firmware with the modules frozen: tally firmware)
 #   bench/      `tally bench`: one module per benchmark (ring, payload, sync,
 #               drivers, footprint, soak, hostile), each with its runner and
 #               its printer report(result); tls_sync.py, footprint's heap with TLS

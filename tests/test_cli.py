@@ -165,6 +165,14 @@ def test_bench_footprint_prints_figures():
     # code executed in place from the ROMFS image leaves the heap to data
     assert rep["steady_loop_romfs"]["heap_code"] < s["heap_code"]
     assert 48 <= rep["smallest_heap_for_a_day_romfs_kib"] < rep["smallest_heap_for_a_day_kib"]
+    u = rep.get("unix32_frozen")
+    if u is None:                                   # no gcc-multilib or MicroPython source: said
+        assert rep["unix32"].startswith("skipped: ")
+    else:                                           # frozen code: less heap than ROMFS on 64 bits
+        assert u["acked"] >= 190 and u["heap_code_device"] < rep["steady_loop_romfs"]["heap_code_device"]
+        assert isinstance(rep["unix32_frozen_min_heap_kib"], int)
+        assert isinstance(rep["unix32_frozen_steady_loop_min_heap_kib"], int)
+        assert rep["unix32_frozen_tls_min_heap_kib"] is None and "mbedtls" in rep["unix32_frozen_tls"]
     w = rep.get("wasm32_romfs")
     if w is None:                                   # no node here: said, not silently left out
         assert rep["wasm32"].startswith("skipped: ")

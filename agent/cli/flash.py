@@ -9,6 +9,9 @@ def run(a):
     from agent.cli.toml_config import ConfigError, load_config
     from agent.cli import bundle
     from agent.cli.bundle import FlashError, build
+    if a.freeze:
+        from agent.cli import firmware
+        return firmware.run(a)
     if a.port:
         return _flash_port(a)
     if a.firmware or a.erase:
@@ -76,4 +79,8 @@ def add(sub):
                     "(the board's files too)")
     fl.add_argument("--no-reset", action="store_true", help="with --port: leave the board in its REPL "
                     "(main.py not started)")
+    fl.add_argument("--freeze", action="store_true", help="build MicroPython firmware with the "
+                    "board's modules frozen into --out instead (as tally firmware)")
+    from agent.cli.firmware import add_args
+    add_args(fl)
     fl.set_defaults(func=run)

@@ -72,17 +72,91 @@ def _wasm_run(mjs, target, intervals):
     return _fp_parse(r.stdout)
 
 
-def _smallest_heap(bundle, rom, lo=48, hi=256):
-    """The smallest heap (KiB, to 4 KiB) a simulated day (1440 intervals) runs in."""
-    if _fp_run(bundle, "%dK" % lo, 1440, rom):
+def _bisect(ok, lo, hi, check_hi=False):
+    """The smallest heap in KiB (to 4 KiB) in [lo, hi] for which ok("<n>K") holds,
+    by bisection; hi is taken to hold unless check_hi (then None when it does not)."""
+    if check_hi and not ok("%dK" % hi):
+        return None
+    if ok("%dK" % lo):
         return lo
     while hi - lo > 4:
         mid = (lo + hi) // 2 // 4 * 4
-        if _fp_run(bundle, "%dK" % mid, 1440, rom):
+        if ok("%dK" % mid):
             hi = mid
         else:
             lo = mid
     return hi
+
+
+def _smallest_heap(bundle, rom, lo=48, hi=256):
+    """The smallest heap (KiB, to 4 KiB) a simulated day (1440 intervals) runs in."""
+    return _bisect(lambda heap: _fp_run(bundle, heap, 1440, rom), lo, hi)
+
+
+# -- the 32-bit unix port with the code frozen (hil/harness/freeze.py) --------------------
+
+# with TLS: MicroPython builds its ssl module from lib/mbedtls, a git submodule the
+# vendored source does not carry; see docs/firmware.md
+NO_TLS_32 = ("not measurable on 32-bit: the vendored MicroPython 1.28.0 source has no lib/mbedtls "
+             "(a submodule), whose build (extmod/extmod.mk) lists mbedtls 3.6's files; the only "
+             "mbedtls from Debian here (bookworm, libmbedtls-dev 2.28.3, also as :i386) is 2.x")
+
+
+def _frozen_fp(binary, heap, intervals, cwd):
+    """footprint_mp's loop on a firmware with it frozen in, nothing on a path."""
+    from hil.harness import mpday
+    r = subprocess.run([binary, "-X", "heapsize=" + heap, "-c",
+                        "import footprint_mp; footprint_mp.main(%d)" % intervals],
+                       cwd=cwd, env=mpday.mp_env(), capture_output=True, text=True, timeout=900)
+    return _fp_parse(r.stdout)
+
+
+def _frozen_day(binary, heap, workdir):
+    """Whether the whole agent, frozen, syncs a day through mosquitto restarted
+    at noon in heap and the ledger reconciles (hil/harness/mpday.py)."""
+    import shutil
+    from hil.harness import mpday
+    from hil.harness.mosquitto import Mosquitto
+    run = os.path.join(workdir, "day-" + heap)
+    shutil.rmtree(run, ignore_errors=True)
+    os.makedirs(run)
+    broker = Mosquitto().start()
+    try:
+        r = mpday.run_day([binary, "-X", "heapsize=" + heap, "-c", mpday.day_code(broker.port, "mp.log")],
+                          broker, os.path.join(run, "ledger.sqlite"), run, env=mpday.mp_env())
+    finally:
+        broker.close()
+    return r["reconciled"]
+
+
+def bench_unix32(say, intervals=1440):
+    """The 32-bit frozen firmware's figures (keys unix32_*), or why there are none."""
+    from hil.harness import freeze
+    from hil.harness.mosquitto import find_mosquitto
+    why = freeze.unavailable()
+    if why:
+        return {"unix32": "skipped: " + why}
+    say("32-bit unix port with the code frozen: building it (once; then from the cache)")
+    try:
+        fw = freeze.day_firmware(say=say)
+    except freeze.FreezeError as e:
+        return {"unix32": "failed: %s" % e}
+    out = {"unix32_firmware_bytes": fw["bytes"], "unix32_frozen_modules": len(fw["modules"]),
+           "unix32_frozen_tls_min_heap_kib": None, "unix32_frozen_tls": NO_TLS_32}
+    with tempfile.TemporaryDirectory() as d:
+        say("32-bit frozen: steady loop, %d intervals at a 256K heap" % intervals)
+        out["unix32_frozen"] = _frozen_fp(fw["binary"], "256K", intervals, d) or "failed at 256K"
+        say("32-bit frozen: smallest heap for footprint's simulated day (1440 intervals)")
+        # ranges around the figures measured (docs/firmware.md), each end checked
+        out["unix32_frozen_steady_loop_min_heap_kib"] = _bisect(
+            lambda heap: _frozen_fp(fw["binary"], heap, 1440, d), 40, 96, check_hi=True)
+        if not find_mosquitto():
+            out["unix32_frozen_min_heap_kib"] = "skipped: mosquitto is not installed"
+            return out
+        say("32-bit frozen: smallest heap for a day through mosquitto restarted at noon, reconciled")
+        out["unix32_frozen_min_heap_kib"] = _bisect(lambda heap: _frozen_day(fw["binary"], heap, d), 40, 96,
+                                                    check_hi=True)
+    return out
 
 
 def bench_footprint(intervals=10000, progress=None):
@@ -135,6 +209,7 @@ def bench_footprint(intervals=10000, progress=None):
                 out[key] = _wasm_run(mjs, target, n) or "failed"
         else:
             out["wasm32"] = "skipped: " + why
+        out.update(bench_unix32(say, min(intervals, 1440)))
     fw = out["bundle_mpy_bytes"].get("firmware", 0)
     w = out.get("wasm32_romfs")
     device_live = w["heap_code_device"] + w["heap_data_peak"] if isinstance(w, dict) else None
@@ -144,6 +219,11 @@ def bench_footprint(intervals=10000, progress=None):
         "the full loop, sync included, in a 64 KiB heap": min(
             out.get("smallest_heap_for_a_day_kib", 999), out.get("smallest_heap_for_a_day_romfs_kib", 999)) <= 64,
         "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
+        "32-bit unix port, code frozen: the agent syncs a day through mosquitto, broker restarted "
+        "at noon, in a 64 KiB heap (capped run, ledger reconciled)":
+            isinstance(out.get("unix32_frozen_min_heap_kib"), int) and out["unix32_frozen_min_heap_kib"] <= 64,
+        "... stretch: in 48 KiB": isinstance(out.get("unix32_frozen_min_heap_kib"), int)
+            and out["unix32_frozen_min_heap_kib"] <= 48,
         "32-bit, code in ROMFS: the device's live heap (its code's objects + data at the peak) "
         "<= 64 KiB (measured between intervals, not a capped run)": device_live is not None and device_live <= 65536,
     }
@@ -185,6 +265,20 @@ def report(r):
         print("  32-bit figures: %s" % r["wasm32"])
     print("  heap data growth over %d intervals: %d B; ROMFS image %d B"
           % (s["intervals"], r["heap_data_growth_bytes"], r.get("romfs_image_bytes", 0)))
+    u = r.get("unix32_frozen")
+    if isinstance(u, dict):
+        print("  unix32, code frozen (%d modules, firmware %s B): code %d B (device %d, emulation %d), "
+              "data after setup %d B, peak %d B, %d us/interval"
+              % (r["unix32_frozen_modules"], "{:,}".format(r["unix32_firmware_bytes"]), u["heap_code"],
+                 u["heap_code_device"], u["heap_code_emulation"], u["heap_data_after_setup"],
+                 u["heap_data_peak"], u["us_per_interval"]))
+        print("  unix32, code frozen: smallest capped heap, KiB: footprint's day %s; the whole agent's day "
+              "through mosquitto (broker restarted at noon, ledger reconciled) %s"
+              % tuple("over 96" if v is None else v for v in (r.get("unix32_frozen_steady_loop_min_heap_kib"),
+                                                            r.get("unix32_frozen_min_heap_kib"))))
+        print("  unix32 with TLS: %s" % r.get("unix32_frozen_tls"))
+    else:
+        print("  unix32 (32-bit unix port, code frozen): %s" % (u or r.get("unix32")))
     print("  unix64: the MicroPython unix port, 64-bit (object slots and GC blocks twice an ESP32's);")
     print("  wasm32: the WebAssembly port, 32-bit like an ESP32; it collects only between intervals,")
     print("  so its figures are live heap measured there, not a capped run")
