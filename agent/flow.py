@@ -58,7 +58,7 @@ class FlowChannel(Channel):
         self.stall_s = stall_s
         self.metrics = [
             (medium, "m3", -3, "odo"),                 # litres
-            (medium + "_flow_max", "L/min", 0, "max"),
+            (medium + "_flow_max", "l/s", -3, "max"),      # mL/s (SenML has no L/min)
             ("flow_stalls", "count", 0, "odo"),
         ]
         self._mL = None       # the counter's volume at the last reading
@@ -92,7 +92,7 @@ class FlowChannel(Channel):
             m.add(self.i_vol, self._part // 1000)
             self._part %= 1000
             if dt_ms > 0:
-                m.observe(self.i_flow, d * 60 // dt_ms)
+                m.observe(self.i_flow, d * 1000 // dt_ms)
             self._run_at = run
             if self.stalled:
                 self.stalled = False
