@@ -166,6 +166,7 @@ class _Net:
         self.wifi = wifi
         self.will = None
         self._ok = None
+        self.ota = None              # an agent.ota.Updater: takes the two OTA topics
 
     def connect(self):
         if self.wifi is not None and not self.wifi.up:
@@ -192,7 +193,19 @@ class _Net:
         return self.t.publish(topic, payload, retain)
 
     def poll(self):
-        return self.t.poll()
+        msgs = self.t.poll()
+        u = self.ota
+        if u is None or not msgs:
+            return msgs
+        out = []
+        for m in msgs:
+            if m[0] == u.topic_chunk:
+                u.chunk(m[1])
+            elif m[0] == u.topic_offer:
+                u.offer(m[1])
+            else:
+                out.append(m)
+        return out
 
     def close(self):
         self.t.close()
@@ -220,6 +233,44 @@ def _uplink(cfg, dev, wifi):
     if "max_latency_s" in cfg:
         opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
     return _Net(MPTransport(dev, host, port), wifi), opts
+
+
+def _ota(cfg, dev, net, up, clock):
+    """The updater, when the bundle carries the fleet's release key (ota.pub)
+    and there is an uplink; the running release goes into the birth."""
+    from agent import ota
+    ver, trial = ota.running()
+    if up is not None:
+        up.fw = ver
+    if trial:
+        print("tally: ota: running %s on trial: kept once connected and a batch is acked" % ver)
+    if net is None:
+        return None, trial
+    n = ota.load_pubkey()
+    if n is None:
+        return None, trial
+    # tally bench ota (config ota_heap = 1): the live heap with a chunk held, at most
+    probe = _HeapProbe() if cfg.get("ota_heap") else None
+    u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=ota.read_pointer().get("bad") or (),
+                    probe=probe)
+    net.ota = u
+    net.t.subs += [u.topic_offer, u.topic_chunk]
+    rolled = ota.read_pointer().get("rolled")
+    if rolled:
+        u.say("rolledback", rolled, "not healthy in %d boots" % ota.MAX_BOOTS)
+    return u, trial
+
+
+class _HeapProbe:
+    def __init__(self):
+        self.peak = 0
+
+    def __call__(self):
+        import gc
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > self.peak:
+            self.peak = a
 
 
 def _ntp(cfg, clock):
@@ -340,6 +391,12 @@ def run(path="tally_config.json"):
         if net:
             net.close()
         return
+    upd, trial = _ota(cfg, dev, net, ag.uplink, clock)
+    steady = 0
+    if upd is not None and upd.probe is not None:
+        import gc
+        gc.collect()
+        steady = gc.mem_alloc()
     wdt = None
     if cfg.get("watchdog_s"):
         try:
@@ -371,6 +428,13 @@ def run(path="tally_config.json"):
             up.step(now)                     # a backlog drains between samples
         if wdt:
             wdt.feed()
+        if upd is not None:
+            upd.step(now)
+            if upd.state == "switching":
+                _switch(ag, net, upd, steady)
+                return
+        if trial and _trial(upd, up, now):
+            trial = False
         if ag.records != seen:
             seen = ag.records
             print("interval seq=%d depth=%d" % (log.last[0], log.depth()))
@@ -393,12 +457,49 @@ def run(path="tally_config.json"):
         wait = due - clock.uptime_ms()
         if up is not None and up.busy():
             wait = 5 if wait > 5 else wait
+        if upd is not None and upd.pending:
+            up.step(now)                     # the next chunk: take it as soon as it is there
+            wait = 1 if wait > 1 else wait
         clock.sleep_ms(wait)
     ag.shutdown(3000 if net_up else 0)
     if net:
         net.close()
     print("tally: stopped; %d records logged, %d unacked" % (ag.records, log.depth()))
     ag.stop()
+
+
+def _switch(ag, net, upd, steady):
+    """Every file of an update is verified and the pointer names it: stop
+    metering cleanly (the open interval logged, the uplink drained, bounded)
+    and reset into it."""
+    from agent import ota
+    if upd.probe is not None:
+        print("tally: ota: heap live %d B in the steady loop, at most %d B while fetching"
+              % (steady, upd.probe.peak))
+    ag.shutdown(3000)
+    if upd.report is not None:
+        upd.step(ag.clock.uptime_ms())
+    net.close()
+    ag.stop()
+    print("tally: ota: rebooting into %s" % upd.version)
+    ota.reboot()
+
+
+def _trial(upd, up, now):
+    """A version on trial: kept once it is connected and a batch is acked;
+    rebooted (a trial boot counted) when that has not happened in TRIAL_MS.
+    True once it is settled."""
+    from agent import ota
+    if up is not None and up.t.connected() and up.h["sync_ok"]:
+        v = ota.confirm()
+        print("tally: ota: %s healthy (connected, a batch acked): kept" % v)
+        if upd is not None:
+            upd.say("ok", v)
+        return True
+    if now > ota.TRIAL_MS:
+        print("tally: ota: not healthy after %d s on trial: rebooting" % (ota.TRIAL_MS // 1000))
+        ota.reboot()
+    return False
 
 
 def start(path="tally_config.json"):

@@ -80,6 +80,7 @@ class Uplink:
             except KeyError:
                 pass
         self.reason = "poweron"
+        self.fw = __version__         # the release running (agent/ota.py sets it after an update)
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
@@ -115,7 +116,7 @@ class Uplink:
         buf = bytearray()
         buf.append(0xA0 | 13)
         enc = cbor.encode_into
-        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
+        for k, v in (("v", 1), ("fw", self.fw), ("boot", log.boot), ("seq0", log.epoch_seq0),
                      ("board", self.board), ("epoch", log.epoch), ("config", self.config.version),
                      ("device", self.device_id), ("reason", self.reason), ("schema", None),
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):

@@ -22,7 +22,9 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s")
-MAIN = "from agent import device_main\ndevice_main.start()\n"
+# ota.boot() first: it picks the bundle this boot runs (the flashed one, or an
+# update on trial or in force: agent/ota.py, docs/ota.md)
+MAIN = "from agent import ota\nota.boot()\ndel ota\nfrom agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 # The heap the unix bundle's ROMFS run line gives (64-bit unix port; a day
 # syncing through mosquitto needs 152K since the hardened uplink and the
@@ -60,6 +62,19 @@ def build(out, board, cfg, duration_s=0, progress=None):
         dev["duration_s"] = duration_s
     with open(os.path.join(out, "tally_config.json"), "w") as f:
         json.dump(dev, f, indent=1, sort_keys=True)
+    if cfg.get("ota_key"):
+        # the fleet's public release key (tally ota keygen): updates are checked against it
+        from agent import ota
+        try:
+            with open(cfg["ota_key"]) as f:
+                n = bytes.fromhex(f.read().strip())
+        except (OSError, ValueError) as e:
+            raise FlashError("flash: --ota-key %s: not an ota.pub from tally ota keygen (%s)"
+                             % (cfg["ota_key"], e))
+        if len(n) < 256:
+            raise FlashError("flash: --ota-key %s: a %d-bit key; at least 2048 bits" % (cfg["ota_key"], len(n) * 8))
+        with open(os.path.join(out, ota.PUBKEY), "w") as f:
+            f.write(n.hex() + "\n")
     with open(os.path.join(out, "main.py"), "w") as f:
         # on a board the firmware mounts its ROM partition itself
         f.write((romboard.MOUNT if board == "unix" else "") + MAIN)
