@@ -238,26 +238,28 @@ def _uplink(cfg, dev, wifi):
 def _ota(cfg, dev, net, up, clock):
     """The updater, when the bundle carries the fleet's release key (ota.pub)
     and there is an uplink; the running release goes into the birth."""
-    from agent import ota
-    ver, trial = ota.running()
+    from agent import ota_boot
+    ver, trial = ota_boot.running()
     if up is not None:
         up.fw = ver
     if trial:
         print("tally: ota: running %s on trial: kept once connected and a batch is acked" % ver)
-    if net is None:
+    if net is None or not port.exists("ota.pub"):
         return None, trial
+    from agent import ota           # the fetch: loaded only where updates can be checked
     n = ota.load_pubkey()
     if n is None:
         return None, trial
     # tally bench ota (config ota_heap = 1): the live heap with a chunk held, at most
     probe = _HeapProbe() if cfg.get("ota_heap") else None
-    u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=ota.read_pointer().get("bad") or (),
+    p = ota_boot.read_pointer()
+    u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=p.get("bad") or (),
                     probe=probe)
     net.ota = u
     net.t.subs += [u.topic_offer, u.topic_chunk]
-    rolled = ota.read_pointer().get("rolled")
+    rolled = p.get("rolled")
     if rolled:
-        u.say("rolledback", rolled, "not healthy in %d boots" % ota.MAX_BOOTS)
+        u.say("rolledback", rolled, "not healthy in %d boots" % ota_boot.MAX_BOOTS)
     return u, trial
 
 
@@ -472,7 +474,7 @@ def _switch(ag, net, upd, steady):
     """Every file of an update is verified and the pointer names it: stop
     metering cleanly (the open interval logged, the uplink drained, bounded)
     and reset into it."""
-    from agent import ota
+    from agent import ota_boot
     if upd.probe is not None:
         print("tally: ota: heap live %d B in the steady loop, at most %d B while fetching"
               % (steady, upd.probe.peak))
@@ -482,14 +484,14 @@ def _switch(ag, net, upd, steady):
     net.close()
     ag.stop()
     print("tally: ota: rebooting into %s" % upd.version)
-    ota.reboot()
+    ota_boot.reboot()
 
 
 def _trial(upd, up, now):
     """A version on trial: kept once it is connected and a batch is acked;
     rebooted (a trial boot counted) when that has not happened in TRIAL_MS.
     True once it is settled."""
-    from agent import ota
+    from agent import ota_boot as ota
     if up is not None and up.t.connected() and up.h["sync_ok"]:
         v = ota.confirm()
         print("tally: ota: %s healthy (connected, a batch acked): kept" % v)

@@ -21,30 +21,23 @@
 # is abandoned: the stage is removed, the running bundle never touched.
 #
 # When every file is verified the stage is renamed to ota/r-<version> and
-# the pointer file ota/boot.json is replaced in one rename: {"cur": slot in
-# force, "new": slot on trial, "boots": trial boots so far, "bad": versions
-# rolled back}. main.py calls boot() first: it counts a trial boot before the
-# new code runs and, after MAX_BOOTS boots without confirm() (connected and a
-# batch acked), goes back to "cur" and marks the version bad. The slot's
-# directory goes first on sys.path; "" is the bundle as flashed.
+# the pointer file ota/boot.json names it as the version on trial; the boot,
+# the count of trial boots, the rollback and confirm() are agent/ota_boot.py.
 import hashlib
 import os
 import struct
-import sys
 
-OTA_DIR = "ota"
+from agent.ota_boot import MAX_BOOTS, OTA_DIR, mkdirs, read_pointer, rmtree, size_of, write_pointer
+
 STAGE = "ota/stage"
-POINTER = "ota/boot.json"
 PUBKEY = "ota.pub"
 MAGIC = b"TOTA"
 FORMAT = 1
 CHUNK = 2048            # bytes of file data per .../ota/chunk message
 HDR = ">IHI"            # tag (the manifest's SHA-256, first 4 bytes), file index, offset
 HDR_LEN = 10
-MAX_BOOTS = 3           # trial boots before a rollback
 TRIES = 3               # fetches of a file that fails its hash, then the update is abandoned
 REQ_MS = 2000           # a request unanswered this long is sent again
-TRIAL_MS = 600000       # a trial version not healthy this long after boot reboots (the count rises)
 E = 65537
 # DER of DigestInfo for SHA-256 (RFC 8017 9.2 note 1), before the 32-byte hash
 DIGEST_INFO = b"\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20"
@@ -120,148 +113,6 @@ def load_pubkey(path=PUBKEY):
         return None
 
 
-# -- files ------------------------------------------------------------------------
-
-def _isdir(p):
-    try:
-        return os.stat(p)[0] & 0x4000 != 0
-    except OSError:
-        return False
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
-def _size(p):
-    try:
-        return os.stat(p)[6]
-    except OSError:
-        return -1
-
-
-def rmtree(p):
-    if not _isdir(p):
-        try:
-            os.remove(p)
-        except OSError:
-            pass
-        return
-    for name in os.listdir(p):
-        rmtree(p + "/" + name)
-    try:
-        os.rmdir(p)
-    except OSError:
-        pass
-
-
-def _mkdirs(p):
-    d = ""
-    for part in p.split("/"):
-        d = part if not d else d + "/" + part
-        if not _isdir(d):
-            os.mkdir(d)
-
-
-def read_pointer():
-    import json
-    try:
-        with open(POINTER) as f:
-            p = json.load(f)
-        return p if isinstance(p, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def write_pointer(p):
-    """Replace the pointer file in one step (write aside, flush, rename)."""
-    import json
-    _mkdirs(OTA_DIR)
-    tmp = POINTER + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(p))
-        f.flush()
-    os.rename(tmp, POINTER)
-
-
-def slot_version(slot):
-    if slot and slot.startswith("r-"):
-        return slot[2:]
-    from agent import __version__
-    return __version__
-
-
-# -- boot (main.py, before anything else of the bundle is imported) ---------------
-
-def boot():
-    """Choose the bundle this boot runs: count a trial boot, or roll back after
-    MAX_BOOTS trial boots without confirm(). Returns the slot ("" = the
-    bundle as flashed)."""
-    p = read_pointer()
-    if not p:
-        return ""
-    cur = p.get("cur") or ""
-    new = p.get("new")
-    slot = cur
-    if new:
-        b = p.get("boots", 0) + 1
-        if b > MAX_BOOTS or not _isdir(OTA_DIR + "/" + new):
-            bad = p.get("bad") or []
-            bad.append(slot_version(new))
-            print("tally: ota: %s did not come up healthy (connected, a batch acked) in %d boots: "
-                  "rolled back to %s" % (slot_version(new), MAX_BOOTS, slot_version(cur)))
-            write_pointer({"cur": cur, "bad": bad[-4:], "rolled": slot_version(new)})
-            rmtree(OTA_DIR + "/" + new)
-        else:
-            p["boots"] = b
-            write_pointer(p)
-            slot = new
-            print("tally: ota: trial boot %d of %d of %s" % (b, MAX_BOOTS, slot_version(new)))
-    if slot:
-        here = os.getcwd()
-        sys.path.insert(0, (here if here != "/" else "") + "/" + OTA_DIR + "/" + slot)
-        for m in list(sys.modules):
-            if m == "agent" or m.startswith("agent."):
-                del sys.modules[m]
-    return slot
-
-
-def running():
-    """(version running, on trial) as the pointer file says after boot()."""
-    p = read_pointer()
-    if p.get("new"):
-        return slot_version(p["new"]), True
-    return slot_version(p.get("cur") or ""), False
-
-
-def confirm():
-    """The trial version is healthy: it becomes the one in force, the one
-    before it is removed. Returns the version confirmed, or None."""
-    p = read_pointer()
-    new = p.get("new")
-    if not new:
-        return None
-    old = p.get("cur") or ""
-    write_pointer({"cur": new, "bad": p.get("bad") or []})
-    if old:
-        rmtree(OTA_DIR + "/" + old)
-    return slot_version(new)
-
-
-def reboot():
-    """Reset the board; on the unix port, exit with 75 for the harness that
-    plays the board to start the process again."""
-    try:
-        from machine import reset
-    except ImportError:
-        raise SystemExit(75)
-    reset()
-
-
 # -- fetch -------------------------------------------------------------------------
 
 IDLE = "idle"
@@ -313,6 +164,20 @@ class Updater:
         self.say("refused", version, why)
 
     def offer(self, b):
+        if not b:
+            # withdrawn (tally ota push gave up waiting): stop asking; the stage
+            # stays, to resume from when the offer comes again
+            if self.state == FETCH:
+                self._close()
+                if self._m is not None:
+                    self._m.close()
+                    self._m = None
+                self.state = IDLE
+                self.pending = 0
+                print("tally: ota: %s withdrawn; what is staged stays for when it is offered again"
+                      % self.version)
+            self.seen = None
+            return
         if b == self.seen or self.state != IDLE:
             return
         self.seen = b
@@ -329,7 +194,8 @@ class Updater:
             self._refuse(ver, "bad signature (not signed by the fleet release key)")
             return
         if vt == vtuple(self.ver):
-            return                    # the one running: the retained offer comes on every connect
+            self.say("ok", ver)       # the one running (its offer stays retained): nothing to fetch
+            return
         if vt < vtuple(self.ver):
             self._refuse(ver, "not newer than the running %s" % self.ver)
             return
@@ -347,7 +213,7 @@ class Updater:
             pass
         if old != b:
             rmtree(STAGE)
-            _mkdirs(STAGE)
+            mkdirs(STAGE)
             with open(STAGE + "/OFFER", "wb") as f:
                 f.write(b)
         self.fetched = 0
@@ -366,7 +232,7 @@ class Updater:
         self.size = size
         self.sha = sha
         self.h = hashlib.sha256()
-        have = _size(path)
+        have = size_of(path)
         if have > size:
             os.remove(path)
             have = -1
@@ -385,7 +251,7 @@ class Updater:
             self._done_file()
             return
         d = path.rsplit("/", 1)[0]
-        _mkdirs(d)
+        mkdirs(d)
         self._f = open(path, "ab")
         self._request()
 

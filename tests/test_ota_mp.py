@@ -146,21 +146,30 @@ def boots(board, max_boots=8, kill_when=None, timeout=60):
     return "\n".join(out), codes
 
 
-def test_a_good_update_comes_up_in_the_next_birth(base, keys, rig, broker, tmp_path):
+def test_a_good_update_comes_up_in_the_next_birth(base, keys, rig, broker, tmp_path, capsys):
+    """Through `tally ota push` itself, while the board boots."""
     board = _board(base, tmp_path, broker)
-    rel = cli_ota.Release(str(_release(base, tmp_path, keys, "0.2.0")))
-    rig.srv.offer(DEV, rel)
-    text, codes = boots(board)
+    rdir = _release(base, tmp_path, keys, "0.2.0")
+    rel = cli_ota.Release(str(rdir))
+    got = {}
+    dev = threading.Thread(target=lambda: got.update(zip(("text", "codes"), boots(board))))
+    dev.start()
+    rc = main(["ota", "push", DEV, "--bundle", str(rdir), "--broker", broker.url, "--timeout", "60"])
+    dev.join(90)
+    text, codes = got["text"], got["codes"]
     print(text)
+    pushed = capsys.readouterr().out
+    assert rc == 0, pushed
+    assert "%s: running 0.2.0; ok 0.2.0" % DEV in pushed
+    assert "; %d bytes served" % rel.total in pushed        # every byte once
     assert codes == [75, 0], codes                       # reset into the update, then ran to the end
     assert "tally: ota: 0.2.0 verified: %d files" % len(rel.files) in text
     assert "tally: ota: 0.2.0 healthy (connected, a batch acked): kept" in text
     assert rig.births[0] == RUNNING and rig.births[-1] == "0.2.0", rig.births
-    assert rig.srv.served[DEV] == rel.total               # every byte once
     assert json.loads((board / "ota" / "boot.json").read_text())["cur"] == "r-0.2.0"
     assert not (board / "ota" / "stage").exists()
-    st = rig.srv.wait([DEV], "0.2.0", 5)[DEV]
-    assert st["state"] == "ok" and st["running"] == "0.2.0"
+    assert main(["ota", "status", DEV, "--broker", broker.url, "--wait", "0.5"]) == 0
+    assert "%s: running 0.2.0; ok 0.2.0" % DEV in capsys.readouterr().out
 
 
 def test_a_cut_in_the_middle_resumes_where_the_stage_ends(base, keys, rig, broker, tmp_path):
@@ -295,3 +304,51 @@ def test_ota_cli_keygen_release_and_refusals(tmp_path, base, capsys):
     (rel / "agent" / "agent.mpy").write_bytes(b"changed")
     assert main(["ota", "push", "d1", "--bundle", str(rel)]) == 2
     assert "changed since it was released (agent/agent.mpy)" in capsys.readouterr().err
+
+
+class _Client:
+    """A bare MQTT client with a device's certificate, doing what our device
+    code never does."""
+
+    def __init__(self, url, name, tls):
+        from agent.port.mqtt_paho import Client
+        self.got = []
+        self.subbed = threading.Event()
+        self.c = Client(name, url, tls, on_connect=lambda *a: None)
+        self.c.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload)))
+        self.c.on_subscribe = lambda *a: self.subbed.set()
+        self.c.connect(self.c.host, self.c.port)
+        self.c.loop_start()
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_the_acl_keeps_each_device_to_its_own_ota_topics(tls_broker, pki, base, keys, tmp_path):
+    """With the ACL of `tally pki` (docs/security.md): a device reads only its
+    own offer and chunks, cannot ask for another device's, and cannot offer a
+    release; the operator (the collector's certificate) serves both."""
+    from conftest import until
+    rel = cli_ota.Release(str(_release(base, tmp_path, keys, "0.2.0")))
+    srv = cli_ota.Server(tls_broker.url, tls=pki.collector_tls).start()
+    a = _Client(tls_broker.url, "dev-a", pki.device_tls("dev-a"))
+    b = _Client(tls_broker.url, "dev-b", pki.device_tls("dev-b"))
+    try:
+        srv.offer("dev-a", rel)
+        srv.offer("dev-b", rel)
+        for c in (a, b):
+            c.c.subscribe([("tally/v1/+/ota", 1), ("tally/v1/+/ota/chunk", 1)])
+            assert c.subbed.wait(5)
+        a.c.publish("tally/v1/dev-b/ota", b"TOTA forged", qos=1, retain=True).wait_for_publish(5)
+        a.c.publish("tally/v1/dev-b/ota/get", struct.pack(ota.HDR, rel.tag, 1, 0), qos=1).wait_for_publish(5)
+        a.c.publish("tally/v1/dev-a/ota/get", struct.pack(ota.HDR, rel.tag, 1, 0), qos=1).wait_for_publish(5)
+        assert until(lambda: any(t.endswith("/chunk") for t, _ in a.got))
+        time.sleep(0.3)
+    finally:
+        a.close()
+        b.close()
+        srv.stop()
+    assert srv.requests == {"dev-a": 1}                       # dev-a's request for dev-b's file: dropped
+    assert sorted(t for t, _ in a.got) == ["tally/v1/dev-a/ota", "tally/v1/dev-a/ota/chunk"]
+    assert b.got == [("tally/v1/dev-b/ota", rel.offer)]      # its own offer only, not the forgery

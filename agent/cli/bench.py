@@ -1,4 +1,4 @@
-"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile`: check the
+"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|ota`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
 the same module in hil/bench/ (`report(result)`), or with --json print the
 result itself."""
@@ -84,8 +84,16 @@ def _hostile(a):
     return _show(hostile.report, r, a)
 
 
+def _ota(a):
+    from hil.bench import ota
+    from hil.harness.mosquitto import find_mosquitto
+    if not find_mosquitto():
+        return err("bench ota: mosquitto is not installed (apt-get install mosquitto)")
+    return _show(ota.report, ota.bench_ota(progress=_progress(a)), a)
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile}
+       "footprint": _footprint, "hostile": _hostile, "ota": _ota}
 
 
 def run(a):
@@ -93,7 +101,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|ota)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -112,7 +120,10 @@ def add(sub):
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
-                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
+                       "installed, the 32-bit WebAssembly port (see docs/firmware.md). "
+                       "ota: a signed update of the whole unix bundle through mosquitto on loopback to "
+                       "the MicroPython unix port: throughput, signature and hash verification time, "
+                       "device heap beyond its steady loop (see docs/ota.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")

@@ -22,9 +22,9 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s")
-# ota.boot() first: it picks the bundle this boot runs (the flashed one, or an
-# update on trial or in force: agent/ota.py, docs/ota.md)
-MAIN = "from agent import ota\nota.boot()\ndel ota\nfrom agent import device_main\ndevice_main.start()\n"
+# ota_boot.boot() first: it picks the bundle this boot runs (the flashed one, or an
+# update on trial or in force: agent/ota_boot.py, docs/ota.md)
+MAIN = "from agent import ota_boot\nota_boot.boot()\ndel ota_boot\nfrom agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 # The heap the unix bundle's ROMFS run line gives (64-bit unix port; a day
 # syncing through mosquitto needs 152K since the hardened uplink and the

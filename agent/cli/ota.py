@@ -203,6 +203,8 @@ class Server:
         self.states = {}           # device -> its latest state (a dict)
         self.served = {}
         self.requests = {}
+        self.first = {}            # device -> monotonic time of its first request, and
+        self.last = {}             # of the last chunk sent (tally bench ota)
         self._cv = threading.Condition()
         self._ready = threading.Event()
         c = Client(client_id or "tally-ota-%d-%x" % (os.getpid(), id(self) & 0xffffff), url, tls,
@@ -266,8 +268,10 @@ class Server:
         data = rel.chunk(idx, off)
         if not data:
             return
+        self.first.setdefault(dev, time.monotonic())
         self.served[dev] = self.served.get(dev, 0) + len(data)
         c.publish("tally/v1/%s/ota/chunk" % dev, m.payload + data, qos=0)
+        self.last[dev] = time.monotonic()
 
     def wait(self, devices, version, timeout, done=None):
         """Until every device's state is final for version (or timeout):
@@ -344,6 +348,10 @@ def _push(a):
             srv.offer(d, rel)
             print("%s: offered %s (%d bytes) on tally/v1/%s/ota" % (d, rel.version, rel.total, d))
         out = srv.wait(a.device, rel.version, a.timeout)
+        for d in a.device:
+            st = out[d]
+            if st is None or st.get("state") not in FINAL or st.get("version") != rel.version:
+                srv.withdraw(d)     # nobody serves it once we stop: the device stops asking
     finally:
         srv.stop()
     ok = True
