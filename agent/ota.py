@@ -221,6 +221,7 @@ class Updater:
         self.total = msize
         self.msize = msize
         self.state = FETCH
+        self.say(FETCH, ver)
         self.idx = 0
         self.tries = 0
         self.nfiles = 0
