@@ -225,13 +225,34 @@ class Updater:
         self.idx = 0
         self.tries = 0
         self.nfiles = 0
-        self._start(STAGE + "/MANIFEST", msize, msha)
+        self._file(STAGE + "/MANIFEST", msize, msha)
+        self._pump()
 
-    def _start(self, path, size, sha):
-        """Begin (or resume) one file: hash what is staged, ask for the rest."""
+    # A file is begun (_file), resumed from what is staged (_resume: the
+    # staged bytes hashed again from flash), fetched chunk by chunk
+    # (chunk), checked (_verify) and followed by the next one (_next). _pump
+    # runs that in a loop, not by recursion, so a resume over many staged
+    # files costs no stack.
+
+    def _file(self, path, size, sha):
         self.path = path
         self.size = size
         self.sha = sha
+
+    def _pump(self):
+        """Verify and pass every file that is staged whole; stop at the first
+        that needs fetching (its request sent), or at the switch or abandon."""
+        while self.state == FETCH:
+            if not self._resume():
+                return
+            if self._verify() and not self._next():
+                return
+
+    def _resume(self):
+        """Hash what is staged of the current file; True when it is whole,
+        else ask for the rest (False)."""
+        path = self.path
+        size = self.size
         self.h = hashlib.sha256()
         have = size_of(path)
         if have > size:
@@ -249,12 +270,11 @@ class Updater:
             self.resumed += have
         self.off = have if have > 0 else 0
         if self.off == size:
-            self._done_file()
-            return
-        d = path.rsplit("/", 1)[0]
-        mkdirs(d)
+            return True
+        mkdirs(path.rsplit("/", 1)[0])
         self._f = open(path, "ab")
         self._request()
+        return False
 
     def _request(self):
         struct.pack_into(HDR, self._req, 0, self.tag, self.idx, self.off)
@@ -269,23 +289,26 @@ class Updater:
         if tag != self.tag or idx != self.idx or off != self.off:
             return                    # a late answer to a request sent again
         n = len(b) - HDR_LEN
+        self.pending = 0
         if n == 0 or off + n > self.size:
             self._close()
             self._bad("%s: the chunk at %d does not fit its size %d" % (self._name(), off, self.size))
+            self._pump()
             return
         data = memoryview(b)[HDR_LEN:HDR_LEN + n]
         self._f.write(data)
         self.h.update(data)
         self.off += n
         self.fetched += n
-        self.pending = 0
         if self.probe is not None:
             self.probe()              # tally bench ota: the heap with a chunk held
-        if self.off >= self.size:
-            self._close()
-            self._done_file()
-        else:
+        if self.off < self.size:
             self._request()
+            return
+        self._close()
+        if self._verify() and not self._next():
+            return
+        self._pump()
 
     def _name(self):
         return self.path[len(STAGE) + 1:]
@@ -298,6 +321,8 @@ class Updater:
             f.close()
 
     def _bad(self, why):
+        """The current file is refused: removed, to be fetched again, or the
+        update abandoned after TRIES."""
         self.tries += 1
         try:
             os.remove(self.path)
@@ -306,9 +331,6 @@ class Updater:
         print("tally: ota: refused %s (try %d of %d)" % (why, self.tries, TRIES))
         if self.tries >= TRIES:
             self._abandon("%s failed verification %d times" % (self._name(), TRIES))
-            return
-        self.resumed = 0
-        self._start(self.path, self.size, self.sha)
 
     def _abandon(self, why):
         self._close()
@@ -321,10 +343,11 @@ class Updater:
         print("tally: ota: %s abandoned: %s; running %s kept" % (self.version, why, self.ver))
         self.say("abandoned", self.version, why)
 
-    def _done_file(self):
+    def _verify(self):
+        """The whole current file against its SHA-256; True when it matches."""
         if self.h.digest() != self.sha:
             self._bad("%s: SHA-256 mismatch" % self._name())
-            return
+            return False
         self.h = None
         self.tries = 0
         if self.idx == 0:
@@ -336,30 +359,43 @@ class Updater:
                     raise OtaError("manifest header does not match the offer")
             except (OSError, OtaError) as e:
                 self._abandon(str(e))
-                return
-        self._next()
+                return False
+        return True
 
     def _next(self):
+        """Move to the manifest's next file (True), or switch at its end, or
+        abandon on a line that is wrong (False)."""
         line = self._m.readline().split()
         self.idx += 1
-        if line and line[0] == "file" and len(line) == 4:
-            sha = bytes.fromhex(line[1])
-            size = int(line[2])
+        if line and line[0] == "file":
+            try:
+                if len(line) != 4:
+                    raise ValueError
+                sha = bytes.fromhex(line[1])
+                size = int(line[2])
+            except ValueError:
+                self._abandon("manifest line %d is not file SHA256 SIZE PATH" % (self.idx + 2))
+                return False
             path = line[3]
-            if ".." in path or path.startswith("/") or len(sha) != 32:
+            if ".." in path or path.startswith("/") or len(sha) != 32 or size < 0:
                 self._abandon("manifest entry %r refused" % path)
-                return
+                return False
             self.total += size
             self.nfiles += 1
-            self._start(STAGE + "/" + path, size, sha)
-            return
+            self._file(STAGE + "/" + path, size, sha)
+            return True
         self._m.close()
         self._m = None
-        if not line or line[0] != "total" or int(line[1]) != self.nfiles \
-                or int(line[2]) + self.msize != self.total:
+        try:
+            ok = len(line) == 3 and line[0] == "total" and int(line[1]) == self.nfiles \
+                and int(line[2]) + self.msize == self.total
+        except ValueError:
+            ok = False
+        if not ok:
             self._abandon("manifest total does not match its files")
-            return
+            return False
         self._switch()
+        return False
 
     def _switch(self):
         slot = "r-" + self.version
