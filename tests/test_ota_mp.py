@@ -24,6 +24,8 @@ import time
 
 import cbor2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent import cose, ota
 from agent.cli import bundle as cli_flash
@@ -352,3 +354,48 @@ def test_the_acl_keeps_each_device_to_its_own_ota_topics(tls_broker, pki, base, 
     assert srv.requests == {"dev-a": 1}                       # dev-a's request for dev-b's file: dropped
     assert sorted(t for t, _ in a.got) == ["tally/v1/dev-a/ota", "tally/v1/dev-a/ota/chunk"]
     assert b.got == [("tally/v1/dev-b/ota", rel.offer)]      # its own offer only, not the forgery
+
+
+class _Wire:
+    """The edge of the world for an Updater on CPython: what it publishes."""
+
+    def __init__(self):
+        self.out = []
+
+    def publish(self, topic, payload, retain=False):
+        self.out.append((topic, bytes(payload)))
+        return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.binary(max_size=400))
+def test_any_offer_or_chunk_bytes_are_refused_in_one_line_never_raised(junk, tmp_path, monkeypatch, keys,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    n = bytes.fromhex(open(keys["pub"]).read().strip())
+    u = ota.Updater("d", _Wire(), n, RUNNING, lambda: 0)
+    u.chunk(junk)
+    u.offer(junk)
+    u.chunk(junk)
+    assert u.state == "idle" and not u.net.out and not os.path.exists("ota")
+    said = [x for x in capsys.readouterr().out.splitlines() if x]
+    assert len(said) <= 1 and all(x.startswith("tally: ota: refused ") for x in said)
+
+
+def test_truncated_or_tampered_offers_are_refused_before_any_request(base, keys, tmp_path, capsys,
+                                                                    monkeypatch):
+    rel = cli_ota.Release(str(_release(base, tmp_path, keys, "0.2.0")))
+    n = bytes.fromhex(open(keys["pub"]).read().strip())
+    monkeypatch.chdir(tmp_path)
+    cases = {"truncated": rel.offer[:-1], "header only": rel.offer[:47],
+             "signature flipped": rel.offer[:-1] + bytes([rel.offer[-1] ^ 1]),
+             "version changed": rel.offer[:10] + b"9" + rel.offer[11:],
+             "manifest hash changed": rel.offer[:20] + bytes([rel.offer[20] ^ 1]) + rel.offer[21:]}
+    for name, b in cases.items():
+        u = ota.Updater("d", _Wire(), n, RUNNING, lambda: 0)
+        u.offer(b)
+        assert u.state == "idle" and not u.net.out, name          # nothing asked for
+        assert json.loads(u.report)["state"] == "refused", name
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("tally: ota: refused ") and line.count("\n") == 0, (name, line)
+    assert not os.path.exists("ota")
