@@ -27,7 +27,7 @@ import hashlib
 import os
 import struct
 
-from agent.ota_boot import MAX_BOOTS, OTA_DIR, mkdirs, read_pointer, rmtree, size_of, write_pointer
+from agent.ota_boot import MAX_BOOTS, OTA_DIR, flashed, mkdirs, read_pointer, rmtree, size_of, write_pointer
 
 STAGE = "ota/stage"
 PUBKEY = "ota.pub"
@@ -402,7 +402,8 @@ class Updater:
         rmtree(OTA_DIR + "/" + slot)
         os.rename(STAGE, OTA_DIR + "/" + slot)
         p = read_pointer()
-        write_pointer({"cur": p.get("cur") or "", "new": slot, "boots": 0, "bad": p.get("bad") or []})
+        write_pointer({"cur": p.get("cur") or "", "new": slot, "boots": 0, "bad": p.get("bad") or [],
+                       "flashed": flashed()})
         self.state = DONE
         print("tally: ota: %s verified: %d files, %d bytes; fetched %d bytes this boot, %d were "
               "staged before; switching" % (self.version, self.nfiles, self.total, self.fetched,

@@ -8,13 +8,16 @@
 #
 # The pointer file ota/boot.json is replaced in one rename: {"cur": slot in
 # force, "new": slot on trial, "boots": trial boots so far, "bad": versions
-# rolled back, "rolled": the version just rolled back}. A slot is a directory
+# rolled back, "rolled": the version just rolled back, "flashed": the
+# fingerprint of the bundle as flashed when the update came}. A pointer whose
+# "flashed" is not the config's "build" is from before a reflash: cleared. A slot is a directory
 # ota/r-<version> holding an update's modules; "" is the bundle as flashed.
 import os
 import sys
 
 OTA_DIR = "ota"
 POINTER = "ota/boot.json"
+CONFIG = "tally_config.json"
 MAX_BOOTS = 3           # trial boots before a rollback
 TRIAL_MS = 600000       # a trial version not healthy this long after boot reboots (the count rises)
 
@@ -86,12 +89,30 @@ def slot_version(slot):
     return __version__
 
 
+def flashed():
+    """The fingerprint of the bundle as flashed (its config's "build", set by
+    tally flash from the modules), 0 when there is none."""
+    import json
+    try:
+        with open(CONFIG) as f:
+            b = json.load(f).get("build", 0)
+        return b if type(b) is int else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def boot():
     """Choose the bundle this boot runs: count a trial boot, or roll back after
     MAX_BOOTS trial boots without confirm(). Returns the slot ("" = the
     bundle as flashed)."""
     p = read_pointer()
     if not p:
+        return ""
+    fl = flashed()
+    if p.get("flashed", 0) != fl:
+        # a different bundle was flashed over the update (USB): it is the one to run
+        print("tally: ota: another bundle was flashed since the update: running it, updates cleared")
+        rmtree(OTA_DIR)
         return ""
     cur = p.get("cur") or ""
     new = p.get("new")
@@ -103,7 +124,7 @@ def boot():
             bad.append(slot_version(new))
             print("tally: ota: %s did not come up healthy (connected, a batch acked) in %d boots: "
                   "rolled back to %s" % (slot_version(new), MAX_BOOTS, slot_version(cur)))
-            write_pointer({"cur": cur, "bad": bad[-4:], "rolled": slot_version(new)})
+            write_pointer({"cur": cur, "bad": bad[-4:], "rolled": slot_version(new), "flashed": fl})
             rmtree(OTA_DIR + "/" + new)
         else:
             p["boots"] = b
@@ -135,7 +156,7 @@ def confirm():
     if not new:
         return None
     old = p.get("cur") or ""
-    write_pointer({"cur": new, "bad": p.get("bad") or []})
+    write_pointer({"cur": new, "bad": p.get("bad") or [], "flashed": p.get("flashed", 0)})
     if old:
         rmtree(OTA_DIR + "/" + old)
     return slot_version(new)

@@ -170,6 +170,14 @@ def test_a_good_update_comes_up_in_the_next_birth(base, keys, rig, broker, tmp_p
     assert rig.births[0] == RUNNING and rig.births[-1] == "0.2.0", rig.births
     assert json.loads((board / "ota" / "boot.json").read_text())["cur"] == "r-0.2.0"
     assert not (board / "ota" / "stage").exists()
+    # a different bundle flashed over USB (its modules' fingerprint changes): it runs, not the
+    # update (the offer withdrawn first: while it stands, the device would take it again)
+    rig.srv.withdraw(DEV)
+    cfg = json.loads((board / "tally_config.json").read_text())
+    (board / "tally_config.json").write_text(json.dumps(dict(cfg, build=cfg["build"] ^ 1, duration_s=2)))
+    text, codes = boots(board)
+    assert codes == [0] and "tally: ota: another bundle was flashed since the update: running it" in text
+    assert rig.births[-1] == RUNNING and not (board / "ota").exists()
     assert main(["ota", "status", DEV, "--broker", broker.url, "--wait", "0.5"]) == 0
     assert "%s: running 0.2.0; ok 0.2.0" % DEV in capsys.readouterr().out
 

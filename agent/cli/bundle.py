@@ -7,6 +7,7 @@ main.py. --board unix builds a bundle that `micropython -X heapsize=256K
 DIR/main.py` runs as is, on the emulated board, and that
 `python -m hil.harness.romboard DIR/tally.romfs DIR/main.py --heap ROMFS_HEAP` runs
 with its code in a mapped ROM image as a board would."""
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,14 @@ def build(out, board, cfg, duration_s=0, progress=None):
     say("ROMFS image of the modules: %d bytes (%s)" % (len(image), ROMFS))
     dev = {k: cfg[k] for k in DEVICE_KEYS if k in cfg}
     dev["board"] = board
+    # the modules' fingerprint: an update in force on the board gives way to a
+    # different bundle flashed over it (agent/ota_boot.py), not to the same one
+    h = hashlib.sha256()
+    for p in sorted(files):
+        h.update(os.path.relpath(p, out).replace(os.sep, "/").encode() + b"\0")
+        with open(p, "rb") as f:
+            h.update(f.read())
+    dev["build"] = int(h.hexdigest()[:7], 16)
     dev["log_path"] = "tally.log"
     if duration_s:
         dev["duration_s"] = duration_s
