@@ -435,7 +435,7 @@ def run(path="tally_config.json"):
             if upd.state == "switching":
                 _switch(ag, net, upd, steady)
                 return
-        if trial and _trial(upd, up, now):
+        if trial and _trial(upd, up, now, cfg.get("ota_trial_s", 0) * 1000):
             trial = False
         if ag.records != seen:
             seen = ag.records
@@ -487,9 +487,10 @@ def _switch(ag, net, upd, steady):
     ota_boot.reboot()
 
 
-def _trial(upd, up, now):
+def _trial(upd, up, now, limit_ms):
     """A version on trial: kept once it is connected and a batch is acked;
-    rebooted (a trial boot counted) when that has not happened in TRIAL_MS.
+    rebooted (a trial boot counted) when that has not happened in limit_ms
+    (config ota_trial_s; default TRIAL_MS).
     True once it is settled."""
     from agent import ota_boot as ota
     if up is not None and up.t.connected() and up.h["sync_ok"]:
@@ -498,8 +499,9 @@ def _trial(upd, up, now):
         if upd is not None:
             upd.say("ok", v)
         return True
-    if now > ota.TRIAL_MS:
-        print("tally: ota: not healthy after %d s on trial: rebooting" % (ota.TRIAL_MS // 1000))
+    limit_ms = limit_ms or ota.TRIAL_MS
+    if now > limit_ms:
+        print("tally: ota: not healthy after %d s on trial: rebooting" % (limit_ms // 1000))
         ota.reboot()
     return False
 

@@ -88,8 +88,9 @@ class Rig:
     """The broker, the collector (acks: the device's health), the operator's
     OTA server and a listener for births."""
 
-    def __init__(self, broker, tmp_path):
-        self.col = Collector(str(tmp_path / "ledger.sqlite"), keys=lambda d: KEY if d == DEV else None)
+    def __init__(self, broker, tmp_path, collector=True):
+        self.col = Collector(str(tmp_path / "ledger.sqlite"),
+                             keys=lambda d: KEY if d == DEV and collector else None)
         self.svc = CollectorService(broker.url, self.col).start()
         self.svc.wait_ready(10)
         self.stop_ev = threading.Event()
@@ -263,6 +264,25 @@ def test_a_release_that_crashes_at_boot_is_rolled_back(base, keys, rig, broker, 
     assert not (board / "ota" / "r-0.3.0").exists()
     assert rig.births[-1] == RUNNING
     assert rig.srv.wait([DEV], "0.3.0", 5)[DEV]["state"] in ("rolledback", "refused")
+
+
+def test_a_release_that_never_gets_a_batch_acked_is_rolled_back(base, keys, broker, tmp_path):
+    """Up, but not healthy: the collector does not know the device's key, so
+    no batch is ever acked; each trial boot gives up after ota_trial_s."""
+    rig = Rig(broker, tmp_path, collector=False)
+    try:
+        board = _board(base, tmp_path, broker, duration=3)
+        cfg = json.loads((board / "tally_config.json").read_text())
+        (board / "tally_config.json").write_text(json.dumps(dict(cfg, ota_trial_s=2)))
+        rig.srv.offer(DEV, cli_ota.Release(str(_release(base, tmp_path, keys, "0.4.0"))))
+        text, codes = boots(board)
+    finally:
+        rig.close()
+    print(text)
+    assert codes == [75, 75, 75, 75, 0], codes
+    assert text.count("tally: ota: not healthy after 2 s on trial: rebooting") == 3
+    assert "0.4.0 did not come up healthy (connected, a batch acked) in 3 boots: rolled back to 0.1.0" in text
+    assert rig.births[-1] == RUNNING and "0.4.0" in rig.births
 
 
 def test_the_manifest_and_offer_bytes_are_as_documented(base, keys, tmp_path):

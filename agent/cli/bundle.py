@@ -22,7 +22,8 @@ TARGETS = {
 # what the device reads: the keys of tally.toml that mean something there
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
-               "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s")
+               "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s",
+               "ota_trial_s")
 # ota_boot.boot() first: it picks the bundle this boot runs (the flashed one, or an
 # update on trial or in force: agent/ota_boot.py, docs/ota.md)
 MAIN = "from agent import ota_boot\nota_boot.boot()\ndel ota_boot\nfrom agent import device_main\ndevice_main.start()\n"
