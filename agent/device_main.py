@@ -264,13 +264,23 @@ def _ota(cfg, dev, net, up, clock):
 
 
 class _HeapProbe:
+    """tally bench ota: the live heap (after gc.collect) as the offer is taken,
+    connected, in the steady loop (mark), and its highest with a chunk held."""
+
     def __init__(self):
         self.peak = 0
+        self.base = 0
 
-    def __call__(self):
+    def _live(self):
         import gc
         gc.collect()
-        a = gc.mem_alloc()
+        return gc.mem_alloc()
+
+    def mark(self):
+        self.base = self._live()
+
+    def __call__(self):
+        a = self._live()
         if a > self.peak:
             self.peak = a
 
@@ -394,11 +404,6 @@ def run(path="tally_config.json"):
             net.close()
         return
     upd, trial = _ota(cfg, dev, net, ag.uplink, clock)
-    steady = 0
-    if upd is not None and upd.probe is not None:
-        import gc
-        gc.collect()
-        steady = gc.mem_alloc()
     wdt = None
     if cfg.get("watchdog_s"):
         try:
@@ -433,7 +438,7 @@ def run(path="tally_config.json"):
         if upd is not None:
             upd.step(now)
             if upd.state == "switching":
-                _switch(ag, net, upd, steady)
+                _switch(ag, net, upd)
                 return
         if trial and _trial(upd, up, now, cfg.get("ota_trial_s", 0) * 1000):
             trial = False
@@ -470,14 +475,14 @@ def run(path="tally_config.json"):
     ag.stop()
 
 
-def _switch(ag, net, upd, steady):
+def _switch(ag, net, upd):
     """Every file of an update is verified and the pointer names it: stop
     metering cleanly (the open interval logged, the uplink drained, bounded)
     and reset into it."""
     from agent import ota_boot
     if upd.probe is not None:
         print("tally: ota: heap live %d B in the steady loop, at most %d B while fetching"
-              % (steady, upd.probe.peak))
+              % (upd.probe.base, upd.probe.peak))
     ag.shutdown(3000)
     if upd.report is not None:
         upd.step(ag.clock.uptime_ms())

@@ -202,6 +202,8 @@ class Updater:
         if ver in self.bad:
             self._refuse(ver, "rolled back here before (not healthy in %d boots)" % MAX_BOOTS)
             return
+        if self.probe is not None:
+            self.probe.mark()         # tally bench ota: the steady loop's live heap, connected
         self.version = ver
         self.tag = struct.unpack(">I", msha[:4])[0]
         self.msha = msha

@@ -8,8 +8,8 @@ and the operator's side as `tally ota push` runs it (agent.cli.ota.Server).
 - verification on MicroPython: the offer's signature (pow(sig, e, n) with
   RSA-2048) and the SHA-256 of every file of the bundle read back from flash
   in the device's 512-byte blocks (medians);
-- device heap: the live heap (after gc.collect) in the steady loop, before
-  the offer, against its highest with a chunk held while fetching (config
+- device heap: the live heap (after gc.collect) in the steady loop as the
+  offer is taken, against its highest with a chunk held while fetching (config
   ota_heap = 1: the device measures after every chunk, so those runs are
   not timed).
 
