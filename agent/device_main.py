@@ -198,6 +198,7 @@ class _Net:
         self.will = None
         self._ok = None
         self._why = None
+        self.ota = None              # an agent.ota.Updater: takes the two OTA topics
 
     def connect(self):
         if self.wifi is not None and not self.wifi.up:
@@ -228,7 +229,19 @@ class _Net:
         return self.t.publish(topic, payload, retain)
 
     def poll(self):
-        return self.t.poll()
+        msgs = self.t.poll()
+        u = self.ota
+        if u is None or not msgs:
+            return msgs
+        out = []
+        for m in msgs:
+            if m[0] == u.topic_chunk:
+                u.chunk(m[1])
+            elif m[0] == u.topic_offer:
+                u.offer(m[1])
+            else:
+                out.append(m)
+        return out
 
     def close(self):
         self.t.close()
@@ -261,6 +274,56 @@ def _uplink(cfg, dev, wifi, clock):
     if "max_latency_s" in cfg:
         opts["max_latency_ms"] = cfg["max_latency_s"] * 1000
     return _Net(MPTransport(dev, host, port, tls=tls), wifi), opts
+
+
+def _ota(cfg, dev, net, up, clock):
+    """The updater, when the bundle carries the fleet's release key (ota.pub)
+    and there is an uplink; the running release goes into the birth."""
+    from agent import ota_boot
+    ver, trial = ota_boot.running()
+    if up is not None:
+        up.fw = ver
+    if trial:
+        print("tally: ota: running %s on trial: kept once connected and a batch is acked" % ver)
+    if net is None or not port.exists("ota.pub"):
+        return None, trial
+    from agent import ota           # the fetch: loaded only where updates can be checked
+    n = ota.load_pubkey()
+    if n is None:
+        return None, trial
+    # tally bench ota (config ota_heap = 1): the live heap with a chunk held, at most
+    probe = _HeapProbe() if cfg.get("ota_heap") else None
+    p = ota_boot.read_pointer()
+    u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=p.get("bad") or (),
+                    probe=probe)
+    net.ota = u
+    net.t.subs += [u.topic_offer, u.topic_chunk]
+    rolled = p.get("rolled")
+    if rolled:
+        u.say("rolledback", rolled, "not healthy in %d boots" % ota_boot.MAX_BOOTS)
+    return u, trial
+
+
+class _HeapProbe:
+    """tally bench ota: the live heap (after gc.collect) as the offer is taken,
+    connected, in the steady loop (mark), and its highest with a chunk held."""
+
+    def __init__(self):
+        self.peak = 0
+        self.base = 0
+
+    def _live(self):
+        import gc
+        gc.collect()
+        return gc.mem_alloc()
+
+    def mark(self):
+        self.base = self._live()
+
+    def __call__(self):
+        a = self._live()
+        if a > self.peak:
+            self.peak = a
 
 
 def _ntp(cfg, clock):
@@ -386,6 +449,7 @@ def run(path="tally_config.json"):
         if net:
             net.close()
         return
+    upd, trial = _ota(cfg, dev, net, ag.uplink, clock)
     wdt = None
     if cfg.get("watchdog_s"):
         try:
@@ -417,6 +481,13 @@ def run(path="tally_config.json"):
             up.step(now)                     # a backlog drains between samples
         if wdt:
             wdt.feed()
+        if upd is not None:
+            upd.step(now)
+            if upd.state == "switching":
+                _switch(ag, net, upd)
+                return
+        if trial and _trial(upd, up, now, cfg.get("ota_trial_s", 0) * 1000):
+            trial = False
         if ag.records != seen:
             seen = ag.records
             print(summary(ag.meter, log.last))
@@ -439,12 +510,51 @@ def run(path="tally_config.json"):
         wait = due - clock.uptime_ms()
         if up is not None and up.busy():
             wait = 5 if wait > 5 else wait
+        if upd is not None and upd.pending:
+            up.step(now)                     # the next chunk: take it as soon as it is there
+            wait = 1 if wait > 1 else wait
         clock.sleep_ms(wait)
     ag.shutdown(3000 if net_up else 0)
     if net:
         net.close()
     print("tally: stopped; %d records logged, %d unacked" % (ag.records, log.depth()))
     ag.stop()
+
+
+def _switch(ag, net, upd):
+    """Every file of an update is verified and the pointer names it: stop
+    metering cleanly (the open interval logged, the uplink drained, bounded)
+    and reset into it."""
+    from agent import ota_boot
+    if upd.probe is not None:
+        print("tally: ota: heap live %d B in the steady loop, at most %d B while fetching"
+              % (upd.probe.base, upd.probe.peak))
+    ag.shutdown(3000)
+    if upd.report is not None:
+        upd.step(ag.clock.uptime_ms())
+    net.close()
+    ag.stop()
+    print("tally: ota: rebooting into %s" % upd.version)
+    ota_boot.reboot()
+
+
+def _trial(upd, up, now, limit_ms):
+    """A version on trial: kept once it is connected and a batch is acked;
+    rebooted (a trial boot counted) when that has not happened in limit_ms
+    (config ota_trial_s; default TRIAL_MS).
+    True once it is settled."""
+    from agent import ota_boot as ota
+    if up is not None and up.t.connected() and up.h["sync_ok"]:
+        v = ota.confirm()
+        print("tally: ota: %s healthy (connected, a batch acked): kept" % v)
+        if upd is not None:
+            upd.say("ok", v)
+        return True
+    limit_ms = limit_ms or ota.TRIAL_MS
+    if now > limit_ms:
+        print("tally: ota: not healthy after %d s on trial: rebooting" % (limit_ms // 1000))
+        ota.reboot()
+    return False
 
 
 def start(path="tally_config.json"):

@@ -96,6 +96,7 @@ class Uplink:
             except KeyError:
                 pass
         self.reason = "poweron"
+        self.fw = __version__         # the release running (agent/ota.py sets it after an update)
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
@@ -144,7 +145,7 @@ class Uplink:
         buf[:] = b""                  # the batch buffer, emptied: its room is kept
         buf.append(0xA0 | (14 if log.parts else 13))
         enc = cbor.encode_into
-        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
+        for k, v in (("v", 1), ("fw", self.fw), ("boot", log.boot), ("seq0", log.epoch_seq0),
                      ("board", self.board), ("epoch", log.epoch),
                      # slot -> component id, as read at boot (agent/parts.py); only when known
                      ("parts", log.parts), ("config", self.config.version),

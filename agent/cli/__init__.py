@@ -18,7 +18,7 @@ import sys
 # in the order `tally --help` lists them; ledger adds export and report, life adds event,
 # contract adds contract, price, statement and verify
 COMMANDS = ("simulate", "run", "probe", "collect", "ledger", "bench", "remote_config", "flash", "firmware",
-            "pki", "inspect", "stubcheck", "life", "contract")
+            "pki", "inspect", "stubcheck", "life", "contract", "ota")
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
 

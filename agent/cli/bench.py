@@ -1,4 +1,4 @@
-"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value`: check the
+"""`tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value|ota`: check the
 arguments, call the benchmark's runner and hand its result to the printer of
 the same module in hil/bench/ (`report(result)`), or with --json print the
 result itself."""
@@ -99,8 +99,17 @@ def _value(a):
     return _show(value.report, value.bench_value(repeat=a.repeat, progress=_progress(a)), a)
 
 
+def _ota(a):
+    from hil.bench import ota
+    from hil.harness.mosquitto import find_mosquitto
+    if not find_mosquitto():
+        return err("bench ota: mosquitto is not installed (apt-get install mosquitto)")
+    return _show(ota.report, ota.bench_ota(progress=_progress(a)), a)
+
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile, "life": _life, "value": _value}
+       "footprint": _footprint, "hostile": _hostile, "life": _life, "value": _value, "ota": _ota}
 
 
 def run(a):
@@ -108,7 +117,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value|ota)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -135,7 +144,10 @@ def add(sub):
                        "life: re-evaluating every component of --assets assets x 2 years of hourly histograms "
                        "after a card change (reevaluate_s; see docs/life.md); "
                        "value: a signed statement (JSON, HTML, PDF) for a customer with 100 assets and a "
-                       "price proposal for a contract of 1,000 assets (docs/contracts.md).")
+                       "price proposal for a contract of 1,000 assets (docs/contracts.md); "
+                       "ota: a signed update of the whole unix bundle through mosquitto on loopback to "
+                       "the MicroPython unix port: throughput, signature and hash verification time, "
+                       "device heap beyond its steady loop (see docs/ota.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")

@@ -13,6 +13,7 @@ DER): they go into the bundle as DER (the device's mbedtls parses no PEM),
 named by TLS_FILES, the config pointing at them; a certificate that does not
 name the device id, or has expired, is refused here."""
 import base64
+import hashlib
 import json
 import os
 import re
@@ -31,10 +32,12 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s",
-               "parts", "asset", "air")
+               "parts", "asset", "air", "ota_trial_s")
 # the board whose sensors a bundle's config is checked against
 CHECK_BOARD = {"unix": "emulated"}
-MAIN = "from agent import device_main\ndevice_main.start()\n"
+# ota_boot.boot() first: it picks the bundle this boot runs (the flashed one, or an
+# update on trial or in force: agent/ota_boot.py, docs/ota.md)
+MAIN = "from agent import ota_boot\nota_boot.boot()\ndel ota_boot\nfrom agent import device_main\ndevice_main.start()\n"
 ROMFS = "tally.romfs"       # the modules as a ROMFS image (not the config, not main.py)
 # The heap the unix bundle's ROMFS run line gives (64-bit unix port; a day
 # syncing through mosquitto needs 152K since the hardened uplink and the
@@ -80,6 +83,14 @@ def build(out, board, cfg, duration_s=0, progress=None):
     with open(os.path.join(out, ROMFS), "wb") as f:
         f.write(image)
     say("ROMFS image of the modules: %d bytes (%s)" % (len(image), ROMFS))
+    # the modules' fingerprint: an update in force on the board gives way to a
+    # different bundle flashed over it (agent/ota_boot.py), not to the same one
+    h = hashlib.sha256()
+    for p in sorted(files):
+        h.update(os.path.relpath(p, out).replace(os.sep, "/").encode() + b"\0")
+        with open(p, "rb") as f:
+            h.update(f.read())
+    dev["build"] = int(h.hexdigest()[:7], 16)
     if duration_s:
         dev["duration_s"] = duration_s
     if tls:
@@ -89,6 +100,19 @@ def build(out, board, cfg, duration_s=0, progress=None):
         say("TLS: certificate, key and CA as DER in %s" % ", ".join(n for _, n in TLS_FILES))
     with open(os.path.join(out, "tally_config.json"), "w") as f:
         json.dump(dev, f, indent=1, sort_keys=True)
+    if cfg.get("ota_key"):
+        # the fleet's public release key (tally ota keygen): updates are checked against it
+        from agent import ota
+        try:
+            with open(cfg["ota_key"]) as f:
+                n = bytes.fromhex(f.read().strip())
+        except (OSError, ValueError) as e:
+            raise FlashError("flash: --ota-key %s: not an ota.pub from tally ota keygen (%s)"
+                             % (cfg["ota_key"], e))
+        if len(n) < 256:
+            raise FlashError("flash: --ota-key %s: a %d-bit key; at least 2048 bits" % (cfg["ota_key"], len(n) * 8))
+        with open(os.path.join(out, ota.PUBKEY), "w") as f:
+            f.write(n.hex() + "\n")
     with open(os.path.join(out, "main.py"), "w") as f:
         # on a board the firmware mounts its ROM partition itself
         f.write((romboard.MOUNT if board == "unix" else "") + MAIN)

@@ -21,6 +21,8 @@ def run(a):
                    "copy it to the board)")
     try:
         cfg = load_config(a.config, check=False) if a.config else {}
+        if a.ota_key:
+            cfg["ota_key"] = a.ota_key
         r = build(a.out, a.board, cfg, duration_s=a.duration or 0,
                   progress=lambda s: print("  " + s, file=sys.stderr, flush=True))
     except (ConfigError, FlashError, RuntimeError, OSError) as e:
@@ -42,6 +44,8 @@ def _flash_port(a):
                    "give both")
     try:
         cfg = load_config(a.config, check=False) if a.config else {}
+        if a.ota_key:
+            cfg["ota_key"] = a.ota_key
         r = flash(a.board, a.port, cfg, out=a.out, duration_s=a.duration or 0, firmware=a.firmware,
                   erase=a.erase, reset=not a.no_reset,
                   say=lambda s: print("  " + s, file=sys.stderr, flush=True))
@@ -79,6 +83,8 @@ def add(sub):
                     "(the board's files too)")
     fl.add_argument("--no-reset", action="store_true", help="with --port: leave the board in its REPL "
                     "(main.py not started)")
+    fl.add_argument("--ota-key", metavar="FILE", help="the fleet's public release key (ota.pub from "
+                    "tally ota keygen): the device then takes signed updates (docs/ota.md)")
     fl.add_argument("--freeze", action="store_true", help="build MicroPython firmware with the "
                     "board's modules frozen into --out instead (as tally firmware)")
     from agent.cli.firmware import add_args

@@ -178,6 +178,11 @@ def device(pki_dir, device_id, days=825):
 # The topic kinds under tally/v1/<device>/ (docs/wire.md), by who writes them.
 DEVICE_WRITES = ("birth", "data", "death", "cfgack")
 COLLECTOR_WRITES = ("ack", "config")
+# Signed updates (docs/ota.md): the device asks for chunks and says its state;
+# the operator's `tally ota push`, with the collector's certificate, offers
+# releases and answers with chunks. A device reads only its own.
+OTA_DEVICE_WRITES = ("ota/get", "ota/state")
+OTA_OPERATOR_WRITES = ("ota", "ota/chunk")
 
 
 def mosquitto_acl(collector=COLLECTOR):
@@ -194,9 +199,12 @@ def mosquitto_acl(collector=COLLECTOR):
              "user " + collector]
     lines += ["topic read tally/v1/+/" + k for k in DEVICE_WRITES]
     lines += ["topic write tally/v1/+/" + k for k in COLLECTOR_WRITES]
+    lines += ["# ... and signed updates (tally ota push): offers and chunks out, requests in."]
+    lines += ["topic read tally/v1/+/" + k for k in OTA_DEVICE_WRITES]
+    lines += ["topic write tally/v1/+/" + k for k in OTA_OPERATOR_WRITES]
     lines += ["", "# Every device: only under its own id (%u is the username, the CN)."]
-    lines += ["pattern write tally/v1/%u/" + k for k in DEVICE_WRITES]
-    lines += ["pattern read tally/v1/%u/" + k for k in COLLECTOR_WRITES]
+    lines += ["pattern write tally/v1/%u/" + k for k in DEVICE_WRITES + OTA_DEVICE_WRITES]
+    lines += ["pattern read tally/v1/%u/" + k for k in COLLECTOR_WRITES + OTA_OPERATOR_WRITES]
     return "\n".join(lines) + "\n"
 
 

@@ -41,6 +41,9 @@ TOP = {
     "watchdog_s": (int, lambda v: v == 0 or 10 <= v <= 7200,
                    "0 (off) or 10 to 7200 seconds: longer than the longest step that does not feed "
                    "it (an MQTT connect, 5 s; an NTP exchange, 1 s)"),
+    "ota_trial_s": (int, lambda v: 10 <= v <= 86400,
+                    "10 to 86400 seconds: how long an update on trial may run without a batch acked "
+                    "before it reboots (3 such boots roll it back, docs/ota.md; default 600)"),
     "log": (str, lambda v: v in ("partition", "file"),
             "partition (the tallylog flash partition) or file (a file on the board's filesystem)"),
 }

@@ -348,8 +348,17 @@ class MQTTClient:
             hb[i + 1] = pid & 255
             i += 2
             self.pend[pid] = ticks_ms()
+        m = len(msg)
+        if i + m <= len(hb):
+            # a small message goes out in one write with its header: two
+            # small writes would wait out the peer's delayed ACK (Nagle; no
+            # TCP_NODELAY here), 40 ms each on Linux (an OTA chunk request)
+            for j in range(m):
+                hb[i + j] = msg[j]
+            self._write(hb, i + m)
+            return pid if qos else 0
         self._write(hb, i)
-        self._write(msg, len(msg))
+        self._write(msg, m)
         return pid if qos else 0
 
     def _room(self):
@@ -416,7 +425,7 @@ class MPTransport:
         self.c = MQTTClient(device_id, host, port, keepalive, timeout_ms,
                             ssl=tls.ctx if tls is not None else None)
         base = "tally/v1/" + device_id + "/"
-        self._subs = (base + "ack", base + "config")
+        self.subs = [base + "ack", base + "config"]   # OTA adds its two (agent/device_main.py)
         self._session = 0
         self.errors = 0
         self.last_error = None
@@ -433,7 +442,7 @@ class MPTransport:
         c = self.c
         try:
             c.connect(self.will)
-            c.subscribe(self._subs)
+            c.subscribe(self.subs)
         except OSError as e:
             c.close()
             self._lost(e)
