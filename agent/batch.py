@@ -131,12 +131,15 @@ def take_run(recs, limit=60):
     return recs[:n]
 
 
-def encode(recs):
-    """Encode a uniform run (from take_run) as a batch; returns bytes."""
+def encode(recs, ext=None):
+    """Encode a uniform run (from take_run) as a batch; returns bytes. ext:
+    [(key, encoded value), ...] in key order, sent as the one trailing map
+    after the columns (docs/wire.md); None or empty: no map, the batch as
+    before."""
     a = recs[0]
     m = len(a[R_VALUES])
     buf = bytearray()
-    cbor._head(buf, 4, _NHEAD + 1 + m)
+    cbor._head(buf, 4, _NHEAD + 1 + m + (1 if ext else 0))
     for v in (VERSION, a[R_SCHEMA], a[R_EPOCH], a[R_SEQ], a[R_FROM], a[R_FLAGS], a[R_BOOT],
               a[R_UPTIME], a[R_WALL], a[R_WALLQ], a[R_IVAL], len(recs)):
         cbor.encode_into(buf, v)
@@ -150,7 +153,20 @@ def encode(recs):
         for i in range(n):
             col[i] = recs[i][R_VALUES][j]
         _column(buf, col)
+    if ext:
+        cbor._head(buf, 5, len(ext))
+        for k, v in ext:
+            cbor.encode_into(buf, k)
+            buf.extend(v)
     return bytes(buf)
+
+
+def split_ext(obj, ncols):
+    """(batch without its ext map, the ext map or None) for a decoded batch
+    of a schema of ncols metrics: the columns end where the schema says."""
+    if type(obj) is list and len(obj) == _NHEAD + 2 + ncols and type(obj[-1]) is dict:
+        return obj[:-1], obj[-1]
+    return obj, None
 
 
 class BatchError(ValueError):

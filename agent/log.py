@@ -26,6 +26,7 @@ T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 T_CONFIG = 6
+T_HIST = 7          # a stress-histogram snapshot (agent/stress.py): [seq, version, words]
 
 # A DATA record (decoded payload), a list indexed by:
 R_SEQ = 0       # seq of the last interval covered
@@ -155,7 +156,9 @@ def _valid_state(st, compacted):
         return False
     if compacted:
         return len(st) == 2 and _uint(st[0]) and _uint(st[1]) and 1 <= st[0] <= st[1]
-    if len(st) != 7 and len(st) != 9:
+    if len(st) != 7 and len(st) != 9 and len(st) != 10:
+        return False
+    if len(st) == 10 and not (st[9] is None or _valid_hist(st[9])):
         return False
     for k in range(5):
         if not _uint(st[k]):
@@ -163,6 +166,11 @@ def _valid_state(st, compacted):
     if not isinstance(st[5], str) or not (st[6] is None or _valid_data(st[6])):
         return False
     return len(st) == 7 or (_uint(st[7]) and (st[8] is None or isinstance(st[8], str)))
+
+
+def _valid_hist(r):
+    return (isinstance(r, list) and len(r) == 3 and _uint(r[0]) and r[0] >= 1 and _uint(r[1])
+            and isinstance(r[2], (bytes, bytearray)) and len(r[2]) % 4 == 0)
 
 
 def _cbor_len(v):
@@ -242,6 +250,7 @@ class RingLog:
         self.last = None
         self.config_version = 0  # the remote config version in force (note_config)
         self.log_device = None   # the device id the log was written under (None: unknown)
+        self.hist = None         # the newest stress snapshot [seq, version, words] (note_hist)
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -475,9 +484,11 @@ class RingLog:
             st = self._sector_state(head)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
              self.boot_reason, self.last) = st[:7]
-            if len(st) == 9:
+            if len(st) >= 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
+            if len(st) == 10:
+                self.hist = st[9]
             st = None
             self._head = head
             self._max_order = self._order[head]
@@ -681,6 +692,10 @@ class RingLog:
             if len(rec) != 1 or not _uint(rec[0]):
                 return False
             self.config_version = rec[0]
+        elif t == T_HIST:
+            if not _valid_hist(rec) or rec[0] >= self.next_seq + lost:
+                return False
+            self.hist = rec
         return True
 
     def _live(self):
@@ -753,7 +768,7 @@ class RingLog:
     def _open_head(self, need):
         state = cbor.dumps([self.epoch, self.epoch_seq0, self.next_seq, self.acked,
                             self.boot, self.boot_reason, self.last, self.config_version,
-                            self._ident()])
+                            self._ident()] + ([self.hist] if self.hist is not None else []))
         rs = _align(HDR + len(state))
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
@@ -826,6 +841,19 @@ class RingLog:
             raise ValueError("log: config version must be a non-negative int, not %r" % (version,))
         self._put(T_CONFIG, cbor.dumps([version]))
         self.config_version = version
+
+    def note_hist(self, seq, version, words):
+        """Persist a stress-histogram snapshot: the counts (4-byte words) as
+        they were when interval seq closed. The newest one survives reboots,
+        compaction and reclaim (every new head sector's state block carries
+        it); a power cut loses what was counted after it."""
+        self._ready()
+        if not (_uint(seq) and 1 <= seq < self.next_seq and _uint(version)
+                and isinstance(words, (bytes, bytearray)) and len(words) % 4 == 0):
+            raise ValueError("log: a stress snapshot is [logged seq, version, 4-byte words]")
+        rec = [seq, version, bytes(words)]
+        self._put(T_HIST, cbor.dumps(rec))
+        self.hist = rec
 
     def start_boot(self, reason):
         """Record a new boot; returns the boot number (persisted, increments)."""

@@ -83,6 +83,7 @@ class Uplink:
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
+        self.stress = None            # agent.stress.Stress, from the agent: ext key 1, birth "hist"
 
     # compatibility names for the commonest counters
     @property
@@ -113,12 +114,16 @@ class Uplink:
         bytewise)."""
         log = self.log
         buf = bytearray()
-        buf.append(0xA0 | 13)
+        st = self.stress
+        buf.append(0xA0 | (14 if st else 13))
         enc = cbor.encode_into
-        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot), ("seq0", log.epoch_seq0),
+        for k, v in (("v", 1), ("fw", __version__), ("boot", log.boot),
+                     ("hist", st.birth_value() if st else None), ("seq0", log.epoch_seq0),
                      ("board", self.board), ("epoch", log.epoch), ("config", self.config.version),
                      ("device", self.device_id), ("reason", self.reason), ("schema", None),
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
+            if k == "hist" and not st:
+                continue
             enc(buf, k)
             if k != "schema":
                 enc(buf, v)
@@ -211,6 +216,11 @@ class Uplink:
             b = fl.pop(0)
             if b[B_LAST] > log.acked and log.ack(b[B_EPOCH], b[B_LAST]):
                 self._count("sync_ok")
+        self._acked_hist()
+
+    def _acked_hist(self):
+        if self.stress:
+            self.stress.acked(self.log)
 
     def _on_config(self, payload, now):
         status = self.config.offer(payload, self.key, self.device_id)
@@ -321,7 +331,12 @@ class Uplink:
         run = wire.take_run(log.pending(self.batch_max, after), self.batch_max)
         if not run:
             return False
-        payload = self._seal(wire.encode(run))
+        ext = None
+        if self.stress:
+            h = self.stress.ext(log, run[0][0], run[-1][0])
+            if h is not None:
+                ext = [(1, h)]
+        payload = self._seal(wire.encode(run, ext))
         if not self._send(payload, now):
             return False
         a, z = run[0], run[-1]
