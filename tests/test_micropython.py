@@ -37,7 +37,10 @@ DAY_HEAP = "192K"
                                          # many constants are code in the heap here (needs 104K)
                                          ("test_uplink_hostile_mp", "112K"),
                                          ("test_serial_mp", HEAP),      # needs 48K
-                                         ("test_drivers_mp", HEAP)])     # needs 52K
+                                         ("test_drivers_mp", HEAP),      # needs 52K
+                                         # the agent with three drivers, their twins and the
+                                         # stress histograms: code in the heap here
+                                         ("test_stress_mp", "192K")])
 def test_device_test_suite_passes_under_micropython(bundle, module, heap):
     r = mp_run(bundle, "import runner; runner.main([%r])" % module, heap=heap)
     print(r.stdout, r.stderr)

@@ -68,14 +68,17 @@ def on_birth(col, device, raw):
 
 def split(col, device, obj):
     """(batch, ext or None): the trailing ext map goes where the schema of the
-    batch says the columns end."""
+    batch says the columns end. With the schema not known (yet), a trailing
+    map that cannot be a sparse column (a value not an integer) is taken as
+    the ext, so the batch is refused as of an unknown schema, never as
+    malformed."""
     if type(obj) is not list or len(obj) < 14 or type(obj[-1]) is not dict:
         return obj, None
     sid = obj[1]
-    if type(sid) is not int or not 0 <= sid < validate.U32:
-        return obj, None
-    metrics = col.schema(device, sid)
+    metrics = col.schema(device, sid) if type(sid) is int and 0 <= sid < validate.U32 else None
     if metrics is None:
+        if any(type(v) is not int for v in obj[-1].values()):
+            return obj[:-1], obj[-1]
         return obj, None
     return split_ext(obj, len(metrics))
 
