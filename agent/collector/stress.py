@@ -8,12 +8,13 @@ the bins changed since an earlier snapshot the collector acked. Each is
 stored as one `stress` row per histogram, cumulative counts per bin, keyed
 (device, epoch, seq, hist): a replay or a re-send finds its rows there and
 adds nothing. A delta is completed from the newest stored row of that
-histogram before `seq` (the device only leaves out bins unchanged since a
-snapshot the collector stored, so that row holds their values); when a
-snapshot could not be stored (its base missing, counts that went down), a
-row in `stress_gaps` says so, and no later delta is completed across it
-until a whole snapshot comes (the device sends one after every boot and
-every 24 snapshots). A count lower than the stored one before it, or higher
+histogram before `seq`: the device leaves out only bins unchanged since
+its base, a snapshot the collector acked, so a row at or after the base
+holds their values, and so does an older one when every snapshot between
+was stored. When a snapshot could not be stored (its base missing, counts
+that went down), a row in `stress_gaps` says so, and no delta is completed
+across it from an older row; a whole snapshot (the device sends one after
+every boot and every 24 snapshots) starts afresh. A count lower than the stored one before it, or higher
 than the one after it, is an alarm and a counter, never stored over.
 
 Called from agent/collector/store.py at three points (setup, birth, data),
@@ -125,7 +126,9 @@ def on_data(col, device, recs, ext, now):
             for b, v in (body or {}).items():
                 vals[b] = v
         else:
-            gap = prev is not None and x(
+            # a row at or after the base holds the unchanged bins; an older one
+            # only when no snapshot between it and this one was refused
+            gap = prev is not None and prev[0] < base and x(
                 "SELECT 1 FROM stress_gaps WHERE device=? AND epoch=? AND hist=? AND seq>? AND seq<?",
                 (device, epoch, name, prev[0], seq)).fetchone()
             if prev is None or gap:
