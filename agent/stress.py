@@ -16,11 +16,11 @@
 # histograms").
 #
 # Persistence and exactly-once (docs/wire.md, docs/ring-format.md): every
-# count lives in one array of u32. When an interval closes, a snapshot (the
-# counts as 4-byte little-endian words) goes into the ring log as a T_HIST
-# record tagged with that interval's seq, when the previous snapshot has been
-# acked or `every` intervals have passed; at boot the newest snapshot is
-# restored, so a power cut loses at most what was counted since it. A batch
+# count lives in one array of u32. When an interval closes and `every`
+# intervals (60) have passed since the last one, a snapshot (the counts as
+# 4-byte little-endian words) goes into the ring log as a T_HIST record
+# tagged with that interval's seq; at boot the newest snapshot is restored,
+# so a power cut loses at most what was counted since it. A batch
 # that holds the snapshot's seq carries it in its `ext` map under key 1:
 # the bins changed since the last acked snapshot (two bit masks say which),
 # as cumulative values; a full snapshot after every boot and every
@@ -386,12 +386,14 @@ class Stress:
         return True
 
     def closed(self, log, seq):
-        """Interval seq was just logged: write a snapshot when the last one
-        was acked (or none is in the log) or `every` intervals have passed."""
+        """Interval seq was just logged: write a snapshot when `every`
+        intervals have passed since the newest one (or there is none of
+        this version): at most `every` intervals of counts are lost to a
+        power cut, and one snapshot goes per `every` intervals on the wire."""
         if not self.n:
             return False
         h = log.hist
-        if h is not None and h[1] == self.version and log.acked < h[0] and seq - h[0] < self.every:
+        if h is not None and h[1] == self.version and seq - h[0] < self.every:
             return False
         snap = self.snapshot()
         log.note_hist(seq, self.version, snap)
