@@ -63,6 +63,13 @@ VIB_SETTLE_MS = 15000     # a start's transient is not the machine's vibration
 VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
 DAY_MS = 86400000
 HOUR_MS = 3600000
+# Stress._st: last stop (ms), current while on (mA), hour of the start count,
+# starts in it, degree of the condensation thresholds, the thresholds at it and
+# one above, start of the vibration run, baseline ms and sum, lux/W day, flags
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS = range(12)
+F_ON = 1          # the power channel saw the asset running
+F_COND = 2        # condensing
+F_VRUN = 4        # vibrating as running
 
 
 def dew_point(t_c, rh_pct):
@@ -126,14 +133,14 @@ class Stress:
             if ch is not None and not self.rated_w:
                 self.rated_w = getattr(ch, "rated_w", 0)
         self.rated_ma = o.get("rated_ma", 0)
-        self.min_rest_ms = o.get("min_rest_s", 60) * 1000
         vc = o.get("vib_class", getattr(self.vib, "vib_class", 1))
         self.vib_edges = VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]
         self.vib_hz = o.get("vib_hz", getattr(self.vib, "vib_hz", 25)) or 25
-        self.vib_run = o.get("vib_run_mg", 20)
-        self.every = o.get("every", 60)
-        self.full_every = o.get("full_every", 24)
-        self.ival = o.get("interval_ms", 60000)
+        # every, full_every, interval_ms, min rest ms, vibration run level: one
+        # tuple (a MicroPython instance's attributes share one table; fewer
+        # of them keep it small)
+        self._cfg = (o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                     o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20))
         lum = self.light is not None and self.power is not None
         on = []
         if self.rated_w and (self.power or self.mains) and not lum:
@@ -149,10 +156,8 @@ class Stress:
         if lum and self.rated_w:
             on += [H_DIM, H_LUXW]
         self.on = bytes(on)
-        off = array("H", [0] * 12)          # offset of each histogram in counts, or 0xFFFF
+        off = array("H", [0xFFFF] * 12)     # offset of each histogram in counts, or 0xFFFF
         n = 0
-        for h in range(12):
-            off[h] = 0xFFFF
         for h in on:
             off[h] = n
             n += DEFS[h][4]
@@ -167,21 +172,8 @@ class Stress:
         self.base_seq = 0                   # seq of the acked snapshot the deltas are against
         self.snaps = 0                      # snapshots since the last full one
         self.version = self._version() if n else 0
-        # state of the detectors
-        self._was_on = False
-        self._stop_ms = -1
-        self._on_ma = 0
-        self._hour = -1
-        self._starts = 0
-        self._cond = False
-        self._cdeg = -1000
-        self._cthr0 = 0
-        self._cthr1 = 0
-        self._vrun = False
-        self._vstart = 0
-        self._vb_ms = 0
-        self._vb_sum = 0
-        self._day = -1
+        # the detectors' state, indexed by the _S* constants
+        self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0]
 
     # -- definitions ------------------------------------------------------------
 
@@ -190,7 +182,7 @@ class Stress:
         if h == H_VIB_S:
             return self.vib_edges
         if h == H_VIOL:
-            return (self.min_rest_ms // 1000,)
+            return (self._cfg[3] // 1000,)
         return e
 
     def _ref(self, h):
@@ -245,7 +237,7 @@ class Stress:
     def _fresh(self, ch, now):
         t = getattr(ch, "read_ms", -1)
         if ch.per_interval:
-            return t >= 0 and now - t <= self.ival + 60000
+            return t >= 0 and now - t <= self._cfg[2] + 60000
         return t == now
 
     def sample(self, now, dt):
@@ -263,7 +255,7 @@ class Stress:
                 r = pw.reading
                 p_mw = r[2]
                 if running:
-                    self._on_ma = r[1]
+                    self._st[_ONMA] = r[1]
                 if off[H_VIOL] != 0xFFFF:
                     self._switching(now, running, r)
         elif self.mains is not None and self._fresh(self.mains, now):
@@ -285,27 +277,28 @@ class Stress:
             self._vibration(now, dt, self.vib.reading, running if pw is not None else None)
 
     def _switching(self, now, on, r):
-        if on == self._was_on:
+        st = self._st
+        if on == bool(st[_FLAGS] & F_ON):
             return
-        self._was_on = on
+        st[_FLAGS] ^= F_ON
         if on:
-            if self._stop_ms >= 0 and now - self._stop_ms < self.min_rest_ms:
+            if st[_STOP] >= 0 and now - st[_STOP] < self._cfg[3]:
                 self._inc(H_VIOL, 0)
             hour = now // HOUR_MS
-            if hour != self._hour:
-                self._hour = hour
-                self._starts = 0
-            self._starts += 1
-            if self._starts > self.counts[self.off[H_STARTS_H]]:
-                self._set(H_STARTS_H, 0, self._starts)
+            if hour != st[_HOUR]:
+                st[_HOUR] = hour
+                st[_STARTS] = 0
+            st[_STARTS] += 1
+            if st[_STARTS] > self.counts[self.off[H_STARTS_H]]:
+                self._set(H_STARTS_H, 0, st[_STARTS])
         else:
-            self._stop_ms = now
+            st[_STOP] = now
             if self.off[H_SW] != 0xFFFF:
                 ie = self.rated_ma
                 if not ie and r[0] > 0:
                     ie = self.rated_w * 1000000 // r[0]
                 if ie:
-                    self._inc(H_SW, _bin(self._on_ma * 10 // ie, DEFS[H_SW][5]))
+                    self._inc(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]))
 
     def _climate(self, t, rh, dt):
         self._add_s(H_T, _bin(t // 100, DEFS[H_T][5]), dt)
@@ -313,50 +306,54 @@ class Stress:
         self._add_s(H_RH, rb * 4 + _bin(t // 100, DEFS[H_RH][5][1]), dt)
         # condensation: RH at or above the RH whose dew point is 2 K below T,
         # interpolated between whole degrees (recomputed when the degree changes)
+        st = self._st
         deg = t // 100
-        if deg != self._cdeg:
-            self._cdeg = deg
+        if deg != st[_CDEG]:
+            st[_CDEG] = deg
             if -45 <= deg < 60:
-                self._cthr0 = _cond_rh(deg, COND_MARGIN_CK / 100)
-                self._cthr1 = _cond_rh(deg + 1, COND_MARGIN_CK / 100)
+                st[_CTHR0] = _cond_rh(deg, COND_MARGIN_CK / 100)
+                st[_CTHR1] = _cond_rh(deg + 1, COND_MARGIN_CK / 100)
             else:
-                self._cthr0 = self._cthr1 = 10001      # outside Magnus' range: not judged
-        thr = self._cthr0 + (self._cthr1 - self._cthr0) * (t - deg * 100) // 100
-        if self._cond:
+                st[_CTHR0] = st[_CTHR1] = 10001        # outside Magnus' range: not judged
+        thr = st[_CTHR0] + (st[_CTHR1] - st[_CTHR0]) * (t - deg * 100) // 100
+        if st[_FLAGS] & F_COND:
             if rh < thr - COND_HYST_CP:
-                self._cond = False
+                st[_FLAGS] &= ~F_COND
         elif rh >= thr:
-            self._cond = True
+            st[_FLAGS] |= F_COND
             self._inc(H_COND_N, 0)
-        if self._cond:
+        if st[_FLAGS] & F_COND:
             self._add_s(H_COND_S, 0, dt)
 
     def _vibration(self, now, dt, mg, running):
+        st = self._st
         if running is None:
-            running = mg >= self.vib_run
-        if running and not self._vrun:
-            self._vstart = now
-        self._vrun = running
-        if not running:
+            running = mg >= self._cfg[4]
+        if running and not st[_FLAGS] & F_VRUN:
+            st[_VSTART] = now
+        if running:
+            st[_FLAGS] |= F_VRUN
+        else:
+            st[_FLAGS] &= ~F_VRUN
             return
         v = mg * 15608 // (100 * self.vib_hz)       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
         self._add_s(H_VIB_S, _bin(v, self.vib_edges), dt)
-        if now - self._vstart < VIB_SETTLE_MS:
+        if now - st[_VSTART] < VIB_SETTLE_MS:
             return
         i = self.off[H_VIB]
         if v > self.counts[i + 1]:
             self._set(H_VIB, 1, v)
-        if self.counts[i] == 0 and self._vb_ms < VIB_BASE_MS:
-            self._vb_ms += dt
-            self._vb_sum += v * dt // 1000
-            if self._vb_ms >= VIB_BASE_MS:
-                self._set(H_VIB, 0, self._vb_sum * 1000 // self._vb_ms or 1)
+        if self.counts[i] == 0 and st[_VBMS] < VIB_BASE_MS:
+            st[_VBMS] += dt
+            st[_VBSUM] += v * dt // 1000
+            if st[_VBMS] >= VIB_BASE_MS:
+                self._set(H_VIB, 0, st[_VBSUM] * 1000 // st[_VBMS] or 1)
 
     def _luxw(self, now, v):
         day = now // DAY_MS
-        i = self.off[H_LUXW]
-        if day != self._day or v < self.counts[i]:
-            self._day = day
+        st = self._st
+        if day != st[_DAY] or v < self.counts[self.off[H_LUXW]]:
+            st[_DAY] = day
             self._set(H_LUXW, 0, v)
 
     # -- snapshots: log, restore, wire ----------------------------------------------
@@ -393,7 +390,7 @@ class Stress:
         if not self.n:
             return False
         h = log.hist
-        if h is not None and h[1] == self.version and seq - h[0] < self.every:
+        if h is not None and h[1] == self.version and seq - h[0] < self._cfg[0]:
             return False
         snap = self.snapshot()
         log.note_hist(seq, self.version, snap)
@@ -416,7 +413,7 @@ class Stress:
         for i in range(len(s)):
             s[i] = 0
         self.snaps += 1
-        if self.snaps >= self.full_every:
+        if self.snaps >= self._cfg[1]:
             self.snaps = 0
             self.full = True
 
