@@ -203,3 +203,32 @@ def test_simulated_assets_show_their_stress_in_the_report():
     vib = [r for r in cs.latest(col, DEV) if r[0] == "vib"][0]
     base, peak = vib[-1]
     assert 0 < base < peak                 # the baseline from the first hour, the worst since
+
+
+def test_inspect_shows_the_log_snapshots_and_a_batch_ext(tmp_path, capsys):
+    from agent.cli import main
+    col, hub, clock, ag, seen, dev = _fleet()
+    _run(ag, clock, 70)
+    img = tmp_path / "log.bin"
+    img.write_bytes(bytes(dev.image))
+    assert main(["inspect", str(img)]) == 0
+    out = capsys.readouterr().out
+    snap = ag.log.hist
+    assert "HIST    seq=%d version=%08x %d counts" % (snap[0], snap[1], ag.stress.n) in out
+    data = [p for t, p in seen if t.endswith("/data")]
+    withext = [p for p in data if cbor2.loads(cose.verify(p, KEY, DEV))[-1].__class__ is dict]
+    assert withext
+    f = tmp_path / "data.cbor"
+    f.write_bytes(withext[0])
+    assert main(["inspect", str(f), "--key", KEY.hex(), "--device", DEV]) == 0
+    out = capsys.readouterr().out
+    assert "data batch:" in out and "ext 1, stress snapshot: version %08x" % ag.stress.version in out
+
+
+def test_simulate_reports_stress_that_matches_the_devices():
+    from hil.harness.sim import simulate
+    rep = simulate(devices=1, days=0.25, profile="compressor", seed=2)
+    st = rep["stress"]["sim-001"]
+    assert st["device_matches"] is True
+    assert any(line.split()[0] == "t_s" for line in st["lines"])
+    assert sum(st["hists"]["t_s"]["counts"]) > 0

@@ -141,7 +141,8 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
                 i, kinds[k], order, "" if lo == order else " (from %d)" % lo, gen, wear,
                 "  <- head" if i == log._head else ""))
-    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG"}
+    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG",
+             L.T_HIST: "HIST"}
     for s, _, t, payload in log.walk():
         try:
             rec = cbor.loads(payload)
@@ -165,6 +166,11 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  [%3d] EPOCH   epoch=%08x first_seq=%d" % (s, rec[0], rec[1]))
         elif t == L.T_CONFIG and isinstance(rec, list) and len(rec) == 1:
             print("  [%3d] CONFIG  version=%s" % (s, rec[0]))
+        elif t == L.T_HIST and L._valid_hist(rec):
+            w = rec[2]
+            counts = [int.from_bytes(w[k:k + 4], "little") for k in range(0, len(w), 4)]
+            print("  [%3d] HIST    seq=%d version=%08x %d counts (stress histograms, agent/stress.py): %s"
+                  % (s, rec[0], rec[1], len(counts), " ".join(str(c) for c in counts)))
         else:
             print("  [%3d] type %d, not a record this log writes: %r" % (s, t, rec))
     return 0
@@ -226,6 +232,10 @@ def _show_inner(inner, schema):
 
 def _show_obj(obj, data, schema):
     from agent import batch
+    ext = None
+    if isinstance(obj, list) and len(obj) > 13 and isinstance(obj[-1], dict) and \
+            any(not isinstance(v, int) for v in obj[-1].values()):
+        obj, ext = obj[:-1], obj[-1]          # the trailing ext map (a sparse column holds ints only)
     if isinstance(obj, list):
         try:
             recs = batch.decode(obj)
@@ -238,6 +248,13 @@ def _show_obj(obj, data, schema):
             print("  seq=%d from=%d flags=%d epoch=%08x boot=%d uptime_ms=%d %s"
                   % (r["seq"], r["from_seq"], r["flags"], r["epoch"], r["boot"], r["uptime_ms"],
                      _named(list(r["values"]), schema)))
+        for k, v in sorted((ext or {}).items(), key=lambda kv: str(kv[0])):
+            if k == 1 and isinstance(v, list) and len(v) == 4:
+                print("  ext 1, stress snapshot: version %08x at seq %s, %s, histograms (by birth index): %s"
+                      % (v[0], v[1], "whole" if v[2] == 0 else "changed since seq %s" % v[2],
+                         json.dumps(v[3], default=repr)))
+            else:
+                print("  ext %s: %s" % (k, json.dumps(v, default=repr)))
         return 0
     if isinstance(obj, dict) and "v" in obj:
         kind = "birth" if "schema" in obj else ("ack" if "seq" in obj else

@@ -56,6 +56,13 @@ def _print_sim(rep):
         for name, v in d["odometers"].items():
             if not v["ok"]:
                 print("  %s %s: device %d, ledger %d" % (d["device_id"], name, v["device"], v["ledger"]))
+    if rep.get("stress"):
+        print("\nStress histograms: the newest snapshot in the ledger (cumulative, per bin)")
+        for dev, st in sorted(rep["stress"].items()):
+            print("  %s%s" % (dev, "" if st["device_matches"] is not False else
+                              "  (DIFFERS from the device's acked snapshot)"))
+            for line in st["lines"]:
+                print("  " + line)
     if "messages_lost" in rep:
         print("\nmessages lost in transit (injected): %d" % rep["messages_lost"])
     print("\n" + ("All devices reconcile." if rep["reconciled"] else "NOT RECONCILED."))
