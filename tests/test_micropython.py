@@ -18,10 +18,12 @@ pytestmark = [pytest.mark.micropython,
 # 64-bit port (8-byte object slots, twice an ESP32's) that code alone takes
 # about 90 KB of heap with the ring log. With the Modbus stack on the new
 # UART base (preallocated buffers) and the boards' bus data it needs 168K
-# (it needed 144K before), so it runs at 192K; its working set is printed
+# (it needed 144K before), so it ran at 192K; with the stress histograms
+# (agent/stress.py, its code and the float maths of the dew point loaded
+# into the heap too) it needs 216K; its working set is printed
 # (heap after imports, lowest free heap). The core tier above runs at 64K.
 # On a board the code is frozen or in ROMFS flash, not on the heap (issue 7).
-DAY_HEAP = "192K"
+DAY_HEAP = "216K"
 
 
 # The uplink loads the log, both codecs, COSE, the meter and remote config at
