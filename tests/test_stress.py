@@ -23,8 +23,8 @@ KEY = bytes(range(16))
 DEV = "st-9"
 
 
-def _fleet(loss=0.0, profile="compressor", seed=3):
-    col = Collector(keys={DEV: KEY}.get)
+def _fleet(loss=0.0, profile="compressor", seed=3, db=":memory:"):
+    col = Collector(db, keys={DEV: KEY}.get)
     hub = Hub(col, loss=loss, seed=seed)
     seen = []
     real = hub.deliver
@@ -48,7 +48,7 @@ def _run(ag, clock, minutes):
 
 
 def _rows(col):
-    return {(r[0], r[1], r[2]): json.loads(r[3]) for r in col.db.execute(
+    return {(r[0], r[1], r[2]): json.loads(r[3]) for r in col._b.execute(
         "SELECT epoch, seq, hist, counts FROM stress WHERE device=?", (DEV,))}
 
 
@@ -73,8 +73,16 @@ def _full_at(rows, epoch, seq, names):
 
 
 def test_snapshots_land_exactly_once_through_loss_and_replay():
-    col, hub, clock, ag, seen, _ = _fleet(loss=0.25)
-    _run(ag, clock, 8 * 60)
+    _exactly_once(_fleet(loss=0.25), 8 * 60)
+
+
+def test_snapshots_land_exactly_once_in_postgresql(postgres):
+    _exactly_once(_fleet(loss=0.25, db=postgres), 3 * 60)
+
+
+def _exactly_once(fleet, minutes):
+    col, hub, clock, ag, seen, _ = fleet
+    _run(ag, clock, minutes)
     hub.loss = 0
     ag.shutdown(within_ms=120000)
     assert hub.dropped > 0 and ag.log.depth() == 0
@@ -94,11 +102,11 @@ def test_snapshots_land_exactly_once_through_loss_and_replay():
             for a, b in zip(seqs, seqs[1:]):
                 assert all(x <= y for x, y in zip(rows[(ag.log.epoch, a, n)], rows[(ag.log.epoch, b, n)]))
     # every data message again, in reverse order: nothing new, nothing different
-    before = col.db.execute("SELECT COUNT(*) FROM stress").fetchone()[0]
+    before = col._b.execute("SELECT COUNT(*) FROM stress").fetchone()[0]
     for topic, payload in reversed(seen):
         if topic.endswith("/data"):
             col.handle(topic, payload)
-    assert col.db.execute("SELECT COUNT(*) FROM stress").fetchone()[0] == before
+    assert col._b.execute("SELECT COUNT(*) FROM stress").fetchone()[0] == before
     assert _rows(col) == rows
     for c in ("hist_conflicts", "hist_decreasing", "hist_malformed", "hist_nobase"):
         assert col.counter(DEV, c) == 0, c
@@ -173,9 +181,9 @@ def test_bad_histogram_input_is_counted_and_the_records_are_still_booked():
         assert col.counter(DEV, counter) == was + 1, (ext_value, counter)
         assert (ag.log.epoch, 5, "t_s") not in _rows(col)
     assert seqs == [4, 5, 6]
-    booked = [r[0] for r in col.db.execute("SELECT seq FROM records WHERE device_id=? ORDER BY seq", (DEV,))]
+    booked = [r[0] for r in col._b.execute("SELECT seq FROM records WHERE device_id=? ORDER BY seq", (DEV,))]
     assert booked == [1, 2, 3, 4, 5, 6]                          # the records went in all the same
-    alarms = [r[0] for r in col.db.execute("SELECT what FROM alarms WHERE device_id=?", (DEV,))]
+    alarms = [r[0] for r in col._b.execute("SELECT what FROM alarms WHERE device_id=?", (DEV,))]
     assert any("t_s counts go down" in a for a in alarms)
     # a delta across the refused snapshot is not completed from the older row
     send(7, [v, 8, 5, {t_idx: {6: 50}}])
@@ -189,7 +197,7 @@ def test_bad_histogram_input_is_counted_and_the_records_are_still_booked():
     b["hist"]["defs"][0][4] = 0
     col.handle("tally/v1/%s/birth" % DEV, cose.mac0(cbor2.dumps(b), KEY, DEV))
     assert col.counter(DEV, "hist_bad_defs") == 1 and col.counter(DEV, "births") == 0
-    assert col.db.execute("SELECT COUNT(*) FROM births").fetchone()[0] == 2
+    assert col._b.execute("SELECT COUNT(*) FROM births").fetchone()[0] == 2
 
 
 def test_simulated_assets_show_their_stress_in_the_report():
