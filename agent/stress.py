@@ -172,7 +172,7 @@ class Stress:
         self.base_seq = 0                   # seq of the acked snapshot the deltas are against
         self.snaps = 0                      # snapshots since the last full one
         self.version = self._version() if n else 0
-        # the detectors' state, indexed by the _S* constants
+        # the detectors' state, indexed by _STOP .. _FLAGS
         self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0]
 
     # -- definitions ------------------------------------------------------------
