@@ -30,7 +30,7 @@ def _ring(a):
 
 def _payload(a):
     from hil.bench import payload
-    return _show(payload.report, payload.bench_payload(), a)
+    return _show(payload.report, payload.bench_payload(hist_days=0.25 if a.quick else 1.0), a)
 
 
 def _sync(a):

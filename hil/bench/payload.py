@@ -53,7 +53,7 @@ def _senml_entries(rows, device):
     return out
 
 
-def hist_bytes(profile, days=2.0, seed=7):
+def hist_bytes(profile, days=1.0, seed=7):
     """Extra wire bytes the stress histograms (ext key 1) add per record, for
     one emulated asset run by the real agent at the default batch settings
     (batch_max 60, max_latency 15 min, one-minute intervals, 5 s samples),
@@ -95,7 +95,7 @@ def hist_bytes(profile, days=2.0, seed=7):
     return round(extra[0] / max(1, extra[2]), 2), extra[1], extra[2]
 
 
-def bench_payload(device="compressor-0042", hist_days=2.0):
+def bench_payload(device="compressor-0042", hist_days=1.0):
     import json
     import cbor2
     from agent import batch, cose
