@@ -123,6 +123,8 @@ def test_bench_payload_prints_figures_and_ours_decodes():
               "sparkplug_b_ddata_aliases"):
         assert k in per
     assert per["ours_bare"] < per["ours_cose_mac0"] < per["ours_cose_mqtt"]
+    assert set(rep["hist_bytes_per_record_by_profile"]) == {"compressor", "luminaire", "pump"}
+    assert rep["hist_bytes_per_record"] > 0          # the stress histograms are on the wire
     t = tally("bench", "payload")
     assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout
 
