@@ -41,7 +41,7 @@ def build_schema(channels):
 
 class Agent:
     def __init__(self, device_id, channels, log, clock, transport=None, board="emulated",
-                 interval_ms=60000, sample_ms=5000, reason=None, uplink_opts=None):
+                 interval_ms=60000, sample_ms=5000, reason=None, uplink_opts=None, stress=None):
         if sample_ms <= 0 or interval_ms < sample_ms:
             raise ValueError("agent: need 0 < sample_ms <= interval_ms")
         self.device_id = device_id
@@ -62,6 +62,14 @@ class Agent:
         self._i_coal = m.index("coalesced")
         self._i_drop = m.index("dropped")
         log.merge = m.merge
+        # stress histograms (agent/stress.py): stress=False keeps none, a dict
+        # gives their settings; which ones follows from the channels
+        self.stress = None
+        if stress is not False:
+            from agent.stress import make
+            o = dict(stress or {})
+            o.setdefault("interval_ms", interval_ms)
+            self.stress = make(channels, o)
         self.uplink = None
         if transport is not None:
             from agent.sync import Uplink   # a logging-only device never loads it
@@ -69,6 +77,7 @@ class Agent:
             self.uplink.ival_ms = interval_ms
             self.uplink.wall_q = clock.wall_quality
             self.uplink.on_config = self._apply_config
+            self.uplink.stress = self.stress
         self._i_age = m.index("unacked_s")
         self._i_cfg = m.index("config")
         self.records = 0
@@ -90,6 +99,8 @@ class Agent:
                 log.new_epoch()
         for ch in self.channels:
             ch.restore(self.meter)
+        if self.stress:
+            self.stress.restore(log.hist)
         for ch in self.channels:
             hook = getattr(ch, "boot", None)        # agent/parts.py: identities at boot
             if hook is not None:
@@ -125,7 +136,11 @@ class Agent:
             for ch in self.channels:
                 if ch.per_interval:
                     ch.sample(m, now, dt)
+            if self.stress:
+                self.stress.sample(now, dt)
             self._close(now)
+        elif self.stress:
+            self.stress.sample(now, dt)
         if self.uplink:
             self.uplink.step(now)
         return now
@@ -151,8 +166,10 @@ class Agent:
         q = self.clock.wall_quality
         wall = self.clock.wall_s() - (now - start) // 1000 if q else 0
         try:
-            log.append(m.id, self.boot, start, wall, q, self.interval, values)
+            seq = log.append(m.id, self.boot, start, wall, q, self.interval, values)
             self.records += 1
+            if self.stress:
+                self.stress.closed(log, seq)
         except OSError:
             # Not durable: this interval's resolution is lost, not its usage;
             # the odometers carry on into the next record.

@@ -205,8 +205,10 @@ def encode(recs, schema=None, ext=None):
     """Encode a uniform run (from take_run) as a batch; returns bytes.
     schema: the meter's schema ((name, unit, scale, agg) per column), to
     allow references between columns of one unit and scale; None writes
-    every column plain. ext: a non-empty map to append after the columns,
-    or None. Nothing is kept between calls."""
+    every column plain. ext: [(key, encoded value), ...] in key order, sent
+    as the one trailing map after the columns (docs/wire.md: 1 stress
+    histograms, 2 component events); None or empty: no map, the batch as
+    before. Nothing is kept between calls."""
     return bytes(encode_into(bytearray(), recs, schema, ext))
 
 
@@ -255,7 +257,10 @@ def encode_into(buf, recs, schema=None, ext=None):
             plain[j] = 1
         _write(buf, col, n, form)
     if ext:
-        cbor.encode_into(buf, ext)
+        cbor._head(buf, 5, len(ext))
+        for k, v in ext:
+            cbor.encode_into(buf, k)
+            buf.extend(v)
     return buf
 
 
@@ -263,6 +268,14 @@ def split_ext(obj, nmetrics):
     """(the batch without its ext map, ext or None), given the schema's
     metric count: a batch with one item more than its columns ends in ext."""
     if type(obj) is list and len(obj) == _NHEAD + 2 + nmetrics and type(obj[-1]) is dict:
+        return obj[:-1], obj[-1]
+    return obj, None
+
+
+def split_ext(obj, ncols):
+    """(batch without its ext map, the ext map or None) for a decoded batch
+    of a schema of ncols metrics: the columns end where the schema says."""
+    if type(obj) is list and len(obj) == _NHEAD + 2 + ncols and type(obj[-1]) is dict:
         return obj[:-1], obj[-1]
     return obj, None
 

@@ -30,6 +30,8 @@ class Channel:
         self.errors = 0
         self.fails = 0          # failures in a row
         self._retry_at = 0
+        self.reading = None
+        self.read_ms = -1
 
     def bind(self, meter):
         self._err = {}
@@ -62,6 +64,8 @@ class Channel:
                 meter.add(self._i_backoff, 1)
             return False
         self.fails = 0
+        self.reading = r                    # for agent/stress.py: what was read, and when
+        self.read_ms = now_ms
         self.update(meter, now_ms, dt_ms, r)
         return True
 

@@ -26,6 +26,7 @@ T_BOOT = 2
 T_DATA = 3
 T_ACK = 5
 T_CONFIG = 6
+T_HIST = 7          # a stress-histogram snapshot (agent/stress.py): [seq, version, words]
 T_EVENT = 8         # a component event (agent/partlog.py, agent/parts.py)
 
 # A DATA record (decoded payload), a list indexed by:
@@ -156,9 +157,13 @@ def _valid_state(st, compacted):
         return False
     if compacted:
         return len(st) == 2 and _uint(st[0]) and _uint(st[1]) and 1 <= st[0] <= st[1]
-    if len(st) != 7 and len(st) != 9 and len(st) != 11:
+    # 9 items; 10 with the newest stress snapshot (or None); 12 with the
+    # parts table and the unacked component events after it
+    if len(st) != 7 and len(st) != 9 and len(st) != 10 and len(st) != 12:
         return False
-    if len(st) == 11:
+    if len(st) >= 10 and not (st[9] is None or _valid_hist(st[9])):
+        return False
+    if len(st) == 12:
         from agent import partlog
         if not partlog.valid_tail(st):
             return False
@@ -168,6 +173,11 @@ def _valid_state(st, compacted):
     if not isinstance(st[5], str) or not (st[6] is None or _valid_data(st[6])):
         return False
     return len(st) == 7 or (_uint(st[7]) and (st[8] is None or isinstance(st[8], str)))
+
+
+def _valid_hist(r):
+    return (isinstance(r, list) and len(r) == 3 and _uint(r[0]) and r[0] >= 1 and _uint(r[1])
+            and isinstance(r[2], (bytes, bytearray)) and len(r[2]) % 4 == 0)
 
 
 def _cbor_len(v):
@@ -249,6 +259,7 @@ class RingLog:
         self.log_device = None   # the device id the log was written under (None: unknown)
         self.parts = {}          # slot -> component id, as the events left it
         self.events = []         # unacked component events (E_* lists), oldest first
+        self.hist = None         # the newest stress snapshot [seq, version, words] (note_hist)
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -485,9 +496,11 @@ class RingLog:
             if len(st) >= 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
-            if len(st) == 11:
-                self.parts = st[9]
-                self.events = [ev for ev in st[10] if ev[0] > self.acked]
+            if len(st) >= 10:
+                self.hist = st[9]
+            if len(st) == 12:
+                self.parts = st[10]
+                self.events = [ev for ev in st[11] if ev[0] > self.acked]
             st = None
             self._head = head
             self._max_order = self._order[head]
@@ -699,6 +712,10 @@ class RingLog:
         elif t == T_EVENT:
             from agent import partlog
             return partlog.apply(self, rec, lost)
+        elif t == T_HIST:
+            if not _valid_hist(rec) or rec[0] >= self.next_seq + lost:
+                return False
+            self.hist = rec
         return True
 
     def _live(self):
@@ -771,8 +788,10 @@ class RingLog:
     def _open_head(self, need):
         st = [self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
               self.boot_reason, self.last, self.config_version, self._ident()]
+        if self.hist is not None or self.parts or self.events:
+            st.append(self.hist)            # a log without either keeps its 9-item state
         if self.parts or self.events:
-            st.append(self.parts)           # a log without parts keeps its 9-item state
+            st.append(self.parts)
             st.append(self.events)
         state = cbor.dumps(st)
         rs = _align(HDR + len(state))
@@ -847,6 +866,19 @@ class RingLog:
             raise ValueError("log: config version must be a non-negative int, not %r" % (version,))
         self._put(T_CONFIG, cbor.dumps([version]))
         self.config_version = version
+
+    def note_hist(self, seq, version, words):
+        """Persist a stress-histogram snapshot: the counts (4-byte words) as
+        they were when interval seq closed. The newest one survives reboots,
+        compaction and reclaim (every new head sector's state block carries
+        it); a power cut loses what was counted after it."""
+        self._ready()
+        if not (_uint(seq) and 1 <= seq < self.next_seq and _uint(version)
+                and isinstance(words, (bytes, bytearray)) and len(words) % 4 == 0):
+            raise ValueError("log: a stress snapshot is [logged seq, version, 4-byte words]")
+        rec = [seq, version, bytes(words)]
+        self._put(T_HIST, cbor.dumps(rec))
+        self.hist = rec
 
     def start_boot(self, reason):
         """Record a new boot; returns the boot number (persisted, increments)."""

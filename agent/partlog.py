@@ -36,9 +36,10 @@ def valid(ev):
 
 
 def valid_tail(st):
-    """The two items a head state block adds when the log tracks parts:
-    the slot table {slot: component} and the pending events."""
-    tab, evs = st[9], st[10]
+    """The two items a head state block adds when the log tracks parts
+    (after the stress snapshot, st[9], None without one): the slot table
+    {slot: component} and the pending events."""
+    tab, evs = st[10], st[11]
     if not isinstance(tab, dict) or not isinstance(evs, list) or len(evs) > MAX_EVENTS:
         return False
     for k in tab:

@@ -112,6 +112,7 @@ class Uplink:
         # one message buffer per batch in flight, taken now too; a window raised
         # by remote config takes more when it fills
         self._spare = [_room(BUF0) for _ in range(window)]
+        self.stress = None            # agent.stress.Stress, from the agent: ext key 1, birth "hist"
 
     # compatibility names for the commonest counters
     @property
@@ -143,15 +144,17 @@ class Uplink:
         log = self.log
         buf = self._buf
         buf[:] = b""                  # the batch buffer, emptied: its room is kept
-        buf.append(0xA0 | (14 if log.parts else 13))
+        st = self.stress
+        buf.append(0xA0 | (13 + (1 if st else 0) + (1 if log.parts else 0)))
         enc = cbor.encode_into
-        for k, v in (("v", 1), ("fw", self.fw), ("boot", log.boot), ("seq0", log.epoch_seq0),
+        for k, v in (("v", 1), ("fw", self.fw), ("boot", log.boot),
+                     ("hist", st.birth_value() if st else None), ("seq0", log.epoch_seq0),
                      ("board", self.board), ("epoch", log.epoch),
                      # slot -> component id, as read at boot (agent/parts.py); only when known
                      ("parts", log.parts), ("config", self.config.version),
                      ("device", self.device_id), ("reason", self.reason), ("schema", None),
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
-            if k == "parts" and not v:
+            if (k == "hist" and not st) or (k == "parts" and not v):
                 continue
             enc(buf, k)
             if k != "schema":
@@ -258,6 +261,11 @@ class Uplink:
             self._spare.append(b[B_PAYLOAD])     # its message buffer, for the next batch
             if b[B_LAST] > log.acked and log.ack(b[B_EPOCH], b[B_LAST]):
                 self._count("sync_ok")
+        self._acked_hist()
+
+    def _acked_hist(self):
+        if self.stress:
+            self.stress.acked(self.log)
 
     def _on_config(self, payload, now):
         status = self.config.offer(payload, self.key, self.device_id)
@@ -369,11 +377,20 @@ class Uplink:
         if not run:
             return False
         lo, hi = run[0][1], run[-1][0]                  # R_FROM of the first, R_SEQ of the last
-        evs = [e for e in log.events if lo <= e[0] <= hi] if log.events else None   # component events
+        ext = None
+        if self.stress:
+            h = self.stress.ext(log, run[0][0], hi)
+            if h is not None:
+                ext = [(1, h)]
+        if log.events:
+            evs = [e for e in log.events if lo <= e[0] <= hi]   # component events
+            if evs:
+                ext = (ext or []) + [(2, cbor.dumps(evs))]
+            evs = None
         buf = self._buf
         buf[:] = b""                  # emptied, its room kept: no growth from nothing per batch
-        wire.encode_into(buf, run, self.meter.schema, {2: evs} if evs else None)
-        evs = None
+        wire.encode_into(buf, run, self.meter.schema, ext)
+        ext = None
         epoch, first, last, n = run[0][3], run[0][0], run[-1][0], len(run)
         run = None                    # the decoded records, freed before the message is sealed
         payload = self._spare.pop() if self._spare else _room(BUF0)

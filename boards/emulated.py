@@ -12,7 +12,7 @@ BOARD = {
         "flow": {"kind": "counter"},
     },
     "sensors": [
-        {"type": "ina219", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 100},
+        {"type": "ina219", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 100, "rated_w": 80},
         {"type": "sht3x", "bus": "i2c", "addr": 0x44},
         {"type": "sdm120", "bus": "rs485", "slave": 1},
     ],
@@ -28,7 +28,10 @@ LUMINAIRE = {
     "sensors": [
         # 150 W at 48 V is 3.1 A: a 200 uA current LSB reads to 6.5 A
         {"type": "ina226", "bus": "i2c", "addr": 0x40, "shunt_milliohm": 10, "current_lsb_ua": 200,
-         "run_threshold_mA": 100},
+         "run_threshold_mA": 100,
+         # rated as the INA226 reads it at full output: its bus register tops
+         # out at 40.96 V, so the 48 V bus reads low (128 W for 150 W)
+         "rated_w": 128},
         {"type": "bh1750", "bus": "i2c", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c", "addr": 0x44, "hot_cC": 7000},
     ],
@@ -46,9 +49,10 @@ PUMP = {
         "flow": {"kind": "counter"},
     },
     "sensors": [
-        {"type": "adxl345", "bus": "i2c", "addr": 0x53, "window": 16, "alert_mg": 250},
+        {"type": "adxl345", "bus": "i2c", "addr": 0x53, "window": 16, "alert_mg": 250,
+         "vib_class": 4, "vib_hz": 50},
         {"type": "bme280", "bus": "i2c", "addr": 0x76, "hot_cC": 4000},
-        {"type": "sdm630", "bus": "rs485", "slave": 1, "run_threshold_W": 1000},
+        {"type": "sdm630", "bus": "rs485", "slave": 1, "run_threshold_W": 1000, "rated_w": 5500},
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
     ],
 }

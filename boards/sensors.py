@@ -37,11 +37,16 @@ def _init(d):
     return d
 
 
+def _rating(ch, o):
+    ch.rated_w = o.get("rated_w", 0)      # the asset's rated power: stress load bins (agent/stress.py)
+    return ch
+
+
 def _ina219(o, i2c, open_serial, sleep_ms):
     from agent.channels import PowerChannel
     from drivers.ina219 import INA219
     d = _init(INA219(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100)))
-    return PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 250))
+    return _rating(PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 250)), o)
 
 
 def _ina226(o, i2c, open_serial, sleep_ms):
@@ -49,7 +54,7 @@ def _ina226(o, i2c, open_serial, sleep_ms):
     from drivers.ina226 import INA226
     d = _init(INA226(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100),
                      current_lsb_ua=o.get("current_lsb_ua", 25)))
-    return PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 0))
+    return _rating(PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 0)), o)
 
 
 def _rated(o, default):
@@ -83,7 +88,10 @@ def _adxl345(o, i2c, open_serial, sleep_ms):
     from agent.channels import VibrationChannel
     from drivers.adxl345 import ADXL345, Vibration
     d = _init(ADXL345(i2c, o.get("addr", 0x53), sleep_ms=sleep_ms))
-    return VibrationChannel(Vibration(d, o.get("window", 16)), o.get("alert_mg", 250))
+    ch = VibrationChannel(Vibration(d, o.get("window", 16)), o.get("alert_mg", 250))
+    ch.vib_class = o.get("vib_class", 1)      # stress histogram zones (agent/stress.py)
+    ch.vib_hz = o.get("vib_hz", 25)
+    return ch
 
 
 def _bh1750(o, i2c, open_serial, sleep_ms):
@@ -97,7 +105,7 @@ def _sdm120(o, i2c, open_serial, sleep_ms):
     from drivers.modbus import ModbusRTU
     from drivers.sdm120 import SDM120
     port = open_serial(o.get("port"), o.get("baud", 9600))
-    return _mains(o, SDM120(ModbusRTU(port), o.get("slave", 1)))
+    return _rating(_mains(o, SDM120(ModbusRTU(port), o.get("slave", 1))), o)
 
 
 def _sdm630(o, i2c, open_serial, sleep_ms):
@@ -106,7 +114,7 @@ def _sdm630(o, i2c, open_serial, sleep_ms):
     from drivers.sdm630 import SDM630
     port = open_serial(o.get("port"), o.get("baud", 9600))
     # phase-1 voltage, phase-1 current, total power, import energy
-    return _mains(o, Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11)))
+    return _rating(_mains(o, Pick(SDM630(ModbusRTU(port), o.get("slave", 1)), (0, 3, 9, 11))), o)
 
 
 def _mains(o, d):
@@ -134,8 +142,8 @@ def _pulse(o, counter, open_serial, sleep_ms):
 
 # what a setting may be besides a non-negative integer: its allowed values
 CHOICES = {"air": ("rated", "measured"), "medium": ("water", "air")}
-_POWER = ("run_threshold_mA", "flow_lpm", "air")
-_MAINS = ("port", "baud", "slave", "run_threshold_W")
+_POWER = ("run_threshold_mA", "flow_lpm", "air", "rated_w")
+_MAINS = ("port", "baud", "slave", "run_threshold_W", "rated_w")
 SENSORS = {
     "ina219": ("i2c", _r(0x40, 0x4F), None, ("addr", "shunt_milliohm") + _POWER, _ina219),
     "ina226": ("i2c", _r(0x40, 0x4F), None, ("addr", "shunt_milliohm", "current_lsb_ua") + _POWER,
@@ -143,7 +151,7 @@ SENSORS = {
     "sht3x": ("i2c", (0x44, 0x45), None, ("addr", "hot_cC"), _sht3x),
     "sht4x": ("i2c", (0x44, 0x45, 0x46), None, ("addr", "hot_cC"), _sht4x),
     "bme280": ("i2c", (0x76, 0x77), None, ("addr", "hot_cC"), _bme280),
-    "adxl345": ("i2c", (0x1D, 0x53), None, ("addr", "window", "alert_mg"), _adxl345),
+    "adxl345": ("i2c", (0x1D, 0x53), None, ("addr", "window", "alert_mg", "vib_class", "vib_hz"), _adxl345),
     "bh1750": ("i2c", (0x23, 0x5C), None, ("addr", "lit_mlux"), _bh1750),
     "sdm120": ("modbus", None, None, _MAINS, _sdm120),
     "sdm630": ("modbus", None, None, _MAINS, _sdm630),

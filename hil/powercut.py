@@ -2,7 +2,9 @@
 # the ring several times with acks, coalescing and overflow is cut at every
 # program and every erase in turn, with every way of tearing it; after each
 # cut the log is recovered and the seven invariants of DESIGN section 3 are
-# checked against a reference model of what the log promised.
+# checked against a reference model of what the log promised, and an eighth:
+# the newest stress snapshot (T_HIST) is the last one written, or the one in
+# flight when the power went.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
 # Over 500 lines on purpose: the power-cut and the silent-damage harness share
 # the reference model and the invariant checks; apart, each would copy them.
@@ -32,11 +34,14 @@ class Model:
         self.appended = {}     # seq -> values, for appends that returned
         self.acked = 0
         self.boot = 0
-        self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n) | ("event", ...)
+        self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n) | ("event", ...) | ("hist", rec)
         self.odo = 0
         self.track = events
         self.events = {}       # (seq, idx) -> event, for events that returned
         self.parts = {}        # the slot table they left
+        self.hist = None       # the newest stress snapshot (T_HIST) whose write returned
+        self.hists = []        # every one that returned
+        self.hcount = 0
 
     def copy(self):
         m = Model(self.track)
@@ -47,16 +52,20 @@ class Model:
         m.boot = self.boot
         m.inflight = self.inflight
         m.odo = self.odo
+        m.hist = self.hist
+        m.hists = list(self.hists)
+        m.hcount = self.hcount
         return m
 
 
 class Driver:
     """Runs workload operations on a log, keeping the model in step."""
 
-    def __init__(self, log, model, rng):
+    def __init__(self, log, model, rng, hists=True):
         self.log = log
         self.m = model
         self.rng = rng
+        self.hists = hists      # stress snapshots among the operations
 
     def append(self):
         m = self.m
@@ -104,6 +113,22 @@ class Driver:
             return
         m.events[(ev[0], ev[1])] = ev
         m.parts = after
+
+    def hist(self):
+        """A stress-histogram snapshot (T_HIST) of the last logged seq: two
+        counts that only grow."""
+        m = self.m
+        log = self.log
+        if log.next_seq <= 1:
+            return
+        m.hcount += 1 + self.rng.below(1000)
+        c = m.hcount
+        words = bytes([c & 0xFF, (c >> 8) & 0xFF, (c >> 16) & 0xFF, c >> 24, 7, 0, 0, 0])
+        rec = [log.next_seq - 1, 77, words]
+        m.inflight = ("hist", rec)
+        log.note_hist(rec[0], rec[1], rec[2])
+        m.hist = rec
+        m.hists.append(rec)
         m.inflight = None
 
     def step(self, i, n):
@@ -116,6 +141,8 @@ class Driver:
             self.boot()
         elif r < 15 and not (n // 3 <= i < 2 * n // 3):
             self.ack()
+        elif r >= 95 and self.hists:
+            self.hist()
         else:
             self.append()
 
@@ -138,8 +165,8 @@ def _events_check(log, m, bad):
         bad.append("E: slot table %r, model %r" % (log.parts, m.parts))
 
 
-def workload(log, model, seed, n):
-    d = Driver(log, model, Rng(seed))
+def workload(log, model, seed, n, hists=True):
+    d = Driver(log, model, Rng(seed), hists)
     if model.boot == 0:
         d.boot()
     for i in range(n):
@@ -239,6 +266,14 @@ def check(log, m, dev, lose=None, floor=None, recs=None):
             break
     if m.track:
         _events_check(log, m, bad)
+    # 8. the newest stress snapshot (T_HIST): after a cut, the last one that
+    #    returned or the one in flight; after silent damage, one the log wrote
+    got = log.hist
+    if floor is None and lose is None:
+        if got != m.hist and not (inf and inf[0] == "hist" and got == inf[1]):
+            bad.append("hist: newest snapshot %r, model %r" % (got, m.hist))
+    elif got is not None and got not in m.hists:
+        bad.append("hist: a snapshot the log never wrote: %r" % (got,))
     # 5. space: the log lives in the device it was given
     if len(dev.image) != S * N:
         bad.append("5: flash image changed size")
@@ -257,6 +292,9 @@ def settle(log, m):
             if (e[0], e[1]) not in m.events and (e[2], e[3], e[4]) == inf[1:4]:
                 m.events[(e[0], e[1])] = e
         m.parts = dict(log.parts)
+    if inf and inf[0] == "hist" and log.hist == inf[1]:
+        m.hist = inf[1]
+        m.hists.append(inf[1])
     m.acked = log.acked
     m.boot = log.boot
     m.inflight = None
@@ -272,6 +310,7 @@ class Result:
         self.coalesced = 0
         self.dropped = 0
         self.events = 0          # component events logged by the traced runs (events=True)
+        self.hists = 0          # stress snapshots (T_HIST) written by the workloads
 
     def add(self, where, bad):
         for b in bad:
@@ -328,6 +367,7 @@ def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double
     res.coalesced += log.coalesced
     res.dropped += log.dropped
     res.events += len(model.events)
+    res.hists += len(model.hists)
     final = check(recover(dev), model, dev)
     res.add("seed %d uncut" % seed, final)
     plain = EmulatedNOR(ss, count, seed=seed)
@@ -382,6 +422,7 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
         try:
             log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
             workload(log, m, seed, n)
+            res.hists += len(m.hists)
             return res                      # no op k: every op has been cut
         except PowerCut:
             pass
@@ -405,7 +446,7 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
 # correction: that record alone becomes a gap) and a crafted record (a valid
 # CRC over a payload the log never writes: likewise).
 
-CLASSES = ("header", "state", "type", "length", "body", "crc", "ack", "free", "two-bytes",
+CLASSES = ("header", "state", "type", "length", "body", "crc", "ack", "hist", "free", "two-bytes",
            "crafted")
 
 
@@ -445,6 +486,8 @@ def layout(img, S, s):
             out.append(("crafted", a + 3, a + 3 + n, seq))
         elif t == 5:
             out.append(("ack", a, a + 7 + n, 0))
+        elif t == 7:
+            out.append(("hist", a, a + 7 + n, 0))
         pos = (pos + 7 + n + 3) & ~3
     if pos < S:
         out.append(("free", base + pos, base + S, 0))
@@ -509,7 +552,7 @@ def damage_points(img, S, N, head, kinds, rng, per_range=None):
 
 def _state(lg):
     return (lg.sectors(), lg.next_seq, lg.acked, lg.boot, lg.epoch, lg.last, lg._head, lg._pos,
-            lg._closed, lg.config_version)
+            lg._closed, lg.config_version, lg.hist)
 
 
 class DamageResult:
@@ -552,7 +595,9 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
     dev = EmulatedNOR(ss, count, seed=seed)
     model = Model()
     log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
-    d = workload(log, model, seed, n)
+    # (the silent-damage workload keeps its layout of sectors, with free space
+    # left in older ones; its one stress snapshot is written at the end)
+    d = workload(log, model, seed, n, hists=False)
     # then offline until sectors are compacted, one small ack (the compacted
     # sectors stay live) and a few appends: the newest sector holds data and an ack
     c0 = log.compactions
@@ -561,6 +606,7 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
     seq = log.acked + 1
     if log.ack(log.epoch, seq):
         model.acked = seq
+    d.hist()                                 # the newest sector holds a stress snapshot too
     for _ in range(3):
         d.append()
     log = recover(dev)

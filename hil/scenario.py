@@ -5,12 +5,41 @@
 # Compressor: a small oil-free compressor whose 24 V DC motor supply is
 # watched by an INA219, whose head temperature and the room humidity by an
 # SHT3x, and whose mains input by an SDM120 energy meter. It cycles on and off
-# (on 4-12 min, off 3-20 min); the head warms toward 65 C while running and
-# cools toward a room temperature that swings +-3 C over the day.
+# (on 4-12 min, off 3-20 min; at night light duty, off 20-60 min; now and
+# then a short-cycle, off under a minute); the motor works harder in the
+# afternoon; the head warms toward 65 C while running and cools toward a room
+# temperature that swings from 17 C before dawn to 31 C on a hot afternoon.
+#
+# Stress (agent/stress.py) comes from the same physics in every profile: the
+# air's dew point gives the RH a sensor reads at its own temperature (humid
+# nights: a cold, idle head or heat sink sits within 2 K of the dew point and
+# condenses), loads vary over the day, the pump's bearing wears and shakes
+# more, and the luminaire's LEDs lose lumens per watt as they burn.
 
 from hil.rng import Rng
 
 DAY_MS = 86400000
+
+
+def rh_at(t_mC, dew_mC):
+    """RH (0.01 %) of air of dew point dew_mC at a surface at t_mC: halving
+    every 10.6 K of T - Td (Magnus near room temperature), linear between
+    halvings (within 3 %RH), integer-exact on both runtimes."""
+    dd = t_mC - dew_mC
+    if dd <= 0:
+        return 10000
+    k = dd // 10600
+    r = dd - k * 10600
+    rh = 10000 >> k if k < 14 else 0
+    return rh - rh * r // 21200
+
+
+def room_mC(t, low=17000, high=31000):
+    """A room's temperature over the day: low at 04:00, high at 16:00."""
+    ph = (t - 4 * 3600000) % DAY_MS
+    half = DAY_MS // 2
+    tri = ph if ph < half else DAY_MS - ph
+    return low + (high - low) * tri // half
 
 
 class Compressor:
@@ -40,16 +69,28 @@ class Compressor:
     def _duration(self):
         if self.running:
             return (240 + self.rng.below(481)) * 1000
+        if self.rng.below(25) == 0:
+            return (20 + self.rng.below(31)) * 1000       # a short-cycle: restarts within a minute
+        if (self._t % DAY_MS) < 6 * 3600000:
+            return (1200 + self.rng.below(2401)) * 1000   # light duty at night
         return (180 + self.rng.below(1021)) * 1000
 
     def _ambient(self, t):
-        ph = t % DAY_MS
+        return room_mC(t)                                 # 17 C at 04:00, 31 C at 16:00
+
+    def dew_mC(self, t):
+        """The room air's dew point: humid nights, 1.5 K under the cold room."""
+        return min(self._ambient(t) - 1500, 15500)
+
+    def run_mA(self):
+        """Motor current while running: heavier in the afternoon (up to 3.3 A)."""
+        ph = (self._t - 4 * 3600000) % DAY_MS
         half = DAY_MS // 2
-        tri = ph if ph < half else DAY_MS - ph            # 0..half..0
-        return 19000 + (6000 * tri) // half                # 19 C at midnight, 25 C at noon
+        tri = ph if ph < half else DAY_MS - ph
+        return self.RUN_MA - 500 + 1000 * tri // half
 
     def _dc_mW(self):
-        return (self.BUS_MV - 150) * self.RUN_MA // 1000 if self.running else self.BUS_MV * self.IDLE_MA // 1000
+        return (self.BUS_MV - 150) * self.run_mA() // 1000 if self.running else self.BUS_MV * self.IDLE_MA // 1000
 
     def _mains_mW(self):
         return self._dc_mW() * 100 // self.PSU_EFF_PCT + self.STANDBY_W * 1000
@@ -91,14 +132,14 @@ class Compressor:
     def ina219(self):
         self.advance()
         if self.running:
-            return self.BUS_MV - 150 + self._jit(20), self.RUN_MA + self._jit(60)
+            return self.BUS_MV - 150 + self._jit(20), self.run_mA() + self._jit(60)
         return self.BUS_MV + self._jit(20), self.IDLE_MA + self._jit(5)
 
     def sht3x(self):
         self.advance()
         t = self.temp_mC // 10 + self._jit(3)
-        rh = 4500 - (self.temp_mC - 20000) // 40 + self._jit(20)
-        return t, rh
+        rh = rh_at(self.temp_mC, self.dew_mC(self._t)) + self._jit(20)
+        return t, min(rh, 10000)
 
     def sdm120(self):
         self.advance()
@@ -203,6 +244,19 @@ class Luminaire(_Profile):
         self.true_lux_ms = 0
         self.true_on_ms = 0
 
+    def maint_ppm(self):
+        """Lumen maintenance: the LEDs lose 2 % of their light per 100 hours
+        lit (fast, so a simulated week shows lux per watt falling)."""
+        return 1000000 - self.true_on_ms // 18000
+
+    def _light_mlux(self):
+        return self.FULL_LUX * self.level * (self.maint_ppm() // 1000) // 1000
+
+    def hall_mC(self, t):
+        return room_mC(t, 20000, 30000)                      # a hot hall in the afternoon
+
+    def dew_mC(self, t):
+        return min(self.hall_mC(t) - 1000, 19500)           # humid nights
     def _schedule(self, t):
         m = (t % DAY_MS) // 60000                         # minute of the day
         if m < 330 or m >= 1320:
@@ -235,9 +289,9 @@ class Luminaire(_Profile):
             lvl = lvl * 3 // 4
         self.level = lvl
         p = self.FULL_MW * lvl // 1000
-        target = 22000 + p * 267 // 1000                     # +40 C at full power
+        target = self.hall_mC(t) + p * 267 // 1000           # +40 C at full power
         self.sink_mC += (target - self.sink_mC) * dt // (1200000 + dt)
-        lux = self.FULL_LUX * lvl // 1000 + self._daylight(t)
+        lux = self._light_mlux() // 1000 + self._daylight(t)
         self.true_lux_ms += lux * dt
         if lvl:
             self.true_on_ms += dt
@@ -251,12 +305,13 @@ class Luminaire(_Profile):
     def bh1750(self):
         """Illuminance at the sensor, in milli-lux."""
         self.advance()
-        lux = self.FULL_LUX * self.level // 1000 + self._daylight(self._t)
-        return lux * 1000 + self._jit(500) if lux else 0
+        mlux = self._light_mlux() + self._daylight(self._t) * 1000
+        return mlux + self._jit(500) if mlux else 0
 
     def sht4x(self):
         self.advance()
-        return self.sink_mC // 10 + self._jit(3), 4000 + self._jit(30)
+        rh = rh_at(self.sink_mC, self.dew_mC(self._t)) + self._jit(30)
+        return self.sink_mC // 10 + self._jit(3), min(rh, 10000)
 
 
 # Pump: water by the cubic metre ---------------------------------------------
@@ -332,7 +387,9 @@ class BoosterPump(_Profile):
     def bme280(self):
         """(temperature cC, pressure Pa, RH cP) in the cabinet, as the BME280 twin takes them."""
         self.advance()
-        return self.cab_mC // 10 + self._jit(3), 101325 + self._jit(30), 5200 + self._jit(40)
+        dew = min(room_mC(self._t, 14000, 24000) - 3000, 17000)     # damper at night
+        rh = rh_at(self.cab_mC, dew) + self._jit(40)
+        return self.cab_mC // 10 + self._jit(3), 101325 + self._jit(30), min(rh, 10000)
 
     def adxl345(self):
         """One acceleration sample (x, y, z mg): gravity on z and a vibration on x

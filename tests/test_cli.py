@@ -142,6 +142,8 @@ def test_bench_payload_prints_figures_and_ours_decodes():
     t = tally("bench", "payload", "--hours", "1.5")
     assert "SenML-CBOR" in t.stdout and "goals:" in t.stdout and "compressor" in t.stdout
     assert tally("bench", "payload", "--hours", "0").returncode == 2
+    assert set(rep["hist_bytes_per_record_by_profile"]) == {"compressor", "luminaire", "pump"}
+    assert rep["hist_bytes_per_record"] > 0          # the stress histograms are on the wire
 
 
 def test_bench_sync_prints_figures():

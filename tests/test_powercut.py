@@ -14,6 +14,7 @@ def test_every_cut_point_keeps_every_invariant():
     assert res.double >= 1000
     assert res.wraps >= 3 * 3
     assert res.coalesced > 0 and res.dropped > 0
+    assert res.hists >= 30                 # stress snapshots (T_HIST) among the ops cut
     print("cut points %d (double %d), ops %d, violations %d"
           % (res.cuts, res.double, res.ops, len(res.violations)))
 
@@ -38,6 +39,7 @@ def test_silent_damage_at_every_offset_class_loses_nothing_and_never_rewinds():
         for cls in ("header", "state", "type", "length", "body", "crc", "two-bytes", "free"):
             assert res.classes.get(pos + " " + cls, 0) > 0, (pos, cls)
     assert res.classes["newest ack"] > 0 and res.classes["crafted"] > 0
+    assert res.classes["newest hist"] > 0              # a stress snapshot (T_HIST) damaged too
     assert res.corrected > 1000 and res.gaps > 0      # both the repair and the gap path ran
     print("damage points %d, corrected %d, gap records %d, violations %d"
           % (res.points, res.corrected, res.gaps, len(res.violations)))

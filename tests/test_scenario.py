@@ -19,7 +19,9 @@ def test_luminaire_follows_its_dimming_schedule_and_daylight():
     at(clock, lum, 10)
     assert lum.level == 1000
     lux_10 = lum.bh1750()
-    assert abs(lux_10 - (900 + 100) * 1000) <= 500   # full light plus 100 lux of daylight at 10:00
+    # full light (less the LEDs' lumen depreciation) plus 100 lux of daylight at 10:00
+    assert abs(lux_10 - (900 * lum.maint_ppm() // 1000 + 100 * 1000)) <= 501
+    assert 999000 < lum.maint_ppm() < 1000000
     v, ma = lum.ina226()
     assert abs(v - 48000) <= 30 and abs(ma - 150000 * 1000 // 48000) <= 5
     at(clock, lum, 19)
@@ -70,6 +72,27 @@ def test_profiles_are_seeded_and_repeatable():
             out.append((lum.bh1750(), lum.ina226(), lum.sht4x()))
         return out
     assert run(5) == run(5) and run(5) != run(6)
+
+
+def test_profiles_make_stress_humid_nights_hot_afternoons_worn_leds():
+    from hil.scenario import Compressor, rh_at
+    assert rh_at(20000, 20000) == 10000 and 4700 < rh_at(30600, 20000) < 5300
+    clock = VirtualClock()
+    c = Compressor(clock, seed=4)
+    lum = Luminaire(clock, seed=4)
+    night_rh, day_t = [], []
+    for _ in range(3 * 24 * 60):
+        clock.advance_ms(60000)
+        t, rh = c.sht3x()
+        h = (clock.world_ms() % (24 * HOUR)) // HOUR
+        if 3 <= h < 6 and not c.running:
+            night_rh.append(rh)
+        if 15 <= h < 17:
+            day_t.append(lum.sht4x()[0])
+        lum.advance()
+    assert max(night_rh) > 9000                    # a cold idle head near the dew point
+    assert max(day_t) > 6000                       # the lit heat sink on a hot afternoon
+    assert lum.maint_ppm() < 995000                # lumens lost after three days lit
 
 
 def test_fault_schedule_fires_and_ends_in_time_order():

@@ -223,7 +223,7 @@ def test_wire_md_cose_mac0_head_tag_and_overhead_are_the_bytes_sent():
 def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
     msgs = _running_agent_messages()
     births = [cbor2.loads(cose.verify(m, KEY, "dev-w")) for t, m in msgs if t.endswith("/birth")]
-    checked = 0
+    checked = exts = 0
     for i, (topic, msg) in enumerate(msgs):
         if not topic.endswith("/data"):
             continue
@@ -236,7 +236,11 @@ def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
         assert boot == births[-1]["boot"] and ival == 60000 == births[-1]["ival_ms"]
         assert flags == 0 and from_seq == seq and 1 <= count <= 60
         assert wq == births[-1]["wall_q"] and (wall == 0) == (wq == 0)
+        b, ext = batch.split_ext(b, len(schema))           # then at most one trailing map
         assert len(b) == 13 + len(schema)                  # dt, then one column per metric, in order
+        if ext is not None:                                # a stress snapshot of one of its seqs
+            assert list(ext) == [1] and seq <= ext[1][1] < seq + count
+            exts += 1
         recs = batch.decode(b)
         assert [r["seq"] for r in recs] == list(range(seq, seq + count)) and recs[0]["uptime_ms"] == up
         # dt: each record's uptime jitter against the nominal interval
@@ -247,7 +251,7 @@ def test_wire_md_batch_header_positions_and_ack_are_what_the_agent_sends():
         assert topic_a == "tally/v1/dev-w/ack"
         assert cbor2.loads(cose.verify(ack, KEY, "dev-w")) == [epoch, seq, seq + count - 1]
         checked += 1
-    assert checked >= 3
+    assert checked >= 3 and exts >= 1
 
 
 def test_wire_md_each_column_form_appears_as_the_table_writes_it():

@@ -142,7 +142,8 @@ def _inspect_ring(path, data, ss, truncated, schema):
             print("  sector %3d  %-9s order %d%s gen %d wear %d%s" % (
                 i, kinds[k], order, "" if lo == order else " (from %d)" % lo, gen, wear,
                 "  <- head" if i == log._head else ""))
-    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG", L.T_EVENT: "EVENT"}
+    names = {L.T_EPOCH: "EPOCH", L.T_BOOT: "BOOT", L.T_DATA: "DATA", L.T_ACK: "ACK", L.T_CONFIG: "CONFIG",
+             L.T_HIST: "HIST", L.T_EVENT: "EVENT"}
     for s, _, t, payload in log.walk():
         try:
             rec = cbor.loads(payload)
@@ -169,6 +170,11 @@ def _inspect_ring(path, data, ss, truncated, schema):
         elif t == L.T_EVENT and P.valid(rec):
             print("  [%3d] EVENT   seq=%d idx=%d %s %s in %s (%s)"
                   % (s, rec[0], rec[1], rec[2], rec[4], rec[3], rec[7]))
+        elif t == L.T_HIST and L._valid_hist(rec):
+            w = rec[2]
+            counts = [int.from_bytes(w[k:k + 4], "little") for k in range(0, len(w), 4)]
+            print("  [%3d] HIST    seq=%d version=%08x %d counts (stress histograms, agent/stress.py): %s"
+                  % (s, rec[0], rec[1], len(counts), " ".join(str(c) for c in counts)))
         else:
             print("  [%3d] type %d, not a record this log writes: %r" % (s, t, rec))
     return 0
@@ -244,10 +250,14 @@ def _show_obj(obj, data, schema):
             print("  seq=%d from=%d flags=%d epoch=%08x boot=%d uptime_ms=%d %s"
                   % (r["seq"], r["from_seq"], r["flags"], r["epoch"], r["boot"], r["uptime_ms"],
                      _named(list(r["values"]), schema)))
-        for k, v in sorted((ext or {}).items()):
+        for k, v in sorted((ext or {}).items(), key=lambda kv: str(kv[0])):
             if k == 2 and isinstance(v, list):
                 for ev in v:
                     print("  part event: %s" % json.dumps(ev))
+            elif k == 1 and isinstance(v, list) and len(v) == 4:
+                print("  ext 1, stress snapshot: version %08x at seq %s, %s, histograms (by birth index): %s"
+                      % (v[0], v[1], "whole" if v[2] == 0 else "changed since seq %s" % v[2],
+                         json.dumps(v[3], default=repr)))
             else:
                 print("  ext %s: %s" % (k, json.dumps(v, default=repr)))
         return 0

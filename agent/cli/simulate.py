@@ -59,6 +59,13 @@ def _print_sim(rep):
     if rep.get("part_events"):
         print("\nComponent events in the ledger (part_events)")
         _table(["device", "wall_s", "event", "slot", "component"], rep["part_events"])
+    if rep.get("stress"):
+        print("\nStress histograms: the newest snapshot in the ledger (cumulative, per bin)")
+        for dev, st in sorted(rep["stress"].items()):
+            print("  %s%s" % (dev, "" if st["device_matches"] is not False else
+                              "  (DIFFERS from the device's acked snapshot)"))
+            for line in st["lines"]:
+                print("  " + line)
     if "messages_lost" in rep:
         print("\nmessages lost in transit (injected): %d" % rep["messages_lost"])
     print("\n" + ("All devices reconcile." if rep["reconciled"] else "NOT RECONCILED."))

@@ -32,6 +32,7 @@ from agent import batch as wire
 from agent import cose
 from agent import remote
 from agent.collector import parts
+from agent.collector import stress
 from agent.collector import timeline
 from agent.collector import validate
 from agent.collector.validate import MAX_PAYLOAD, show
@@ -138,6 +139,7 @@ class Collector:
         self.db_path = db
         self._b = _Postgres(db) if is_postgres_url(db) else _Sqlite(db)
         parts.ensure(self._b)                   # part_events (agent/collector/parts.py)
+        stress.setup(self._b)
         self.rejects = {}        # reason class -> count, for this process (bounded keys)
         self.on_reject = None    # callback(device or None, reason), e.g. to log each one
         self.escapes = 0         # messages that raised something other than a Reject
@@ -293,8 +295,9 @@ class Collector:
             raise Reject("malformed: %s" % e, quarantine=True)
 
     def _birth(self, device, payload):
+        raw = self._decode(payload)
         try:
-            b = validate.birth(self._decode(payload), device)
+            b = validate.birth(raw, device)
         except validate.Invalid as e:
             raise Reject("%s: %s" % (e.cls, e), quarantine=True)
         sid, metrics = b["schema_id"], b["schema"]
@@ -321,6 +324,7 @@ class Collector:
             x("INSERT INTO births VALUES (?,?,?,?,?,?,?)",
               (device, b.get("boot"), b.get("epoch"), b.get("reason", "None"), b.get("fw", "None"),
                b.get("board", "None"), time.time()))
+            stress.on_birth(self, device, raw)
 
     def _cache(self, device, sid, metrics):
         if len(self._schemas) >= MAX_SCHEMA_CACHE:
@@ -369,6 +373,7 @@ class Collector:
             parts.book(b, device, recs[0]["epoch"], events)
             if dup:
                 self._replay(device, recs, now)     # which ones, and are they the same content?
+            stress.on_data(self, device, recs, ext, now)
             self._bump(device, "batches")
             if dup:
                 self._bump(device, "duplicates", dup)

@@ -411,3 +411,82 @@ def data(obj):
         if k is not None and (k >= ncols or k == j or refs[k] is not None):
             raise Invalid("batch column %d refers to column %d, which is not a plain column" % (j, k))
     return {"schema_id": sid, "epoch": epoch, "seq": seq, "count": n, "columns": ncols}
+
+
+# -- stress histograms (agent/stress.py; docs/wire.md "Stress histograms") ---------
+
+MAX_HISTS = 32              # histograms a device may define
+MAX_BINS = 256              # bins of one histogram
+HIST_KINDS = ("count", "level")
+
+
+def _edges(e, what, depth=0):
+    if type(e) is int:
+        _int(e, what, -I64, I64)
+        return
+    if type(e) is not list or len(e) > MAX_BINS or depth > 1:
+        raise Invalid("%s is %s, not numbers or lists of them" % (what, show(e)))
+    for x in e:
+        _edges(x, what, depth + 1)
+
+
+def hist_birth(h):
+    """The birth's "hist": {"v": version, "defs": [[name, kind, unit, scale,
+    bins, edges, ref], ...]}. Returns (version, defs)."""
+    _map(h, "birth hist")
+    version = _int(h.get("v"), "birth hist v", 0, U32)
+    defs = h.get("defs")
+    if type(defs) is not list or not 0 < len(defs) <= MAX_HISTS:
+        raise Invalid("birth hist defs is %s, not 1..%d definitions" % (show(defs), MAX_HISTS))
+    names = set()
+    for i, d in enumerate(defs):
+        what = "birth hist def %d" % i
+        if type(d) is not list or len(d) != 7:
+            raise Invalid("%s is %s, not [name, kind, unit, scale, bins, edges, ref]" % (what, show(d)))
+        name, kind, unit, scale, bins, edges, ref = d
+        _name(name, what + " name")
+        if name in names:
+            raise Invalid("%s name %s appears twice" % (what, show(name)))
+        names.add(name)
+        if type(kind) is not str or kind not in HIST_KINDS:
+            raise Invalid("%s kind %s is not count or level" % (what, show(kind)))
+        _text(unit, what + " unit", MAX_NAME)
+        _int(scale, what + " scale", SCALE_MIN, SCALE_MAX + 1)
+        _int(bins, what + " bins", 1, MAX_BINS + 1)
+        _edges(edges, what + " edges")
+        _int(ref, what + " ref", 0, I64)
+    if schema_id(defs) != version:
+        raise Invalid("birth hist v %s is not the hash of its defs" % show(version))
+    return version, defs
+
+
+def hist_ext(v, first, last):
+    """ext key 1 of a batch of seqs first..last: [version, seq, base seq,
+    {index: [counts] or {bin: count}}], seq among the batch's and base below
+    it (0: a full snapshot). Shape and ranges only; the bins against the
+    definitions are checked by agent.collector.stress. Returns the four."""
+    if type(v) is not list or len(v) != 4:
+        raise Invalid("hist is %s, not [version, seq, base, counts]" % show(v))
+    version = _int(v[0], "hist version", 0, U32)
+    seq = _int(v[1], "hist seq", first, last + 1)
+    base = _int(v[2], "hist base", 0, seq)
+    hists = _map(v[3], "hist counts")
+    if len(hists) > MAX_HISTS:
+        raise Invalid("hist counts has %d histograms, more than %d" % (len(hists), MAX_HISTS))
+    for k, c in hists.items():
+        _int(k, "hist index", 0, MAX_HISTS)
+        what = "hist %d" % k
+        if type(c) is list:
+            if not 0 < len(c) <= MAX_BINS:
+                raise Invalid("%s has %d counts" % (what, len(c)))
+            for x in c:
+                _int(x, what + " count", 0, U32)
+        elif type(c) is dict:
+            if not 0 < len(c) <= MAX_BINS:
+                raise Invalid("%s has %d entries" % (what, len(c)))
+            for b, x in c.items():
+                _int(b, what + " bin", 0, MAX_BINS)
+                _int(x, what + " count", 0, U32)
+        else:
+            raise Invalid("%s is %s, not counts" % (what, show(c)))
+    return version, seq, base, hists

@@ -19,7 +19,7 @@ BOARD = {
     "buses": {"i2c": {"kind": "i2c", "id": 0},
               "rs485": {"kind": "uart", "port": "emulated", "baud": 9600}},
     "sensors": [
-        {"type": "ina219", "bus": "i2c", "addr": 0x40},
+        {"type": "ina219", "bus": "i2c", "addr": 0x40, "rated_w": 80},
         {"type": "sht3x", "bus": "i2c", "addr": 0x44},
         {"type": "bh1750", "bus": "i2c", "addr": 0x23},
         {"type": "sdm120", "bus": "rs485", "slave": 1},
@@ -27,7 +27,8 @@ BOARD = {
 }
 # what the device runs (on a board: flash, frozen or ROMFS) ...
 DEVICE = ("boards", "drivers.ina219", "drivers.sht3x", "drivers.bh1750", "drivers.modbus",
-          "drivers.sdm120", "agent.agent", "agent.clock", "agent.log", "agent.sync", "agent.remote")
+          "drivers.sdm120", "agent.agent", "agent.clock", "agent.log", "agent.sync", "agent.remote",
+          "agent.stress")
 # ... and the world around it, which a board does not carry
 EMULATION = ("hil.twins", "hil.twins.ina219", "hil.twins.sht3x", "hil.twins.bh1750", "hil.twins.sdm120", "hil.buses.serial_loop",
              "hil.nor", "hil.scripted")
@@ -46,7 +47,7 @@ def load(names):
 class World:
     """The agent on the footprint board, and the collector's side that acks."""
 
-    def __init__(self, sample_ms=5000):
+    def __init__(self, sample_ms=5000, stress=True):
         import boards
         from agent.agent import Agent
         from agent.clock import VirtualClock
@@ -66,7 +67,7 @@ class World:
         self.ticks = 60000 // sample_ms
         self.sample_ms = sample_ms
         self.ag = Agent(DEV, chans, self.log, self.clock, transport=self.broker, interval_ms=60000,
-                        sample_ms=sample_ms, reason="poweron",
+                        sample_ms=sample_ms, reason="poweron", stress=None if stress else False,
                         uplink_opts={"key": KEY, "batch_max": 30, "max_latency_ms": 600000}).start()
 
     def interval(self):
@@ -94,7 +95,7 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def main(intervals=1440, sample_ms=5000):
+def main(intervals=1440, sample_ms=5000, stress=True):
     # every module first: on this port their code is heap, on a board it is
     # flash (frozen or ROMFS), so what the agent's data takes is counted apart
     chunk_us = [0] * (intervals // 100 or 1)      # time per 100 intervals, for a median
@@ -103,7 +104,7 @@ def main(intervals=1440, sample_ms=5000):
     device = used()
     load(EMULATION)
     base = used()
-    w = World(sample_ms)
+    w = World(sample_ms, stress)
     img = len(w.flash.image)
     print("FP heap_code", base)
     print("FP heap_code_device", device - start)
@@ -134,4 +135,5 @@ def main(intervals=1440, sample_ms=5000):
     print("FP emulated_flash_bytes", img)
     print("FP heap_free_idle", gc.mem_free())
     print("FP acked", w.log.acked, "of", w.log.next_seq - 1)
+    print("FP hist_bins", w.ag.stress.n if w.ag.stress else 0)
     print("FP END")

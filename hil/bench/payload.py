@@ -136,7 +136,7 @@ def profile_payload(profile, hours=24.0, seed=1, settings=None, keep=None):
     if keep is not None:
         keep.extend(sent)
     groups = _group(schema)
-    where = {"mqtt": 0, "cose": 0, "header": 0, "dt": 0, "sensors": 0, "errors": 0, "system": 0}
+    where = {"mqtt": 0, "cose": 0, "header": 0, "dt": 0, "sensors": 0, "errors": 0, "system": 0, "ext": 0}
     recs = batches = bare = signed = mqtt = 0
     seen = set()
     sizes = []
@@ -144,7 +144,7 @@ def profile_payload(profile, hours=24.0, seed=1, settings=None, keep=None):
         if not topic.endswith("/data"):
             continue
         inner = cose.verify(msg, key, device)
-        obj = cbor2.loads(inner)
+        obj, ext = batch.split_ext(cbor2.loads(inner), len(schema))
         rows = batch.decode(obj)
         batches += 1
         for r in rows:
@@ -157,7 +157,10 @@ def profile_payload(profile, hours=24.0, seed=1, settings=None, keep=None):
         mqtt += m
         where["mqtt"] += m - len(msg)
         where["cose"] += len(msg) - len(inner)
-        where["header"] += len(inner) - sum(len(cbor2.dumps(c)) for c in obj[12:])
+        if ext is not None:
+            where["ext"] += len(cbor2.dumps(ext))       # stress histograms (1), component events (2)
+        where["header"] += len(inner) - sum(len(cbor2.dumps(c)) for c in obj[12:]) - (
+            len(cbor2.dumps(ext)) if ext is not None else 0)
         where["dt"] += len(cbor2.dumps(obj[12]))
         for j, c in enumerate(obj[13:]):
             where[groups[j]] += len(cbor2.dumps(c))
@@ -238,11 +241,15 @@ def bench_payload(device="compressor-0042", hours=24.0, micropython=True):
     for p in PROFILES:
         f = out["profiles"][p] = profile_payload(p, hours)
         per[p] = f["cose_mqtt"]
+    # stress histograms: what ext key 1 adds on the wire, per profile (no swap in these runs)
+    out["hist_bytes_per_record_by_profile"] = {p: out["profiles"][p]["where"]["ext"] for p in PROFILES}
+    out["hist_bytes_per_record"] = max(out["hist_bytes_per_record_by_profile"].values())
     out["goals"] = {
         "identity adds <= 2 B/record": out["identity"]["steady_B_per_record"] <= 2,
         "every shipped profile <= 16 B/record end to end at its defaults":
             all(per[p] <= 16 for p in PROFILES),
         "<= 16 B/record end to end (reference batch)": ours <= 16,
+        "stress histograms <= 2 B/record (issue 15)": out["hist_bytes_per_record"] <= 2,
         ">= 7x smaller than SenML-CBOR": per["senml_cbor"] / ours >= 7,
         "stretch: <= 11 B/record": ours <= 11,
     }
@@ -254,7 +261,7 @@ def _identity_cost(recs, bare, n):
     the part_faults odometer column (zero while nothing is wrong), and a
     batch that carries a swap (a removed and an installed event, ext key 2,
     with the asset's odometers)."""
-    from agent import batch
+    from agent import batch, cbor
     from agent.log import R_VALUES
     from hil import refbatch as R
     plus = []
@@ -267,12 +274,12 @@ def _identity_cost(recs, bare, n):
     seq = recs[0][0] + n // 2
     evs = [[seq, 0, "removed", "sht3x@0x44", "sht3x-1a2b3c4d", R.T0 + 1800, odo, "swap"],
            [seq, 1, "installed", "sht3x@0x44", "sht3x-5e6f7081", R.T0 + 1800, odo, "swap"]]
-    swap = batch.encode(plus, ext={2: evs})
+    swap = batch.encode(plus, ext=[(2, cbor.dumps(evs))])
     return {"steady_B_per_record": round((len(steady) - len(bare)) / n, 3),
             "swap_batch_extra_B": len(swap) - len(steady)}
 
 
-WHERE = ("mqtt", "cose", "header", "dt", "sensors", "errors", "system")
+WHERE = ("mqtt", "cose", "header", "dt", "sensors", "errors", "system", "ext")
 
 
 def report(r):
@@ -309,5 +316,10 @@ def report(r):
     mp = r["encode_us_per_batch_micropython"]
     print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
           % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))
+    print("  stress histograms (ext key 1), %.1f simulated days at the default batch settings:"
+          % r["hist_days"])
+    for prof, v in sorted(r["hist_bytes_per_record_by_profile"].items()):
+        print("    %-12s %5.2f B/record  (%d batches, %d records)"
+              % (prof, v["bytes_per_record"], v["batches"], v["records"]))
     print_goals('goals:', r["goals"])
     return 0

@@ -171,6 +171,7 @@ def bench_ring(cuts=100000, days=60, progress=None, damage=100000):
         say("power cuts: %d of %d cut points, %d violations" % (res.cuts, cuts, len(res.violations)))
     out["cut_points"] = res.cuts
     out["double_cuts"] = res.double
+    out["cut_hist_snapshots"] = res.hists       # T_HIST records written by the cut workloads
     out["cut_workloads"] = seed
     out["violations"] = len(res.violations)
     out["violation_examples"] = res.violations[:5]
@@ -186,7 +187,7 @@ def bench_ring(cuts=100000, days=60, progress=None, damage=100000):
         say("silent damage: %d of %d points, %d violations" % (dres.points, damage, len(dres.violations)))
     out["damage_points"] = dres.points
     out["damage_workloads"] = seed
-    out["damage_classes"] = dict(sorted(dres.classes.items()))
+    out["damage_classes"] = dict(sorted(dres.classes.items()))      # "newest hist": T_HIST records
     out["damage_corrected"] = dres.corrected
     out["damage_gap_records"] = dres.gaps
     out["damage_violations"] = len(dres.violations)
@@ -261,7 +262,8 @@ def report(r):
     rows = [
         ("cut points tested (double cuts)", "%d (%d) over %d workloads, %.0f s"
          % (r["cut_points"], r["double_cuts"], r["cut_workloads"], r["cut_seconds"])),
-        ("invariant violations", r["violations"]),
+        ("stress snapshots (T_HIST) among the ops cut", r.get("cut_hist_snapshots", 0)),
+        ("invariant violations (the newest T_HIST kept included)", r["violations"]),
         ("silent-damage points tested", "%d over %d workloads, %.0f s (%d repaired, %d gap records)"
          % (r["damage_points"], r["damage_workloads"], r["damage_seconds"], r["damage_corrected"],
             r["damage_gap_records"])),

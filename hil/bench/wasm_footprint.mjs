@@ -12,7 +12,7 @@
 import fs from "fs";
 import { pathToFileURL } from "url";
 
-const [portMjs, image, heapKib, intervals] = process.argv.slice(2);
+const [portMjs, image, heapKib, intervals, nostress] = process.argv.slice(2);
 const { loadMicroPython } = await import(pathToFileURL(portMjs).href);
 let out = [];
 const files = fs.statSync(image).isDirectory();
@@ -49,7 +49,7 @@ py("F.load(F.DEVICE)");
 const device = used();
 py("F.load(F.EMULATION)");
 const base = used();
-py(`W = F.World()
+py(`W = F.World(5000, ${nostress === "nostress" ? "False" : "True"})
 T = 0
 def go():
     global T
@@ -87,4 +87,5 @@ fp("heap_data_at_end", end - base - img);
 fp("heap_data_peak", peak - base - img);
 fp("emulated_flash_bytes", img);
 console.log("FP acked " + py("print(W.log.acked, 'of', W.log.next_seq - 1)")[0]);
+fp("hist_bins", py("print(W.ag.stress.n if W.ag.stress else 0)")[0]);
 console.log("FP END");

@@ -162,6 +162,7 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
         report["part_events"] = [[e["device"], e["wall_s"], e["kind"], e["slot"], e["component"]]
                                  for e in ledger_parts.history(collector._b)]
         report["units"] = _units(collector, fleet)
+        report["stress"] = _stress(collector, fleet)
         return report
     finally:
         for d in fleet:
@@ -184,6 +185,33 @@ def _await_acks(fleet, service, timeout):
         service.pump(0.002)
         for d in waiting:
             d.agent.uplink.step(d.clock.uptime_ms())
+
+
+def _stress(collector, fleet):
+    """Each device's stress histograms as the ledger has them (newest
+    snapshot): {device: {"lines": readable lines, "hists": {name: {seq,
+    counts}}, "device_matches": the device's newest acked snapshot agrees}}."""
+    from agent.collector import stress as cs
+    from agent.stress import DEFS
+    out = {}
+    for d in fleet:
+        rows = cs.latest(collector, d.id)
+        if not rows:
+            continue
+        hists = {r[0]: {"seq": r[7], "counts": r[8], "kind": r[1], "unit": r[2]} for r in rows}
+        st = d.agent.stress
+        snap = d.agent.log.hist
+        match = None
+        if st is not None and snap is not None and snap[0] <= d.agent.log.acked:
+            match = True
+            for h in st.on:
+                o = st.off[h]
+                dev = [int.from_bytes(snap[2][4 * j:4 * j + 4], "little") for j in range(o, o + DEFS[h][4])]
+                led = hists.get(DEFS[h][0])
+                if led is None or (led["seq"] <= snap[0] and led["counts"] != dev):
+                    match = False
+        out[d.id] = {"lines": cs.report(collector, d.id), "hists": hists, "device_matches": match}
+    return out
 
 
 def _units(collector, fleet):

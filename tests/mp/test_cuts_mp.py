@@ -12,7 +12,7 @@ def test_replay_power_cuts_keep_every_invariant():
         P.run_replay(geometry=(512, 4), n=70, seed=seed, every=1, res=res)
     assert not res.violations, res.violations[:3]
     assert res.cuts >= 300, res.cuts
-    assert res.double > 0
+    assert res.double > 0 and res.hists > 0     # T_HIST records among the ops cut
     print("cut points %d (double %d), violations %d" % (res.cuts, res.double, len(res.violations)))
 
 

@@ -1,0 +1,493 @@
+# Stress histograms (issue 15, /work/shared/CIRCULAR.md sections 2 and 3):
+# monotonic, never-reset counters of the conditions an asset lives under, so
+# a life model at the collector (none runs here) can weigh its usage. Only
+# parameter-free counts: seconds per load, temperature, humidity x
+# temperature, dim-level and vibration-zone bin, condensation seconds and
+# entries, switching operations per breaking-current bin, start-rest
+# violations; and four readings (vibration baseline and maximum, most starts
+# in one hour, lux per watt at full output).
+#
+# Which histograms a device keeps follows from its channels (agent/channels):
+# a power channel gives load (or dim level with a light channel), switching
+# and starts; a climate channel temperature, humidity and condensation; an
+# accelerometer vibration zones. Bin edges are fixed here and in the board's
+# settings (rated power, vibration class and speed); the set's version is a
+# hash of the definitions the birth announces (docs/wire.md, "Stress
+# histograms").
+#
+# Persistence and exactly-once (docs/wire.md, docs/ring-format.md): every
+# count lives in one array of u32. When an interval closes and `every`
+# intervals (60) have passed since the last one, a snapshot (the counts as
+# 4-byte little-endian words) goes into the ring log as a T_HIST record
+# tagged with that interval's seq; at boot the newest snapshot is restored,
+# so a power cut loses at most what was counted since it. A batch
+# that holds the snapshot's seq carries it in its `ext` map under key 1:
+# the bins changed since the last acked snapshot (two bit masks say which),
+# as cumulative values; a full snapshot after every boot and every
+# `full_every` snapshots. Portable: CPython and MicroPython; the steady loop
+# allocates nothing but small ints.
+
+from array import array
+from agent import cbor
+
+COUNT = 0         # cumulative, monotonic per bin
+LEVEL = 1         # a reading: the latest value (vibration base/max, lux per watt)
+
+# ISO 10816-1 / 10816-3 zone boundaries A/B, B/C, C/D in 0.01 mm/s RMS
+# (CIRCULAR.md 2.3): 1, 2 class I and II machines (10816-1); 3, 4 group 2
+# rigid and flexible; 5, 6 group 1 rigid and flexible (10816-3).
+VIB_CLASSES = ((71, 180, 450), (112, 280, 710), (140, 280, 450), (230, 450, 710),
+               (230, 450, 710), (350, 710, 1100))
+
+H_LOAD, H_T, H_RH, H_COND_S, H_COND_N, H_VIB_S, H_VIB, H_SW, H_VIOL, H_STARTS_H, H_DIM, H_LUXW = range(12)
+
+# name, kind, unit, scale, bins, edges (None: from settings)
+DEFS = (
+    ("load_s", COUNT, "s", 0, 8, (10, 30, 50, 70, 85, 100, 115)),   # % of rated power, while running
+    ("t_s", COUNT, "s", 0, 16, (-5, 0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65)),   # Cel
+    ("rh_s", COUNT, "s", 0, 24, ((40, 60, 70, 80, 90), (15, 30, 45))),  # %RH x Cel, cell = rh * 4 + t
+    ("cond_s", COUNT, "s", 0, 1, (2,)),         # T - dew point < 2 K
+    ("cond_events", COUNT, "count", 0, 1, (2,)),    # entries into it
+    ("vib_s", COUNT, "s", 0, 4, None),          # zones A..D while running, edges 0.01 mm/s
+    ("vib", LEVEL, "mm/s", -2, 2, ()),          # [baseline, maximum] while running
+    ("sw_ops", COUNT, "count", 0, 4, (12, 30, 65)),     # breaking current / rated, tenths
+    ("starts_viol", COUNT, "count", 0, 1, None),        # starts after less than min rest (s)
+    ("starts_h", LEVEL, "count", 0, 1, ()),             # most starts in one hour
+    ("dim_s", COUNT, "s", 0, 4, (25, 50, 75)),  # % of rated power, while lit
+    ("lux_w", LEVEL, "lx/W", -2, 1, ()),        # lowest lux per watt at full output, this day
+)
+
+COND_MARGIN_CK = 200      # condensation: T - Td below 2 K
+COND_HYST_CP = 100        # leave it again 1 %RH below the threshold
+VIB_SETTLE_MS = 15000     # a start's transient is not the machine's vibration
+VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
+DAY_MS = 86400000
+HOUR_MS = 3600000
+# Stress._st: last stop (ms), current while on (mA), hour of the start count,
+# starts in it, degree of the condensation thresholds, the thresholds at it and
+# one above, start of the vibration run, baseline ms and sum, lux/W day, flags
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS = range(12)
+F_ON = 1          # the power channel saw the asset running
+F_COND = 2        # condensing
+F_VRUN = 4        # vibrating as running
+
+
+def dew_point(t_c, rh_pct):
+    """Dew point (Cel) by the Magnus formula with Sensirion's constants
+    (b = 17.62, c = 243.12 Cel, valid -45..60 Cel)."""
+    import math
+    h = math.log(rh_pct / 100.0) + 17.62 * t_c / (243.12 + t_c)
+    return 243.12 * h / (17.62 - h)
+
+
+def _cond_rh(t_c, margin_k):
+    """The RH (0.01 %) at which the dew point is margin_k below t_c: the
+    condensation threshold, exactly (RH is monotonic in the dew point)."""
+    import math
+    g0 = 17.62 * t_c / (243.12 + t_c)
+    t1 = t_c - margin_k
+    g1 = 17.62 * t1 / (243.12 + t1)
+    return int(10000 * math.exp(g1 - g0) + 0.5)
+
+
+def _bin(v, edges):
+    i = 0
+    for e in edges:
+        if v < e:
+            return i
+        i += 1
+    return i
+
+
+def _u32(b, o):
+    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
+
+
+class Stress:
+    """Histograms for these channels. opts (board or config settings):
+    rated_w (load and dim bins; none: no load/switching/dim histograms),
+    rated_ma (the switched current's rating; default rated_w at the bus
+    voltage), min_rest_s (60), vib_class (1..6, VIB_CLASSES), vib_hz (25,
+    the running speed for mg -> mm/s), vib_run_mg (20: running, without a
+    power channel), every (60 intervals between snapshots at most),
+    full_every (24 snapshots between full ones), interval_ms (for a
+    per-interval meter's freshness)."""
+
+    def __init__(self, channels, opts=None):
+        from agent.channels import PowerChannel, MainsChannel, ClimateChannel, VibrationChannel, LightChannel
+        o = opts or {}
+        self.power = self.mains = self.climate = self.vib = self.light = None
+        for ch in channels:
+            if isinstance(ch, PowerChannel) and self.power is None:
+                self.power = ch
+            elif isinstance(ch, MainsChannel) and self.mains is None:
+                self.mains = ch
+            elif isinstance(ch, ClimateChannel) and self.climate is None:
+                self.climate = ch
+            elif isinstance(ch, VibrationChannel) and self.vib is None:
+                self.vib = ch
+            elif isinstance(ch, LightChannel) and self.light is None:
+                self.light = ch
+        self.rated_w = o.get("rated_w", 0)
+        for ch in (self.power, self.mains):
+            if ch is not None and not self.rated_w:
+                self.rated_w = getattr(ch, "rated_w", 0)
+        self.rated_ma = o.get("rated_ma", 0)
+        vc = o.get("vib_class", getattr(self.vib, "vib_class", 1))
+        self.vib_edges = VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]
+        self.vib_hz = o.get("vib_hz", getattr(self.vib, "vib_hz", 25)) or 25
+        # every, full_every, interval_ms, min rest ms, vibration run level: one
+        # tuple (a MicroPython instance's attributes share one table; fewer
+        # of them keep it small)
+        self._cfg = (o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                     o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20))
+        lum = self.light is not None and self.power is not None
+        on = []
+        if self.rated_w and (self.power or self.mains) and not lum:
+            on.append(H_LOAD)
+        if self.climate:
+            on += [H_T, H_RH, H_COND_S, H_COND_N]
+        if self.vib:
+            on += [H_VIB_S, H_VIB]
+        if self.power and not lum:
+            if self.rated_w or self.rated_ma:
+                on.append(H_SW)
+            on += [H_VIOL, H_STARTS_H]
+        if lum and self.rated_w:
+            on += [H_DIM, H_LUXW]
+        self.on = bytes(on)
+        off = array("H", [0xFFFF] * 12)     # offset of each histogram in counts, or 0xFFFF
+        n = 0
+        for h in on:
+            off[h] = n
+            n += DEFS[h][4]
+        self.off = off
+        self.n = n
+        self.counts = array("I", [0] * n)
+        self._res = array("H", [0] * 12)    # ms not yet a whole second, per histogram
+        nb = (n + 7) >> 3
+        self.dirty = bytearray(nb)          # bins changed since the newest snapshot
+        self.since = bytearray(nb)          # bins changed from the acked snapshot to the newest
+        self.full = True                    # no acked snapshot this boot: the next one goes whole
+        self.base_seq = 0                   # seq of the acked snapshot the deltas are against
+        self.snaps = 0                      # snapshots since the last full one
+        self.version = self._version() if n else 0
+        # the detectors' state, indexed by _STOP .. _FLAGS
+        self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0]
+
+    # -- definitions ------------------------------------------------------------
+
+    def _edges(self, h):
+        e = DEFS[h][5]
+        if h == H_VIB_S:
+            return self.vib_edges
+        if h == H_VIOL:
+            return (self._cfg[3] // 1000,)
+        return e
+
+    def _ref(self, h):
+        if h in (H_LOAD, H_DIM):
+            return self.rated_w
+        if h == H_SW:
+            return self.rated_ma
+        if h == H_VIB_S:
+            return self.vib_hz
+        return 0
+
+    def defs(self):
+        """The definitions as the birth's "hist" sends them: [name, kind,
+        unit, scale, bins, edges, ref] per histogram kept, in ext order."""
+        out = []
+        for h in self.on:
+            d = DEFS[h]
+            out.append([d[0], "count" if d[1] == COUNT else "level", d[2], d[3], d[4],
+                        _list(self._edges(h)), self._ref(h)])
+        return out
+
+    def _version(self):
+        import hashlib
+        return int.from_bytes(hashlib.sha256(cbor.dumps(self.defs())).digest()[:4], "big")
+
+    def birth_value(self):
+        return {"v": self.version, "defs": self.defs()}
+
+    # -- counting -----------------------------------------------------------------
+
+    def _add_s(self, h, b, dt):
+        """Count dt ms in bin b of histogram h (whole seconds, the rest carried)."""
+        r = self._res[h] + dt
+        s = r // 1000
+        self._res[h] = r - s * 1000
+        if s:
+            i = self.off[h] + b
+            self.counts[i] += s
+            self.dirty[i >> 3] |= 1 << (i & 7)
+
+    def _inc(self, h, b):
+        i = self.off[h] + b
+        self.counts[i] += 1
+        self.dirty[i >> 3] |= 1 << (i & 7)
+
+    def _set(self, h, b, v):
+        i = self.off[h] + b
+        if self.counts[i] != v:
+            self.counts[i] = v
+            self.dirty[i >> 3] |= 1 << (i & 7)
+
+    def _fresh(self, ch, now):
+        t = getattr(ch, "read_ms", -1)
+        if ch.per_interval:
+            return t >= 0 and now - t <= self._cfg[2] + 60000
+        return t == now
+
+    def sample(self, now, dt):
+        """After the channels sampled at uptime now (dt ms since the last
+        tick): count dt in the bins of what they read."""
+        if not self.n or dt <= 0:
+            return
+        off = self.off
+        running = False
+        p_mw = -1
+        pw = self.power
+        if pw is not None:
+            running = pw.running
+            if self._fresh(pw, now):
+                r = pw.reading
+                p_mw = r[2]
+                if running:
+                    self._st[_ONMA] = r[1]
+                if off[H_VIOL] != 0xFFFF:
+                    self._switching(now, running, r)
+        elif self.mains is not None and self._fresh(self.mains, now):
+            p_mw = self.mains.reading[2] * 1000
+            running = self.rated_w and p_mw >= self.rated_w * 100      # 10 % of rated
+        if p_mw >= 0 and running and self.rated_w:
+            pct = p_mw // (self.rated_w * 10)
+            if off[H_LOAD] != 0xFFFF:
+                self._add_s(H_LOAD, _bin(pct, DEFS[H_LOAD][5]), dt)
+            if off[H_DIM] != 0xFFFF:
+                self._add_s(H_DIM, _bin(pct, DEFS[H_DIM][5]), dt)
+                lt = self.light
+                if pct >= 95 and self._fresh(lt, now) and p_mw > 0:
+                    self._luxw(now, lt.reading * 100 // p_mw)
+        cl = self.climate
+        if cl is not None and self._fresh(cl, now):
+            self._climate(cl.reading[0], cl.reading[1], dt)
+        if self.vib is not None and self._fresh(self.vib, now):
+            self._vibration(now, dt, self.vib.reading, running if pw is not None else None)
+
+    def _switching(self, now, on, r):
+        st = self._st
+        if on == bool(st[_FLAGS] & F_ON):
+            return
+        st[_FLAGS] ^= F_ON
+        if on:
+            if st[_STOP] >= 0 and now - st[_STOP] < self._cfg[3]:
+                self._inc(H_VIOL, 0)
+            hour = now // HOUR_MS
+            if hour != st[_HOUR]:
+                st[_HOUR] = hour
+                st[_STARTS] = 0
+            st[_STARTS] += 1
+            if st[_STARTS] > self.counts[self.off[H_STARTS_H]]:
+                self._set(H_STARTS_H, 0, st[_STARTS])
+        else:
+            st[_STOP] = now
+            if self.off[H_SW] != 0xFFFF:
+                ie = self.rated_ma
+                if not ie and r[0] > 0:
+                    ie = self.rated_w * 1000000 // r[0]
+                if ie:
+                    self._inc(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]))
+
+    def _climate(self, t, rh, dt):
+        self._add_s(H_T, _bin(t // 100, DEFS[H_T][5]), dt)
+        rb = _bin(rh // 100, DEFS[H_RH][5][0])
+        self._add_s(H_RH, rb * 4 + _bin(t // 100, DEFS[H_RH][5][1]), dt)
+        # condensation: RH at or above the RH whose dew point is 2 K below T,
+        # interpolated between whole degrees (recomputed when the degree changes)
+        st = self._st
+        deg = t // 100
+        if deg != st[_CDEG]:
+            st[_CDEG] = deg
+            if -45 <= deg < 60:
+                st[_CTHR0] = _cond_rh(deg, COND_MARGIN_CK / 100)
+                st[_CTHR1] = _cond_rh(deg + 1, COND_MARGIN_CK / 100)
+            else:
+                st[_CTHR0] = st[_CTHR1] = 10001        # outside Magnus' range: not judged
+        thr = st[_CTHR0] + (st[_CTHR1] - st[_CTHR0]) * (t - deg * 100) // 100
+        if st[_FLAGS] & F_COND:
+            if rh < thr - COND_HYST_CP:
+                st[_FLAGS] &= ~F_COND
+        elif rh >= thr:
+            st[_FLAGS] |= F_COND
+            self._inc(H_COND_N, 0)
+        if st[_FLAGS] & F_COND:
+            self._add_s(H_COND_S, 0, dt)
+
+    def _vibration(self, now, dt, mg, running):
+        st = self._st
+        if running is None:
+            running = mg >= self._cfg[4]
+        if running and not st[_FLAGS] & F_VRUN:
+            st[_VSTART] = now
+        if running:
+            st[_FLAGS] |= F_VRUN
+        else:
+            st[_FLAGS] &= ~F_VRUN
+            return
+        v = mg * 15608 // (100 * self.vib_hz)       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
+        self._add_s(H_VIB_S, _bin(v, self.vib_edges), dt)
+        if now - st[_VSTART] < VIB_SETTLE_MS:
+            return
+        i = self.off[H_VIB]
+        if v > self.counts[i + 1]:
+            self._set(H_VIB, 1, v)
+        if self.counts[i] == 0 and st[_VBMS] < VIB_BASE_MS:
+            st[_VBMS] += dt
+            st[_VBSUM] += v * dt // 1000
+            if st[_VBMS] >= VIB_BASE_MS:
+                self._set(H_VIB, 0, st[_VBSUM] * 1000 // st[_VBMS] or 1)
+
+    def _luxw(self, now, v):
+        day = now // DAY_MS
+        st = self._st
+        if day != st[_DAY] or v < self.counts[self.off[H_LUXW]]:
+            st[_DAY] = day
+            self._set(H_LUXW, 0, v)
+
+    # -- snapshots: log, restore, wire ----------------------------------------------
+
+    def snapshot(self):
+        """The counts as 4-byte little-endian words (what T_HIST stores)."""
+        c = self.counts
+        b = bytearray(4 * self.n)
+        for i in range(self.n):
+            v = c[i]
+            o = 4 * i
+            b[o] = v & 0xFF
+            b[o + 1] = (v >> 8) & 0xFF
+            b[o + 2] = (v >> 16) & 0xFF
+            b[o + 3] = (v >> 24) & 0xFF
+        return bytes(b)
+
+    def restore(self, hist):
+        """Carry on from the newest snapshot in the log ([seq, version,
+        words] or None); one of another version (other bins) is not
+        continued: its counts stay in the ledger, ours start at zero."""
+        if not self.n or hist is None or hist[1] != self.version or len(hist[2]) != 4 * self.n:
+            return False
+        b = hist[2]
+        for i in range(self.n):
+            self.counts[i] = _u32(b, 4 * i)
+        return True
+
+    def closed(self, log, seq):
+        """Interval seq was just logged: write a snapshot when `every`
+        intervals have passed since the newest one (or there is none of
+        this version): at most `every` intervals of counts are lost to a
+        power cut, and one snapshot goes per `every` intervals on the wire."""
+        if not self.n:
+            return False
+        h = log.hist
+        if h is not None and h[1] == self.version and seq - h[0] < self._cfg[0]:
+            return False
+        snap = self.snapshot()
+        log.note_hist(seq, self.version, snap)
+        d = self.dirty
+        s = self.since
+        for i in range(len(d)):
+            s[i] |= d[i]
+            d[i] = 0
+        return True
+
+    def acked(self, log):
+        """The log's acked seq moved: the snapshot it covers is the new base."""
+        h = log.hist
+        if h is None or h[1] != self.version or log.acked < h[0] or h[0] <= self.base_seq:
+            return
+        if self.full:
+            self.full = False
+        self.base_seq = h[0]
+        s = self.since
+        for i in range(len(s)):
+            s[i] = 0
+        self.snaps += 1
+        if self.snaps >= self._cfg[1]:
+            self.snaps = 0
+            self.full = True
+
+    def ext(self, log, first, last):
+        """The encoded ext value (key 1) for a batch of seqs first..last, or
+        None: the newest snapshot when its seq is among them and not acked.
+        [version, seq, base seq (0: full), {index: [all counts] or {bin: count}}]"""
+        h = log.hist
+        if not self.n or h is None or h[1] != self.version or not first <= h[0] <= last \
+                or h[0] <= log.acked:
+            return None
+        b = h[2]
+        s = self.since
+        full = self.full
+        buf = bytearray()
+        cbor._head(buf, 4, 4)
+        cbor.encode_into(buf, self.version)
+        cbor.encode_into(buf, h[0])
+        cbor.encode_into(buf, 0 if full else self.base_seq)
+        nh = 0
+        for k in range(len(self.on)):
+            if self._changed(k, full, s, b):
+                nh += 1
+        cbor._head(buf, 5, nh)
+        for k in range(len(self.on)):
+            hh = self.on[k]
+            o = self.off[hh]
+            nb = DEFS[hh][4]
+            if not self._changed(k, full, s, b):
+                continue
+            cbor.encode_into(buf, k)
+            m = 0
+            for j in range(o, o + nb):
+                if s[j >> 3] & (1 << (j & 7)):
+                    m += 1
+            if full or 2 * m >= nb:
+                cbor._head(buf, 4, nb)
+                for j in range(o, o + nb):
+                    cbor.encode_into(buf, _u32(b, 4 * j))
+            else:
+                cbor._head(buf, 5, m)
+                for j in range(o, o + nb):
+                    if s[j >> 3] & (1 << (j & 7)):
+                        cbor.encode_into(buf, j - o)
+                        cbor.encode_into(buf, _u32(b, 4 * j))
+        return bytes(buf)
+
+    def _changed(self, k, full, s, b):
+        hh = self.on[k]
+        o = self.off[hh]
+        for j in range(o, o + DEFS[hh][4]):
+            if full:
+                if _u32(b, 4 * j):
+                    return True
+            elif s[j >> 3] & (1 << (j & 7)):
+                return True
+        return False
+
+    def named(self):
+        """{name: [counts]} now, for tools and reports (allocates)."""
+        out = {}
+        for h in self.on:
+            o = self.off[h]
+            out[DEFS[h][0]] = [self.counts[j] for j in range(o, o + DEFS[h][4])]
+        return out
+
+
+def _list(e):
+    if isinstance(e, tuple):
+        return [_list(x) for x in e]
+    return e
+
+
+def make(channels, opts=None):
+    """A Stress for these channels, or None when they give no histogram."""
+    s = Stress(channels, opts)
+    return s if s.n else None
