@@ -100,6 +100,7 @@ class Uplink:
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
+        self.stress = None            # agent.stress.Stress, from the agent: ext key 1, birth "hist"
         # the birth or batch being encoded, reused (see _send_next): its room is
         # taken once, now, while the heap is whole, not grown in steps per message
         self._buf = _room(BUF0)
@@ -112,7 +113,6 @@ class Uplink:
         # one message buffer per batch in flight, taken now too; a window raised
         # by remote config takes more when it fills
         self._spare = [_room(BUF0) for _ in range(window)]
-        self.stress = None            # agent.stress.Stress, from the agent: ext key 1, birth "hist"
 
     # compatibility names for the commonest counters
     @property

