@@ -17,7 +17,7 @@ import sys
 
 # in the order `tally --help` lists them; ledger adds export and report
 COMMANDS = ("simulate", "run", "collect", "ledger", "bench", "remote_config", "flash", "pki",
-            "inspect", "stubcheck")
+            "inspect", "stubcheck", "console")
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
 
