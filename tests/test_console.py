@@ -1,0 +1,234 @@
+"""The web console over HTTP (Starlette's test client, the real app on a real
+SQLite ledger made by the simulator): every page needs a login, roles,
+CSRF, a tampered cookie, unknown devices and periods, the lockout after
+five wrong passwords, paging, and that the ledger is never written."""
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("argon2")
+from starlette.testclient import TestClient  # noqa: E402
+
+from agent.collector import billing  # noqa: E402
+from agent.collector.store import Collector  # noqa: E402
+from agent.console import auth  # noqa: E402
+from agent.console.app import PAGE, make_app  # noqa: E402
+from agent.console.ledger import Reader  # noqa: E402
+from conftest import ROOT  # noqa: E402
+
+RATES = os.path.join(ROOT, "docs", "rates.example.toml")
+PW = {"alice": "alice-operator-1", "bob": "bob-viewer-22"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from hil.harness.sim import simulate
+    d = tmp_path_factory.mktemp("console")
+    db = str(d / "ledger.sqlite")
+    assert simulate(devices=2, days=1.0, interval_s=900, sample_s=60, db=db, seed=5)["reconciled"]
+    users = str(d / "users.sqlite")
+    u = auth.Users(users)
+    u.add("alice", "operator", PW["alice"])
+    u.add("bob", "viewer", PW["bob"])
+    u.close()
+    return {"db": db, "users": users}
+
+
+def _digest(db):
+    with open(db, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def client(site, **kw):
+    return TestClient(make_app(site["db"], site["users"], rates=RATES, **kw), follow_redirects=False)
+
+
+def csrf(c, path="/login"):
+    return re.search(r'name="csrf" value="([^"]+)"', c.get(path).text).group(1)
+
+
+def login(c, user):
+    r = c.post("/login", data={"csrf": csrf(c), "user": user, "password": PW[user]})
+    assert r.status_code == 303, r.text
+    return c
+
+
+def test_everything_needs_a_login(site):
+    c = client(site)
+    for page in ("/", "/fleet", "/asset/sim-001", "/bills", "/alarms", "/glossary"):
+        r = c.get(page)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login"), page
+    for data in ("/fleet.csv", "/asset/sim-001/usage.csv", "/bill/sim-001.csv", "/alarms.csv",
+                 "/static/plotly.min.js", "/static/console.js"):
+        assert c.get(data).status_code == 401, data
+
+
+def test_login_shows_the_fleet_and_cookie_flags(site):
+    c = client(site)
+    r = c.post("/login", data={"csrf": csrf(c), "user": "alice", "password": PW["alice"]})
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" not in cookie
+    page = c.get("/fleet").text
+    with _Open(site["db"]) as col:
+        devices = col.devices()
+    assert devices == ["sim-001", "sim-002"]
+    for dev in devices:
+        assert 'href="/asset/%s"' % dev in page
+    assert "2 devices" in page
+    csv = c.get("/fleet.csv").text.splitlines()
+    assert [x.split(",")[0] for x in csv[1:]] == devices
+
+
+class _Open:
+    def __init__(self, db):
+        self.col = Collector(db, keys=lambda d: None)
+
+    def __enter__(self):
+        return self.col
+
+    def __exit__(self, *a):
+        self.col.close()
+
+
+def test_secure_cookie_under_tls(site):
+    c = TestClient(make_app(site["db"], site["users"], https=True), base_url="https://testserver",
+                   follow_redirects=False)
+    r = c.post("/login", data={"csrf": csrf(c), "user": "bob", "password": PW["bob"]})
+    assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+
+
+def test_viewer_is_refused_the_bills(site):
+    c = login(client(site), "bob")
+    assert c.get("/fleet").status_code == 200
+    r = c.get("/bills")
+    assert r.status_code == 403 and "operator" in r.text and "Traceback" not in r.text
+    assert c.get("/bill/sim-001.csv?period=2026-01").status_code == 403
+    assert c.get("/bills.csv?period=2026-01").status_code == 403
+
+
+def test_bill_csv_is_the_report(site):
+    c = login(client(site), "alice")
+    r = c.get("/bill/sim-001.csv?period=2026-01")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.text == billing.run(site["db"], RATES, period="2026-01", devices=["sim-001"], fmt="csv")
+    page = c.get("/bill/sim-001?period=2026-01").text
+    assert "Compressed air delivered" in page and "Running time" in page
+
+
+def test_csrf_refused(site):
+    c = client(site)
+    c.get("/login")
+    for data in ({"user": "alice", "password": PW["alice"]},
+                 {"csrf": "forged", "user": "alice", "password": PW["alice"]}):
+        r = c.post("/login", data=data)
+        assert r.status_code == 403 and "CSRF" in r.text
+    assert c.get("/fleet").status_code == 303          # still not logged in
+    login(c, "alice")
+    assert c.post("/logout", data={"csrf": "forged"}).status_code == 403
+    assert c.get("/fleet").status_code == 200          # still logged in
+    tok = re.search(r'name="csrf" value="([^"]+)"', c.get("/fleet").text).group(1)
+    assert c.post("/logout", data={"csrf": tok}).status_code == 303
+    assert c.get("/fleet").status_code == 303
+
+
+def test_tampered_cookie_is_no_session(site):
+    c = login(client(site), "alice")
+    good = c.cookies.get("tally_console")
+    bad = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+    c.cookies.clear()
+    c.cookies.set("tally_console", bad)
+    r = c.get("/fleet")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert c.get("/fleet.csv").status_code == 401
+
+
+def test_unknown_device_and_period(site):
+    c = login(client(site), "alice")
+    for url, code in (("/asset/nope", 404), ("/asset/sim-001%00x", 404), ("/asset/nope/usage.csv", 404),
+                      ("/bill/nope?period=2026-01", 404), ("/bill/sim-001?period=2026-13", 400),
+                      ("/bill/sim-001.csv?period=junk", 400), ("/fleet?page=x", 400), ("/fleet?page=99", 404),
+                      ("/fleet?status=bogus", 400), ("/static/../app.py", 404)):
+        r = c.get(url)
+        assert r.status_code == code, url
+        assert "Traceback" not in r.text
+
+
+def test_five_wrong_passwords_lock_the_user(site, tmp_path):
+    users = str(tmp_path / "u.sqlite")
+    u = auth.Users(users)
+    u.add("carol", "viewer", "carol-password")
+    u.close()
+    before = _digest(site["db"])
+    c = TestClient(make_app(site["db"], users), follow_redirects=False)
+    codes = [c.post("/login", data={"csrf": csrf(c), "user": "carol", "password": "wrong%d" % i}).status_code
+             for i in range(auth.MAX_FAILS)]
+    assert codes == [401] * (auth.MAX_FAILS - 1) + [429]
+    r = c.post("/login", data={"csrf": csrf(c), "user": "carol", "password": "carol-password"})
+    assert r.status_code == 429 and "locked" in r.text
+    assert c.get("/fleet").status_code == 303
+    assert _digest(site["db"]) == before
+
+
+def test_pages_and_no_data_yet(site):
+    c = login(client(site), "alice")
+    before = _digest(site["db"])
+    a = c.get("/asset/sim-001").text
+    assert 'id="stress-nodata"' in a and 'id="parts-nodata"' in a and 'id="life-nodata"' in a
+    assert "Compressed air delivered" in a
+    assert "<script src=\"/static/plotly.min.js\">" in a and "cdn" not in a.lower()
+    assert c.get("/static/plotly.min.js").content.startswith(b"/**")
+    assert "Compressed air delivered" in c.get("/glossary").text
+    assert c.get("/alarms").status_code == 200
+    assert c.get("/bills?period=2026-01").status_code == 200
+    assert _digest(site["db"]) == before
+
+
+def test_reader_cannot_write(site):
+    r = Reader(site["db"])
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            r.q("DELETE FROM records")
+        assert r.has("records") and not r.has("stress")
+    finally:
+        r.close()
+
+
+def test_read_while_the_collector_writes(site):
+    """A writer holding the ledger's write lock does not stop a page."""
+    w = sqlite3.connect(site["db"], isolation_level=None)
+    w.execute("BEGIN IMMEDIATE")
+    w.execute("INSERT INTO counters VALUES ('sim-001', 'console-test', 1)")
+    try:
+        c = login(client(site), "alice")
+        assert c.get("/fleet").status_code == 200
+        assert c.get("/asset/sim-001").status_code == 200
+    finally:
+        w.execute("ROLLBACK")
+        w.close()
+
+
+def test_fleet_is_paged(tmp_path):
+    db = str(tmp_path / "big.sqlite")
+    Collector(db, keys=lambda d: None).close()
+    con = sqlite3.connect(db)
+    n = 2 * PAGE + 7
+    con.executemany("INSERT INTO schemas VALUES (?, 1, '[]')", [("dev-%05d" % i,) for i in range(n)])
+    con.commit()
+    con.close()
+    users = str(tmp_path / "u.sqlite")
+    u = auth.Users(users)
+    u.add("alice", "operator", PW["alice"])
+    u.close()
+    c = login(TestClient(make_app(db, users), follow_redirects=False), "alice")
+    rows = [len(re.findall(r'href="/asset/dev-', c.get("/fleet?page=%d" % p).text)) for p in (1, 2, 3)]
+    assert rows == [PAGE, PAGE, 7]
+    assert c.get("/fleet?page=4").status_code == 404
+    found = c.get("/fleet?q=dev-0010").text
+    assert len(re.findall(r'href="/asset/dev-', found)) == 7       # dev-00100 .. dev-00106
+    assert "never seen" in found
