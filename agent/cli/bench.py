@@ -84,8 +84,16 @@ def _hostile(a):
     return _show(hostile.report, r, a)
 
 
+def _console(a):
+    from hil.bench import console
+    if a.fleet < 1 or a.days <= 0:
+        return err("bench console: --fleet and --days must be positive")
+    r = console.bench_console(devices=a.fleet, days=a.days, shots=a.shots or None, progress=_progress(a))
+    return _show(console.report, r, a)
+
+
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile}
+       "footprint": _footprint, "hostile": _hostile, "console": _console}
 
 
 def run(a):
@@ -93,7 +101,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|console)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -112,7 +120,10 @@ def add(sub):
                        "apart) and data, data growth, time per interval (median of 100-interval "
                        "stretches) and the smallest capped heap a day runs in, with the code from "
                        "files and from a ROMFS image, on the 64-bit unix port and, when node is "
-                       "installed, the 32-bit WebAssembly port (see docs/firmware.md).")
+                       "installed, the 32-bit WebAssembly port (see docs/firmware.md). "
+                   "console: server time per web-console page (median) on a generated ledger of "
+                   "--fleet devices x --days days of 15-minute records, and a PNG of each page "
+                   "(headless Chromium) in --shots (docs/console.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
@@ -139,4 +150,7 @@ def add(sub):
     b.add_argument("--damage", type=int, default=100000,
                    help="ring: silent-damage points to test (default 100000)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
+    b.add_argument("--fleet", type=int, default=200, help="console: devices in the generated ledger (default 200)")
+    b.add_argument("--shots", default="console-shots",
+                   help="console: folder for the screen captures (default console-shots; '' for none)")
     b.set_defaults(func=run)
