@@ -263,6 +263,7 @@ class Console:
         try:
             dev = self._device(request, r)
             row = r.fleet_rows([dev])[0]
+            row["seq_gaps"] = r.seq_gaps(dev)
             days, summ, ivals = r.asset_walk(dev, MAX_POINTS)
             b = r.births([dev]).get(dev)
             last = r.last_record(dev, b and b["epoch"])

@@ -8,7 +8,7 @@ table that a newer collector owns (life, stress, part_events, contracts)
 and this ledger does not have is "no data yet", not an error.
 
 The fleet page asks only indexed questions per device (the newest birth,
-the newest record of the current epoch, record counts by the primary key),
+the newest record of the current epoch, alarm and quarantine counts),
 one page of devices at a time, so it costs the same at 10,000 devices as
 at 10.
 """
@@ -154,9 +154,13 @@ class Reader(store.Collector):
             seen = max(x for x in ((last or {}).get("received_s"), b.get("received_s"), 0) if x is not None)
             v = (last or {}).get("values", {})
             flags = []
-            gaps = self.seq_gaps(dev)
-            if gaps:
-                flags.append("gaps: %d intervals" % gaps)
+            # the device's own count of intervals it merged or dropped (storage full); the
+            # collector's gap count needs a walk of the records and is on the asset page
+            gaps = (v.get("dropped") or 0) + (v.get("coalesced") or 0)
+            if v.get("dropped"):
+                flags.append("dropped: %d intervals" % v["dropped"])
+            if v.get("coalesced"):
+                flags.append("merged: %d intervals" % v["coalesced"])
             if last and not last["wall_q"]:
                 flags.append("no clock: newest record re-anchored or by receive time")
             if alarms.get(dev):
