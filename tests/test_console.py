@@ -232,3 +232,29 @@ def test_fleet_is_paged(tmp_path):
     found = c.get("/fleet?q=dev-0010").text
     assert len(re.findall(r'href="/asset/dev-', found)) == 7       # dev-00100 .. dev-00106
     assert "never seen" in found
+
+
+def test_kept_history_is_the_collectors_and_follows_new_records(site, tmp_path):
+    """The console keeps each device's walked history; it must equal what
+    the collector's own ledger()/summary() say, before and after a record
+    arrives (a copy of the ledger, so the shared one is unchanged)."""
+    import shutil
+    db = str(tmp_path / "copy.sqlite")
+    shutil.copy(site["db"], db)
+    for _ in range(2):
+        col = Collector(db, keys=lambda d: None)
+        want_l, want_s = col.ledger("sim-001"), col.summary("sim-001")
+        col.close()
+        r = Reader(db)
+        try:
+            assert r.ledger("sim-001") == want_l
+            assert r.summary("sim-001") == want_s
+            assert r.ledger("sim-001") == want_l          # from what was kept
+        finally:
+            r.close()
+        con = sqlite3.connect(db)
+        con.execute("INSERT INTO records SELECT device_id, epoch, seq + 1, seq + 1, flags, schema_id, boot, "
+                    "uptime_ms + ival_ms, wall_s + ival_ms / 1000, wall_q, ival_ms, vals, received_s "
+                    "FROM records WHERE device_id='sim-001' ORDER BY epoch DESC, seq DESC LIMIT 1")
+        con.commit()
+        con.close()

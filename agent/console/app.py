@@ -31,11 +31,11 @@ from starlette.templating import Jinja2Templates
 from agent import labels
 from agent.collector import billing
 from agent.console import auth
+from agent.console.ledger import MAX_INTERVALS as MAX_POINTS
 from agent.console.ledger import LedgerError, Reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = 50                # devices per fleet page
-MAX_POINTS = 5000        # newest intervals on an asset's interval chart
 SESSION_S = 8 * 3600
 # the device's own communication and bus counters: health, not usage (not charted)
 QUIET = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "sync_tries", "fail_conn", "fail_pub",

@@ -14,12 +14,17 @@ at 10.
 """
 import json
 import sqlite3
+import threading
 import time
 import urllib.parse
 
 from agent.collector import store
 
 ONLINE_S = 3 * 3600      # seen in the last 3 hours: online; else offline ("silent since")
+MAX_INTERVALS = 5000     # newest intervals kept for an asset's interval chart
+CACHE_DEVICES = 64       # devices whose walked history is kept (see Reader._full)
+_CACHE = {}              # (ledger, device) -> ((records, epochs), (days, summary, intervals)), oldest first
+_LOCK = threading.Lock()
 
 
 class LedgerError(Exception):
@@ -65,6 +70,7 @@ class Reader(store.Collector):
         self.rejects, self.on_reject, self.escapes, self._schemas = {}, None, 0, {}
         self._hold_s, self._txn_mark = 0, None
         self._tables = None
+        self._tap = None
 
     def q(self, sql, args=()):
         return self._b.execute(sql, args).fetchall()
@@ -176,30 +182,69 @@ class Reader(store.Collector):
 
     # -- one asset ---------------------------------------------------------------
 
-    def asset_walk(self, device, limit=5000):
-        """One walk of the device's records (the bill's own: Collector._walk
-        placed by timeline): (usage per UTC day {day: {odometer: total}},
-        a summary {"epochs": {epoch: {"totals", "units", "placed"}},
-        "time_quality"}, and the newest `limit` records as
-        [(end_s, {odometer: delta})] oldest first)."""
+    # -- one device's history, walked once and kept --------------------------------
+    #
+    # The asset page and the bill both need the device's whole history walked
+    # (Collector._walk placed by timeline: a record's day needs its whole
+    # boot). One walk gives the usage per day, the summary and the newest
+    # intervals; they are kept per (ledger, device) until the device's
+    # record or epoch count changes. The ledger only ever gains rows (records
+    # and epochs are insert-only, schemas never rewritten), so a count that
+    # did not change means nothing the walk read changed. The counters the
+    # summary carries are read fresh every time.
+
+    def _walk(self, device):
+        for item in store.Collector._walk(self, device):
+            if self._tap is not None:
+                self._tap.append((item[1], item[2]))
+            yield item
+
+    def _full(self, device):
+        key = (self.q("SELECT COUNT(*) FROM records WHERE device_id=?", (device,))[0][0],
+               self.q("SELECT COUNT(*) FROM epochs WHERE device_id=?", (device,))[0][0])
+        ck = (self.db_path, device)
+        with _LOCK:
+            hit = _CACHE.pop(ck, None)
+            if hit is not None and hit[0] == key:
+                _CACHE[ck] = hit
+                return hit[1]
         from agent.collector import timeline
-        days, epochs, tq, ivals = {}, {}, [], []
-        for epoch, r, deltas, metrics in timeline.placed(self._walk(device)):
-            timeline.note(tq, epoch, r, deltas)
-            e = epochs.get(epoch)
-            if e is None:
-                e = epochs[epoch] = {"totals": {}, "placed": dict.fromkeys(timeline.KINDS, 0),
-                                     "units": {m[0]: (m[1], m[2]) for m in metrics if m[3] == "odometer"}}
-            e["placed"][r["placed"]] += 1
+        seen = self._tap = []
+        try:
+            summ = store.Collector.summary(self, device)
+        finally:
+            self._tap = None
+        days = {}
+        for r, deltas in seen:
             acc = days.setdefault(timeline.day(r["end_s"]), {})
-            tot = e["totals"]
             for k, d in deltas.items():
                 acc[k] = acc.get(k, 0) + d
-                tot[k] = tot.get(k, 0) + d
-            ivals.append((r["end_s"], deltas))
-            if len(ivals) > 2 * limit:
-                del ivals[:limit]
-        return days, {"epochs": epochs, "time_quality": tq}, ivals[-limit:]
+        ivals = [(r["end_s"], deltas) for r, deltas in seen[-MAX_INTERVALS:]]
+        val = (days, summ, ivals)
+        with _LOCK:
+            _CACHE[ck] = (key, val)
+            while len(_CACHE) > CACHE_DEVICES:
+                _CACHE.pop(next(iter(_CACHE)))
+        return val
+
+    def asset_walk(self, device, limit=None):
+        """(usage per UTC day {day: {odometer: total}}, the summary (as
+        Collector.summary), the newest MAX_INTERVALS records as
+        [(end_s, {odometer: delta})] oldest first)."""
+        days, summ, ivals = self._full(device)
+        return days, self.summary(device), ivals[-limit:] if limit else ivals
+
+    def devices(self):
+        return self.device_ids()
+
+    def ledger(self, device=None):
+        return {d: self._full(d)[0] for d in ([device] if device else self.device_ids())}
+
+    def summary(self, device):
+        s = dict(self._full(device)[1])
+        s.update(duplicates=self.counter(device, "duplicates"), batches=self.counter(device, "batches"),
+                 rejected=self.counter(device, "rejected"))
+        return s
 
     def counters_of(self, device):
         return dict(self.q("SELECT name, n FROM counters WHERE device_id=? ORDER BY name", (device,)))
