@@ -49,7 +49,7 @@ demo: venv
 	$(BIN)/tally report --db $(DEMO_DB) --rates docs/rates.example.toml --period 2026-01
 	@rm -f $(DEMO_DB).console.sqlite
 	@pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
-	  echo "$$pw" | $(BIN)/tally console user add demo --role operator --db $(DEMO_DB) 2>/dev/null && \
+	  echo "$$pw" | $(BIN)/tally console user add demo --role operator --db $(DEMO_DB) && \
 	  echo && echo "The console on this ledger: run" && \
 	  echo "  $(BIN)/tally console --db $(DEMO_DB) --rates docs/rates.example.toml" && \
 	  echo "then open http://127.0.0.1:8080/ and log in as demo, password $$pw" && \
