@@ -258,3 +258,30 @@ def test_kept_history_is_the_collectors_and_follows_new_records(site, tmp_path):
                     "FROM records WHERE device_id='sim-001' ORDER BY epoch DESC, seq DESC LIMIT 1")
         con.commit()
         con.close()
+
+
+def test_customers_shown_when_the_contract_tables_exist(site, tmp_path):
+    import shutil
+    c = login(client(site), "alice")
+    assert 'id="customers-nodata"' in c.get("/bills?period=2026-01").text
+    db = str(tmp_path / "copy.sqlite")
+    shutil.copy(site["db"], db)
+    con = sqlite3.connect(db)
+    # the shapes of agent/collector/contracts.py (issue 17), as it writes them
+    con.executescript("""
+        CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+        CREATE TABLE contracts (id TEXT PRIMARY KEY, customer TEXT NOT NULL, start_day TEXT NOT NULL,
+                                end_day TEXT NOT NULL, terms TEXT NOT NULL);
+        CREATE TABLE assignments (asset TEXT NOT NULL, contract TEXT NOT NULL, site TEXT NOT NULL,
+                                  from_day TEXT NOT NULL, to_day TEXT NOT NULL,
+                                  PRIMARY KEY (asset, contract, from_day));
+        INSERT INTO customers VALUES ('acme', 'Acme Bakery <Ltd>');
+        INSERT INTO contracts VALUES ('k-1', 'acme', '2026-01-01', '2026-12-31', '{}');
+        INSERT INTO assignments VALUES ('sim-002', 'k-1', 'oven-hall', '2026-01-01', '2026-12-31');
+    """)
+    con.commit()
+    con.close()
+    c = login(TestClient(make_app(db, site["users"], rates=RATES), follow_redirects=False), "alice")
+    page = c.get("/bills?period=2026-01").text
+    assert "Acme Bakery &lt;Ltd&gt; (acme)" in page and 'href="/asset/sim-002"' in page
+    assert "customers-nodata" not in page

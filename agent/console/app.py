@@ -371,12 +371,13 @@ class Console:
         r = self.reader()
         try:
             ids = r.device_ids(request.query_params.get("q", "").strip()[:100])
+            customers = r.customers()
         finally:
             r.close()
         rates = self._rates()
         return self.page(request, "bills.html", period=label, ids=ids[(page - 1) * PAGE: page * PAGE],
                          page=page, pages=max(1, (len(ids) + PAGE - 1) // PAGE), rates=rates,
-                         rates_path=self.rates, fleet=rates and rates["devices"])
+                         rates_path=self.rates, fleet=rates and rates["devices"], customers=customers)
 
     def bill(self, request):
         self.need(request, role="operator")

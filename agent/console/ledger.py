@@ -246,6 +246,23 @@ class Reader(store.Collector):
                  rejected=self.counter(device, "rejected"))
         return s
 
+    def customers(self):
+        """Customers, their contracts and the assets assigned to them, from the
+        contract tables (agent/collector/contracts.py, issue 17), or None when
+        the ledger has none of them yet."""
+        if not (self.has("customers") and self.has("contracts") and self.has("assignments")):
+            return None
+        out = []
+        for cid, name in self.q("SELECT id, name FROM customers ORDER BY id"):
+            cons = []
+            for kid, start, end in self.q("SELECT id, start_day, end_day FROM contracts WHERE customer=? "
+                                          "ORDER BY id", (cid,)):
+                assets = [a[0] for a in self.q("SELECT DISTINCT asset FROM assignments WHERE contract=? "
+                                               "ORDER BY asset", (kid,))]
+                cons.append({"id": kid, "start": start, "end": end, "assets": assets})
+            out.append({"id": cid, "name": name, "contracts": cons})
+        return out
+
     def counters_of(self, device):
         return dict(self.q("SELECT name, n FROM counters WHERE device_id=? ORDER BY name", (device,)))
 
