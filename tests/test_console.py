@@ -285,3 +285,24 @@ def test_customers_shown_when_the_contract_tables_exist(site, tmp_path):
     page = c.get("/bills?period=2026-01").text
     assert "Acme Bakery &lt;Ltd&gt; (acme)" in page and 'href="/asset/sim-002"' in page
     assert "customers-nodata" not in page
+
+
+def test_postgres_ledger_read_only(postgres, tmp_path):
+    from agent.collector.store import PostgresError
+    col = Collector(postgres, keys=lambda d: None)
+    col.db.execute("INSERT INTO schemas VALUES ('pg-1', 1, '[]')")
+    col.close()
+    r = Reader(postgres)
+    try:
+        assert r.device_ids() == ["pg-1"] and r.has("records") and not r.has("stress")
+        with pytest.raises(PostgresError, match="read-only"):
+            r.q("DELETE FROM schemas")
+    finally:
+        r.close()
+    users = str(tmp_path / "u.sqlite")
+    u = auth.Users(users)
+    u.add("alice", "operator", PW["alice"])
+    u.close()
+    c = login(TestClient(make_app(postgres, users), follow_redirects=False), "alice")
+    assert 'href="/asset/pg-1"' in c.get("/fleet").text
+    assert c.get("/asset/pg-1").status_code == 200
