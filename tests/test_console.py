@@ -137,6 +137,15 @@ def test_csrf_refused(site):
     assert c.get("/fleet").status_code == 303
 
 
+def test_login_goes_back_only_to_this_console(site):
+    for nxt, want in (("/asset/sim-001", "/asset/sim-001"), ("//evil.example/", "/fleet"),
+                      ("/\\evil.example/", "/fleet"), ("https://evil.example/", "/fleet")):
+        c = client(site)
+        tok = csrf(c)
+        r = c.post("/login", params={"next": nxt}, data={"csrf": tok, "user": "bob", "password": PW["bob"]})
+        assert r.status_code == 303 and r.headers["location"] == want, nxt
+
+
 def test_tampered_cookie_is_no_session(site):
     c = login(client(site), "alice")
     good = c.cookies.get("tally_console")

@@ -175,7 +175,7 @@ class Console:
 
     async def login(self, request):
         nxt = request.query_params.get("next", "/fleet")
-        if not nxt.startswith("/") or nxt.startswith("//"):
+        if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt or any(ord(ch) < 32 for ch in nxt):
             nxt = "/fleet"
         if request.method == "GET":
             return self.page(request, "login.html", next=nxt, error=None)
