@@ -76,11 +76,12 @@ def shown(value, unit):
     return value * u[1], u[0]
 
 
-def legend(names):
-    """Lines 'name = Label (unit)' for the names given, sorted, known ones only."""
+def legend(names, units=True):
+    """Lines 'name = Label (unit)' for the names given, sorted, known ones
+    only; units=False leaves the unit out (where a table shows its own)."""
     out = []
     for n in sorted(set(names)):
         e = LABELS.get(n)
         if e:
-            out.append("%s = %s%s" % (n, e[0], " (%s)" % e[1] if e[1] else ""))
+            out.append("%s = %s%s" % (n, e[0], " (%s)" % e[1] if e[1] and units else ""))
     return out

@@ -40,7 +40,7 @@ def _print_sim(rep):
             rows.append([dev, day] + [scaled(use.get(c, 0), units[c][1]) for c in cols])
     _table(head, rows)
     from agent import labels
-    legend = labels.legend(cols)
+    legend = labels.legend(cols, units=False)
     if legend:
         print("  (%s)" % "; ".join(legend))
     print()
