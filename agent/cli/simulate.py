@@ -39,7 +39,7 @@ def _print_sim(rep):
         for day, use in sorted(days.items()):
             rows.append([dev, day] + [scaled(use.get(c, 0), units[c][1]) for c in cols])
     _table(head, rows)
-    from agent import labels
+    from agent.collector import labels
     legend = labels.legend(cols, units=False)
     if legend:
         print("  (%s)" % "; ".join(legend))

@@ -40,7 +40,7 @@ import tomllib
 from decimal import Decimal
 from fractions import Fraction
 
-from agent import labels
+from agent.collector import labels
 
 REPORT_VERSION = "tally.billing.v1"
 QTY_PLACES = 6       # a quantity that is not a terminating decimal is shown rounded to this
@@ -662,7 +662,7 @@ def to_text(rep):
     out += [""] if rep["notes"] else []
     for n in rep["notes"]:
         out.append("note: " + n)
-    # the metric names in the words of the people who pay (agent/labels.py, the console's glossary)
+    # the metric names in the words of the people who pay (agent/collector/labels.py, the console's glossary)
     legend = labels.legend(x["metric"] for r in rep["devices"] for x in r["lines"] if x["metric"])
     if legend:
         out += ["", "What the metric names mean"] + ["  " + x for x in legend]

@@ -28,7 +28,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from agent import labels
+from agent.collector import labels
 from agent.collector import billing
 from agent.console import auth
 from agent.console.ledger import MAX_INTERVALS as MAX_POINTS

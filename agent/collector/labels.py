@@ -2,8 +2,8 @@
 the unit as a person writes it, and one sentence of explanation per metric
 (the console's glossary, `tally report`'s legend, `make demo`'s output).
 
-A plain dict of tuples so that it also imports under MicroPython (nothing
-device-side uses it yet). A name not listed is shown as it is.
+Collector side (CPython): it is not flashed (hil/harness/mpbuild.py takes
+agent/*.py, not agent/collector/). A name not listed is shown as it is.
 """
 
 # metric -> (label, unit shown, what it means)
