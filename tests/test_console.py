@@ -315,3 +315,38 @@ def test_postgres_ledger_read_only(postgres, tmp_path):
     c = login(TestClient(make_app(postgres, users), follow_redirects=False), "alice")
     assert 'href="/asset/pg-1"' in c.get("/fleet").text
     assert c.get("/asset/pg-1").status_code == 200
+
+
+def test_cli_user_add_and_serve(site, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+    from conftest import tally, until
+    users = str(tmp_path / "cli-users.sqlite")
+    r = tally("console", "user", "add", "dora", "--role", "viewer", "--users", users, input="dora-password\n")
+    assert r.returncode == 0 and "dora (viewer)" in r.stderr
+    r = tally("console", "user", "add", "eve", "--role", "viewer", "--users", users, input="short\n")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "at least 8" in r.stderr
+    r = tally("console", "--db", str(tmp_path / "none.sqlite"), "--users", users)
+    assert r.returncode == 2 and r.stderr == "tally: console: no ledger at %s\n" % (tmp_path / "none.sqlite")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "console", "--db", site["db"], "--users", users,
+                          "--port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        def up():
+            try:
+                return urllib.request.urlopen("http://127.0.0.1:%d/login" % port, timeout=2).status == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+        until(up, timeout=30)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen("http://127.0.0.1:%d/fleet.csv" % port, timeout=5)
+        assert e.value.code == 401
+    finally:
+        p.terminate()
+        p.wait(10)
