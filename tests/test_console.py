@@ -350,3 +350,10 @@ def test_cli_user_add_and_serve(site, tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_fleet_filter(site):
+    c = login(client(site), "alice")
+    assert c.get("/fleet?status=online").text.count('href="/asset/sim-') == 2     # just simulated
+    page = c.get("/fleet?status=offline").text
+    assert 'href="/asset/sim-' not in page and "0 devices match" in page

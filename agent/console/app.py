@@ -32,7 +32,7 @@ from agent.collector import labels
 from agent.collector import billing
 from agent.console import auth
 from agent.console.ledger import MAX_INTERVALS as MAX_POINTS
-from agent.console.ledger import LedgerError, Reader
+from agent.console.ledger import ONLINE_S, LedgerError, Reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = 50                # devices per fleet page
@@ -216,16 +216,18 @@ class Console:
                 total = len(ids)
                 chosen = ids if everything else ids[(page - 1) * PAGE: page * PAGE]
                 rows = r.fleet_rows(chosen, now)
+            elif status in ("online", "offline"):
+                # from when each was last heard of (no record values read); rows for the page only
+                seen = r.last_seen(ids)
+                want = status == "online"
+                ids = [d for d in ids if (bool(seen[d]) and now - seen[d] < ONLINE_S) == want]
+                total = len(ids)
+                rows = r.fleet_rows(ids if everything else ids[(page - 1) * PAGE: page * PAGE], now)
             else:
-                # a filter on what is computed per device: walk the ids until the page is full
-                rows, total, skip = [], 0, (page - 1) * PAGE
-                for i in range(0, len(ids), PAGE):
-                    for x in r.fleet_rows(ids[i:i + PAGE], now):
-                        if ((status == "online" and x["online"]) or (status == "offline" and not x["online"])
-                                or (status == "flagged" and x["flags"])):
-                            total += 1
-                            if everything or skip < total <= skip + PAGE:
-                                rows.append(x)
+                # flagged: every device's row, then the page of those with a flag
+                flagged = [x for x in r.fleet_rows(ids, now, everyone=True) if x["flags"]]
+                total = len(flagged)
+                rows = flagged if everything else flagged[(page - 1) * PAGE: page * PAGE]
         finally:
             r.close()
         for x in rows:

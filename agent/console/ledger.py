@@ -101,20 +101,24 @@ class Reader(store.Collector):
         return bool(self.q("SELECT 1 FROM schemas WHERE device_id=? UNION "
                            "SELECT 1 FROM births WHERE device_id=?", (device, device)))
 
-    def births(self, devices):
-        """{device: newest birth row as a dict} for these devices."""
+    def births(self, devices=None):
+        """{device: newest birth row as a dict} for these devices (None: all)."""
         out = {}
-        if not devices:
+        if devices is not None and not devices:
             return out
-        marks = ",".join("?" * len(devices))
+        where, args = "", ()
+        if devices is not None:
+            where, args = "WHERE device_id IN (%s) " % ",".join("?" * len(devices)), tuple(devices)
         for dev, boot, epoch, reason, fw, board, rx in self.q(
                 "SELECT device_id, boot, epoch, reason, fw, board, received_s FROM births "
-                "WHERE device_id IN (%s) ORDER BY received_s" % marks, tuple(devices)):
+                + where + "ORDER BY received_s", args):
             out[dev] = {"boot": boot, "epoch": epoch, "reason": reason, "fw": fw, "board": board,
                         "received_s": rx}
         return out
 
-    def _counts(self, table, devices):
+    def _counts(self, table, devices=None):
+        if devices is None:
+            return dict(self.q("SELECT device_id, COUNT(*) FROM %s GROUP BY device_id" % table))
         if not devices:
             return {}
         marks = ",".join("?" * len(devices))
@@ -147,12 +151,29 @@ class Reader(store.Collector):
             missing += max(0, hi - first + 1 - n)
         return missing
 
-    def fleet_rows(self, devices, now=None):
-        """One row per device of this page (see the fleet page)."""
+    def last_seen(self, devices):
+        """{device: when the collector last heard from it (unix s) or 0}: the
+        newest birth and the newest record of its current epoch, without
+        reading the record's values (the online/offline filter)."""
+        births = self.births(None)
+        out = {}
+        x = self._b.execute
+        for dev in devices:
+            b = births.get(dev)
+            row = x("SELECT received_s FROM records WHERE device_id=? AND epoch=? ORDER BY seq DESC LIMIT 1",
+                    (dev, b["epoch"])).fetchone() if b else None
+            out[dev] = max((row[0] if row else 0), (b["received_s"] if b else 0))
+        return out
+
+    def fleet_rows(self, devices, now=None, everyone=False):
+        """One row per device of this page (see the fleet page). everyone:
+        `devices` is most of the fleet (a filter walks it): births, alarm and
+        quarantine counts read for all devices at once, not per page."""
         now = time.time() if now is None else now
-        births = self.births(devices)
-        alarms = self._counts("alarms", devices)
-        quarantined = self._counts("quarantine", devices)
+        some = None if everyone else devices
+        births = self.births(some)
+        alarms = self._counts("alarms", some)
+        quarantined = self._counts("quarantine", some)
         rows = []
         for dev in devices:
             b = births.get(dev, {})

@@ -72,14 +72,17 @@ def _pages(devices):
     last = "cmp-%05d" % (devices - 1)
     month = time.strftime("%Y-%m", time.gmtime(T0))
     pages = [("fleet", "/fleet"), ("fleet-last-page", "/fleet?page=%d" % max(1, (devices + 49) // 50)),
-             ("fleet-search", "/fleet?q=%s" % last[-3:]), ("asset", "/asset/" + last),
+             ("fleet-search", "/fleet?q=%s" % last[-3:]), ("fleet-offline", "/fleet?status=offline"), ("asset", "/asset/" + last),
              ("bills", "/bills?period=" + month), ("bill", "/bill/%s?period=%s" % (last, month)),
              ("bill-csv", "/bill/%s.csv?period=%s" % (last, month)), ("alarms", "/alarms"), ("glossary", "/glossary")]
     return pages
 
 
 def bench_console(devices=200, days=60, repeat=5, shots=None, db=None, progress=None):
-    from starlette.testclient import TestClient
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # starlette's note on httpx versions
+        from starlette.testclient import TestClient
     from agent.console import auth
     from agent.console.app import make_app
     work = tempfile.mkdtemp(prefix="tally-console-bench-")
