@@ -119,6 +119,7 @@ def test_bill_csv_is_the_report(site):
     assert r.text == billing.run(site["db"], RATES, period="2026-01", devices=["sim-001"], fmt="csv")
     page = c.get("/bill/sim-001?period=2026-01").text
     assert "Compressed air delivered" in page and "Running time" in page
+    assert re.search(r"<code>air</code> odometer gained \d+ &times; 10\^-3 m3", page)
 
 
 def test_csrf_refused(site):
