@@ -318,8 +318,9 @@ def test_postgres_ledger_read_only(postgres, tmp_path):
     assert c.get("/asset/pg-1").status_code == 200
 
 
-def test_cli_user_add_and_serve(site, tmp_path):
+def test_cli_user_add_and_serve_tls(site, tmp_path, pki):
     import socket
+    import ssl
     import subprocess
     import sys
     import urllib.error
@@ -336,21 +337,38 @@ def test_cli_user_add_and_serve(site, tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
+    tls = pki.broker_tls
     p = subprocess.Popen([sys.executable, "-m", "agent.cli", "console", "--db", site["db"], "--users", users,
-                          "--port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                          "--port", str(port), "--cert", tls["cert"], "--key", tls["key"]],
+                         cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    ctx = ssl.create_default_context(cafile=tls["ca"])
+    base = "https://localhost:%d" % port
     try:
+        got = {}
+
         def up():
             try:
-                return urllib.request.urlopen("http://127.0.0.1:%d/login" % port, timeout=2).status == 200
+                got["r"] = urllib.request.urlopen(base + "/login", timeout=2, context=ctx)
+                return True
             except (urllib.error.URLError, ConnectionError):
                 return False
         until(up, timeout=30)
+        cookie = got["r"].headers["set-cookie"].lower()
+        got["r"].read()
+        got["r"].close()
+        assert "secure" in cookie and "httponly" in cookie       # HTTPS: the cookie is Secure
         with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen("http://127.0.0.1:%d/fleet.csv" % port, timeout=5)
+            urllib.request.urlopen(base + "/fleet.csv", timeout=5, context=ctx)
         assert e.value.code == 401
+        e.value.close()
     finally:
         p.terminate()
-        p.wait(10)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise
 
 
 def test_fleet_filter(site):

@@ -44,7 +44,7 @@ def run_serve(a):
     print("tally: console on %s://%s:%d/ (Ctrl-C to stop)" % (scheme, a.host, a.port), file=sys.stderr,
           flush=True)
     uvicorn.run(app, host=a.host, port=a.port, ssl_certfile=a.cert, ssl_keyfile=a.key, log_level="warning",
-                server_header=False)
+                server_header=False, timeout_graceful_shutdown=5)
     return 0
 
 
