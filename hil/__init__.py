@@ -22,7 +22,7 @@
 #               soak.py, soakdev.py, hostile.py, pytest_plugin.py, and the
 #               bundle builders mpbuild.py and romfs.py (the image by mpremote's romfs)
 #   bench/      `tally bench`: one module per benchmark (ring, payload, sync,
-#               drivers, footprint, soak, hostile), each with its runner and
+#               drivers, footprint, soak, hostile, console), each with its runner and
 #               its printer report(result); the MicroPython halves drivers_mp.py and footprint_mp.py (passed
 #               to the unix bundle as extra top-level modules), and
 #               wasm_footprint.mjs (the WebAssembly port's driver)
