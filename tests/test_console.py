@@ -376,3 +376,36 @@ def test_fleet_filter(site):
     assert c.get("/fleet?status=online").text.count('href="/asset/sim-') == 2     # just simulated
     page = c.get("/fleet?status=offline").text
     assert 'href="/asset/sim-' not in page and "0 devices match" in page
+
+
+def test_wear_parts_and_life_shown_when_their_tables_exist(site, tmp_path):
+    import shutil
+    db = str(tmp_path / "copy.sqlite")
+    shutil.copy(site["db"], db)
+    con = sqlite3.connect(db)
+    # the shared contract's stress and part_events, and agent/collector/components.py's life_decisions
+    con.executescript("""
+        CREATE TABLE stress (device TEXT, epoch INT, seq INT, hist TEXT, edges_version INT, counts TEXT,
+                             PRIMARY KEY (device, epoch, seq, hist));
+        CREATE TABLE part_events (device TEXT, epoch INT, seq INT, idx INT, kind TEXT, slot TEXT, component TEXT,
+                                  wall_s INT, odometers TEXT, detail TEXT, PRIMARY KEY (device, epoch, seq, idx));
+        CREATE TABLE life_decisions (subject TEXT NOT NULL, digest TEXT NOT NULL, at_s REAL NOT NULL,
+                                     decision TEXT NOT NULL, health TEXT NOT NULL, cards TEXT NOT NULL,
+                                     trace TEXT NOT NULL, PRIMARY KEY (subject, digest));
+        INSERT INTO stress VALUES ('sim-001', 1, 10, 'temp_head', 1, '[5,7,2]');
+        INSERT INTO part_events VALUES ('sim-001', 1, 3, 0, 'installed', 'head', 'sht3x-1a2b3c4d', 1767225600,
+                                        '{}', 'boot');
+        INSERT INTO part_events VALUES ('sim-001', 1, 9, 0, 'removed', 'head', 'sht3x-1a2b3c4d', 1767312000,
+                                        '{}', 'swap');
+        INSERT INTO life_decisions VALUES ('sim-001', 'd1', 1767312000, 'reuse', 'green', '[]', '{}');
+    """)
+    con.commit()
+    con.close()
+    c = login(TestClient(make_app(db, site["users"], rates=RATES), follow_redirects=False), "alice")
+    page = c.get("/asset/sim-001").text
+    assert "nodata" not in page.replace('class="nodata"', "")     # no "no data yet" paragraph id
+    assert "temp_head" in page and "[5,7,2]" in page
+    assert page.count("sht3x-1a2b3c4d") == 2 and "reuse" in page and "green" in page
+    alarms = c.get("/alarms").text
+    assert "part removed" in alarms and "sht3x-1a2b3c4d in slot head" in alarms
+    assert "part_events table" not in alarms
