@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv mosquitto postgres multilib clean
+.PHONY: demo test venv mosquitto postgres multilib chromium clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,12 @@ multilib:
 	@[ "$$(uname -m)" != x86_64 ] || echo 'int main(void){return 0;}' | gcc -m32 -static -x c - -o /dev/null 2>/dev/null || \
 	  { echo "installing gcc-multilib"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib; }
 
+# the console's browser tests (tests/test_console_browser.py) drive Debian's headless Chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  { echo "installing chromium and chromium-driver"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 # The simulated fleet starts on 2026-01-01 (the virtual clock), so its month is 2026-01.
 DEMO_DB := $(VENV)/demo-ledger.sqlite
 demo: venv
@@ -48,11 +54,18 @@ demo: venv
 	$(BIN)/tally simulate --devices 3 --days 2 --loss 0.05 --db $(DEMO_DB)
 	@echo
 	$(BIN)/tally report --db $(DEMO_DB) --rates docs/rates.example.toml --period 2026-01
+	@rm -f $(DEMO_DB).console.sqlite
+	@pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+	  echo "$$pw" | $(BIN)/tally console user add demo --role operator --db $(DEMO_DB) && \
+	  echo && echo "The console on this ledger: run" && \
+	  echo "  $(BIN)/tally console --db $(DEMO_DB) --rates docs/rates.example.toml" && \
+	  echo "then open http://127.0.0.1:8080/ and log in as demo, password $$pw" && \
+	  echo "(more users: $(BIN)/tally console user add NAME --role viewer --db $(DEMO_DB); docs/console.md)"
 
 # The whole suite on the emulated compressor board, then the contract tests
 # once more for the ESP32 boards' sensors (INA226, SHT4x, BME280, BH1750,
 # ADXL345), on the twins in this process and on the MicroPython unix port.
-test: venv mosquitto postgres multilib
+test: venv mosquitto postgres multilib chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	for b in esp32-s3-devkitc esp32-devkitc; do for be in emulated micropython-unix; do \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_contract.py --board $$b --backend $$be \

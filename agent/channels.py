@@ -85,7 +85,7 @@ class PowerChannel(Channel):
         ("i_max", "A", -3, "max"),
     ]
 
-    def __init__(self, driver, run_threshold_mA=500, flow_lpm=250):
+    def __init__(self, driver, run_threshold_mA=500, flow_lpm=11):
         Channel.__init__(self, driver)
         self.threshold = run_threshold_mA
         self.flow_lpm = flow_lpm

@@ -225,7 +225,7 @@ def _check_air(sensors, fail):
     time of its supply sensor (air = "rated", flow_lpm > 0) or a pulse flow
     meter (medium = "air", with air = "measured" on the supply sensor)."""
     rated = [i for i, s in enumerate(sensors) if s["type"] in ("ina219", "ina226")
-             and s.get("air", "rated") == "rated" and s.get("flow_lpm", 250 if s["type"] == "ina219" else 0)]
+             and s.get("air", "rated") == "rated" and s.get("flow_lpm", 11 if s["type"] == "ina219" else 0)]
     measured = [i for i, s in enumerate(sensors) if s["type"] == "pulse" and s.get("medium") == "air"]
     wants = [i for i, s in enumerate(sensors) if s.get("air") == "measured"]
     if rated and measured:

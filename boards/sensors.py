@@ -46,7 +46,7 @@ def _ina219(o, i2c, open_serial, sleep_ms):
     from agent.channels import PowerChannel
     from drivers.ina219 import INA219
     d = _init(INA219(i2c, o.get("addr", 0x40), shunt_milliohm=o.get("shunt_milliohm", 100)))
-    return _rating(PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 250)), o)
+    return _rating(PowerChannel(d, o.get("run_threshold_mA", 500), _rated(o, 11)), o)
 
 
 def _ina226(o, i2c, open_serial, sleep_ms):

@@ -24,7 +24,7 @@
 #               builders mpbuild.py and romfs.py (the image by mpremote's romfs)
 #               and freeze.py (firmware with the modules frozen: tally firmware)
 #   bench/      `tally bench`: one module per benchmark (ring, payload, sync,
-#               drivers, footprint, soak, hostile), each with its runner and
+#               drivers, footprint, soak, hostile, console), each with its runner and
 #               its printer report(result); tls_sync.py, footprint's heap with TLS
 #               through a real mosquitto; the MicroPython halves drivers_mp.py, footprint_mp.py
 #               and tls_sync_mp.py (passed to the unix bundle as extra top-level modules), and

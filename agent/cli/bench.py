@@ -107,9 +107,18 @@ def _ota(a):
     return _show(ota.report, ota.bench_ota(progress=_progress(a)), a)
 
 
+def _console(a):
+    from hil.bench import console
+    if a.fleet < 1 or a.days <= 0:
+        return err("bench console: --fleet and --days must be positive")
+    r = console.bench_console(devices=a.fleet, days=a.days, shots=a.shots or None, progress=_progress(a))
+    return _show(console.report, r, a)
+
+
 
 RUN = {"ring": _ring, "payload": _payload, "sync": _sync, "soak": _soak, "drivers": _drivers,
-       "footprint": _footprint, "hostile": _hostile, "life": _life, "value": _value, "ota": _ota}
+       "footprint": _footprint, "hostile": _hostile, "life": _life, "value": _value, "ota": _ota,
+       "console": _console}
 
 
 def run(a):
@@ -117,7 +126,7 @@ def run(a):
 
 
 def add(sub):
-    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value|ota)",
+    b = sub.add_parser("bench", help="benchmarks that print figures (tally bench ring|payload|sync|soak|drivers|footprint|hostile|life|value|ota|console)",
                        description="Measure and print figures; nothing is asserted. "
                        "ring: power-cut and silent-damage points and violations, appends/s on CPython and the "
                        "MicroPython unix port, write amplification, wear spread, projected flash "
@@ -147,7 +156,10 @@ def add(sub):
                        "price proposal for a contract of 1,000 assets (docs/contracts.md); "
                        "ota: a signed update of the whole unix bundle through mosquitto on loopback to "
                        "the MicroPython unix port: throughput, signature and hash verification time, "
-                       "device heap beyond its steady loop (see docs/ota.md).")
+                       "device heap beyond its steady loop (see docs/ota.md); "
+                       "console: server time per web-console page (median) on a generated ledger of "
+                       "--fleet devices x --days days of 15-minute records, and a PNG of each page "
+                       "(headless Chromium) in --shots (docs/console.md).")
     b.add_argument("what", choices=tuple(RUN),
                    help="what to measure")
     b.add_argument("--broker", help="sync: a broker to drain through (default: start a private mosquitto)")
@@ -178,4 +190,7 @@ def add(sub):
                    help="ring: silent-damage points to test (default 100000)")
     b.add_argument("--repeat", type=int, default=3, help="value: runs of each (the median is quoted; default 3)")
     b.add_argument("--days", type=float, default=60, help="simulated days of the agent on 1 MiB (default 60)")
+    b.add_argument("--fleet", type=int, default=200, help="console: devices in the generated ledger (default 200)")
+    b.add_argument("--shots", default="console-shots",
+                   help="console: folder for the screen captures (default console-shots; '' for none)")
     b.set_defaults(func=run)

@@ -39,6 +39,10 @@ def _print_sim(rep):
         for day, use in sorted(days.items()):
             rows.append([dev, day] + [scaled(use.get(c, 0), units[c][1]) for c in cols])
     _table(head, rows)
+    from agent.collector import labels
+    legend = labels.legend(cols, units=False)
+    if legend:
+        print("  (%s)" % "; ".join(legend))
     print()
     print("Reconciliation: device odometers against ledger totals")
     head = ["device", "odometers", "logged", "sent", "in ledger", "dups ignored",

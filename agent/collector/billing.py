@@ -40,6 +40,8 @@ import tomllib
 from decimal import Decimal
 from fractions import Fraction
 
+from agent.collector import labels
+
 REPORT_VERSION = "tally.billing.v1"
 QTY_PLACES = 6       # a quantity that is not a terminating decimal is shown rounded to this
 
@@ -660,6 +662,10 @@ def to_text(rep):
     out += [""] if rep["notes"] else []
     for n in rep["notes"]:
         out.append("note: " + n)
+    # the metric names in the words of the people who pay (agent/collector/labels.py, the console's glossary)
+    legend = labels.legend(x["metric"] for r in rep["devices"] for x in r["lines"] if x["metric"])
+    if legend:
+        out += ["", "What the metric names mean"] + ["  " + x for x in legend]
     return "\n".join(clean(x) for x in out) + "\n"
 
 

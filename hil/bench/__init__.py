@@ -4,7 +4,8 @@ is asserted. One module per benchmark, each owning its runner, its
 MicroPython half and its printer `report(result)`: ring.py,
 payload.py, sync.py, drivers.py (+ drivers_mp.py, its MicroPython half),
 footprint.py (+ footprint_mp.py and wasm_footprint.mjs; tls_sync.py and
-tls_sync_mp.py for its heap with TLS), value.py (statements and prices), ota.py, soak.py and
+tls_sync_mp.py for its heap with TLS), value.py (statements and prices), ota.py, console.py (the
+web console's pages on a generated ledger), soak.py and
 hostile.py (their runners live with the CPython harness they drive,
 hil/harness/soak.py and hil/harness/hostile.py). `tally bench` parses the
 arguments, calls the runner and then the module's report."""
