@@ -19,7 +19,7 @@ import json
 
 from agent import port
 from agent.agent import Agent
-from agent.console import summary
+from agent.readout import summary
 from agent.channels import Channel
 from agent.clock import RealClock, WALL_HOST, WALL_NONE
 from agent.log import IdentityError, RingLog, file_log

@@ -21,7 +21,7 @@ from agent.cli import bundle, main
 from agent.cli import probe as cli_probe
 from agent.cli.toml_config import ConfigError, load_config
 from agent.clock import VirtualClock
-from agent.console import summary
+from agent.readout import summary
 from agent.flow import FlowChannel
 from agent.log import R_VALUES, file_log
 from agent.meter import Meter

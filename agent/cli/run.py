@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from agent.console import summary
+from agent.readout import summary
 from agent.cli.common import Stop, err
 
 
