@@ -73,11 +73,11 @@ class Agent:
         self.uplink = None
         if transport is not None:
             from agent.sync import Uplink   # a logging-only device never loads it
-            self.uplink = Uplink(device_id, transport, log, m, board=board, **(uplink_opts or {}))
+            self.uplink = Uplink(device_id, transport, log, m, board=board, stress=self.stress,
+                                 **(uplink_opts or {}))
             self.uplink.ival_ms = interval_ms
             self.uplink.wall_q = clock.wall_quality
             self.uplink.on_config = self._apply_config
-            self.uplink.stress = self.stress
         self._i_age = m.index("unacked_s")
         self._i_cfg = m.index("config")
         self.records = 0

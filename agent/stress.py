@@ -163,7 +163,9 @@ class Stress:
             n += DEFS[h][4]
         self.off = off
         self.n = n
-        self.counts = array("I", [0] * n)
+        # zeroed without a list of n ints first (n x 8 bytes on a 64-bit port,
+        # one block: the biggest the agent asked for at start)
+        self.counts = array("I", bytes(4 * n))
         self._res = array("H", [0] * 12)    # ms not yet a whole second, per histogram
         nb = (n + 7) >> 3
         self.dirty = bytearray(nb)          # bins changed since the newest snapshot

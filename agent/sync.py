@@ -57,7 +57,7 @@ def topic(device_id, kind):
 class Uplink:
     def __init__(self, device_id, transport, log, meter, board="unknown", key=None,
                  batch_max=60, max_latency_ms=60 * 60000, ack_timeout_ms=30000,
-                 backoff_min_ms=1000, backoff_max_ms=300000, window=4, drain_bps=0):
+                 backoff_min_ms=1000, backoff_max_ms=300000, window=4, drain_bps=0, stress=None):
         if not key:
             raise ValueError("uplink: a per-device key is required (every message is MAC'd)")
         if window < 1:
@@ -100,7 +100,9 @@ class Uplink:
         self.ival_ms = 0
         self.config = remote.Config()
         self.on_config = None         # callback(dict of changed settings), from the agent
-        self.stress = None            # agent.stress.Stress, from the agent: ext key 1, birth "hist"
+        # agent.stress.Stress, from the agent: ext key 1, birth "hist" (before
+        # the birth is sized below: its definitions are the birth's biggest part)
+        self.stress = stress
         # the birth or batch being encoded, reused (see _send_next): its room is
         # taken once, now, while the heap is whole, not grown in steps per message
         self._buf = _room(BUF0)

@@ -16,6 +16,7 @@ import sys
 import pytest
 
 import boards
+from agent.cli.bundle import FILES_HEAP
 from agent.agent import Agent, build_schema
 from agent.cli import bundle, main
 from agent.cli import probe as cli_probe
@@ -100,11 +101,11 @@ def test_compressor_bills_measured_or_rated_air_as_set(tmp_path):
     (tmp_path / "r").mkdir()
     w2 = world("compressor")
     ag2, rated = meter(tmp_path / "r", w2, w2.board, 6)
-    # rated: 250 L/min x run time; the unit delivers 235, which only the meter sees
-    assert abs(rated["air"] - rated["run_time"] * 250 // 60) <= 1
-    # the same runs in the same world: rated over measured is 250 / 235, within
-    # the run-time edges the 10 s samples place
-    assert abs(rated["air"] * 235 - measured["air"] * 250) <= rated["air"] * 235 // 100
+    # rated: 11 L/min x run time; the unit delivers 10, which only the meter sees
+    assert abs(rated["air"] - rated["run_time"] * 11 // 60) <= 1
+    # the same runs in the same world: rated over measured is 11 / 10, within
+    # the run-time edges the 10 s samples place and the meter's 1 L pulses
+    assert abs(rated["air"] * 10 - measured["air"] * 11) <= rated["air"] * 10 * 2 // 100 + 11
     assert "flow_stalls" not in rated and "air_flow_max" not in rated
 
 
@@ -289,7 +290,7 @@ def boot(unix_bundle, tmp_path, cfg, soc):
     shutil.copytree(unix_bundle, d, ignore=shutil.ignore_patterns("tally.romfs"))
     (d / "tally_config.json").write_text(json.dumps(cfg))
     (d / "soc.json").write_text(json.dumps(soc))
-    r = subprocess.run([MP, "-X", "heapsize=256K", "main.py"], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([MP, "-X", "heapsize=" + FILES_HEAP, "main.py"], capture_output=True, text=True, timeout=60,
                        cwd=str(d), env={"PATH": os.environ.get("PATH", ""),
                                         "MICROPYPATH": "%s:.frozen" % (d / "hil" / "soc")})
     print(r.stdout, r.stderr)

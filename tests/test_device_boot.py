@@ -28,7 +28,7 @@ from hil.harness.sntp_server import SntpServer
 from conftest import ROOT, MP
 
 pytestmark = [pytest.mark.micropython, pytest.mark.skipif(not MP, reason="micropython unix port not installed")]
-HEAP = "256K"
+HEAP = cli_flash.FILES_HEAP
 CMD = [MP, "-X", "heapsize=" + HEAP, "main.py"]
 WALL_2030 = 1893456000          # what the emulated NTP server serves: far from the host's clock
 KEY = "00112233445566778899aabbccddeeff"

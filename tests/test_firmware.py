@@ -24,7 +24,7 @@ MASTER = "00112233445566778899aabbccddeeff"
 # files: `micropython main.py`, the modules loaded into the heap from files;
 # romfs: the same bundle with its tally.romfs mapped outside the heap as a
 # board maps its ROM partition (hil/harness/romboard.py), code executed in place
-RUNS = {"files": lambda out: [MP, "-X", "heapsize=256K", "main.py"],
+RUNS = {"files": lambda out: [MP, "-X", "heapsize=" + cli_flash.FILES_HEAP, "main.py"],
         "romfs": lambda out: [sys.executable, "-m", "hil.harness.romboard", str(out / "tally.romfs"),
                               "main.py", "--heap", cli_flash.ROMFS_HEAP]}
 

@@ -24,6 +24,7 @@ import time
 
 import cbor2
 import pytest
+from agent.cli.bundle import FILES_HEAP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -125,7 +126,7 @@ def boots(board, max_boots=8, kill_when=None, timeout=60):
     it (a power cut), and the next boot starts."""
     out, codes = [], []
     for _ in range(max_boots):
-        p = subprocess.Popen([MP, "-X", "heapsize=256K", "main.py"], cwd=str(board),
+        p = subprocess.Popen([MP, "-X", "heapsize=" + FILES_HEAP, "main.py"], cwd=str(board),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={"PATH": os.environ.get("PATH", "")})
         lines = []

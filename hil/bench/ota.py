@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import tempfile
 
+from agent.cli.bundle import FILES_HEAP
 from agent.ota import CHUNK
 
 GOAL_KBPS = 20
@@ -89,7 +90,7 @@ def _update(base, rel, broker, tmp, heap=False):
     srv = cli_ota.Server(broker.url).start()
     try:
         srv.offer(dev, rel)
-        r = subprocess.run([_mp(), "-X", "heapsize=256K", "main.py"], cwd=board, capture_output=True,
+        r = subprocess.run([_mp(), "-X", "heapsize=" + FILES_HEAP, "main.py"], cwd=board, capture_output=True,
                            text=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
     finally:
         srv.withdraw(dev)
