@@ -71,6 +71,12 @@ def _config(path):
     return cfg
 
 
+def _missing(what, e):
+    # tally flash leaves out of a board's bundle the modules its config does not
+    # use (hil/harness/mpbuild.py): a config edited on the board may ask for one
+    print("tally: %s: not in this bundle (%s): rebuild it with tally flash for this config" % (what, e))
+
+
 def _broker(url):
     # mqtt://host[:port], mqtts://host[:port] (TLS)
     scheme, _, rest = url.rstrip("/").partition("://")
@@ -121,6 +127,9 @@ def _channels(cfg, clock):
                                           bus, lambda port, baud, u=bus: u)
         except (OSError, ValueError) as e:
             print("tally: board %s: %s on bus %s: %s" % (name, s["type"], b, e))
+            out.append(s["type"])
+        except ImportError as e:             # its driver left out: a bundle for another sensor set
+            _missing(s["type"], e)
             out.append(s["type"])
     del sensors
     boards.drop("sensors")
@@ -266,6 +275,9 @@ def _uplink(cfg, dev, wifi, clock):
     except ValueError as e:
         print("tally: broker %s: %s: no uplink, logging only" % (url, e))
         return None, None
+    except ImportError as e:
+        _missing("TLS for " + url + ", no uplink, logging only", e)
+        return None, None
     from agent.port.mqtt_mp import MPTransport
     opts = {"key": key}
     for k in ("batch_max", "window", "drain_bps"):
@@ -287,7 +299,11 @@ def _ota(cfg, dev, net, up, clock):
         print("tally: ota: running %s on trial: kept once connected and a batch is acked" % ver)
     if net is None or not port.exists("ota.pub"):
         return None, trial
-    from agent import ota           # the fetch: loaded only where updates can be checked
+    try:
+        from agent import ota       # the fetch: loaded only where updates can be checked
+    except ImportError as e:
+        _missing("ota (ota.pub is here), no updates", e)
+        return None, trial
     n = ota.load_pubkey()
     if n is None:
         return None, trial
@@ -430,9 +446,12 @@ def run(path="tally_config.json"):
         channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record
     if cfg.get("parts"):
         # component identity: every sensor that can tell one, and the node's own (the ESP32's MAC)
-        from agent.parts import Parts, slots_for
-        from agent.port.micropython import node_id
-        channels.append(Parts(slots_for(channels, node=node_id())))
+        try:
+            from agent.parts import Parts, slots_for
+            from agent.port.micropython import node_id
+            channels.append(Parts(slots_for(channels, node=node_id())))
+        except ImportError as e:
+            _missing("parts", e)
     reason = None
     if port.exists(CRASH):
         reason = "crash"                     # the board reset itself after one (start())
