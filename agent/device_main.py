@@ -74,7 +74,7 @@ def _config(path):
 def _missing(what, e):
     # tally flash leaves out of a board's bundle the modules its config does not
     # use (hil/harness/mpbuild.py): a config edited on the board may ask for one
-    print("tally: %s: not in this bundle (%s): rebuild it with tally flash for this config" % (what, e))
+    print("tally: %s: %s: rebuild the bundle with tally flash for this config" % (what, e))
 
 
 def _broker(url):
@@ -125,11 +125,8 @@ def _channels(cfg, clock):
             # bus is a machine.I2C or a machine.UART: the sensor takes the one it needs
             chans += boards.make_channels({"name": name, "buses": board["buses"], "sensors": [s]},
                                           bus, lambda port, baud, u=bus: u)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ImportError) as e:   # ImportError: its driver is not in the bundle
             print("tally: board %s: %s on bus %s: %s" % (name, s["type"], b, e))
-            out.append(s["type"])
-        except ImportError as e:             # its driver left out: a bundle for another sensor set
-            _missing(s["type"], e)
             out.append(s["type"])
     del sensors
     boards.drop("sensors")
@@ -272,11 +269,8 @@ def _uplink(cfg, dev, wifi, clock):
             # the certificate must name this device, or not a byte goes out
             from agent.port.tls_mp import Identity, TLS_FILES
             tls = Identity(dev, *[cfg.get(k, f) for k, f in TLS_FILES], wall=clock.wall_s)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:   # ImportError: no TLS module in the bundle
         print("tally: broker %s: %s: no uplink, logging only" % (url, e))
-        return None, None
-    except ImportError as e:
-        _missing("TLS for " + url + ", no uplink, logging only", e)
         return None, None
     from agent.port.mqtt_mp import MPTransport
     opts = {"key": key}
@@ -302,13 +296,13 @@ def _ota(cfg, dev, net, up, clock):
     try:
         from agent import ota       # the fetch: loaded only where updates can be checked
     except ImportError as e:
-        _missing("ota (ota.pub is here), no updates", e)
+        _missing("ota", e)
         return None, trial
     n = ota.load_pubkey()
     if n is None:
         return None, trial
     # tally bench ota (config ota_heap = 1): the live heap with a chunk held, at most
-    probe = _HeapProbe() if cfg.get("ota_heap") else None
+    probe = ota.HeapProbe() if cfg.get("ota_heap") else None
     p = ota_boot.read_pointer()
     u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=p.get("bad") or (),
                     probe=probe)
@@ -318,28 +312,6 @@ def _ota(cfg, dev, net, up, clock):
     if rolled:
         u.say("rolledback", rolled, "not healthy in %d boots" % ota_boot.MAX_BOOTS)
     return u, trial
-
-
-class _HeapProbe:
-    """tally bench ota: the live heap (after gc.collect) as the offer is taken,
-    connected, in the steady loop (mark), and its highest with a chunk held."""
-
-    def __init__(self):
-        self.peak = 0
-        self.base = 0
-
-    def _live(self):
-        import gc
-        gc.collect()
-        return gc.mem_alloc()
-
-    def mark(self):
-        self.base = self._live()
-
-    def __call__(self):
-        a = self._live()
-        if a > self.peak:
-            self.peak = a
 
 
 def _ntp(cfg, clock):

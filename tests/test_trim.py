@@ -54,8 +54,13 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ota_pub(tmp_path_factory):
-    return cli_ota.keygen(str(tmp_path_factory.mktemp("otakey")))[1]
+def ota_keys(tmp_path_factory):
+    return cli_ota.keygen(str(tmp_path_factory.mktemp("otakey")))
+
+
+@pytest.fixture(scope="module")
+def ota_pub(ota_keys):
+    return ota_keys[1]
 
 
 def config(asset, tls=None, ota=None, parts=False, broker=None):
@@ -140,19 +145,21 @@ def test_each_assets_trimmed_bundle_boots_and_meters_without_an_import_error(
     assert ("agent.parts" in loaded) == ("parts" in on)
 
 
+REBUILD = ": rebuild the bundle with tally flash for this config"
+
+
 @pytest.mark.parametrize("edit,says", [
     # another asset's sensors, parts and TLS on a bundle flashed for a compressor without them
     ({"asset": "luminaire", "parts": True, "broker": "mqtts://127.0.0.1:8883", "tls_cert": "c.der",
       "tls_key": "k.der", "tls_ca": "a.der"},
-     ["tally: ina226: not in this bundle (no module named 'drivers.ina226')",
-      "tally: bh1750: not in this bundle (no module named 'drivers.bh1750')",
-      "tally: sht4x: not in this bundle (no module named 'drivers.sht4x')",
-      "tally: TLS for mqtts://127.0.0.1:8883, no uplink, logging only: not in this bundle "
-      "(no module named 'agent.port.tls_mp')",
-      "tally: parts: not in this bundle (no module named 'agent.parts')"]),
+     ["tally: board esp32-devkitc: ina226 on bus i2c0: no module named 'drivers.ina226'",
+      "tally: board esp32-devkitc: bh1750 on bus i2c0: no module named 'drivers.bh1750'",
+      "tally: board esp32-devkitc: sht4x on bus i2c0: no module named 'drivers.sht4x'",
+      "tally: board esp32-devkitc: metering 0 of 3 sensors; left out: ina226, bh1750, sht4x",
+      "tally: broker mqtts://127.0.0.1:8883: no module named 'agent.port.tls_mp': no uplink, logging only",
+      "tally: parts: no module named 'agent.parts'" + REBUILD]),
     # the fleet's release key put on a board whose bundle has no updater
-    ({"ota.pub": True},
-     ["tally: ota (ota.pub is here), no updates: not in this bundle (no module named 'agent.ota')"]),
+    ({"ota.pub": True}, ["tally: ota: no module named 'agent.ota'" + REBUILD]),
 ])
 def test_a_feature_the_bundle_left_out_is_one_line_and_the_device_meters_on(edit, says, tmp_path, world, ota_pub):
     out, mods, _ = flash(tmp_path, config("compressor"), world)
@@ -161,4 +168,27 @@ def test_a_feature_the_bundle_left_out_is_one_line_and_the_device_meters_on(edit
         shutil.copy(ota_pub, str(out / "ota.pub"))
     stdout, _ = boot(out, edit.get("asset", "compressor"), edit, clean=False)
     for line in says:
-        assert line + ": rebuild it with tally flash for this config" in stdout.splitlines(), line
+        assert line in stdout.splitlines(), line
+
+
+def test_a_release_without_the_updater_is_refused(tmp_path, ota_keys):
+    """A bundle built without an OTA key has no agent/ota: released, it would
+    leave the devices it updates unable to take another update."""
+    out = tmp_path / "rel"
+    cli_bundle.build(str(out), BOARD, config("compressor"))
+    with pytest.raises(cli_ota.OtaError, match="has no agent/ota.mpy: a device updated to it would take no"):
+        cli_ota.release(str(out), "1.0", ota_keys[0])
+    out2 = tmp_path / "rel2"
+    cli_bundle.build(str(out2), BOARD, config("compressor", ota=ota_keys[1]))
+    cli_ota.release(str(out2), "1.0", ota_keys[0])
+    assert (out2 / cli_ota.RELEASE_DIR / "OFFER").exists()
+
+
+def test_the_footprint_bench_sizes_each_assets_firmware(tmp_path):
+    from hil.bench.footprint import firmware_sizes
+    r = firmware_sizes(str(tmp_path), lambda s: None)
+    assert set(r["firmware_mpy_bytes"]) == set(SENSORS) == set(r["firmware_parts_mpy_bytes"])
+    for a, n in r["firmware_mpy_bytes"].items():
+        assert 0 < n < r["firmware_parts_mpy_bytes"][a] < r["bundle_mpy_bytes"]["every_module"]
+    assert r["bundle_mpy_bytes"]["firmware"] == max(r["firmware_mpy_bytes"].values()) \
+        == r["firmware_mpy_bytes"][r["firmware_largest_asset"]]
