@@ -71,6 +71,12 @@ def _config(path):
     return cfg
 
 
+def _missing(what, e):
+    # tally flash leaves out of a board's bundle the modules its config does not
+    # use (hil/harness/mpbuild.py): a config edited on the board may ask for one
+    print("tally: %s: %s: rebuild the bundle with tally flash for this config" % (what, e))
+
+
 def _broker(url):
     # mqtt://host[:port], mqtts://host[:port] (TLS)
     scheme, _, rest = url.rstrip("/").partition("://")
@@ -119,7 +125,7 @@ def _channels(cfg, clock):
             # bus is a machine.I2C or a machine.UART: the sensor takes the one it needs
             chans += boards.make_channels({"name": name, "buses": board["buses"], "sensors": [s]},
                                           bus, lambda port, baud, u=bus: u)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ImportError) as e:   # ImportError: its driver is not in the bundle
             print("tally: board %s: %s on bus %s: %s" % (name, s["type"], b, e))
             out.append(s["type"])
     del sensors
@@ -263,7 +269,7 @@ def _uplink(cfg, dev, wifi, clock):
             # the certificate must name this device, or not a byte goes out
             from agent.port.tls_mp import Identity, TLS_FILES
             tls = Identity(dev, *[cfg.get(k, f) for k, f in TLS_FILES], wall=clock.wall_s)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:   # ImportError: no TLS module in the bundle
         print("tally: broker %s: %s: no uplink, logging only" % (url, e))
         return None, None
     from agent.port.mqtt_mp import MPTransport
@@ -287,12 +293,16 @@ def _ota(cfg, dev, net, up, clock):
         print("tally: ota: running %s on trial: kept once connected and a batch is acked" % ver)
     if net is None or not port.exists("ota.pub"):
         return None, trial
-    from agent import ota           # the fetch: loaded only where updates can be checked
+    try:
+        from agent import ota       # the fetch: loaded only where updates can be checked
+    except ImportError as e:
+        _missing("ota", e)
+        return None, trial
     n = ota.load_pubkey()
     if n is None:
         return None, trial
     # tally bench ota (config ota_heap = 1): the live heap with a chunk held, at most
-    probe = _HeapProbe() if cfg.get("ota_heap") else None
+    probe = ota.HeapProbe() if cfg.get("ota_heap") else None
     p = ota_boot.read_pointer()
     u = ota.Updater(dev, net, n, ver, clock.uptime_ms, bad=p.get("bad") or (),
                     probe=probe)
@@ -302,28 +312,6 @@ def _ota(cfg, dev, net, up, clock):
     if rolled:
         u.say("rolledback", rolled, "not healthy in %d boots" % ota_boot.MAX_BOOTS)
     return u, trial
-
-
-class _HeapProbe:
-    """tally bench ota: the live heap (after gc.collect) as the offer is taken,
-    connected, in the steady loop (mark), and its highest with a chunk held."""
-
-    def __init__(self):
-        self.peak = 0
-        self.base = 0
-
-    def _live(self):
-        import gc
-        gc.collect()
-        return gc.mem_alloc()
-
-    def mark(self):
-        self.base = self._live()
-
-    def __call__(self):
-        a = self._live()
-        if a > self.peak:
-            self.peak = a
 
 
 def _ntp(cfg, clock):
@@ -430,9 +418,12 @@ def run(path="tally_config.json"):
         channels.append(NetChannel(wifi, ntp))   # wifi_fail, wifi_drops, ntp_fail in every record
     if cfg.get("parts"):
         # component identity: every sensor that can tell one, and the node's own (the ESP32's MAC)
-        from agent.parts import Parts, slots_for
-        from agent.port.micropython import node_id
-        channels.append(Parts(slots_for(channels, node=node_id())))
+        try:
+            from agent.parts import Parts, slots_for
+            from agent.port.micropython import node_id
+            channels.append(Parts(slots_for(channels, node=node_id())))
+        except ImportError as e:
+            _missing("parts", e)
     reason = None
     if port.exists(CRASH):
         reason = "crash"                     # the board reset itself after one (start())

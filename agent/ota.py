@@ -422,3 +422,25 @@ class Updater:
 
     def busy(self):
         return self.state == FETCH
+
+
+class HeapProbe:
+    """tally bench ota: the live heap (after gc.collect) as the offer is taken,
+    connected, in the steady loop (mark), and its highest with a chunk held."""
+
+    def __init__(self):
+        self.peak = 0
+        self.base = 0
+
+    def _live(self):
+        import gc
+        gc.collect()
+        return gc.mem_alloc()
+
+    def mark(self):
+        self.base = self._live()
+
+    def __call__(self):
+        a = self._live()
+        if a > self.peak:
+            self.peak = a

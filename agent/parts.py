@@ -125,7 +125,9 @@ def slots_for(channels, tags=(), node=None):
         d = ch.driver
         d = getattr(d, "driver", d)             # boards.Pick wraps a driver
         f = getattr(d, "ident", None)
-        if f is not None:
+        # a pulse meter (drivers/pulse.py) has no identity of its own: its
+        # ident() names its input for tally probe, it is no part (and has no name)
+        if f is not None and hasattr(d, "name"):
             out.append(Slot(d.name.lower(), f, channel=ch))
     for name, drv in tags:
         out.append(Slot(name, drv.ident, eeprom=drv))

