@@ -316,10 +316,7 @@ def report(r):
     mp = r["encode_us_per_batch_micropython"]
     print("  encode + MAC per batch: %d us CPython, %s MicroPython unix port (medians)"
           % (r["encode_us_per_batch_cpython"], "%d us" % mp if mp else "micropython not found"))
-    print("  stress histograms (ext key 1), %.1f simulated days at the default batch settings:"
-          % r["hist_days"])
-    for prof, v in sorted(r["hist_bytes_per_record_by_profile"].items()):
-        print("    %-12s %5.2f B/record  (%d batches, %d records)"
-              % (prof, v["bytes_per_record"], v["batches"], v["records"]))
+    print("  stress histograms (ext key 1) in the profiles' batches above: %s B/record"
+          % ", ".join("%s %.2f" % (p, v) for p, v in sorted(r["hist_bytes_per_record_by_profile"].items())))
     print_goals('goals:', r["goals"])
     return 0
