@@ -1,6 +1,6 @@
 # Two entry points, both self-contained on a fresh Debian/Ubuntu machine (run as root):
-#   make demo   - venv, install, simulate an emulated fleet, print the ledger and its billing report
-#   make test   - venv, install test deps (+ mosquitto and postgresql from apt), run the whole suite
+#   make demo   - venv, install, simulate an emulated fleet, print the ledger and its billing report, and how to open the console
+#   make test   - venv, install test deps (+ mosquitto, postgresql, gcc-multilib, chromium from apt), run the whole suite
 # the first Python >= 3.11 on PATH (Ubuntu 22.04's python3 is 3.10)
 PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
             command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
