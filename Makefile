@@ -65,8 +65,10 @@ demo: venv
 # The whole suite on the emulated compressor board, then the contract tests
 # once more for the ESP32 boards' sensors (INA226, SHT4x, BME280, BH1750,
 # ADXL345), on the twins in this process and on the MicroPython unix port.
+# Two workers, a test file each at a time (--dist loadfile: a file's module
+# fixtures, brokers and ledgers stay in one process): about 8 minutes on 2 cores.
 test: venv mosquitto postgres multilib chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 	for b in esp32-s3-devkitc esp32-devkitc; do for be in emulated micropython-unix; do \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_contract.py --board $$b --backend $$be \
 	  || exit 1; done; done

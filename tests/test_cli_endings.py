@@ -38,7 +38,7 @@ def ledger(tmp_path_factory):
     ("export", "--db", "LEDGER", "--format", "senml"),
     ("report", "--db", "LEDGER", "--rates", RATES, "--period", "2026-01", "--format", "csv"),
     ("simulate", "--days", "0.1", "-q"),
-    ("bench", "payload", "--hours", "0.25"),
+    ("bench", "payload", "--hours", "1.5"),
 ], ids=lambda a: " ".join(a[:2]))
 def test_a_closed_pipe_stops_quietly(ledger, args):
     args = [ledger if x == "LEDGER" else x for x in args]
