@@ -16,9 +16,9 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from agent.collector import billing  # noqa: E402
 from agent.collector.store import Collector  # noqa: E402
-from agent.console import auth  # noqa: E402
-from agent.console.app import PAGE, make_app  # noqa: E402
-from agent.console.ledger import Reader  # noqa: E402
+from agent.collector.console import auth  # noqa: E402
+from agent.collector.console.app import PAGE, make_app  # noqa: E402
+from agent.collector.console.ledger import Reader  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 RATES = os.path.join(ROOT, "docs", "rates.example.toml")

@@ -27,8 +27,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from agent.collector import billing  # noqa: E402
 from agent.collector.store import Collector  # noqa: E402
-from agent.console import auth  # noqa: E402
-from agent.console.app import MAX_POINTS, make_app  # noqa: E402
+from agent.collector.console import auth  # noqa: E402
+from agent.collector.console.app import MAX_POINTS, make_app  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 RATES = os.path.join(ROOT, "docs", "rates.example.toml")

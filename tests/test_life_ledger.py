@@ -1,5 +1,5 @@
 """The component ledger (agent/collector/components.py), health and the
-next-use table (agent/life/rules.py) over recorded histories: rows of
+next-use table (agent/collector/life/rules.py) over recorded histories: rows of
 exactly the shapes the stress and identity helpers will write (`stress`,
 `part_events`, the contract in the common brief), in a real SQLite ledger."""
 import json
@@ -10,8 +10,8 @@ import pytest
 
 from agent.collector.components import Ledger, LedgerError
 from agent.collector.store import Collector
-from agent.life import cards as cardmod
-from agent.life import rul, rules
+from agent.collector.life import cards as cardmod
+from agent.collector.life import rul, rules
 
 DAY = 86400
 T0 = 1_767_225_600          # 2026-01-01T00:00:00Z
@@ -291,7 +291,7 @@ def test_tally_life_bad_card_is_one_line(moved, capsys, tmp_path):
 # -- fleet calibration -----------------------------------------------------------------------
 
 def test_censored_fit_recovers_the_fleet_and_blends_with_the_rating():
-    from agent.life import fleet
+    from agent.collector.life import fleet
     rng = np.random.default_rng(11)
     life = 2.0 * rng.weibull(3.0, 60)                 # parts outlive their rating twice over
     seen = rng.uniform(0.5, 2.5, 60)                  # how far each part has run so far
@@ -323,7 +323,7 @@ def test_fleet_from_the_ledger_feeds_the_figures(tmp_path, capsys):
     for i in range(6):
         led.add_record("ecap-%04d" % i, "failure", at_s=T0 + 60 * DAY, mode="PDE", mechanism="2.4", cause="3.4",
                        detection="5")
-    from agent.life import fleet
+    from agent.collector.life import fleet
     fl = fleet.fleet(h.ledger(), cardmod.load())["ecap-105c-2000h"]
     assert (fl["failures"], fl["censored"], fl["left_out"]) == (6, 2, [])
     assert fl["weight"] == pytest.approx(6 / 11)

@@ -1,4 +1,4 @@
-"""agent/life/: each life model against a published worked example, to the
+"""agent/collector/life/: each life model against a published worked example, to the
 precision it was printed with (the source is named at each test), and the
 cards' validation: one line naming what is wrong."""
 import contextlib
@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from agent.life import cards, models, rul
+from agent.collector.life import cards, models, rul
 
 
 # -- Palmgren-Miner: the `reliability` documentation's example ---------------------

@@ -1,4 +1,4 @@
-"""Passports (agent/life/passport.py, tally passport): AAS JSON built and
+"""Passports (agent/collector/life/passport.py, tally passport): AAS JSON built and
 read back with the Eclipse BaSyx Python SDK, and the DPP JSON, over the
 recorded history of tests/test_life_ledger.py."""
 import io
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agent.life import cards as cardmod
-from agent.life import passport, rules
+from agent.collector.life import cards as cardmod
+from agent.collector.life import passport, rules
 
 from test_life_ledger import History, _tally, moved  # noqa: F401  (moved: the fixture)
 

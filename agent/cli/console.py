@@ -9,13 +9,13 @@ from agent.cli.common import err
 
 
 def _users_path(a):
-    from agent.console import auth
+    from agent.collector.console import auth
     return a.users or auth.default_path(a.db)
 
 
 def run_serve(a):
     from agent.collector.store import is_postgres_url
-    from agent.console import auth
+    from agent.collector.console import auth
     if not a.db:
         return err("console: --db LEDGER is required")
     if not is_postgres_url(a.db) and not os.path.exists(a.db):
@@ -32,13 +32,13 @@ def run_serve(a):
                        "--db %s" % a.db)
     finally:
         users.close()
-    from agent.console.ledger import LedgerError, Reader
+    from agent.collector.console.ledger import LedgerError, Reader
     try:
         Reader(a.db).close()
     except LedgerError as e:
         return err("console: %s" % e)
     import uvicorn
-    from agent.console.app import make_app
+    from agent.collector.console.app import make_app
     app = make_app(a.db, _users_path(a), rates=a.rates, https=bool(a.cert))
     scheme = "https" if a.cert else "http"
     print("tally: console on %s://%s:%d/ (Ctrl-C to stop)" % (scheme, a.host, a.port), file=sys.stderr,
@@ -49,7 +49,7 @@ def run_serve(a):
 
 
 def run_user_add(a):
-    from agent.console import auth
+    from agent.collector.console import auth
     if not a.db and not a.users:
         return err("console user add: say where the users are kept: --db LEDGER or --users FILE")
     if sys.stdin.isatty():

@@ -86,8 +86,8 @@ def _print(r, out):
 
 def run_life(a):
     from agent.collector.components import Ledger
-    from agent.life import cards as cardmod
-    from agent.life import rules
+    from agent.collector.life import cards as cardmod
+    from agent.collector.life import rules
     try:
         cards = cardmod.load(a.cards)
         cfg = rules.load_config(a.config)
@@ -145,14 +145,14 @@ def run_event(a):
 def run_passport(a):
     from agent.collector.components import Ledger
     from agent.collector.store import display_name
-    from agent.life import cards as cardmod
-    from agent.life import rules
+    from agent.collector.life import cards as cardmod
+    from agent.collector.life import rules
     try:
         cards = cardmod.load(a.cards)
         cfg = rules.load_config(a.config)
     except (cardmod.CardError, rules.ConfigError) as e:
         return err("passport: %s" % e)
-    from agent.life import passport
+    from agent.collector.life import passport
     col, rc = _open(a, "passport")
     if col is None:
         return rc

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from agent.life import bins
+from agent.collector.life import bins
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS component_records (

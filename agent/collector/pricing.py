@@ -20,7 +20,7 @@ c_svc    pricing.service_per_unit;
 m        pricing.margin x the sum of the terms above.
 
 Life used comes from ONE function, life_used(); today it reads
-the rated life of the components listed in the contract. agent/life (the
+the rated life of the components listed in the contract. agent/collector/life (the
 component ledger and its damage models) plugs in there: it returns the
 same shape with source "life model".
 
@@ -106,7 +106,7 @@ def l50_over_l10(beta):
 
 
 def life_used(contract, asset, use, units, lo, hi):
-    """THE plug-in point for agent/life (the one place pricing and the
+    """THE plug-in point for agent/collector/life (the one place pricing and the
     reserve learn how much life an asset's components used).
 
     contract: the stored contract (its "components": name, cost, rated_life,
@@ -115,7 +115,7 @@ def life_used(contract, asset, use, units, lo, hi):
     {odometer: unit}. Returns [{name, cost, rated_life, life_unit, beta,
     used, source}] with `used` the share of one rated life consumed in the
     window (a Fraction). Today: life metric usage / rated life, from the
-    contract file. agent/life replaces the body with its damage D per
+    contract file. agent/collector/life replaces the body with its damage D per
     component of the asset over lo..hi (component ledger, models, P50), with
     source "life model", and falls back to this where it has no model."""
     out = []

@@ -83,8 +83,8 @@ def bench_console(devices=200, days=60, repeat=5, shots=None, db=None, progress=
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # starlette's note on httpx versions
         from starlette.testclient import TestClient
-    from agent.console import auth
-    from agent.console.app import make_app
+    from agent.collector.console import auth
+    from agent.collector.console.app import make_app
     work = tempfile.mkdtemp(prefix="tally-console-bench-")
     try:
         path = db or os.path.join(work, "ledger.sqlite")

@@ -15,7 +15,7 @@ to every component's D P50/P90 and remaining days P10/P50/P90 under a
 changed card set (every card's version bumped and its Arrhenius/Peck
 parameters moved): the totals and last-30-days windows of every histogram
 (numpy bincount over all assets at once), then the Monte Carlo of each card
-over all assets at once (agent/life/rul.evaluate_many, the same draws
+over all assets at once (agent/collector/life/rul.evaluate_many, the same draws
 rul.evaluate makes for one asset). Generating the fleet is not timed.
 One core: numpy's BLAS threads are limited to one (OPENBLAS/OMP env) for
 the run. Reading the histories out of the SQL ledger is not part of this
@@ -97,7 +97,7 @@ def changed(cards):
 
 def reevaluate(cards, fleet, hours, samples):
     """Every component of every asset: {card type: figures as (A,) arrays}."""
-    from agent.life import rul
+    from agent.collector.life import rul
     u = usage_of(fleet)
     r = usage_of(fleet, hours - WINDOW_H)
     return {k: rul.evaluate_many(c, u, r, window_days=WINDOW_H / 24.0, samples=samples) for k, c in cards.items()}
@@ -112,8 +112,8 @@ def ledger_asset(fleet, hours, tmpdir, runs=3):
     import os as _os
     from agent.collector.components import Ledger
     from agent.collector.store import Collector
-    from agent.life import cards as cardmod
-    from agent.life import rules
+    from agent.collector.life import cards as cardmod
+    from agent.collector.life import rules
     path = _os.path.join(tmpdir, "ledger.sqlite")
     col = Collector(path, keys=lambda d: None)
     b = col._b
@@ -159,8 +159,8 @@ def bench_life(assets=1000, hours=HOURS, runs=3, samples=None, seed=7, progress=
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(v, "1")
     import numpy as np
-    from agent.life import cards as cardmod
-    from agent.life import rul
+    from agent.collector.life import cards as cardmod
+    from agent.collector.life import rul
     samples = samples or rul.SAMPLES
     cards = cardmod.load()
     del cards["led-engine"]                       # pump stations carry no LED engine

@@ -16,7 +16,7 @@ What goes into a bundle is decided by folder, not by a list of files:
   hil/*.py, hil/twins/,         the portable emulation, for the unix port only
   hil/buses/, hil/soc/
 
-Never: agent/collector/, agent/cli/, agent/life/, agent/console/ (operator side; sub-folders of agent/),
+Never: agent/collector/ (with its life/ and console/), agent/cli/ (operator side; sub-folders of agent/),
 hil/harness/ (brokers, databases, fake boards, simulators), hil/bench/
 (benchmarks; their MicroPython halves are passed in as extra files).
 

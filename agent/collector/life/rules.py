@@ -20,8 +20,8 @@ import json
 import math
 import tomllib
 
-from agent.life import cards as cardmod
-from agent.life import rul
+from agent.collector.life import cards as cardmod
+from agent.collector.life import rul
 
 BANDS = ("Good", "Fair", "Unknown", "Poor", "Critical")
 DEFAULTS = {
@@ -264,7 +264,7 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
     out = {"components": {}, "assets": {}, "problems": list(ledger.problems)}
     fl = None
     if cfg["usage"].get("calibrate"):
-        from agent.life import fleet
+        from agent.collector.life import fleet
         fl = out["fleet"] = fleet.fleet(ledger, cards)
     rates = {}
     for comp in comps:

@@ -30,9 +30,9 @@ from starlette.templating import Jinja2Templates
 
 from agent.collector import labels
 from agent.collector import billing
-from agent.console import auth
-from agent.console.ledger import MAX_INTERVALS as MAX_POINTS
-from agent.console.ledger import ONLINE_S, LedgerError, Reader
+from agent.collector.console import auth
+from agent.collector.console.ledger import MAX_INTERVALS as MAX_POINTS
+from agent.collector.console.ledger import ONLINE_S, LedgerError, Reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = 50                # devices per fleet page

@@ -144,7 +144,7 @@ def _life(sm_id, fig):
 
 
 def _reliability(sm_id, card):
-    from agent.life.cards import value
+    from agent.collector.life.cards import value
     m = card["mechanisms"][0]
     q = value(card["weibull"]["rated_quantile"])
     items = [_prop("OtherOperatingConditions", "card %s@%d: %s" % (card["type"], card["version"], card["title"]))]
@@ -252,5 +252,5 @@ def dpp(report, asset=None, component=None):
 
 
 def dumps(obj):
-    from agent.life.rules import strict
+    from agent.collector.life.rules import strict
     return json.dumps(strict(obj), indent=2, sort_keys=True, allow_nan=False)

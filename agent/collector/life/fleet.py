@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from agent.life import cards as cardmod
-from agent.life import rul
+from agent.collector.life import cards as cardmod
+from agent.collector.life import rul
 
 MIN_FAILURES = 5
 PRIOR_WEIGHT = 5.0

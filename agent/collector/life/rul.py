@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from agent.life import bins, models
-from agent.life.cards import value
+from agent.collector.life import bins, models
+from agent.collector.life.cards import value
 
 SAMPLES = 2000
 SEED = 20261205
@@ -214,7 +214,7 @@ def evaluate(card, usage, recent=None, window_days=30.0, evidence=None, outcome_
     """Life consumed and remaining life of one component. usage: bins used
     since the component was new (all its segments); recent: the same over
     the last window_days (None: no rate, no calendar figures). calibration:
-    the fleet's blend for this type (agent/life/fleet.py): D is divided by
+    the fleet's blend for this type (agent/collector/life/fleet.py): D is divided by
     its life_factor and its beta replaces the card's."""
     rng = np.random.default_rng(seed)
     S = samples
