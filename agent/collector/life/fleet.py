@@ -52,7 +52,9 @@ def calibrate(failures, censored, beta_prior, q):
         out["note"] = "fewer than 2 failures: no fit; the rating stands"
         return out
     from reliability.Fitters import Fit_Weibull_2P
-    f = Fit_Weibull_2P(failures=list(failures), right_censored=list(censored) or None,
+    # CI=0.9: the bounds are the two-sided 90 % ones their names say (the
+    # library's default is 95 %, which these keys carried before)
+    f = Fit_Weibull_2P(failures=list(failures), right_censored=list(censored) or None, CI=0.9,
                        show_probability_plot=False, print_results=False)
     out["fit"] = {"eta": float(f.alpha), "beta": float(f.beta), "eta_90ci": [float(f.alpha_lower),
                   float(f.alpha_upper)], "beta_90ci": [float(f.beta_lower), float(f.beta_upper)]}
@@ -61,7 +63,7 @@ def calibrate(failures, censored, beta_prior, q):
         return out
     w = len(failures) / (len(failures) + PRIOR_WEIGHT)
     eta = math.exp(w * math.log(f.alpha) + (1 - w) * math.log(eta_prior))
-    beta = w * f.beta + (1 - w) * beta_prior
+    beta = float(w * f.beta + (1 - w) * beta_prior)
     out.update({"weight": w, "blend": {"eta": eta, "beta": beta}, "life_factor": eta / eta_prior})
     return out
 
