@@ -130,6 +130,39 @@ def test_removal_without_install_is_a_gap(moved):
     assert led.segs.get("ecap-0777") is None
 
 
+def _stored(h):
+    """Rows per table (the ledger's own tables made first, as any read makes them)."""
+    h.ledger()
+    return {t: h.db.execute("SELECT COUNT(*) FROM %s" % t).fetchone()[0]
+            for t in ("stress", "part_events", "records", "component_records", "life_decisions")}
+
+
+def test_bad_events_change_nothing_already_in_the_ledger(moved):
+    led = moved.ledger()
+    rules.assess(led, cardmod.load(), rules.load_config(), asset="pump-b")      # decisions stored
+    before = _stored(moved)
+    u = {c: led.usage(c) for c in ("ecap-0001", "ecap-0002")}
+    figs = {c: rul.evaluate(cardmod.load()["ecap-105c-2000h"], u[c]) for c in u}
+    # the identity helper's table gets two bad events: a part in two assets, a removal with no install
+    moved.event("pump-a", 50, 1, "installed", "aux", "ecap-0009")
+    moved.event("pump-b", 60, 2, "installed", "aux2", "ecap-0009")
+    moved.event("pump-a", 150, 0, "removed", "psu", "ecap-0777")
+    led = moved.ledger()
+    assert len(led.problems) == 2 and all("\n" not in p for p in led.problems)
+    assert set(led.uncertain) == {"ecap-0009", "ecap-0777"}
+    r = rules.assess(led, cardmod.load(), rules.load_config(), asset="pump-b")
+    assert r["components"]["ecap-0009"]["life"]["uncertain"]
+    # nothing stored changed but the two event rows the test wrote, and the
+    # other parts' figures are the same to the last bit
+    after = _stored(moved)
+    assert after["part_events"] == before["part_events"] + 3
+    assert {k: v for k, v in after.items() if k not in ("part_events", "life_decisions")} == \
+        {k: v for k, v in before.items() if k not in ("part_events", "life_decisions")}
+    for c in u:
+        assert all(np.array_equal(led.usage(c)[h], u[c][h]) for h in ("t_s",))
+        assert rul.evaluate(cardmod.load()["ecap-105c-2000h"], led.usage(c)) == figs[c]
+
+
 def test_counts_that_go_down_are_uncertain_not_negative(tmp_path):
     h = History(tmp_path / "l.db")
     h.days("pump-c", 0, 10, 10.0)
@@ -270,9 +303,11 @@ def test_tally_event_add_and_its_refusals(moved, capsys):
     assert rc == 0 and "failure record added for ecap-0001" in e
     rc, out, _ = _tally(["life", "--db", db, "--asset", "pump-b"], capsys)
     assert "asset pump-b: health Critical; next use: withdraw, then" in out
+    before = _stored(moved)
     rc, _, e = _tally(["event", "add", "--db", db, "--component", "nope-1", "--kind", "failure", "--mode", "BRD"],
                       capsys)
     assert rc == 2 and e == "tally: event: no component nope-1 in the ledger (no install event names it)\n"
+    assert _stored(moved) == before
     rc, _, e = _tally(["life", "--db", db, "--asset", "pump-z"], capsys)
     assert rc == 2 and e.count("\n") == 1 and "no asset pump-z" in e
 
@@ -283,9 +318,11 @@ def test_tally_life_bad_card_is_one_line(moved, capsys, tmp_path):
     (d / "bad.toml").write_text('type = "ecap-x"\nversion = 1\nmatch = ["ecap-"]\n[weibull]\n'
                                 'beta = {value = 2, unit = "1", source = "s"}\n'
                                 'rated_quantile = {value = 0.1, source = "s"}\n')
+    before = _stored(moved)
     rc, _, e = _tally(["life", "--db", moved.col.db_path, "--cards", str(d)], capsys)
     assert rc == 2
     assert e == "tally: life: card ecap-x v1 (bad.toml): [weibull]: parameter rated_quantile has no unit (it is in 1)\n"
+    assert _stored(moved) == before                   # no decision stored from a refused card
 
 
 # -- fleet calibration -----------------------------------------------------------------------
@@ -311,6 +348,41 @@ def test_censored_fit_recovers_the_fleet_and_blends_with_the_rating():
     # few failures: the rating stands
     few = fleet.calibrate(failures[:3], censored, 3.0, 0.5)
     assert few["fit"] is not None and few["weight"] == 0 and few["life_factor"] == 1.0
+
+
+# reliability.readthedocs.io, "How does Maximum Likelihood Estimation work"
+# (docs/How does Maximum Likelihood Estimation work.rst): Fit_Weibull_2P on
+# failures [17, 5, 12] and right-censored [20, 25] prints Alpha 23.0653 (standard
+# error 8.76119) and Beta 1.57474 (0.805575). Our fit is that call; its bounds
+# are the two-sided 90 % ones (the library's normal approximation on the log of
+# each parameter: p * exp(-/+ z(0.95) * SE / p)), from the printed errors.
+# "Working with fitted distributions" (same docs): the automotive data set
+# (10 failures, 21 right-censored) prints Alpha 134651, Beta 1.15443; with 10
+# failures the blend weight is 10 / 15 on the fit.
+
+def test_fleet_fit_reproduces_reliabilitys_printed_censored_fits():
+    from scipy.stats import norm
+
+    from agent.collector.life import fleet
+    c = fleet.calibrate([17, 5, 12], [20, 25], beta_prior=1.5, q=0.1)
+    assert round(c["fit"]["eta"], 4) == 23.0653 and round(c["fit"]["beta"], 5) == 1.57474
+    z = norm.ppf(0.95)
+    for key, p, se in (("eta_90ci", 23.0653, 8.76119), ("beta_90ci", 1.57474, 0.805575)):
+        lo, hi = c["fit"][key]
+        assert lo == pytest.approx(p * math.exp(-z * se / p), rel=1e-4)
+        assert hi == pytest.approx(p * math.exp(z * se / p), rel=1e-4)
+    assert c["weight"] == 0 and c["blend"]["eta"] == c["prior"]["eta"]      # 3 failures: the rating stands
+
+    from reliability.Datasets import automotive
+    a = automotive()
+    c = fleet.calibrate(a.failures, a.right_censored, beta_prior=1.5, q=0.1)
+    assert round(c["fit"]["eta"]) == 134651 and round(c["fit"]["beta"], 5) == 1.15443
+    w = 10 / 15
+    eta_prior = 1 / (-math.log(0.9)) ** (1 / 1.5)
+    assert c["weight"] == pytest.approx(w)
+    assert c["blend"]["eta"] == pytest.approx(math.exp(w * math.log(134651) + (1 - w) * math.log(eta_prior)),
+                                              rel=1e-5)
+    assert c["blend"]["beta"] == pytest.approx(w * 1.15443 + (1 - w) * 1.5, rel=1e-5)
 
 
 def test_fleet_from_the_ledger_feeds_the_figures(tmp_path, capsys):

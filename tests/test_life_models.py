@@ -380,6 +380,10 @@ def test_shipped_cards_load_and_a_good_card_replaces_by_type(tmp_path):
      "parameter L0 has no source"),
     ('model = "arrhenius10"', 'model = "magic"', "model 'magic' is not one of"),
     ('match = ["x-"]\n', "", "match is missing"),
+    ('value = 2000, unit = "h"', 'value = "2000 h", unit = "h"', "parameter L0 = '2000 h' is not a number"),
+    ('rated_quantile = {value = 0.1,', 'rated_quantile = {value = 1.0,',
+     "parameter rated_quantile = 1.0 1 is impossible: it must be within 0..1"),
+    ('value = 105, unit = "degC"', 'value = 105, unit = ""', "parameter T0 has no unit (it is in degC)"),
 ])
 def test_a_bad_card_is_one_line_naming_what_is_wrong(tmp_path, old, new, says):
     assert old in GOOD
