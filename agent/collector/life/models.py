@@ -130,11 +130,14 @@ def tm21_fit(hours, flux):
 
 
 def tm21_select(hours, flux):
-    """The data TM-21 fits: for a test of D hours, the points from D/2 on
-    (the last half), never before 1000 h; tests shorter than 6000 h are not
-    projected (TM-21-11 §4.3, as summarised by ENERGY STAR [mem])."""
+    """The data TM-21 fits for a test of D hours: the last 5,000 h when D is
+    from 6,000 to 10,000 h, the last half when D is longer, never a point
+    before 1,000 h (TM-21-11 section 5 [mem]; an earlier version took the
+    last half at every D, which at D = 6,000 h fitted from 3,000 h instead of
+    1,000 h). Shorter tests are not projected (the cards refuse them)."""
     d = max(hours)
-    keep = [(t, f) for t, f in zip(hours, flux) if t >= max(1000.0, d / 2.0)]
+    start = d - 5000.0 if d < 10000.0 else d / 2.0
+    keep = [(t, f) for t, f in zip(hours, flux) if t >= max(1000.0, start)]
     return [t for t, _ in keep], [f for _, f in keep]
 
 
