@@ -50,6 +50,21 @@ def test_iso281_reproduces_the_6208_example():
     assert float(models.iso281_l10(16, 2)) == 512.0
 
 
+# R. L. Mott, Machine Elements in Mechanical Design (4th ed.), Example Problem
+# 14-6: a 6308 ball bearing at 600 rpm, a 60-minute cycle of 650 lb for 30 min,
+# 750 lb for 10 min and 250 lb for 20 min: mean effective load Fm = 597 lb
+# (printed). Example Problem 14-3 prints the 6308's C = 7050 lb; the life at Fm
+# is then (7050/597)^3 million revolutions (the book's own figure for it was
+# not in the pages found), which our Miner sum over the cycle must equal.
+
+def test_iso281_mean_load_reproduces_motts_duty_cycle():
+    Fm = models.iso281_mean_load([650.0, 750.0, 250.0], [30.0, 10.0, 20.0], 3)
+    assert round(Fm) == 597
+    hours = np.array([30.0, 10.0, 20.0]) / 60.0                 # one cycle
+    per_cycle = sum(h / float(models.iso281_l10h(7050.0, P, 600)) for h, P in zip(hours, (650, 750, 250)))
+    assert 1.0 / per_cycle == pytest.approx(float(models.iso281_l10h(7050.0, Fm, 600)), rel=1e-12)
+
+
 def test_iso281_spectrum_damage_equals_the_mean_load_life():
     # a load spectrum's Miner sum equals the life at ISO 281's mean load
     load_pct = [20.0, 60.0, 100.0]
