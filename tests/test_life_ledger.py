@@ -163,6 +163,40 @@ def test_bad_events_change_nothing_already_in_the_ledger(moved):
         assert rul.evaluate(cardmod.load()["ecap-105c-2000h"], led.usage(c)) == figs[c]
 
 
+def test_a_gap_in_the_snapshots_is_said_and_the_rate_is_not_invented(tmp_path):
+    # pump-g reports days 0..100, nothing from 101 to 149, then 150..160: its
+    # cumulative counts jump over the gap (it ran, 20 h/day, but nothing came in)
+    h = History(tmp_path / "g.db")
+    h.days("pump-g", 0, 100, 20.0, bin_=12)
+    h.cum[("pump-g", "t_s")][12] += 49 * 20 * 3600                     # the days it ran unreported
+    h.days("pump-g", 150, 160, 20.0, bin_=12)
+    h.event("pump-g", 0, 0, "installed", "psu", "ecap-0200")
+    led = h.ledger()
+    total = led.usage("ecap-0200")["t_s"][12]
+    assert total == 160 * 20 * 3600                                    # every hour counted, none invented
+    recent, days = led.recent("ecap-0200", 30)
+    # the counts of the window run from the day-100 snapshot: 60 days, not the 30 asked
+    assert days == 60.0 and recent["t_s"][12] == 60 * 20 * 3600
+    note = led.uncertain["ecap-0200"][0]
+    assert "no snapshot of pump-g from 2026-04-11 until after 2026-05-11 (a gap in its history)" in note
+    assert "the average over the 60.0 days" in note and "\n" not in note
+    r = rules.assess(led, cardmod.load(), rules.load_config(), store=False)
+    life = r["components"]["ecap-0200"]["life"]
+    assert note in life["uncertain"] and "last 60 days" in life["rate_assumption"]
+    # the rate is 20 h/day at 52.5 degC, as it ran: the same figure as a history without the gap
+    h2 = History(tmp_path / "g2.db")
+    h2.days("pump-g", 0, 160, 20.0, bin_=12)
+    h2.event("pump-g", 0, 0, "installed", "psu", "ecap-0200")
+    r2 = rules.assess(h2.ledger(), cardmod.load(), rules.load_config(), store=False)
+    m, m2 = life["mechanisms"][0], r2["components"]["ecap-0200"]["life"]["mechanisms"][0]
+    assert m["rate_per_day_P50"] == pytest.approx(m2["rate_per_day_P50"], rel=1e-9)
+    assert r2["components"]["ecap-0200"]["life"]["uncertain"] == []
+    # a rate note alone does not take the part out of the fleet fit
+    from agent.collector.life import fleet
+    fl = fleet.fleet(led, cardmod.load())
+    assert "ecap-0200" not in fl["ecap-105c-2000h"]["left_out"]
+
+
 def test_counts_that_go_down_are_uncertain_not_negative(tmp_path):
     h = History(tmp_path / "l.db")
     h.days("pump-c", 0, 10, 10.0)

@@ -276,6 +276,7 @@ class Ledger:
     def _segments(self):
         self.segs = {}             # component -> [segment]
         self.uncertain = {}        # component -> [reason]
+        self.rate_notes = {}       # component -> [reason]: the subset of uncertain about the recent rate only
         self.part_numbers = {}     # component -> part number its install event read from its passport
         open_ = {}                 # component -> its open segment
         # one device's events in its own order (epoch, seq, idx); across
@@ -398,6 +399,8 @@ class Ledger:
                     j -= 1
                 if j >= 0 and walls[j] is not None and walls[j] <= since_wall and j > ia:
                     ia = j
+                if ia >= 0 and walls[ia] is not None:          # where this histogram's window really starts
+                    out["_from_wall"] = min(out.get("_from_wall", walls[ia]), walls[ia])
             lay = self._layout(dev, hist, snaps[ib][2])
             if lay is None:                                   # a level: readings, never summed
                 if hist == "lux_w":
@@ -476,8 +479,25 @@ class Ledger:
             return None, None
         since = end_wall - window_days * 86400
         u = self.segment_usage(seg, since_wall=since)
-        start_wall = max(since, seg["start"]["wall"] or since)
+        # the counts are differences of snapshots: the window runs from the
+        # newest snapshot at or before its start, which after a gap in the
+        # snapshots is earlier than asked. The rate is the use over the span
+        # the counts really cover (not over the days asked, which would
+        # invent a rate up to span/asked times too high), and said.
+        from_wall = u.pop("_from_wall", None)
+        start_wall = max(min(since, from_wall) if from_wall is not None else since,
+                         seg["start"]["wall"] or since)
         days = (end_wall - start_wall) / 86400.0
+        asked = (end_wall - max(since, seg["start"]["wall"] or since)) / 86400.0
+        if days > 0 and days > asked + 1.0:                  # more than a snapshot interval late
+            note = ("%s: no snapshot of %s from %s until after %s (a gap in its history): the usage rate is "
+                    "the average over the %.1f days the counts cover, not the last %g; if the part stood "
+                    "still in the gap, its recent rate is up to %.1f times that"
+                    % (comp, seg["device"], _day(start_wall), _day(since), days, asked, days / max(asked, 1e-9)))
+            self.rate_notes.setdefault(comp, [])
+            if note not in self.rate_notes[comp]:
+                self.rate_notes[comp].append(note)
+                self.uncertain.setdefault(comp, []).append(note)
         return (u, days) if days > 0 else (None, None)
 
     def history(self, comp):
@@ -568,6 +588,10 @@ def _parse(text):
         return json.loads(text)
     except (ValueError, TypeError):
         return None
+
+
+def _day(wall):
+    return time.strftime("%Y-%m-%d", time.gmtime(wall))
 
 
 def _when(end):

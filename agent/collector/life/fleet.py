@@ -17,7 +17,9 @@ for the prior. life_factor = eta_blend / eta_prior: above 1 the parts of
 this type outlive their rating in this fleet, below 1 they die sooner.
 With `[usage] calibrate = true` in the life config, the figures use the
 blend: D is divided by life_factor and the Weibull slope is the blended one.
-A component whose history is uncertain is left out and counted."""
+A component whose history is uncertain is left out and counted (one whose
+only doubt is its recent usage rate, after a gap in its snapshots, is not:
+its life fraction is a difference of cumulative counts either way)."""
 import math
 
 import numpy as np
@@ -76,8 +78,9 @@ def fleet(ledger, cards):
         if card is None:
             continue
         e = by_type.setdefault(cardmod.ref(card), {"card": card, "failed": [], "running": [], "left_out": []})
-        if comp in ledger.uncertain:
-            e["left_out"].append(comp)
+        notes = getattr(ledger, "rate_notes", {}).get(comp, [])
+        if any(r not in notes for r in ledger.uncertain.get(comp, [])):
+            e["left_out"].append(comp)            # its history is uncertain (a gap in the recent rate is not)
             continue
         d = nominal_fraction(card, ledger.usage(comp))
         if d is None or d <= 0:
