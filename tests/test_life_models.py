@@ -173,7 +173,7 @@ def test_peck_reduces_to_its_two_factors():
 # maintenance claims up to 36,000 hours" (DOE SSL slides); 5.5x for 10-19 samples.
 # No IES worked example with printed alpha, B and Lp was found in the sources
 # searched: the fit is checked on an exact exponential (it must give back
-# alpha and B), the projection by hand. The data TM-21 fits (section 5,
+# alpha and B), the projection by hand. The data TM-21 fits (TM-21-11,
 # [mem]; the same rule in an unattributed public TM-21-19 calculator): the
 # last 5,000 h for a 6,000-10,000 h test, the last half of a longer one,
 # never a point before 1,000 h.

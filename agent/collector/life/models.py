@@ -132,7 +132,7 @@ def tm21_fit(hours, flux):
 def tm21_select(hours, flux):
     """The data TM-21 fits for a test of D hours: the last 5,000 h when D is
     from 6,000 to 10,000 h, the last half when D is longer, never a point
-    before 1,000 h (TM-21-11 section 5 [mem]; an earlier version took the
+    before 1,000 h (TM-21-11 [mem]; an earlier version took the
     last half at every D, which at D = 6,000 h fitted from 3,000 h instead of
     1,000 h). Shorter tests are not projected (the cards refuse them)."""
     d = max(hours)
