@@ -67,7 +67,7 @@ def records_hash(col, ranges):
 
 # -- the statement --------------------------------------------------------------------------
 
-def build(col, customer, period):
+def build(col, customer, period, cards_dir=None, config=None):
     data = contracts.stored(col)
     if customer not in data["customers"]:
         raise BillingError("no customer %s in the ledger (it has %s)" % (customer, ", ".join(sorted(data["customers"]))
@@ -94,6 +94,8 @@ def build(col, customer, period):
     daily = {d: {"units": Fraction(0), "kwh": Fraction(0), "covered_ms": 0, "assets": 0} for d in days}
     assets, ranges = [], []
     usage = pricing.Usage(col)
+    ctx = pricing.life_context(col, cards_dir, config)
+    accounts = pricing.post_bills(col, data, bills, period, ctx, usage)
     fleet = {"units": Fraction(0), "kwh": Fraction(0)}
     done, planned, mci = [], [], []
     for b in bills:
@@ -138,26 +140,55 @@ def build(col, customer, period):
                 daily[d]["assets"] += 1
             fleet["units"] += au
             fleet["kwh"] += ak
-            res = pricing.reserve(col, data, a, hi, usage)
-            month = [m for m in res["months"] if m["month"] == label[:7] and m["contract"] == c["id"]]
+            res = accounts[a]
+            month = [m for m in res["months"] if m["month"] == label[:7]]
             minor = billing._MINOR_EXCEPT.get(c["currency"], 2)
-            life_total = {}
-            for m in res["months"]:
-                for x in m["life_used"]:
-                    life_total[x["component"]] = life_total.get(x["component"], 0) + Fraction(x["life_used"])
-            for r in (r for r in data["repairs"] if r["asset"] == a and s["from_"] <= r["day"] <= s["to_"]):
-                done.append(dict(r, contract=c["id"]))
-            since = [r for r in data["repairs"] if r["asset"] == a]
-            for comp, used in sorted(life_total.items()):
-                # life used since the last repair of that component
-                if any(r["component"] == comp for r in since):
-                    last_fix = max(r["day"] for r in since if r["component"] == comp)
-                    used = sum((Fraction(x["life_used"]) for m in res["months"] if m["from"] > last_fix
-                                for x in m["life_used"] if x["component"] == comp), Fraction(0))
-                    life_total[comp] = used
+            ents = month[0]["entries"] if month else []
+            basis = None
+            for e in ents:                      # the newest version of this contract's accrual has the full basis
+                if e["kind"].startswith("accrual") and e["ref"] == c["id"]:
+                    basis = e["basis"]
+            comps_now = basis["components"] if basis else []
+            seg_ents = [e for e in ents if e["kind"].startswith("draw") and s["from_"] <= e["day"] <= s["to_"]]
+            for e in seg_ents:
+                recs = e["basis"]["records"]
+                code = "; ".join(sorted({("%s %s" % (r.get("mode") or "", r.get("mechanism") or "")).strip()
+                                         if r["table"] == "component_records" else r.get("code", "")
+                                         for r in recs if r["table"] in ("component_records", "repairs")} - {""}))
+                notes = "; ".join(r.get("note") or "" for r in recs if r.get("note"))
+                done.append({"day": e["day"], "asset": a, "component": e["basis"]["component"], "code": code,
+                             "note": notes or ("part swapped" if any(r["table"] == "part_events" for r in recs)
+                                               else ""),
+                             "cost": billing.money(-e["amount"], minor), "currency": c["currency"], "ref": e["ref"],
+                             "contract": c["id"], "records": recs})
+            # life used so far: the life model's D (all the part's segments) for the parts in it now,
+            # usage since its first assignment / the contract's rated life for the components no card rates
+            life_total, life_src = {}, {}
+            for comp in sorted(ctx.installed(a)):
+                tot = ctx.total(comp)
+                if tot["D_P50"] is not None:
+                    life_total[comp] = pricing._fx(tot["D_P50"])
+                    life_src[comp] = "life model %s (P50, all its segments)" % tot["card"]
+            first = data_first(data, a)
+            fb = [x["name"] for x in comps_now if x["source"].startswith("rated life")]
+            if fb:
+                so_far, un = usage.window(a, first, hi)
+                for x in pricing.life_used(c, a, so_far, un, first, hi):
+                    if x["name"] in fb:
+                        life_total[x["name"]] = x["used"]
+                        life_src[x["name"]] = "rated life (contract): usage since %s" % first
+            asof = min(s["to_"], pricing._newest_day(col, a) or s["to_"])
+            days_left = max((datetime.date.fromisoformat(c["end"]) - datetime.date.fromisoformat(asof)).days, 0)
+            rates = pricing.rates_of(comps_now, s["from_"], s["to_"], asof)
+            dec = ctx.next_use(a, days_left)
+            dec = dec["assets"].get(a) if dec else None
+            planned += pricing.planned_maintenance(ctx, c, a, asof, rates, dec)
+            for name in fb:
+                used = life_total.get(name, 0)
                 if used >= PLAN_AT:
-                    planned.append({"asset": a, "component": comp, "life_used": _q(used),
-                                    "action": "replace at the next visit (life used >= %s)" % _q(PLAN_AT)})
+                    planned.append({"asset": a, "component": name, "life_used": _q(used), "due": asof,
+                                    "action": "replace at the next visit (life used >= %s)" % _q(PLAN_AT),
+                                    "why": life_src[name], "rule": None})
             span_days = len(seg_days)
             per_year = au * 365 / span_days if span_days else Fraction(0)
             x = None
@@ -165,10 +196,15 @@ def build(col, customer, period):
                 x = (Fraction(p["lifetime_years"]) / Fraction(p["lifetime_years_av"])) * (
                     per_year / Fraction(p["units_per_year_av"]))
                 mci.append(x)
-            rv = None
-            if all(k in p for k in ("capital", "lifetime_units")):
+            rv, rv_in, plan = None, None, None
+            life_rv = pricing.residual_value(ctx, c, a, asof, rates)
+            if life_rv is not None:
+                rv = life_rv["value"]
+                rv_in = dict(life_rv, value=billing.quantity(Fraction(round(rv * 100), 100)))
+                plan = life_rv["option"]
+            elif all(k in p for k in ("capital", "lifetime_units")):
                 K, RV, N = Fraction(p["capital"]), Fraction(p.get("residual", "0")), Fraction(p["lifetime_units"])
-                so_far, _ = usage.window(a, data_first(data, a), hi)
+                so_far, _ = usage.window(a, first, hi)
                 done_units = so_far.get(c["metric"], 0) * contracts.factor(c["unit"], units[c["metric"]][0], "unit",
                                                                           c["metric"], "", a) \
                     if c["metric"] in units else Fraction(0)
@@ -176,21 +212,31 @@ def build(col, customer, period):
                 at_end = done_units + (au / span_days * rest if span_days else 0)
                 used_frac = min(at_end / N, Fraction(1))
                 rv = max(RV, K - (K - RV) * used_frac)
-                plan = ("redeploy to another site (R3): under half its life used" if used_frac < Fraction(1, 2)
-                        else "refurbish or remanufacture (R5/R6)" if used_frac < Fraction(9, 10)
-                        else "harvest parts and recycle (R6/R8)")
+                rv_in = {"source": "contract (no card rates a core part of this machine): capital less (capital - "
+                                   "residual) x the share of lifetime units delivered by the end of the term",
+                         "K": p["capital"], "residual": p.get("residual", "0"), "lifetime_units": p["lifetime_units"],
+                         "units_at_end": _q(at_end), "term_end": c["end"]}
+                plan = ("redeploy to another site (R4): under half its life used" if used_frac < Fraction(1, 2)
+                        else "refurbish or remanufacture (R5)" if used_frac < Fraction(9, 10)
+                        else "harvest parts and recycle (R6/R7)")
             assets.append({
                 "asset": a, "contract": c["id"], "site": s["site"], "from": s["from_"], "to": s["to_"],
                 "units": _q(au), "unit": c["unit"], "energy_kwh": _q(ak),
                 "kwh_per_unit": _q(ak / au) if au else None,
                 "availability": _q(Fraction(min(cov, span_days * 86400000), span_days * 86400000)) if span_days else "0",
-                "life_used_this_month": month[0]["life_used"] if month else [],
+                "life_used_this_month": [{"component": x["name"], "life_used": x["life_used"],
+                                          "life_used_p90": x["life_used_p90"], "source": x["source"],
+                                          "parts": x["parts"]} for x in comps_now],
                 "life_used_total": {k: _q(v) for k, v in sorted(life_total.items())},
+                "life_used_total_source": life_src,
                 "reserve_accrued": billing.money(month[0]["accrued"], minor) if month else billing.money(0, minor),
                 "reserve_drawn": billing.money(month[0]["drawn"], minor) if month else billing.money(0, minor),
                 "reserve_balance": billing.money(res["balance"], minor), "currency": c["currency"],
                 "residual_value_end_of_term": billing.quantity(Fraction(round(rv * 100), 100)) if rv is not None else None,
-                "next_use_at_end_of_term": plan if rv is not None else None,
+                "residual_value_inputs": rv_in,
+                "next_use_at_end_of_term": plan,
+                "next_use_now": {"decision": dec["decision"], "health": dec["health"], "cards": dec["cards"],
+                                 "trace": dec["trace"]} if dec else None,
                 "utility_factor_x": _q(x, 3) if x is not None else None})
     c0 = data["contracts"][bills[0]["contract"]]
     bl = c0["baseline"]

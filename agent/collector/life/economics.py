@@ -1,0 +1,168 @@
+"""Life figures for prices, reserves and statements (CIRCULAR.md §5
+"economics", §7): the damage each part of an asset took over a window of
+days, its damage so far, and projections to a day, from the component
+ledger (agent/collector/components.py) and the life cards, through their
+public functions only (Ledger.segs/segment_usage/usage/installed,
+cards.load/for_component/ref, rul.evaluate, rules.load_config/assess).
+
+A window is cut out of each installation segment of a part in the asset:
+the segment's own ends where they fall inside the window, else the
+asset's newest record before the window's edge (its position picks the
+stress snapshot at or before it, its odometers give run time and starts
+where no load histogram does). Damage is linear (Miner), so the windows of
+one part add up to its whole history and a part moved from asset A to B
+books each asset the damage it took there. D P50 and P90 are the
+quantiles over the card's parameter uncertainty (rul.evaluate, fixed seed:
+the same history and card give the same figures).
+
+CPython only (numpy through rul)."""
+import calendar
+import datetime
+import json
+
+from agent.collector.components import Ledger
+from agent.collector.life import cards as cardmod
+from agent.collector.life import rul, rules
+
+
+class Context:
+    """One read of the component ledger and the cards, shared by every
+    asset and window of a price, a bill run or a statement."""
+
+    def __init__(self, col, cards_dir=None, config=None):
+        self.col = col
+        self.ledger = Ledger(col)
+        self.cards = cardmod.load(cards_dir)
+        self.cfg = rules.load_config(config)
+        self._pos = {}
+        self._total = {}
+        self._assess = {}
+
+    def card(self, comp):
+        return cardmod.for_component(self.cards, comp, self.ledger.part_numbers.get(comp))
+
+    def _evaluate(self, card, usage):
+        u = self.cfg["usage"]
+        return rul.evaluate(card, usage, None, samples=u["samples"], seed=u["seed"])
+
+    def pos_at(self, device, t):
+        """The device's newest record that starts before wall time t, as a
+        segment end {device, pos, wall, odo}, or None."""
+        k = (device, t)
+        if k not in self._pos:
+            row = self.col._b.execute(
+                "SELECT epoch, seq, schema_id, vals FROM records WHERE device_id=? AND wall_s < ? "
+                "ORDER BY wall_s DESC, seq DESC LIMIT 1", (device, t)).fetchone()
+            if row is None:
+                self._pos[k] = None
+            else:
+                metrics = self.col.schema(device, row[2]) or []
+                try:
+                    vals = json.loads(row[3])
+                except ValueError:
+                    vals = []
+                odo = {m[0]: v for m, v in zip(metrics, vals) if m[3] == "odometer"}
+                self._pos[k] = {"device": device, "pos": (row[0], row[1]), "wall": t, "odo": odo}
+        return self._pos[k]
+
+    def segments_in(self, asset, lo_s, hi_s):
+        """{component: [segment clipped to wall times lo_s..hi_s]} of the
+        parts that were in the asset in the window."""
+        out = {}
+        for comp, segs in self.ledger.segs.items():
+            for seg in segs:
+                if seg["device"] != asset:
+                    continue
+                s0 = seg["start"].get("wall")
+                e0 = seg["end"].get("wall") if seg["end"] else None
+                if (s0 is not None and s0 >= hi_s) or (seg["end"] and e0 is not None and e0 <= lo_s):
+                    continue
+                start = seg["start"]
+                if s0 is None or s0 < lo_s:
+                    start = self.pos_at(asset, lo_s) or seg["start"]
+                if seg["end"] and (e0 is None or e0 <= hi_s):
+                    end = seg["end"]
+                else:
+                    end = self.pos_at(asset, hi_s)
+                    if end is None:
+                        continue
+                if end["pos"] < start["pos"]:
+                    continue
+                out.setdefault(comp, []).append(dict(seg, start=start, end=end))
+        return out
+
+    def window_damage(self, asset, lo_s, hi_s):
+        """Per part of the asset in wall times lo_s..hi_s: {component, card
+        (type@version or None), cost (card part + labour or None), D_P50,
+        D_P90 (None where no figure can be made), uncertain: [...]}."""
+        out = []
+        for comp, segs in sorted(self.segments_in(asset, lo_s, hi_s).items()):
+            card = self.card(comp)
+            row = {"component": comp, "card": cardmod.ref(card) if card else None, "type": card["type"] if card
+                   else None, "cost": card_cost(card), "core": bool(card and card["core"]), "D_P50": None,
+                   "D_P90": None, "uncertain": []}
+            if card is None:
+                row["uncertain"].append("no life card rates %s" % comp)
+                out.append(row)
+                continue
+            d50 = d90 = 0.0
+            ok = False
+            for seg in segs:
+                fig = self._evaluate(card, self.ledger.segment_usage(seg))
+                row["uncertain"] += fig["uncertain"]
+                if fig.get("D_P50") is not None:
+                    d50 += fig["D_P50"]
+                    d90 += fig["D_P90"]
+                    ok = True
+            row["uncertain"] += self.ledger.uncertain.get(comp, [])
+            if ok:
+                row["D_P50"], row["D_P90"] = d50, d90
+            out.append(row)
+        return out
+
+    def total(self, comp):
+        """The part's damage since new over all its segments in any asset:
+        {card, D_P50, D_P90} (None figures where none can be made)."""
+        if comp not in self._total:
+            card = self.card(comp)
+            if card is None:
+                self._total[comp] = {"card": None, "D_P50": None, "D_P90": None}
+            else:
+                fig = self._evaluate(card, self.ledger.usage(comp))
+                self._total[comp] = {"card": cardmod.ref(card), "D_P50": fig.get("D_P50"),
+                                     "D_P90": fig.get("D_P90")}
+        return self._total[comp]
+
+    def installed(self, asset):
+        return self.ledger.installed(asset)
+
+    def next_use(self, asset, days_left=None, store=False):
+        """rules.assess for one asset (its decision and trace), with the
+        contract's days left as the term R1 checks; None when no part was
+        ever installed in it."""
+        if asset not in self._assess:
+            if asset not in self.ledger.assets():
+                self._assess[asset] = None
+            else:
+                cfg = json.loads(json.dumps(self.cfg))
+                if days_left is not None:
+                    cfg["asset"].setdefault(asset, {}).setdefault("contract_days_left", days_left)
+                self._assess[asset] = rules.assess(self.ledger, self.cards, cfg, asset=asset, store=store)
+        return self._assess[asset]
+
+
+def card_cost(card):
+    """A card's replacement cost (cost.part + cost.labour) and currency, or None."""
+    if not card:
+        return None
+    c = card.get("cost") or {}
+    if "part" not in c and "labour" not in c:
+        return None
+    return {"amount": repr(float(c.get("part", 0)) + float(c.get("labour", 0))), "currency": c.get("currency"),
+            "new_asset": c.get("new_asset")}
+
+
+def day_s(day, end=False):
+    """Wall seconds at the start of a UTC day (its end with end=True)."""
+    t = calendar.timegm(datetime.date.fromisoformat(day).timetuple())
+    return t + 86400 if end else t
