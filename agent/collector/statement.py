@@ -486,10 +486,17 @@ td.n{text-align:right}.h{font-family:monospace;font-size:80%;word-break:break-al
 <table><tr><th>asset</th><th>site</th><th>days</th><th>{{ s.energy.unit }}</th><th>kWh/unit</th><th>availability</th><th>life used (total)</th><th>reserve this month</th><th>reserve balance</th><th>residual value at end of term</th><th>next use</th><th>X</th></tr>
 {% for a in s.assets %}<tr><td>{{ a.asset }}</td><td>{{ a.site }}</td><td>{{ a.from }}..{{ a.to }}</td><td class=n>{{ a.units }}</td><td class=n>{{ a.kwh_per_unit }}</td><td class=n>{{ a.availability }}</td>
 <td>{% for k, v in a.life_used_total.items() %}{{ k }} {{ v }} {% endfor %}</td><td class=n>{{ a.reserve_accrued }}</td><td class=n>{{ a.reserve_balance }}</td><td class=n>{{ a.residual_value_end_of_term }}</td><td>{{ a.next_use_at_end_of_term }}</td><td class=n>{{ a.utility_factor_x }}</td></tr>{% endfor %}</table>
-<p>The maintenance reserve is what the wear of this month will cost to repair: for each part, its cost times the share of its rated life used. Repairs are paid from it.</p>
+<p>The maintenance reserve is what the wear of this month will cost to repair: for each part, its cost times the share of its life used this month (from the part's life model where one rates it, else from the rated life in the contract). Repairs are paid from it.</p>
+<h3>Reserve account this month</h3>
+<table><tr><th>asset</th><th>entry</th><th>amount</th><th>rests on</th></tr>
+{% for b in s.bills %}{% for r in b.reserve %}{% for e in r.entries %}<tr><td>{{ r.asset }}</td><td>{{ e.kind }}{% if e.version > 1 %} v{{ e.version }}{% endif %}</td><td class=n>{{ e.amount }}</td>
+<td>{% if e.kind.startswith('draw') %}{{ e.ref }} ({{ e.basis.cost_from }}){% else %}{% for c in e.basis.components %}{{ c.name }} {{ c.cost }} x {{ c.life_used }} ({{ c.source }}); {% endfor %}{% if e.basis.adjusts %} {{ e.basis.adjusts.why }}{% endif %}{% endif %}</td></tr>{% endfor %}{% endfor %}{% endfor %}</table>
+<h3>Residual value at the end of the term</h3>
+{% for a in s.assets %}{% if a.residual_value_inputs %}<p>{{ a.asset }}: {{ a.residual_value_end_of_term }} {{ a.currency }}. {% if a.residual_value_inputs.option %}{{ a.residual_value_inputs.option }}; new {{ a.residual_value_inputs.K }} ({{ a.residual_value_inputs.K_from }}), core damage at the end of the term {{ a.residual_value_inputs.D_core_P90_end }} (P90), restoring the wear parts {{ a.residual_value_inputs.restore_wear_parts }}, harvest and scrap {{ a.residual_value_inputs.harvest_value }} ({{ a.residual_value_inputs.source }}).{% else %}{{ a.residual_value_inputs.source }}.{% endif %}
+{% if a.next_use_now %} Next use today by the rule table: {{ a.next_use_now.decision }} (health {{ a.next_use_now.health }}).{% endif %}</p>{% endif %}{% endfor %}
 <h2>Maintenance</h2>
-<p>Done: {% for r in s.maintenance.done %}{{ r.day }} {{ r.asset }} {{ r.component }} ({{ r.code }}) {{ r.note }}; {% else %}none this month.{% endfor %}</p>
-<p>Planned: {% for r in s.maintenance.planned %}{{ r.asset }} {{ r.component }}: {{ r.action }}; {% else %}nothing due.{% endfor %}</p>
+<p>Done: {% for r in s.maintenance.done %}{{ r.day }} {{ r.asset }} {{ r.component }} ({{ r.code }}) {{ r.note }}, {{ r.cost }} {{ r.currency }} from the reserve [{{ r.ref }}]; {% else %}none this month.{% endfor %}</p>
+<p>Planned: {% for r in s.maintenance.planned %}{{ r.asset }} {{ r.component }}: {{ r.action }} ({{ r.why }}); {% else %}nothing due before the end of the term.{% endfor %}</p>
 <h2>Circularity</h2><p>Utility factor X = (L/L<sub>av</sub>)(U/U<sub>av</sub>) = {{ s.utility_factor.x_mean }} (Ellen MacArthur Foundation MCI; above 1 means the machines serve longer or more intensely than the industry average).</p>
 <h2>Proof</h2><p>This statement rests on {{ s.evidence.records }} ledger records, SHA-256 <span class=h>{{ s.evidence.records_sha256 }}</span>.
 It is signed with the provider's Ed25519 key <span class=h>{{ sig.key_sha256 }}</span>; the signed statement's SHA-256 is <span class=h>{{ sig.statement_sha256 }}</span>.
@@ -567,10 +574,28 @@ def pdf(signed, png=None):
                 " ".join("%s %s" % kv for kv in a["life_used_total"].items()), a["reserve_accrued"],
                 a["reserve_balance"], a["residual_value_end_of_term"], a["utility_factor_x"])))
     m = st["maintenance"]
-    para("Maintenance done: " + ("; ".join("%s %s %s (%s) %s" % (r["day"], r["asset"], r["component"], r["code"],
-                                                                  r["note"]) for r in m["done"]) or "none"))
-    para("Maintenance planned: " + ("; ".join("%s %s: %s" % (r["asset"], r["component"], r["action"])
-                                              for r in m["planned"]) or "nothing due"))
+    for b in st["bills"]:
+        for r in b.get("reserve", []):
+            for e in r["entries"]:
+                if e["kind"].startswith("draw"):
+                    why = "%s (%s)" % (e["ref"], e["basis"]["cost_from"])
+                else:
+                    why = "; ".join("%s %s x %s (%s)" % (c["name"], c["cost"], c["life_used"], c["source"])
+                                    for c in e["basis"]["components"])
+                para("Reserve %s: %s %s %s: %s" % (r["asset"], e["kind"], e["amount"], r["currency"], why), 7)
+    for a in st["assets"]:
+        rv = a.get("residual_value_inputs")
+        if rv:
+            para("Residual value of %s at the end of the term: %s %s. %s" % (
+                a["asset"], a["residual_value_end_of_term"], a["currency"],
+                "%s; new %s (%s), core damage at the end %s (P90), restoring wear parts %s, harvest and scrap %s "
+                "(%s)." % (rv["option"], rv["K"], rv["K_from"], rv["D_core_P90_end"], rv["restore_wear_parts"],
+                           rv["harvest_value"], rv["source"]) if rv.get("option") else rv["source"]), 8)
+    para("Maintenance done: " + ("; ".join("%s %s %s (%s) %s, %s %s from the reserve" % (
+        r["day"], r["asset"], r["component"], r["code"], r["note"], r["cost"], r["currency"]) for r in m["done"])
+        or "none"))
+    para("Maintenance planned: " + ("; ".join("%s %s: %s (%s)" % (r["asset"], r["component"], r["action"], r["why"])
+                                              for r in m["planned"]) or "nothing due before the end of the term"))
     para("Utility factor X = (L/L_av)(U/U_av) = %s (above 1: longer or more intense use than the industry "
          "average)." % st["utility_factor"]["x_mean"])
     para("Proof: rests on %d ledger records, SHA-256 %s. Signed with Ed25519 key %s; signed statement SHA-256 %s. "
