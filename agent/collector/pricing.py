@@ -66,6 +66,7 @@ class Usage:
     def __init__(self, col):
         self.col = col
         self.schemas = {}
+        self.memo = {}                   # (asset, lo, hi) -> window(): a bill run asks the same window again
 
     def _schema(self, asset, sid):
         k = (asset, sid)
@@ -89,6 +90,13 @@ class Usage:
     def window(self, asset, lo_day, hi_day):
         """{odometer: usage} from the start of lo_day to the end of hi_day, and
         {odometer: unit}."""
+        k = (asset, lo_day, hi_day)
+        if k not in self.memo:
+            self.memo[k] = self._window(asset, lo_day, hi_day)
+        use, units = self.memo[k]
+        return dict(use), dict(units)
+
+    def _window(self, asset, lo_day, hi_day):
         end = self._ends(asset, _t(hi_day) + 86400)
         start = self._ends(asset, _t(lo_day))
         use, units = {}, {}
