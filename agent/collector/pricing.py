@@ -750,18 +750,27 @@ def post(col, data, asset, period, ctx, usage=None):
     new version holding the difference, so the versions add up to the
     present evaluation and the history of each re-evaluation is kept.
     Returns the number of rows written and the repairs that could not draw."""
+    return post_many(col, data, [asset], period, ctx, usage)
+
+
+def post_many(col, data, assets, period, ctx, usage=None):
+    """post() for several assets: evaluated first, then written in one
+    transaction (one commit for a bill run, not one per asset)."""
     first, last, label = period
     if not (first.day == 1 and (last + datetime.timedelta(days=1)).day == 1):
         return 0, []
     ensure_reserve(col)
-    n, skipped = 0, []
+    skipped, todo = [], []
+    for asset in assets:
+        for m0, m1 in _months_between(first.isoformat(), last.isoformat()):
+            ents, sk = entries(col, data, asset, (m0, m1), ctx, usage)
+            skipped += sk
+            todo.append((asset, m0.strftime("%Y-%m"), ents))
+    n = 0
     x = col._b.execute
     now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
-    for m0, m1 in _months_between(first.isoformat(), last.isoformat()):
-        per = m0.strftime("%Y-%m")
-        ents, sk = entries(col, data, asset, (m0, m1), ctx, usage)
-        skipped += sk
-        with col._b.transaction(write=True):
+    with col._b.transaction(write=True):
+        for asset, per, ents in todo:
             have = {}
             for kind, ref, ver, amount, digest in x(
                     "SELECT kind, ref, version, amount, digest FROM reserve_entries WHERE asset=? AND period=? "
@@ -771,8 +780,8 @@ def post(col, data, asset, period, ctx, usage=None):
             for e in ents:
                 dg = _digest(e)
                 ver, total, last_dg = have.get((e["kind"], e["ref"]), (0, 0, None))
-                if last_dg == dg or (ver and e["amount"] == total and last_dg == dg):
-                    continue
+                if last_dg == dg:
+                    continue                    # stored with this basis: exactly once
                 basis = dict(e["basis"])
                 if ver:
                     basis["adjusts"] = {"versions": ver, "stored": total, "now": e["amount"],
@@ -865,16 +874,17 @@ def post_bills(col, data, bills, period, ctx=None, usage=None):
     ctx = ctx or life_context(col)
     usage = usage or Usage(col)
     lo, hi = period[0].isoformat(), period[1].isoformat()
-    done = set()
-    accounts = {}
+    assets = []
+    for b in bills:
+        for s in contracts.segments(data, b["contract"], lo, hi):
+            if s["asset"] not in assets:
+                assets.append(s["asset"])
+    post_many(col, data, assets, period, ctx, usage)
+    accounts = {a: reserve(col, data, a, hi) for a in assets}
     for b in bills:
         b["reserve"] = []
         for s in contracts.segments(data, b["contract"], lo, hi):
             a = s["asset"]
-            if a not in done:
-                post(col, data, a, period, ctx, usage)
-                done.add(a)
-                accounts[a] = reserve(col, data, a, hi)
             if not any(r["asset"] == a for r in b["reserve"]):
                 b["reserve"].append(account_json(accounts[a], period[2] if len(period[2]) == 7 else None,
                                                  b["contract"]))

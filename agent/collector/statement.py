@@ -5,8 +5,13 @@ docs/statement.md, CIRCULAR.md §7).
 The statement is one JSON object (build()): the month's bills per contract
 (agent/collector/contracts.py), units, availability and gaps per day and per
 asset, energy and CO2e per unit against the contract's baseline, life used
-and the maintenance reserve (agent/collector/pricing.py), maintenance done
-and planned, residual value and next use at the end of the term, the MCI
+(the life models of agent/collector/life where a card rates a part, else
+the contract's rated life) and the maintenance reserve, posted to the
+ledger for the month and read back with its entries (pricing.post_bills),
+maintenance done (the reserve's draws) and planned (parts whose D_P90
+reaches the warning value before the end of the term, with the day),
+residual value (pricing.residual_value) and next use (the rule table's
+decision and trace) at the end of the term, the MCI
 utility factor X = (L/L_av)(U/U_av), and the evidence: a SHA-256 over the
 canonical ledger records it rests on (the seq ranges of its bills).
 
