@@ -364,3 +364,28 @@ def test_reserve_table_on_postgresql(postgres, tmp_path):
     (m,) = r["months"]
     assert [e["kind"] for e in m["entries"]] == ["accrual", "draw"]
     assert m["drawn"] == 4000 and m["accrued"] > 0
+
+
+def test_report_shows_the_reserve_and_bad_life_inputs_are_one_line(tmp_path, capsys):
+    db = str(tmp_path / "ledger.sqlite")
+    h, cards = fleet(db, tmp_path)
+    h.col.close()
+    for _ in range(2):
+        assert cli.main(["report", "--db", db, "--by", "contract", "--period", "2026-01"]) == 0
+        out = capsys.readouterr().out
+    assert "drawn 40.00 on 2026-01-11: part_events pump-a epoch 1 seq 11 slot aux (contract K component ecap)" in out
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM reserve_entries WHERE kind='accrual'").fetchone() == (2,)
+    for args, needle in ((["price", "--contract", "K", "--cards", str(tmp_path / "none")], "is not a folder"),
+                         (["statement", "--customer", "acme", "--period", "2026-01", "--key", "k", "--out",
+                           str(tmp_path / "s"), "--cards", str(tmp_path / "none")], "is not a folder")):
+        rc = cli.main(args + ["--db", db])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.toml").write_text(ECAP.replace('unit = "h", source = "test"}', 'source = "test"}')
+                                             % {"version": 1, "L0": 100})
+    before = sqlite3.connect(db).execute("SELECT COUNT(*) FROM reserve_entries").fetchone()
+    rc = cli.main(["price", "--db", db, "--contract", "K", "--cards", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "parameter L0 has no unit" in err and len(err.strip().splitlines()) == 1
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM reserve_entries").fetchone() == before
