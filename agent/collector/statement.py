@@ -444,14 +444,21 @@ def plots(st, fmt=("svg", "png")):
             ax.legend(fontsize=7)
             ax.set_ylabel("kg CO2e/%s" % unit, fontsize=7)
         fig("co2e", co2, "CO2e per %s against the baseline" % unit)
-    comps = sorted({k for a in st["assets"] for k in a["life_used_total"]})
+    worst = {}                 # per component type (a part's card type, a contract component's name): the most worn
+    for a in st["assets"]:
+        src = a.get("life_used_total_source", {})
+        for k, v in a["life_used_total"].items():
+            g = src.get(k, "").split("life model ", 1)[1].split("@")[0] if src.get(k, "").startswith("life model ") \
+                else k
+            worst[g] = max(worst.get(g, 0.0), float(v))
+    comps = sorted(worst)
     if comps:
         def life(ax):
-            vals = [max(float(a["life_used_total"].get(k, 0)) for a in st["assets"]) * 100 for k in comps]
+            vals = [worst[k] * 100 for k in comps]
             ax.bar(range(len(comps)), vals, color="#d35400", tick_label=comps)
             ax.axhline(float(PLAN_AT) * 100, linestyle="--", color="#c0392b", linewidth=1)
             ax.set_ylabel("% of rated life", fontsize=7)
-        fig("life", life, "life used so far, most worn asset per component (red: replacement planned)")
+        fig("life", life, "life used so far, most worn part of each type (red: replacement planned)")
     if st["assets"]:
         cur = st["assets"][0]["currency"]
         mine = [a for a in st["assets"] if a["currency"] == cur]
