@@ -200,9 +200,8 @@ def test_a_moved_part_splits_its_damage_between_the_two_reserves(hist):
     h, cards = hist
     ctx = pricing.life_context(h.col, cards)
     data = contracts.stored(h.col)
-    for per in (JAN, FEB):
-        for a in ("pump-a", "pump-b"):
-            pricing.post(h.col, data, a, per, ctx)
+    for per in (JAN, FEB):                       # both assets' months evaluated together (one batch per card)
+        pricing.post_many(h.col, data, ["pump-a", "pump-b"], per, ctx)
 
     def d(asset, period):
         (basis,) = [json.loads(r[5]) for r in rows(h, asset) if r[0] == period and r[1] == "accrual"]

@@ -137,6 +137,11 @@ def life_context(col, cards_dir=None, config=None):
         raise BillingError(str(e))
 
 
+def _g(x):
+    """A model's float for display and the reserve's basis: 12 significant digits."""
+    return format(float(x), ".12g")
+
+
 def _fx(x):
     """A model's float as an exact Fraction of its shortest repr."""
     return Fraction(repr(float(x)))
@@ -199,8 +204,8 @@ def life_used(contract, asset, use, units, lo, hi, ctx=None):
                 "used": sum((_fx(p["D_P50"]) for p in ps), Fraction(0)),
                 "used_p90": sum((_fx(p["D_P90"]) for p in ps), Fraction(0)),
                 "source": "life model %s%s" % (", ".join(cards), why),
-                "parts": [{"component": p["component"], "card": p["card"], "D_P50": _show(_fx(p["D_P50"]), LIFE_PLACES),
-                           "D_P90": _show(_fx(p["D_P90"]), LIFE_PLACES)} for p in ps]}
+                "parts": [{"component": p["component"], "card": p["card"], "D_P50": _g(p["D_P50"]),
+                           "D_P90": _g(p["D_P90"])} for p in ps]}
 
     for comp in contract["components"]:
         mine = [p for p in parts if _matches(comp["name"], p)]
@@ -323,8 +328,8 @@ def residual_value(ctx, contract, asset, asof, rates):
         cc = (card.get("cost") or {})
         cost = Fraction(named[0]["cost"]) if named else Fraction(repr(float(cc.get("part", 0)) +
                                                                       float(cc.get("labour", 0))))
-        row.update({"D_P90_now": _show(d_now, 6), "D_P90_per_day": _show(rate, LIFE_PLACES),
-                    "D_P90_end": _show(d_end, 6), "cost": _show(cost, 2), "_d": d_end, "_cost": cost,
+        row.update({"D_P90_now": _g(d_now), "D_P90_per_day": _g(rate), "D_P90_end": _g(d_end),
+                    "cost": billing.quantity(cost), "_d": d_end, "_cost": cost,
                     "_part": Fraction(repr(float(cc.get("part", 0)))), "new_asset": cc.get("new_asset")})
         parts.append(row)
     core = [p for p in parts if p["core"]]
@@ -450,6 +455,8 @@ def propose(col, cid, period=None, ctx=None):
     energy = term("energy", "metered energy x tariff", e * Fraction(p["tariff"]),
                   "%s kWh / %s %s = %s kWh per %s, x %s %s/kWh" % (_show(kwh), _show(total_units), c["unit"],
                                                                   _show(e), c["unit"], p["tariff"], c["currency"]))
+    from agent.collector.life.economics import day_s
+    ctx.prefetch([(a, day_s(f), day_s(t, True)) for a, (f, t) in windows.items()])
     comps = life_per_unit(c, per_asset, units, windows, ctx)
     r50 = r90 = Fraction(0)
     detail = []
@@ -472,6 +479,7 @@ def propose(col, cid, period=None, ctx=None):
     # residual value at the end of the term, per asset, from the life models where a card rates a core part
     rvs, rv_rows = [], []
     if ctx.ledger.segs:
+        ctx.prefetch_totals([comp for a in windows for comp in sorted(ctx.installed(a))])
         for a, (f, t) in sorted(windows.items()):
             asof = min(t, _newest_day(col, a) or t)
             rows = life_used(c, a, per_asset[a], units, f, t, ctx=ctx)
@@ -715,7 +723,7 @@ def entries(col, data, asset, month, ctx, usage=None):
             continue
         c = data["contracts"][a["contract"]]
         rates = {"minor": billing._MINOR_EXCEPT.get(c["currency"], 2), "rounding": c["rounding"]}
-        f, t = max(m0, a["from"]), min(m1, a["to"])
+        f, t = _accrual_days(data, asset, m0, m1, a)[0]
         use, units = usage.window(asset, f, t)
         life = life_used(c, asset, use, units, f, t, ctx=ctx)
         acc = sum((Fraction(x["cost"]) * x["used"] for x in life), Fraction(0))
@@ -734,6 +742,12 @@ def entries(col, data, asset, month, ctx, usage=None):
                     "basis": {"component": d["component"], "cost": d["cost"], "cost_from": d["from"],
                               "records": d["records"]}})
     return out, skipped
+
+
+def _accrual_days(data, asset, m0, m1, only=None):
+    """[(from, to)] of the asset's assignments inside the month m0..m1."""
+    return [(max(m0, a["from"]), min(m1, a["to"])) for a in ([only] if only else data["assignments"])
+            if a["asset"] == asset and a["from"] <= m1 and a["to"] >= m0]
 
 
 def _digest(e):
@@ -761,6 +775,10 @@ def post_many(col, data, assets, period, ctx, usage=None):
         return 0, []
     ensure_reserve(col)
     skipped, todo = [], []
+    from agent.collector.life.economics import day_s
+    ctx.prefetch([(asset, day_s(f), day_s(t, True)) for asset in assets
+                  for m0, m1 in _months_between(first.isoformat(), last.isoformat())
+                  for f, t in _accrual_days(data, asset, m0.isoformat(), m1.isoformat())])
     for asset in assets:
         for m0, m1 in _months_between(first.isoformat(), last.isoformat()):
             ents, sk = entries(col, data, asset, (m0, m1), ctx, usage)

@@ -101,6 +101,7 @@ def build(col, customer, period, cards_dir=None, config=None):
     usage = pricing.Usage(col)
     ctx = pricing.life_context(col, cards_dir, config)
     accounts = pricing.post_bills(col, data, bills, period, ctx, usage)
+    ctx.prefetch_totals([comp for a in accounts for comp in sorted(ctx.installed(a))])
     fleet = {"units": Fraction(0), "kwh": Fraction(0)}
     done, planned, mci = [], [], []
     for b in bills:

@@ -20,6 +20,8 @@ import calendar
 import datetime
 import json
 
+import numpy as np
+
 from agent.collector.components import Ledger
 from agent.collector.life import cards as cardmod
 from agent.collector.life import rul, rules
@@ -35,6 +37,8 @@ class Context:
         self.cards = cardmod.load(cards_dir)
         self.cfg = rules.load_config(config)
         self._pos = {}
+        self._win = {}
+        self._dev = None
         self._total = {}
         self._assess = {}
 
@@ -69,72 +73,129 @@ class Context:
         """{component: [segment clipped to wall times lo_s..hi_s]} of the
         parts that were in the asset in the window."""
         out = {}
-        for comp, segs in self.ledger.segs.items():
-            for seg in segs:
-                if seg["device"] != asset:
+        for comp, seg in self._by_device().get(asset, ()):
+            s0 = seg["start"].get("wall")
+            e0 = seg["end"].get("wall") if seg["end"] else None
+            if (s0 is not None and s0 >= hi_s) or (seg["end"] and e0 is not None and e0 <= lo_s):
+                continue
+            start = seg["start"]
+            if s0 is None or s0 < lo_s:
+                start = self.pos_at(asset, lo_s) or seg["start"]
+            if seg["end"] and (e0 is None or e0 <= hi_s):
+                end = seg["end"]
+            else:
+                end = self.pos_at(asset, hi_s)
+                if end is None:
                     continue
-                s0 = seg["start"].get("wall")
-                e0 = seg["end"].get("wall") if seg["end"] else None
-                if (s0 is not None and s0 >= hi_s) or (seg["end"] and e0 is not None and e0 <= lo_s):
-                    continue
-                start = seg["start"]
-                if s0 is None or s0 < lo_s:
-                    start = self.pos_at(asset, lo_s) or seg["start"]
-                if seg["end"] and (e0 is None or e0 <= hi_s):
-                    end = seg["end"]
-                else:
-                    end = self.pos_at(asset, hi_s)
-                    if end is None:
-                        continue
-                if end["pos"] < start["pos"]:
-                    continue
-                out.setdefault(comp, []).append(dict(seg, start=start, end=end))
+            if end["pos"] < start["pos"]:
+                continue
+            out.setdefault(comp, []).append(dict(seg, start=start, end=end))
         return out
 
     def window_damage(self, asset, lo_s, hi_s):
         """Per part of the asset in wall times lo_s..hi_s: {component, card
         (type@version or None), cost (card part + labour or None), D_P50,
         D_P90 (None where no figure can be made), uncertain: [...]}."""
-        out = []
-        for comp, segs in sorted(self.segments_in(asset, lo_s, hi_s).items()):
-            card = self.card(comp)
-            row = {"component": comp, "card": cardmod.ref(card) if card else None, "type": card["type"] if card
-                   else None, "cost": card_cost(card), "core": bool(card and card["core"]), "D_P50": None,
-                   "D_P90": None, "uncertain": []}
-            if card is None:
-                row["uncertain"].append("no life card rates %s" % comp)
-                out.append(row)
+        self.prefetch([(asset, lo_s, hi_s)])
+        return self._win[(asset, lo_s, hi_s)]
+
+    def prefetch(self, windows):
+        """Evaluate the windows (asset, lo_s, hi_s) of many assets at once:
+        the segment usages of one card and one shape go through
+        rul.evaluate_many together (the same draws as rul.evaluate, so the
+        same figures, in one matrix product instead of one call per part)."""
+        jobs, new = [], []
+        for asset, lo_s, hi_s in windows:
+            key = (asset, lo_s, hi_s)
+            if key in self._win:
                 continue
-            d50 = d90 = 0.0
-            ok = False
-            for seg in segs:
-                fig = self._evaluate(card, self.ledger.segment_usage(seg))
-                row["uncertain"] += fig["uncertain"]
-                if fig.get("D_P50") is not None:
-                    d50 += fig["D_P50"]
-                    d90 += fig["D_P90"]
-                    ok = True
-            row["uncertain"] += self.ledger.uncertain.get(comp, [])
-            if ok:
-                row["D_P50"], row["D_P90"] = d50, d90
-            out.append(row)
+            rows = []
+            for comp, segs in sorted(self.segments_in(asset, lo_s, hi_s).items()):
+                card = self.card(comp)
+                row = {"component": comp, "card": cardmod.ref(card) if card else None,
+                       "type": card["type"] if card else None, "cost": card_cost(card),
+                       "core": bool(card and card["core"]), "D_P50": None, "D_P90": None, "uncertain": []}
+                rows.append(row)
+                if card is None:
+                    row["uncertain"].append("no life card rates %s" % comp)
+                    continue
+                for seg in segs:
+                    jobs.append((row, card, self.ledger.segment_usage(seg)))
+            self._win[key] = rows
+            new.append(rows)
+        for (row, _, _), fig in zip(jobs, self._batch([(c, u) for _, c, u in jobs])):
+            row["uncertain"] += [x for x in fig["uncertain"] if x not in row["uncertain"]]
+            if fig["D_P50"] is not None:
+                row["D_P50"] = (row["D_P50"] or 0.0) + fig["D_P50"]
+                row["D_P90"] = (row["D_P90"] or 0.0) + fig["D_P90"]
+        for rows in new:
+            for row in rows:
+                row["uncertain"] += [x for x in self.ledger.uncertain.get(row["component"], [])
+                                     if x not in row["uncertain"]]
+
+    def _batch(self, items):
+        """[(card, usage)] -> [{D_P50, D_P90, uncertain}] in order; usages
+        of one card and the same histograms, layouts and counters are
+        evaluated together."""
+        out = [None] * len(items)
+        groups = {}
+        for i, (card, u) in enumerate(items):
+            groups.setdefault((cardmod.ref(card), _shape(u)), []).append(i)
+        us = self.cfg["usage"]
+        for idx in groups.values():
+            card = items[idx[0]][0]
+            first = self._evaluate(card, items[idx[0]][1])       # its uncertain lines hold for the whole group
+            out[idx[0]] = {"D_P50": first.get("D_P50"), "D_P90": first.get("D_P90"), "uncertain": first["uncertain"]}
+            rest = idx[1:]
+            if not rest:
+                continue
+            if first.get("D_P50") is None:
+                for i in rest:
+                    out[i] = dict(out[idx[0]])
+                continue
+            u0 = items[idx[0]][1]
+            many = {"_versions": u0["_versions"], "_layouts": u0["_layouts"]}
+            for k in u0:
+                if not k.startswith("_"):
+                    many[k] = np.stack([np.asarray(items[i][1][k], float) for i in rest])
+            r = rul.evaluate_many(card, many, many, window_days=1.0, samples=us["samples"], seed=us["seed"])
+            for j, i in enumerate(rest):
+                out[i] = {"D_P50": float(r["D_P50"][j]), "D_P90": float(r["D_P90"][j]),
+                          "uncertain": first["uncertain"]}
         return out
 
     def total(self, comp):
         """The part's damage since new over all its segments in any asset:
         {card, D_P50, D_P90} (None figures where none can be made)."""
-        if comp not in self._total:
-            card = self.card(comp)
-            if card is None:
-                self._total[comp] = {"card": None, "D_P50": None, "D_P90": None}
-            else:
-                fig = self._evaluate(card, self.ledger.usage(comp))
-                self._total[comp] = {"card": cardmod.ref(card), "D_P50": fig.get("D_P50"),
-                                     "D_P90": fig.get("D_P90")}
+        self.prefetch_totals([comp])
         return self._total[comp]
 
+    def prefetch_totals(self, comps):
+        """total() of many parts, evaluated together (see prefetch)."""
+        jobs = []
+        for comp in dict.fromkeys(comps):
+            if comp in self._total:
+                continue
+            card = self.card(comp)
+            self._total[comp] = {"card": cardmod.ref(card) if card else None, "D_P50": None, "D_P90": None}
+            if card is not None:
+                jobs.append((comp, card, self.ledger.usage(comp)))
+        for (comp, _, _), fig in zip(jobs, self._batch([(c, u) for _, c, u in jobs])):
+            self._total[comp].update(D_P50=fig["D_P50"], D_P90=fig["D_P90"])
+
+    def _by_device(self):
+        """{device: [(component, segment)]}, built once (the ledger's own
+        per-asset questions scan every segment)."""
+        if self._dev is None:
+            self._dev = {}
+            for comp, segs in self.ledger.segs.items():
+                for seg in segs:
+                    self._dev.setdefault(seg["device"], []).append((comp, seg))
+        return self._dev
+
     def installed(self, asset):
-        return self.ledger.installed(asset)
+        """{component: slot} of the parts in the asset now (Ledger.installed)."""
+        return {c: seg["slot"] for c, seg in self._by_device().get(asset, ()) if seg["end"] is None}
 
     def next_use(self, asset, days_left=None, store=False):
         """rules.assess for one asset (its decision and trace), with the
@@ -166,3 +227,15 @@ def day_s(day, end=False):
     """Wall seconds at the start of a UTC day (its end with end=True)."""
     t = calendar.timegm(datetime.date.fromisoformat(day).timetuple())
     return t + 86400 if end else t
+
+
+def _shape(u):
+    """What must be the same for usages to be evaluated together: their
+    histograms (name, bins), layouts and versions, and which counters."""
+    out = []
+    for k in sorted(u):
+        if k in ("_versions", "_layouts"):
+            out.append((k, json.dumps(u[k], sort_keys=True, default=str)))
+        elif not k.startswith("_"):
+            out.append((k, np.shape(u[k])))
+    return tuple(out)
