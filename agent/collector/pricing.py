@@ -125,14 +125,14 @@ def l50_over_l10(beta):
     return Fraction(round(r * 10 ** 9), 10 ** 9)
 
 
-def life_context(col, cards_dir=None, config=None):
+def life_context(col, cards_dir=None, config=None, day_totals=None):
     """The life models' view of the ledger (agent/collector/life/economics.py),
     read once per price, bill run or statement; a bad card or config is one
-    line (BillingError)."""
+    line (BillingError). day_totals: see economics.Context."""
     from agent.collector.life import cards as cardmod
     from agent.collector.life import economics, rules
     try:
-        return economics.Context(col, cards_dir, config)
+        return economics.Context(col, cards_dir, config, day_totals)
     except (cardmod.CardError, rules.ConfigError) as e:
         raise BillingError(str(e))
 

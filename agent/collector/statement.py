@@ -99,7 +99,19 @@ def build(col, customer, period, cards_dir=None, config=None):
     daily = {d: {"units": Fraction(0), "kwh": Fraction(0), "covered_ms": 0, "assets": 0} for d in days}
     assets, ranges = [], []
     usage = pricing.Usage(col)
-    ctx = pricing.life_context(col, cards_dir, config)
+    totals = {}
+
+    def day_totals(device):             # Collector.ledger(device) from the walk the bills already made
+        if device not in cache:
+            return None
+        if device not in totals:
+            t = totals[device] = {}
+            for day, _e, _s, _f, _fl, deltas, _v, _i in cache[device][0]:
+                acc = t.setdefault(day, {})
+                for k, d in deltas.items():
+                    acc[k] = acc.get(k, 0) + d
+        return totals[device]
+    ctx = pricing.life_context(col, cards_dir, config, day_totals)
     accounts = pricing.post_bills(col, data, bills, period, ctx, usage)
     ctx.prefetch_totals([comp for a in accounts for comp in sorted(ctx.installed(a))])
     fleet = {"units": Fraction(0), "kwh": Fraction(0)}

@@ -31,9 +31,13 @@ class Context:
     """One read of the component ledger and the cards, shared by every
     asset and window of a price, a bill run or a statement."""
 
-    def __init__(self, col, cards_dir=None, config=None):
+    def __init__(self, col, cards_dir=None, config=None, day_totals=None):
+        """day_totals: device -> its Collector.ledger() day totals, or None
+        to have the collector walk its records (a statement that has walked
+        them for its bills passes them, so the rule table's usage rate does
+        not walk them again)."""
         self.col = col
-        self.ledger = Ledger(col)
+        self.ledger = Ledger(_Days(col, day_totals) if day_totals else col)
         self.cards = cardmod.load(cards_dir)
         self.cfg = rules.load_config(config)
         self._pos = {}
@@ -210,6 +214,23 @@ class Context:
                     cfg["asset"].setdefault(asset, {}).setdefault("contract_days_left", days_left)
                 self._assess[asset] = rules.assess(self.ledger, self.cards, cfg, asset=asset, store=store)
         return self._assess[asset]
+
+
+class _Days:
+    """The collector as the component ledger sees it, with the day totals
+    of devices already walked answered from them (Collector.ledger's shape:
+    {device: {day: {odometer: total}}})."""
+
+    def __init__(self, col, day_totals):
+        self._col = col
+        self._days = day_totals
+
+    def __getattr__(self, name):
+        return getattr(self._col, name)
+
+    def ledger(self, device=None):
+        got = self._days(device) if device is not None else None
+        return {device: got} if got is not None else self._col.ledger(device)
 
 
 def card_cost(card):
