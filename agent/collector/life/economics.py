@@ -124,18 +124,34 @@ class Context:
                     row["uncertain"].append("no life card rates %s" % comp)
                     continue
                 for seg in segs:
-                    jobs.append((row, card, self.ledger.segment_usage(seg)))
+                    jobs.append((row, card, self.ledger.segment_usage(seg), self._whole(comp, asset, seg)))
             self._win[key] = rows
             new.append(rows)
-        for (row, _, _), fig in zip(jobs, self._batch([(c, u) for _, c, u in jobs])):
+        for (row, card, _, whole), fig in zip(jobs, self._batch([(c, u) for _, c, u, _ in jobs])):
             row["uncertain"] += [x for x in fig["uncertain"] if x not in row["uncertain"]]
             if fig["D_P50"] is not None:
                 row["D_P50"] = (row["D_P50"] or 0.0) + fig["D_P50"]
                 row["D_P90"] = (row["D_P90"] or 0.0) + fig["D_P90"]
+            if whole and row["component"] not in self._total:
+                # the window held the part's whole life: its total is this figure (the same usage)
+                self._total[row["component"]] = {"card": cardmod.ref(card), "D_P50": fig["D_P50"],
+                                                  "D_P90": fig["D_P90"]}
         for rows in new:
             for row in rows:
                 row["uncertain"] += [x for x in self.ledger.uncertain.get(row["component"], [])
                                      if x not in row["uncertain"]]
+
+    def _whole(self, comp, asset, clipped):
+        """Whether a clipped segment is the part's whole life: its only
+        segment, from its install to its removal or, still in, to the asset's
+        newest record (what Ledger.usage reads)."""
+        segs = self.ledger.segs.get(comp, [])
+        if len(segs) != 1 or clipped["start"] is not segs[0]["start"]:
+            return False
+        if segs[0]["end"] is not None:
+            return clipped["end"] is segs[0]["end"]
+        newest = self.pos_at(asset, 1 << 62)
+        return newest is not None and clipped["end"]["pos"] == newest["pos"]
 
     def _batch(self, items):
         """[(card, usage)] -> [{D_P50, D_P90, uncertain}] in order; usages
