@@ -100,16 +100,29 @@ def build(col, customer, period, cards_dir=None, config=None):
     assets, ranges = [], []
     usage = pricing.Usage(col)
     totals = {}
+    wanted = []
 
-    def day_totals(device):             # Collector.ledger(device) from the walk the bills already made
+    def day_totals(device):
+        """Collector.ledger(device)[device] from the walk the bills already
+        made, for the odometers the life rules read of it (the outcome and
+        the error counters: rules.device_usage, the ledger's derived failures)."""
         if device not in cache:
             return None
+        if not wanted:
+            from agent.collector.life import rules
+            u = ctx.cfg
+            wanted.extend(set(rules.ERRORS) | {u["usage"]["outcome"]} |
+                          {t["outcome"] for t in u["asset"].values() if "outcome" in t})
         if device not in totals:
             t = totals[device] = {}
             for day, _e, _s, _f, _fl, deltas, _v, _i in cache[device][0]:
-                acc = t.setdefault(day, {})
-                for k, d in deltas.items():
-                    acc[k] = acc.get(k, 0) + d
+                acc = t.get(day)
+                if acc is None:
+                    acc = t[day] = {}
+                for k in wanted:
+                    d = deltas.get(k)
+                    if d:
+                        acc[k] = acc.get(k, 0) + d
         return totals[device]
     ctx = pricing.life_context(col, cards_dir, config, day_totals)
     accounts = pricing.post_bills(col, data, bills, period, ctx, usage)
