@@ -211,9 +211,13 @@ def build(col, customer, period, cards_dir=None, config=None):
             asof = min(s["to_"], pricing._newest_day(col, a) or s["to_"])
             days_left = max((datetime.date.fromisoformat(c["end"]) - datetime.date.fromisoformat(asof)).days, 0)
             rates = pricing.rates_of(comps_now, s["from_"], s["to_"], asof)
-            dec = ctx.next_use(a, days_left)
-            dec = dec["assets"].get(a) if dec else None
-            planned += pricing.planned_maintenance(ctx, c, a, asof, rates, dec)
+            due = pricing.planned_maintenance(ctx, c, a, asof, rates)
+            dec = None
+            if due:                       # the rule table's decision and trace, whose R1 line plans the maintenance
+                dec = ctx.next_use(a, days_left)
+                dec = dec["assets"].get(a) if dec else None
+                due = pricing.planned_maintenance(ctx, c, a, asof, rates, dec)
+            planned += due
             for name in fb:
                 used = life_total.get(name, 0)
                 if used >= PLAN_AT:
