@@ -614,29 +614,16 @@ def pdf(signed, png=None):
             t.row(tuple(_latin(v if v is not None else "") for v in (
                 a["asset"], a["site"], a["units"], a["availability"],
                 " ".join("%s %s" % kv for kv in a["life_used_total"].items()), a["reserve_accrued"],
-                a["reserve_balance"], a["residual_value_end_of_term"], a["utility_factor_x"])))
+                a["reserve_balance"], _rv_cell(a), a["utility_factor_x"])))
     m = st["maintenance"]
-    for b in st["bills"]:
-        for r in b.get("reserve", []):
-            for e in r["entries"]:
-                if e["kind"].startswith("draw"):
-                    why = "%s (%s)" % (e["ref"], e["basis"]["cost_from"])
-                else:
-                    why = "; ".join("%s %s x %s (%s)" % (c["name"], c["cost"], c["life_used"], c["source"])
-                                    for c in e["basis"]["components"])
-                para("Reserve %s: %s %s %s: %s" % (r["asset"], e["kind"], e["amount"], r["currency"], why), 7)
-    for a in st["assets"]:
-        rv = a.get("residual_value_inputs")
-        if rv:
-            para("Residual value of %s at the end of the term: %s %s. %s" % (
-                a["asset"], a["residual_value_end_of_term"], a["currency"],
-                "%s; new %s (%s), core damage at the end %s (P90), restoring wear parts %s, harvest and scrap %s "
-                "(%s)." % (rv["option"], rv["K"], rv["K_from"], rv["D_core_P90_end"], rv["restore_wear_parts"],
-                           rv["harvest_value"], rv["source"]) if rv.get("option") else rv["source"]), 8)
+    draws = ["%s %s %s: %s" % (r["asset"], e["amount"].lstrip("-"), r["currency"], e["ref"])
+             for b in st["bills"] for r in b.get("reserve", []) for e in r["entries"] if e["kind"].startswith("draw")]
+    para("Reserve drawn this month: " + ("; ".join(draws) or "nothing") + ". Each accrual's basis (components, costs, "
+         "life used and its source) and each draw's records are in the JSON and HTML.", 8)
     para("Maintenance done: " + ("; ".join("%s %s %s (%s) %s, %s %s from the reserve" % (
         r["day"], r["asset"], r["component"], r["code"], r["note"], r["cost"], r["currency"]) for r in m["done"])
         or "none"))
-    para("Maintenance planned: " + ("; ".join("%s %s: %s (%s)" % (r["asset"], r["component"], r["action"], r["why"])
+    para("Maintenance planned: " + ("; ".join("%s %s by %s" % (r["asset"], r["component"], r["due"])
                                               for r in m["planned"]) or "nothing due before the end of the term"))
     para("Utility factor X = (L/L_av)(U/U_av) = %s (above 1: longer or more intense use than the industry "
          "average)." % st["utility_factor"]["x_mean"])
@@ -645,6 +632,14 @@ def pdf(signed, png=None):
              st["evidence"]["records"], st["evidence"]["records_sha256"], sig["key_sha256"],
              sig["statement_sha256"]), 7)
     return bytes(d.output())
+
+
+def _rv_cell(a):
+    """The residual value and the rule of its next-use option (R4..R7), for the PDF's machine table."""
+    v = a["residual_value_end_of_term"]
+    plan = a.get("next_use_at_end_of_term") or ""
+    rule = plan[plan.find("(R"):plan.find(")", plan.find("(R")) + 1] if "(R" in plan else ""
+    return ("%s %s" % (v, rule)).strip() if v is not None else ""
 
 
 def write(st, key_path, prefix, pdf=True):
