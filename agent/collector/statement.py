@@ -115,11 +115,12 @@ def build(col, customer, period, cards_dir=None, config=None):
                           {t["outcome"] for t in u["asset"].values() if "outcome" in t})
         if device not in totals:
             t = totals[device] = {}
+            have = [k for k in wanted if k in cache[device][1]]       # the asset's odometers among them
             for day, _e, _s, _f, _fl, deltas, _v, _i in cache[device][0]:
                 acc = t.get(day)
                 if acc is None:
                     acc = t[day] = {}
-                for k in wanted:
+                for k in have:
                     d = deltas.get(k)
                     if d:
                         acc[k] = acc.get(k, 0) + d
