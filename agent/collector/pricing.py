@@ -272,13 +272,6 @@ def assets_of(data, cid, lo, hi):
     return contracts.segments(data, cid, lo, hi)
 
 
-def _newest_day(col, asset):
-    row = col._b.execute("SELECT MAX(wall_s) FROM records WHERE device_id=?", (asset,)).fetchone()
-    if not row or row[0] is None:
-        return None
-    return datetime.datetime.fromtimestamp(int(row[0]), datetime.timezone.utc).date().isoformat()
-
-
 def _days_between(a, b):
     return (datetime.date.fromisoformat(b) - datetime.date.fromisoformat(a)).days
 
@@ -481,7 +474,7 @@ def propose(col, cid, period=None, ctx=None):
     if ctx.ledger.segs:
         ctx.prefetch_totals([comp for a in windows for comp in sorted(ctx.installed(a))])
         for a, (f, t) in sorted(windows.items()):
-            asof = min(t, _newest_day(col, a) or t)
+            asof = min(t, ctx.newest_day(a) or t)
             rows = life_used(c, a, per_asset[a], units, f, t, ctx=ctx)
             rv = residual_value(ctx, c, a, asof, rates_of(rows, f, t, asof))
             if rv is not None:

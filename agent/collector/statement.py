@@ -209,7 +209,7 @@ def build(col, customer, period, cards_dir=None, config=None):
                     if x["name"] in fb:
                         life_total[x["name"]] = x["used"]
                         life_src[x["name"]] = "rated life (contract): usage since %s" % first
-            asof = min(s["to_"], pricing._newest_day(col, a) or s["to_"])
+            asof = min(s["to_"], ctx.newest_day(a) or s["to_"])
             days_left = max((datetime.date.fromisoformat(c["end"]) - datetime.date.fromisoformat(asof)).days, 0)
             rates = pricing.rates_of(comps_now, s["from_"], s["to_"], asof)
             due = pricing.planned_maintenance(ctx, c, a, asof, rates)

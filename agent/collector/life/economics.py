@@ -59,7 +59,7 @@ class Context:
         k = (device, t)
         if k not in self._pos:
             row = self.col._b.execute(
-                "SELECT epoch, seq, schema_id, vals FROM records WHERE device_id=? AND wall_s < ? "
+                "SELECT epoch, seq, schema_id, vals, wall_s FROM records WHERE device_id=? AND wall_s < ? "
                 "ORDER BY wall_s DESC, seq DESC LIMIT 1", (device, t)).fetchone()
             if row is None:
                 self._pos[k] = None
@@ -70,8 +70,16 @@ class Context:
                 except ValueError:
                     vals = []
                 odo = {m[0]: v for m, v in zip(metrics, vals) if m[3] == "odometer"}
-                self._pos[k] = {"device": device, "pos": (row[0], row[1]), "wall": t, "odo": odo}
+                self._pos[k] = {"device": device, "pos": (row[0], row[1]), "wall": t, "odo": odo,
+                                "record_wall": row[4]}
         return self._pos[k]
+
+    def newest_day(self, device):
+        """The UTC day of the device's newest record, or None."""
+        p = self.pos_at(device, 1 << 62)
+        if p is None or p["record_wall"] is None:
+            return None
+        return datetime.datetime.fromtimestamp(int(p["record_wall"]), datetime.timezone.utc).date().isoformat()
 
     def segments_in(self, asset, lo_s, hi_s):
         """{component: [segment clipped to wall times lo_s..hi_s]} of the
