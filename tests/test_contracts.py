@@ -215,9 +215,13 @@ def test_price_shows_every_term_from_the_ledger(db, capsys):
     m3 = sum(Fraction(led[a][d]["air"], 1000) for a, d in days)
     assert Fraction(p["units"]) == m3 and abs(terms["energy"] - kwh / m3 * Fraction("0.25")) < Fraction(1, 10 ** 6)
     # the reserve is cost x life used per unit, and the risk is P90 less P50
+    # (the bearing and contactor from the contract's rated life, the humidity sensors from their card)
     comp = {c["component"]: c for c in p["components"]}
-    assert abs(terms["maintenance_reserve"] - 128 * Fraction(comp["bearing"]["life_used_per_unit_p50"])
-               - 45 * Fraction(comp["contactor"]["life_used_per_unit_p50"])) < Fraction(1, 10 ** 5)
+    assert comp["bearing"]["source"].startswith("rated life (contract)")
+    assert comp["sht-humidity-sensor"]["source"].startswith("life model sht-humidity-sensor@1")
+    assert comp["sht-humidity-sensor"]["cost"] == "21"                # the card's part 6 + labour 15
+    assert abs(terms["maintenance_reserve"] - sum(Fraction(c["cost"]) * Fraction(c["life_used_per_unit_p50"])
+                                                  for c in comp.values())) < Fraction(1, 10 ** 5)
     assert terms["risk"] > 0
     sub = sum(v for k, v in terms.items() if k != "margin")
     assert abs(terms["margin"] - sub * Fraction("0.12")) < Fraction(1, 10 ** 5)
@@ -226,17 +230,32 @@ def test_price_shows_every_term_from_the_ledger(db, capsys):
     assert rc == 2 and "'contracts.AIR-BRIO-2026.pricing.tariff' is needed" in err
 
 
-def test_reserve_accrues_per_month_and_repairs_draw_it(db):
+def test_reserve_accrues_per_month_and_repairs_draw_it(db, capsys):
+    from agent.collector import pricing
     col = Collector(db, keys=lambda d: None)
     try:
         contracts.load(col, str(EXAMPLE))
-        from agent.collector import pricing
+        assert pricing.reserve(col, contracts.stored(col), "sim-001", "2026-01-31")["months"] == []
+    finally:
+        col.close()
+    # the month's bills post the accounts; a second run adds nothing
+    for _ in range(2):
+        rep = bills_json(capsys, db)
+    rows = sqlite3.connect(db).execute("SELECT asset, kind, version, amount FROM reserve_entries "
+                                       "WHERE asset='sim-001'").fetchall()
+    assert sorted((k, v) for _, k, v, _ in rows) == [("accrual", 1), ("draw", 1), ("draw", 1)]
+    col = Collector(db, keys=lambda d: None)
+    try:
         r = pricing.reserve(col, contracts.stored(col), "sim-001", "2026-01-31")
     finally:
         col.close()
     (m,) = r["months"]
-    assert m["drawn"] == 4500 and m["accrued"] > 0          # the contactor repair of 45.00 EUR
-    assert r["balance"] == m["accrued"] - 4500
+    # the contactor repair of the contract file (45.00 EUR) and the sensor swap (21.00 EUR from its card)
+    assert m["drawn"] == 6600 and m["accrued"] > 0
+    assert r["balance"] == m["accrued"] - 6600
+    acme = [b for g in rep["groups"] for b in g["bills"] if b["contract"] == "AIR-ACME-2026"][0]
+    acc = {x["asset"]: x for x in acme["reserve"]}["sim-001"]
+    assert acc["drawn"] == "66.00" and Fraction(acc["balance"]) == Fraction(r["balance"], 100)
 
 
 def test_contract_tables_on_postgresql(postgres, tmp_path, capsys):

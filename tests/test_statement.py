@@ -55,7 +55,17 @@ def test_statement_files_say_what_the_bills_say(made, capsys):
     e = st["energy"]
     assert abs(Fraction(e["co2e_kg_per_unit"]) - Fraction(e["kwh_per_unit"]) * Fraction("0.35")) < 1e-6
     a1 = [a for a in st["assets"] if a["asset"] == "sim-001"][0]
-    assert a1["reserve_drawn"] == "45.00" and st["maintenance"]["done"][0]["component"] == "contactor"
+    # drawn by the contract file's contactor repair (45.00) and the sensor swap in part_events, costed from
+    # its card (6 part + 15 labour), each with the records it traces to
+    assert a1["reserve_drawn"] == "66.00"
+    done = {r["component"]: r for r in st["maintenance"]["done"] if r["asset"] == "sim-001"}
+    assert done["contactor"]["cost"] == "45.00" and done["contactor"]["records"][0]["table"] == "repairs"
+    swap = [r for c, r in done.items() if c.startswith("sht3x-")][0]
+    assert swap["cost"] == "21.00" and {x["kind"] for x in swap["records"]} == {"removed", "installed"}
+    # the sensor's life comes from its card, the bearing's from the contract's rated life
+    src = a1["life_used_total_source"]
+    assert src["bearing"].startswith("rated life (contract)")
+    assert any(k.startswith("sht3x-") and v.startswith("life model sht-humidity-sensor@1") for k, v in src.items())
     # X = (L/L_av)(U/U_av) with U the month's units annualised over the asset's days
     x = Fraction(10, 8) * (Fraction(a1["units"]) * 365 / 31 / 40000)
     assert abs(Fraction(a1["utility_factor_x"]) - x) <= Fraction(1, 1000)

@@ -48,7 +48,8 @@ def run_price(a):
         per = billing.parse_period(a.period) if a.period else None
         col = _open(a.db)
         try:
-            text = pricing.render(pricing.propose(col, a.contract, per), a.format)
+            ctx = pricing.life_context(col, a.cards, a.life_config)
+            text = pricing.render(pricing.propose(col, a.contract, per, ctx), a.format)
         finally:
             col.close()
     except billing.BillingError as e:
@@ -68,7 +69,7 @@ def run_statement(a):
         per = billing.parse_period(a.period)
         col = _open(a.db)
         try:
-            st = statement.build(col, a.customer, per)
+            st = statement.build(col, a.customer, per, a.cards, a.life_config)
         finally:
             col.close()
         files = statement.write(st, a.key, a.out, pdf=not a.no_pdf)
@@ -94,6 +95,12 @@ def run_verify(a):
     return 0
 
 
+def _life_args(p):
+    p.add_argument("--cards", metavar="DIR", help="life cards that add to or replace the shipped ones (tally life)")
+    p.add_argument("--life-config", metavar="LIFE.toml", help="the life config: thresholds (pm_warning, core_max, "
+                   "harvest_max), usage samples and seed (tally life --config)")
+
+
 def add(sub):
     c = sub.add_parser("contract", help="customers, sites, contracts and asset assignments in the ledger",
                        description="load: check a contract file (docs/contracts.md) against itself and the "
@@ -105,14 +112,16 @@ def add(sub):
     c.set_defaults(func=run_contract)
 
     p = sub.add_parser("price", help="a proposed price per outcome unit for a contract, every term shown",
-                       description="energy x tariff, maintenance reserve from the life used per unit, capital "
-                       "less residual over lifetime units, service cost, P90-P50 risk and margin "
-                       "(docs/contracts.md).")
+                       description="energy x tariff, maintenance reserve from the life used per unit (the "
+                       "life models of each part, else the contract's rated life), capital less the residual value "
+                       "at the end of the term over lifetime units, service cost, P90-P50 risk and margin, and the "
+                       "stored reserve accounts (docs/contracts.md).")
     p.add_argument("--db", required=True)
     p.add_argument("--contract", required=True)
     p.add_argument("--period", metavar="YYYY-MM", help="the window to measure (default: the contract's term)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("-o", "--out", metavar="FILE")
+    _life_args(p)
     p.set_defaults(func=run_price)
 
     s = sub.add_parser("statement", help="the signed monthly outcome statement of a customer (JSON, HTML, PDF)",
@@ -125,6 +134,7 @@ def add(sub):
     s.add_argument("--out", metavar="PREFIX", help="write PREFIX.json, PREFIX.html, PREFIX.pdf")
     s.add_argument("--no-pdf", action="store_true", help="JSON and HTML only")
     s.add_argument("--keygen", metavar="PREFIX", help="write a new key pair PREFIX.key and PREFIX.pub, and stop")
+    _life_args(s)
     s.set_defaults(func=run_statement)
 
     v = sub.add_parser("verify", help="check a signed statement with the provider's public key",

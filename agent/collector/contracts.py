@@ -20,7 +20,10 @@ is exact: Fraction quantities, each line rounded once to the currency's
 minor unit (billing._round), totals are sums of lines.
 
 Tables (CREATE TABLE IF NOT EXISTS, SQLite and PostgreSQL): customers,
-sites, contracts (terms as canonical JSON), assignments, repairs.
+sites, contracts (terms as canonical JSON), assignments, repairs (the
+contract file's [[repairs]]: operator input that draws the reserve). A
+month's bills post each asset's reserve entries (pricing.post_bills; table
+reserve_entries, owned by pricing.py) and carry its account as "reserve".
 """
 import datetime
 import json
@@ -627,6 +630,8 @@ def bills(col, period, by="contract", only=None):
         raise BillingError("no contract%s runs in period %s" % (" of customer %s" % only if only else "", label))
     cache = {}
     out = [bill(col, data, c, period, cache) for c in live]
+    from agent.collector import pricing          # the reserve accounts accrue when a month is billed
+    pricing.post_bills(col, data, out, period)
     groups = {}
     for b in out:
         key = b["contract"] if by == "contract" else b["customer"]
@@ -703,6 +708,16 @@ def render(rep, fmt):
             for lv in b["service_levels"]:
                 out.append("    service level %s: target %s, measured %s: %s" % (
                     lv["name"], lv["target"], lv["measured"], "met" if lv["met"] else "MISSED, credit %s" % lv["credit"]))
+            for r in b.get("reserve", []):
+                out.append("    reserve %s: accrued %s, drawn %s, balance %s %s" % (
+                    r["asset"], r["accrued"], r["drawn"], r["balance"], r["currency"] or ""))
+                for e in r["entries"]:
+                    if e["kind"].startswith("draw"):
+                        out.append("        drawn %s on %s: %s (%s)" % (e["amount"].lstrip("-"), e["day"], e["ref"],
+                                                                       e["basis"]["cost_from"]))
+                    elif e["version"] > 1:
+                        out.append("        adjustment v%d %s: %s" % (e["version"], e["amount"],
+                                                                   e["basis"]["adjusts"]["why"]))
             for q in b["data_quality"]:
                 miss = q["days_without_data"]
                 out.append("    data: %s at %s %s..%s: %d records, data on %d day(s)%s%s" % (

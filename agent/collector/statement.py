@@ -5,8 +5,13 @@ docs/statement.md, CIRCULAR.md §7).
 The statement is one JSON object (build()): the month's bills per contract
 (agent/collector/contracts.py), units, availability and gaps per day and per
 asset, energy and CO2e per unit against the contract's baseline, life used
-and the maintenance reserve (agent/collector/pricing.py), maintenance done
-and planned, residual value and next use at the end of the term, the MCI
+(the life models of agent/collector/life where a card rates a part, else
+the contract's rated life) and the maintenance reserve, posted to the
+ledger for the month and read back with its entries (pricing.post_bills),
+maintenance done (the reserve's draws) and planned (parts whose D_P90
+reaches the warning value before the end of the term, with the day),
+residual value (pricing.residual_value) and next use (the rule table's
+decision and trace) at the end of the term, the MCI
 utility factor X = (L/L_av)(U/U_av), and the evidence: a SHA-256 over the
 canonical ledger records it rests on (the seq ranges of its bills).
 
@@ -67,7 +72,7 @@ def records_hash(col, ranges):
 
 # -- the statement --------------------------------------------------------------------------
 
-def build(col, customer, period):
+def build(col, customer, period, cards_dir=None, config=None):
     data = contracts.stored(col)
     if customer not in data["customers"]:
         raise BillingError("no customer %s in the ledger (it has %s)" % (customer, ", ".join(sorted(data["customers"]))
@@ -94,6 +99,35 @@ def build(col, customer, period):
     daily = {d: {"units": Fraction(0), "kwh": Fraction(0), "covered_ms": 0, "assets": 0} for d in days}
     assets, ranges = [], []
     usage = pricing.Usage(col)
+    totals = {}
+    wanted = []
+
+    def day_totals(device):
+        """Collector.ledger(device)[device] from the walk the bills already
+        made, for the odometers the life rules read of it (the outcome and
+        the error counters: rules.device_usage, the ledger's derived failures)."""
+        if device not in cache:
+            return None
+        if not wanted:
+            from agent.collector.life import rules
+            u = ctx.cfg
+            wanted.extend(set(rules.ERRORS) | {u["usage"]["outcome"]} |
+                          {t["outcome"] for t in u["asset"].values() if "outcome" in t})
+        if device not in totals:
+            t = totals[device] = {}
+            have = [k for k in wanted if k in cache[device][1]]       # the asset's odometers among them
+            for day, _e, _s, _f, _fl, deltas, _v, _i in cache[device][0]:
+                acc = t.get(day)
+                if acc is None:
+                    acc = t[day] = {}
+                for k in have:
+                    d = deltas.get(k)
+                    if d:
+                        acc[k] = acc.get(k, 0) + d
+        return totals[device]
+    ctx = pricing.life_context(col, cards_dir, config, day_totals)
+    accounts = pricing.post_bills(col, data, bills, period, ctx, usage)
+    ctx.prefetch_totals([comp for a in accounts for comp in sorted(ctx.installed(a))])
     fleet = {"units": Fraction(0), "kwh": Fraction(0)}
     done, planned, mci = [], [], []
     for b in bills:
@@ -138,26 +172,59 @@ def build(col, customer, period):
                 daily[d]["assets"] += 1
             fleet["units"] += au
             fleet["kwh"] += ak
-            res = pricing.reserve(col, data, a, hi, usage)
-            month = [m for m in res["months"] if m["month"] == label[:7] and m["contract"] == c["id"]]
+            res = accounts[a]
+            month = [m for m in res["months"] if m["month"] == label[:7]]
             minor = billing._MINOR_EXCEPT.get(c["currency"], 2)
-            life_total = {}
-            for m in res["months"]:
-                for x in m["life_used"]:
-                    life_total[x["component"]] = life_total.get(x["component"], 0) + Fraction(x["life_used"])
-            for r in (r for r in data["repairs"] if r["asset"] == a and s["from_"] <= r["day"] <= s["to_"]):
-                done.append(dict(r, contract=c["id"]))
-            since = [r for r in data["repairs"] if r["asset"] == a]
-            for comp, used in sorted(life_total.items()):
-                # life used since the last repair of that component
-                if any(r["component"] == comp for r in since):
-                    last_fix = max(r["day"] for r in since if r["component"] == comp)
-                    used = sum((Fraction(x["life_used"]) for m in res["months"] if m["from"] > last_fix
-                                for x in m["life_used"] if x["component"] == comp), Fraction(0))
-                    life_total[comp] = used
+            ents = month[0]["entries"] if month else []
+            basis = None
+            for e in ents:                      # the newest version of this contract's accrual has the full basis
+                if e["kind"].startswith("accrual") and e["ref"] == c["id"]:
+                    basis = e["basis"]
+            comps_now = basis["components"] if basis else []
+            seg_ents = [e for e in ents if e["kind"].startswith("draw") and s["from_"] <= e["day"] <= s["to_"]]
+            for e in seg_ents:
+                recs = e["basis"]["records"]
+                code = "; ".join(sorted({("%s %s" % (r.get("mode") or "", r.get("mechanism") or "")).strip()
+                                         if r["table"] == "component_records" else r.get("code", "")
+                                         for r in recs if r["table"] in ("component_records", "repairs")} - {""}))
+                notes = "; ".join(r.get("note") or "" for r in recs if r.get("note"))
+                done.append({"day": e["day"], "asset": a, "component": e["basis"]["component"], "code": code,
+                             "note": notes or ("part swapped" if any(r["table"] == "part_events" for r in recs)
+                                               else ""),
+                             "cost": billing.money(-e["amount"], minor), "currency": c["currency"], "ref": e["ref"],
+                             "contract": c["id"], "records": recs})
+            # life used so far: the life model's D (all the part's segments) for the parts in it now,
+            # usage since its first assignment / the contract's rated life for the components no card rates
+            life_total, life_src = {}, {}
+            for comp in sorted(ctx.installed(a)):
+                tot = ctx.total(comp)
+                if tot["D_P50"] is not None:
+                    life_total[comp] = pricing._fx(tot["D_P50"])
+                    life_src[comp] = "life model %s (P50, all its segments)" % tot["card"]
+            first = data_first(data, a)
+            fb = [x["name"] for x in comps_now if x["source"].startswith("rated life")]
+            if fb:
+                so_far, un = usage.window(a, first, hi)
+                for x in pricing.life_used(c, a, so_far, un, first, hi):
+                    if x["name"] in fb:
+                        life_total[x["name"]] = x["used"]
+                        life_src[x["name"]] = "rated life (contract): usage since %s" % first
+            asof = min(s["to_"], ctx.newest_day(a) or s["to_"])
+            days_left = max((datetime.date.fromisoformat(c["end"]) - datetime.date.fromisoformat(asof)).days, 0)
+            rates = pricing.rates_of(comps_now, s["from_"], s["to_"], asof)
+            due = pricing.planned_maintenance(ctx, c, a, asof, rates)
+            dec = None
+            if due:                       # the rule table's decision and trace, whose R1 line plans the maintenance
+                dec = ctx.next_use(a, days_left)
+                dec = dec["assets"].get(a) if dec else None
+                due = pricing.planned_maintenance(ctx, c, a, asof, rates, dec)
+            planned += due
+            for name in fb:
+                used = life_total.get(name, 0)
                 if used >= PLAN_AT:
-                    planned.append({"asset": a, "component": comp, "life_used": _q(used),
-                                    "action": "replace at the next visit (life used >= %s)" % _q(PLAN_AT)})
+                    planned.append({"asset": a, "component": name, "life_used": _q(used), "due": asof,
+                                    "action": "replace at the next visit (life used >= %s)" % _q(PLAN_AT),
+                                    "why": life_src[name], "rule": None})
             span_days = len(seg_days)
             per_year = au * 365 / span_days if span_days else Fraction(0)
             x = None
@@ -165,10 +232,15 @@ def build(col, customer, period):
                 x = (Fraction(p["lifetime_years"]) / Fraction(p["lifetime_years_av"])) * (
                     per_year / Fraction(p["units_per_year_av"]))
                 mci.append(x)
-            rv = None
-            if all(k in p for k in ("capital", "lifetime_units")):
+            rv, rv_in, plan = None, None, None
+            life_rv = pricing.residual_value(ctx, c, a, asof, rates)
+            if life_rv is not None:
+                rv = life_rv["value"]
+                rv_in = dict(life_rv, value=billing.quantity(Fraction(round(rv * 100), 100)))
+                plan = life_rv["option"]
+            elif all(k in p for k in ("capital", "lifetime_units")):
                 K, RV, N = Fraction(p["capital"]), Fraction(p.get("residual", "0")), Fraction(p["lifetime_units"])
-                so_far, _ = usage.window(a, data_first(data, a), hi)
+                so_far, _ = usage.window(a, first, hi)
                 done_units = so_far.get(c["metric"], 0) * contracts.factor(c["unit"], units[c["metric"]][0], "unit",
                                                                           c["metric"], "", a) \
                     if c["metric"] in units else Fraction(0)
@@ -176,21 +248,31 @@ def build(col, customer, period):
                 at_end = done_units + (au / span_days * rest if span_days else 0)
                 used_frac = min(at_end / N, Fraction(1))
                 rv = max(RV, K - (K - RV) * used_frac)
-                plan = ("redeploy to another site (R3): under half its life used" if used_frac < Fraction(1, 2)
-                        else "refurbish or remanufacture (R5/R6)" if used_frac < Fraction(9, 10)
-                        else "harvest parts and recycle (R6/R8)")
+                rv_in = {"source": "contract (no card rates a core part of this machine): capital less (capital - "
+                                   "residual) x the share of lifetime units delivered by the end of the term",
+                         "K": p["capital"], "residual": p.get("residual", "0"), "lifetime_units": p["lifetime_units"],
+                         "units_at_end": _q(at_end), "term_end": c["end"]}
+                plan = ("redeploy to another site (R4): under half its life used" if used_frac < Fraction(1, 2)
+                        else "refurbish or remanufacture (R5)" if used_frac < Fraction(9, 10)
+                        else "harvest parts and recycle (R6/R7)")
             assets.append({
                 "asset": a, "contract": c["id"], "site": s["site"], "from": s["from_"], "to": s["to_"],
                 "units": _q(au), "unit": c["unit"], "energy_kwh": _q(ak),
                 "kwh_per_unit": _q(ak / au) if au else None,
                 "availability": _q(Fraction(min(cov, span_days * 86400000), span_days * 86400000)) if span_days else "0",
-                "life_used_this_month": month[0]["life_used"] if month else [],
+                "life_used_this_month": [{"component": x["name"], "life_used": x["life_used"],
+                                          "life_used_p90": x["life_used_p90"], "source": x["source"],
+                                          "parts": x["parts"]} for x in comps_now],
                 "life_used_total": {k: _q(v) for k, v in sorted(life_total.items())},
+                "life_used_total_source": life_src,
                 "reserve_accrued": billing.money(month[0]["accrued"], minor) if month else billing.money(0, minor),
                 "reserve_drawn": billing.money(month[0]["drawn"], minor) if month else billing.money(0, minor),
                 "reserve_balance": billing.money(res["balance"], minor), "currency": c["currency"],
                 "residual_value_end_of_term": billing.quantity(Fraction(round(rv * 100), 100)) if rv is not None else None,
-                "next_use_at_end_of_term": plan if rv is not None else None,
+                "residual_value_inputs": rv_in,
+                "next_use_at_end_of_term": plan,
+                "next_use_now": {"decision": dec["decision"], "health": dec["health"], "cards": dec["cards"],
+                                 "trace": dec["trace"]} if dec else None,
                 "utility_factor_x": _q(x, 3) if x is not None else None})
     c0 = data["contracts"][bills[0]["contract"]]
     bl = c0["baseline"]
@@ -393,14 +475,21 @@ def plots(st, fmt=("svg", "png")):
             ax.legend(fontsize=7)
             ax.set_ylabel("kg CO2e/%s" % unit, fontsize=7)
         fig("co2e", co2, "CO2e per %s against the baseline" % unit)
-    comps = sorted({k for a in st["assets"] for k in a["life_used_total"]})
+    worst = {}                 # per component type (a part's card type, a contract component's name): the most worn
+    for a in st["assets"]:
+        src = a.get("life_used_total_source", {})
+        for k, v in a["life_used_total"].items():
+            g = src.get(k, "").split("life model ", 1)[1].split("@")[0] if src.get(k, "").startswith("life model ") \
+                else k
+            worst[g] = max(worst.get(g, 0.0), float(v))
+    comps = sorted(worst)
     if comps:
         def life(ax):
-            vals = [max(float(a["life_used_total"].get(k, 0)) for a in st["assets"]) * 100 for k in comps]
+            vals = [worst[k] * 100 for k in comps]
             ax.bar(range(len(comps)), vals, color="#d35400", tick_label=comps)
             ax.axhline(float(PLAN_AT) * 100, linestyle="--", color="#c0392b", linewidth=1)
             ax.set_ylabel("% of rated life", fontsize=7)
-        fig("life", life, "life used so far, most worn asset per component (red: replacement planned)")
+        fig("life", life, "life used so far, most worn part of each type (red: replacement planned)")
     if st["assets"]:
         cur = st["assets"][0]["currency"]
         mine = [a for a in st["assets"] if a["currency"] == cur]
@@ -440,10 +529,17 @@ td.n{text-align:right}.h{font-family:monospace;font-size:80%;word-break:break-al
 <table><tr><th>asset</th><th>site</th><th>days</th><th>{{ s.energy.unit }}</th><th>kWh/unit</th><th>availability</th><th>life used (total)</th><th>reserve this month</th><th>reserve balance</th><th>residual value at end of term</th><th>next use</th><th>X</th></tr>
 {% for a in s.assets %}<tr><td>{{ a.asset }}</td><td>{{ a.site }}</td><td>{{ a.from }}..{{ a.to }}</td><td class=n>{{ a.units }}</td><td class=n>{{ a.kwh_per_unit }}</td><td class=n>{{ a.availability }}</td>
 <td>{% for k, v in a.life_used_total.items() %}{{ k }} {{ v }} {% endfor %}</td><td class=n>{{ a.reserve_accrued }}</td><td class=n>{{ a.reserve_balance }}</td><td class=n>{{ a.residual_value_end_of_term }}</td><td>{{ a.next_use_at_end_of_term }}</td><td class=n>{{ a.utility_factor_x }}</td></tr>{% endfor %}</table>
-<p>The maintenance reserve is what the wear of this month will cost to repair: for each part, its cost times the share of its rated life used. Repairs are paid from it.</p>
+<p>The maintenance reserve is what the wear of this month will cost to repair: for each part, its cost times the share of its life used this month (from the part's life model where one rates it, else from the rated life in the contract). Repairs are paid from it.</p>
+<h3>Reserve account this month</h3>
+<table><tr><th>asset</th><th>entry</th><th>amount</th><th>rests on</th></tr>
+{% for b in s.bills %}{% for r in b.reserve %}{% for e in r.entries %}<tr><td>{{ r.asset }}</td><td>{{ e.kind }}{% if e.version > 1 %} v{{ e.version }}{% endif %}</td><td class=n>{{ e.amount }}</td>
+<td>{% if e.kind.startswith('draw') %}{{ e.ref }} ({{ e.basis.cost_from }}){% else %}{% for c in e.basis.components %}{{ c.name }} {{ c.cost }} x {{ c.life_used }} ({{ c.source }}); {% endfor %}{% if e.basis.adjusts %} {{ e.basis.adjusts.why }}{% endif %}{% endif %}</td></tr>{% endfor %}{% endfor %}{% endfor %}</table>
+<h3>Residual value at the end of the term</h3>
+{% for a in s.assets %}{% if a.residual_value_inputs %}<p>{{ a.asset }}: {{ a.residual_value_end_of_term }} {{ a.currency }}. {% if a.residual_value_inputs.option %}{{ a.residual_value_inputs.option }}; new {{ a.residual_value_inputs.K }} ({{ a.residual_value_inputs.K_from }}), core damage at the end of the term {{ a.residual_value_inputs.D_core_P90_end }} (P90), restoring the wear parts {{ a.residual_value_inputs.restore_wear_parts }}, harvest and scrap {{ a.residual_value_inputs.harvest_value }} ({{ a.residual_value_inputs.source }}).{% else %}{{ a.residual_value_inputs.source }}.{% endif %}
+{% if a.next_use_now %} Next use today by the rule table: {{ a.next_use_now.decision }} (health {{ a.next_use_now.health }}).{% endif %}</p>{% endif %}{% endfor %}
 <h2>Maintenance</h2>
-<p>Done: {% for r in s.maintenance.done %}{{ r.day }} {{ r.asset }} {{ r.component }} ({{ r.code }}) {{ r.note }}; {% else %}none this month.{% endfor %}</p>
-<p>Planned: {% for r in s.maintenance.planned %}{{ r.asset }} {{ r.component }}: {{ r.action }}; {% else %}nothing due.{% endfor %}</p>
+<p>Done: {% for r in s.maintenance.done %}{{ r.day }} {{ r.asset }} {{ r.component }} ({{ r.code }}) {{ r.note }}, {{ r.cost }} {{ r.currency }} from the reserve [{{ r.ref }}]; {% else %}none this month.{% endfor %}</p>
+<p>Planned: {% for r in s.maintenance.planned %}{{ r.asset }} {{ r.component }}: {{ r.action }} ({{ r.why }}); {% else %}nothing due before the end of the term.{% endfor %}</p>
 <h2>Circularity</h2><p>Utility factor X = (L/L<sub>av</sub>)(U/U<sub>av</sub>) = {{ s.utility_factor.x_mean }} (Ellen MacArthur Foundation MCI; above 1 means the machines serve longer or more intensely than the industry average).</p>
 <h2>Proof</h2><p>This statement rests on {{ s.evidence.records }} ledger records, SHA-256 <span class=h>{{ s.evidence.records_sha256 }}</span>.
 It is signed with the provider's Ed25519 key <span class=h>{{ sig.key_sha256 }}</span>; the signed statement's SHA-256 is <span class=h>{{ sig.statement_sha256 }}</span>.
@@ -519,12 +615,17 @@ def pdf(signed, png=None):
             t.row(tuple(_latin(v if v is not None else "") for v in (
                 a["asset"], a["site"], a["units"], a["availability"],
                 " ".join("%s %s" % kv for kv in a["life_used_total"].items()), a["reserve_accrued"],
-                a["reserve_balance"], a["residual_value_end_of_term"], a["utility_factor_x"])))
+                a["reserve_balance"], _rv_cell(a), a["utility_factor_x"])))
     m = st["maintenance"]
-    para("Maintenance done: " + ("; ".join("%s %s %s (%s) %s" % (r["day"], r["asset"], r["component"], r["code"],
-                                                                  r["note"]) for r in m["done"]) or "none"))
-    para("Maintenance planned: " + ("; ".join("%s %s: %s" % (r["asset"], r["component"], r["action"])
-                                              for r in m["planned"]) or "nothing due"))
+    draws = ["%s %s %s: %s" % (r["asset"], e["amount"].lstrip("-"), r["currency"], e["ref"])
+             for b in st["bills"] for r in b.get("reserve", []) for e in r["entries"] if e["kind"].startswith("draw")]
+    para("Reserve drawn this month: " + ("; ".join(draws) or "nothing") + ". Each accrual's basis (components, costs, "
+         "life used and its source) and each draw's records are in the JSON and HTML.", 8)
+    para("Maintenance done: " + ("; ".join("%s %s %s (%s) %s, %s %s from the reserve" % (
+        r["day"], r["asset"], r["component"], r["code"], r["note"], r["cost"], r["currency"]) for r in m["done"])
+        or "none"))
+    para("Maintenance planned: " + ("; ".join("%s %s by %s" % (r["asset"], r["component"], r["due"])
+                                              for r in m["planned"]) or "nothing due before the end of the term"))
     para("Utility factor X = (L/L_av)(U/U_av) = %s (above 1: longer or more intense use than the industry "
          "average)." % st["utility_factor"]["x_mean"])
     para("Proof: rests on %d ledger records, SHA-256 %s. Signed with Ed25519 key %s; signed statement SHA-256 %s. "
@@ -532,6 +633,14 @@ def pdf(signed, png=None):
              st["evidence"]["records"], st["evidence"]["records_sha256"], sig["key_sha256"],
              sig["statement_sha256"]), 7)
     return bytes(d.output())
+
+
+def _rv_cell(a):
+    """The residual value and the rule of its next-use option (R4..R7), for the PDF's machine table."""
+    v = a["residual_value_end_of_term"]
+    plan = a.get("next_use_at_end_of_term") or ""
+    rule = plan[plan.find("(R"):plan.find(")", plan.find("(R")) + 1] if "(R" in plan else ""
+    return ("%s %s" % (v, rule)).strip() if v is not None else ""
 
 
 def write(st, key_path, prefix, pdf=True):

@@ -9,7 +9,10 @@ odometers (run_time, cycles, energy, air) and a gauge, each asset its own
 epoch, wall times of quality 3 (simulated) so the timeline places them as
 they are. The statement ledger has a record every 15 minutes (297,600
 records for 100 assets), the price ledger one an hour (744,000 for 1,000).
-Building them is not timed."""
+Every asset has three parts that the shipped life cards rate (a bearing, a
+motor core and a capacitor: part_events at its first record) and a daily
+cumulative stress snapshot (t_s, load_s), so the price and the statement
+take the life models' path (docs/contracts.md). Building them is not timed."""
 import os
 import statistics
 import tempfile
@@ -96,6 +99,7 @@ def build(path, assets, ival_s):
                              ival_s * 1000, "[%d,%d,%d,%d,%d]" % (run, cyc, wh, air, 23800 + (k % 50)),
                              float(T0 + (k + 1) * ival_s)))
             c.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            _parts(c, dev, epoch, i, ival_s)
     c.close()
     toml = path + ".toml"
     with open(toml, "w") as f:
@@ -103,6 +107,36 @@ def build(path, assets, ival_s):
         for i in range(assets):
             f.write('[[assignments]]\nasset = "bench-%04d"\ncontract = "K"\nsite = "plant"\nfrom = 2026-01-01\n' % i)
     return toml, assets * n
+
+
+STRESS = ("CREATE TABLE IF NOT EXISTS stress (device TEXT NOT NULL, epoch INT NOT NULL, seq INT NOT NULL, "
+          "hist TEXT NOT NULL, edges_version INT NOT NULL, counts TEXT NOT NULL, PRIMARY KEY(device, epoch, seq, hist))")
+PARTS = ("CREATE TABLE IF NOT EXISTS part_events (device TEXT NOT NULL, epoch INT NOT NULL, seq INT NOT NULL, "
+         "idx INT NOT NULL, kind TEXT NOT NULL, slot TEXT NOT NULL, component TEXT NOT NULL, wall_s INT NOT NULL, "
+         "odometers TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY(device, epoch, seq, idx))")
+
+
+def _parts(c, dev, epoch, i, ival_s):
+    """Three rated parts installed at the first record, and a cumulative
+    t_s and load_s snapshot at the last record of each day (the shapes of
+    the stress and identity helpers' tables)."""
+    c.execute(STRESS)
+    c.execute(PARTS)
+    for idx, (slot, comp) in enumerate((("de", "bearing-%04d" % i), ("motor", "motor-%04d" % i),
+                                        ("psu", "ecap-%04d" % i))):
+        c.execute("INSERT INTO part_events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                  (dev, epoch, 1, idx, "installed", slot, comp, T0, "{}", "boot"))
+    t, load = [0] * 16, [0] * 8
+    per_day = 86400 // ival_s
+    rows = []
+    for d in range(DAYS + 1):
+        if d:
+            t[7 + i % 7] += 18 * 3600                 # 18 h a day at 30..60 degC
+            load[5] += (10 + i % 9) * 3600            # 10..18 h a day at 85..100 % load
+        seq = 1 if d == 0 else d * per_day
+        rows += [(dev, epoch, seq, "t_s", 1, "[%s]" % ",".join(map(str, t))),
+                 (dev, epoch, seq, "load_s", 1, "[%s]" % ",".join(map(str, load)))]
+    c.executemany("INSERT INTO stress VALUES (?,?,?,?,?,?)", rows)
 
 
 def _median(fn, repeat):
