@@ -81,6 +81,20 @@ def parse_tag(spec):
     return slot, chip, addr
 
 
+def tag_specs(board, extra=()):
+    """The board's ID EEPROM tags (its "tags" list: boards/tags.py) as specs
+    "slot=chip@0xNN", then the config's part_tags: a spec naming one of the
+    board's slots replaces it, any other is added. All on the board's I2C bus."""
+    out = []
+    for t in (board or {}).get("tags", ()):
+        out.append("%s=%s@0x%02x" % (t["slot"], t["chip"], t["addr"]))
+    for spec in extra:
+        slot = spec.partition("=")[0]
+        out = [x for x in out if x.partition("=")[0] != slot]
+        out.append(spec)
+    return out
+
+
 def tags(specs, i2c):
     """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
     from drivers.eeprom24 import AT24CS02, M24AA02E48

@@ -42,7 +42,7 @@ class SimDevice:
         chans = self.world.channels()
         if o.get("parts", True):
             from agent.parts import Parts, slots_for
-            chans.append(Parts(slots_for(chans)))
+            chans.append(Parts(slots_for(chans, self.world.tags())))
         self.agent = Agent(self.id, chans, log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
                            sample_ms=o["sample_ms"], reason=reason,
