@@ -98,8 +98,7 @@ def _channels(cfg, clock, tags=None):
         from boards.emulated import Emulation
         try:
             w = Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air, overrides=cfg.get("sensors"))
-            if tags is not None:
-                tags += _tags(cfg, w.board, w.i2c)
+            _tags(tags, cfg, w.board, {"i2c": w.i2c})
             return w.channels()
         except ValueError as e:
             print("tally: %s: metering the system counters only" % e)
@@ -135,27 +134,22 @@ def _channels(cfg, clock, tags=None):
             out.append(s["type"])
     del sensors
     boards.drop("sensors")
-    for b, x in board["buses"].items() if tags is not None else ():
-        if x["kind"] == "i2c":              # the tags are on the board's I2C bus
-            if b not in opened:
-                opened[b] = _open_bus(name, b, x)
-            if opened[b] is not None:
-                tags += _tags(cfg, board, opened[b])
-            break
+    _tags(tags, cfg, board, opened, lambda b: _open_bus(name, b, board["buses"][b]))
     if out:
         print("tally: board %s: metering %d of %d sensors; left out: %s"
               % (name, len(chans), len(board["sensors"]), ", ".join(out)))
     return chans
 
 
-def _tags(cfg, board, i2c):
-    """(slot, EEPROM driver) for the board's tags and the config's part_tags."""
-    try:
-        from agent import parts
-        return parts.tags(parts.tag_specs(board, cfg.get("part_tags", ())), i2c)
-    except (ImportError, ValueError) as e:
-        print("tally: part tags: %s" % e)
-        return []
+def _tags(tags, cfg, board, opened, open_bus=None):
+    """With parts on (a list `tags`), the board's ID EEPROM tags and the
+    config's part_tags into it (agent/parts.py board_tags)."""
+    if tags is not None:
+        try:
+            from agent.parts import board_tags
+            tags += board_tags(board, cfg.get("part_tags", ()), opened, open_bus)
+        except ImportError:
+            pass                             # said where Parts is made
 
 
 def _installed(boards, name, asset, sensors, air):

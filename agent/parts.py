@@ -95,6 +95,25 @@ def tag_specs(board, extra=()):
     return out
 
 
+def board_tags(board, extra, opened, open_bus=None):
+    """(slot, EEPROM driver) for the board's tags and the config's part_tags
+    (tag_specs), on the board's I2C bus: opened {bus name: open bus, or None
+    if it would not open}; open_bus(name) opens one not opened yet. A spec
+    that does not parse is said in one line and no tag is read."""
+    for b, x in board["buses"].items():
+        if x["kind"] == "i2c":
+            if b not in opened and open_bus is not None:
+                opened[b] = open_bus(b)
+            if opened.get(b) is None:
+                return []
+            try:
+                return tags(tag_specs(board, extra), opened[b])
+            except ValueError as e:
+                print("tally: part tags: %s" % e)
+                return []
+    return []
+
+
 def tags(specs, i2c):
     """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
     from drivers.eeprom24 import AT24CS02, M24AA02E48
