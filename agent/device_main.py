@@ -97,7 +97,8 @@ def _channels(cfg, clock, tags=None):
     if name == "unix":
         from boards.emulated import Emulation
         try:
-            w = Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air, overrides=cfg.get("sensors"))
+            w = Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air, overrides=cfg.get("sensors"),
+                          tags=tags is not None)
             _tags(tags, cfg, w.board, {"i2c": w.i2c})
             return w.channels()
         except ValueError as e:

@@ -75,10 +75,11 @@ class Emulation:
     absent, nack, short_read, silent_reset, crc, garble, drop, timeout,
     exception, swap (the part is replaced: its twin gets another serial);
     the target is a sensor type. swaps: add the profile's scheduled part
-    swaps (hil/scenario.py SWAPS)."""
+    swaps (hil/scenario.py SWAPS). tags: fit the board's ID EEPROM tags with
+    twins (a device with parts on reads them; off, they would only take heap)."""
 
     def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False,
-                 air="rated", overrides=None):
+                 air="rated", overrides=None, tags=False):
         from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
@@ -127,7 +128,7 @@ class Emulation:
             if sensor["type"] in self.models:
                 self.addr[sensor["type"]] = sensor["addr"]
                 self.i2c.attach(sensor["addr"], self.models[sensor["type"]])
-        self.tag_models = self._tags(seed)
+        self.tag_models = self._tags(seed) if tags else {}
         swaps = self.scenario.swaps(seed) if hasattr(self.scenario, "swaps") and swaps else []
         if faults or swaps:
             self._schedule(list(faults) + swaps)

@@ -81,7 +81,7 @@ def test_each_emulated_device_has_its_own_tags_and_passports():
     from boards.emulated import Emulation
     seen = {}
     for seed in (1, 2):
-        w = Emulation(VirtualClock(), seed=seed, profile="pump")
+        w = Emulation(VirtualClock(), seed=seed, profile="pump", tags=True)
         got = {slot: (drv.ident(), passport.read(drv, 1)[0]) for slot, drv in w.tags()}
         assert sorted(got) == ["pump-bearing", "pump-motor", "pump-seal"]
         for slot, (cid, p) in got.items():

@@ -28,7 +28,8 @@ def run(a):
         if cfg["board"] == "emulated":
             from boards.emulated import Emulation
             world = Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"),
-                              profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"])
+                              profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"],
+                              tags=bool(cfg.get("parts")))
             channels = world.channels()
             board = world.board
         else:

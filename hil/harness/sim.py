@@ -25,7 +25,8 @@ class SimDevice:
         self.id = device_id
         self.clock = VirtualClock()
         self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"],
-                               profile=opts["profile"], swaps=opts.get("parts", True))
+                               profile=opts["profile"], swaps=opts.get("parts", True),
+                               tags=opts.get("parts", True))
         self.log_path = os.path.join(workdir, device_id + ".log")
         self.transport = transport
         self.opts = opts

@@ -95,7 +95,7 @@ def test_the_board_files_tags_are_read_with_their_passports():
     from agent.partlog import E_DETAIL, E_SLOT
     from boards.emulated import Emulation
     clock = VirtualClock()
-    w = Emulation(clock, seed=3, profile="luminaire")
+    w = Emulation(clock, seed=3, profile="luminaire", tags=True)
     tags = board_tags(w.board, (), {"i2c": w.i2c})
     assert [t[0] for t in tags] == ["led-engine", "led-driver"]
     # the tags alone (the luminaire's sensors, drivers and channels would not
