@@ -150,11 +150,14 @@ class Emulation:
         from hil.rng import Rng
         from hil.twins.eeprom24 import tag
         parts = getattr(self.scenario, "PARTS", {})
-        for i, t in enumerate(self.board.get("tags", ())):
+        for t in self.board.get("tags", ()):
             p = parts.get(t["slot"])
             if p is None:
                 continue
-            r = Rng(seed * 131 + i + 17)
+            h = 0
+            for k, c in enumerate(t["slot"]):
+                h += (k + 1) * ord(c)             # the slot's own stream: no two profiles' parts alike
+            r = Rng(seed * 1000003 + h)
             pp = Passport(p[0], 1, 2025, 1 + r.below(12), 1 + r.below(28), p[1], p[2])
             m = out[t["slot"]] = tag(t["chip"], r, pp)
             self.i2c.attach(t["addr"], m)

@@ -80,17 +80,20 @@ def test_each_emulated_device_has_its_own_tags_and_passports():
     from agent.clock import VirtualClock
     from boards.emulated import Emulation
     seen = {}
-    for seed in (1, 2):
-        w = Emulation(VirtualClock(), seed=seed, profile="pump", tags=True)
+    # two pumps, and a compressor and a luminaire with the first pump's seed (a mixed fleet in one ledger)
+    for profile, seed in (("pump", 1), ("pump", 2), ("compressor", 1), ("luminaire", 1)):
+        w = Emulation(VirtualClock(), seed=seed, profile=profile, tags=True)
         got = {slot: (drv.ident(), passport.read(drv, 1)[0]) for slot, drv in w.tags()}
-        assert sorted(got) == ["pump-bearing", "pump-motor", "pump-seal"]
+        assert sorted(got) == sorted(PROFILE_CLASS[profile].PARTS)
         for slot, (cid, p) in got.items():
-            part, rated_h, rated_cycles = scenario.BoosterPump.PARTS[slot]
+            part, rated_h, rated_cycles = PROFILE_CLASS[profile].PARTS[slot]
             assert (p.part, p.rated_h, p.rated_cycles, p.year) == (part, rated_h, rated_cycles, 2025)
             assert 1 <= p.month <= 12 and 1 <= p.day <= 28
             assert cid not in seen, "two devices share %s" % cid
             seen[cid] = seed
-    assert len(seen) == 6
+    assert len(seen) == 11
+    # without tags=True (parts off) the world fits none: nothing answers there
+    assert Emulation(VirtualClock(), seed=1, profile="pump").tag_models == {}
 
 
 def test_config_part_tags_replace_or_add_to_the_board_tags():

@@ -349,6 +349,11 @@ class Ledger:
         return {c: s["slot"] for c, segs in self.segs.items() for s in segs
                 if s["device"] == device and s["end"] is None}
 
+    def installed_anywhere(self, comp):
+        """Whether the component is in an asset now."""
+        segs = self.segs.get(comp)
+        return bool(segs) and segs[-1]["end"] is None
+
     def _at(self, device, hist, pos):
         """Index of the newest snapshot at or before pos (-1: before the
         first; counters start at zero and are never reset), or None."""

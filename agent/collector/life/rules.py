@@ -249,7 +249,7 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None,
                        evidence=_evidence(recent, days, error_rise, usage), outcome_per_day=outcome_per_day,
                        outcome_unit=outcome, samples=use["samples"], seed=use["seed"],
                        calibration=(fleet or {}).get(card["type"]))
-    if outcome_per_day is None and recent is not None:
+    if outcome_per_day is None and recent is not None and ledger.installed_anywhere(comp):
         fig["uncertain"].append("no '%s' odometer moved in the window (the asset's outcome odometer: the first "
                                 "of %s in its schema, or [usage] outcome or [asset.ID] outcome): no figures "
                                 "in outcome units" % (outcome, ", ".join(OUTCOMES)))
