@@ -84,7 +84,9 @@ def _broker(url):
     return host, int(port) if port else 8883 if scheme in ("mqtts", "ssl") else 1883
 
 
-def _channels(cfg, clock):
+def _channels(cfg, clock, tags=None):
+    """The board's channels; with a list `tags` (parts on), the ID EEPROM
+    tags of its asset and the config's part_tags go into it as (slot, driver)."""
     name = cfg.get("board")
     if not name:
         print("tally: no board configured: metering the system counters only")
@@ -95,8 +97,10 @@ def _channels(cfg, clock):
     if name == "unix":
         from boards.emulated import Emulation
         try:
-            return Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air,
-                             overrides=cfg.get("sensors")).channels()
+            w = Emulation(clock, seed=cfg.get("seed", 1), profile=asset, air=air, overrides=cfg.get("sensors"),
+                          tags=tags is not None)
+            _tags(tags, cfg, w.board, {"i2c": w.i2c})
+            return w.channels()
         except ValueError as e:
             print("tally: %s: metering the system counters only" % e)
             return []
@@ -106,6 +110,7 @@ def _channels(cfg, clock):
         print("tally: %s: metering the system counters only" % e)
         return []
     boards.drop(boards.MODULES[name])        # the other assets' sets: only this one is kept
+    boards.drop("tags")
     print("tally: board %s as a %s: %s" % (name, asset, ", ".join([s["type"] for s in board["sensors"]])))
     # bus by bus, sensor by sensor in the board's order (the schema's order):
     # a bus that will not open leaves out its sensors, not the others'
@@ -130,10 +135,22 @@ def _channels(cfg, clock):
             out.append(s["type"])
     del sensors
     boards.drop("sensors")
+    _tags(tags, cfg, board, opened, lambda b: _open_bus(name, b, board["buses"][b]))
     if out:
         print("tally: board %s: metering %d of %d sensors; left out: %s"
               % (name, len(chans), len(board["sensors"]), ", ".join(out)))
     return chans
+
+
+def _tags(tags, cfg, board, opened, open_bus=None):
+    """With parts on (a list `tags`), the board's ID EEPROM tags and the
+    config's part_tags into it (agent/parts.py board_tags)."""
+    if tags is not None:
+        try:
+            from agent.parts import board_tags
+            tags += board_tags(board, cfg.get("part_tags", ()), opened, open_bus)
+        except ImportError:
+            pass                             # said where Parts is made
 
 
 def _installed(boards, name, asset, sensors, air):
@@ -409,7 +426,8 @@ def run(path="tally_config.json"):
     board = cfg.get("board")
     # the unix port's clock is the host's; a board knows no time until NTP
     clock = RealClock(WALL_HOST if board == "unix" else WALL_NONE)
-    channels = _channels(cfg, clock)
+    tags = [] if cfg.get("parts") else None
+    channels = _channels(cfg, clock, tags)
     log = _log(cfg, dev)
     wifi = _wifi(cfg)
     net, opts = _uplink(cfg, dev, wifi, clock)
@@ -421,7 +439,7 @@ def run(path="tally_config.json"):
         try:
             from agent.parts import Parts, slots_for
             from agent.port.micropython import node_id
-            channels.append(Parts(slots_for(channels, node=node_id())))
+            channels.append(Parts(slots_for(channels, tags, node=node_id())))
         except ImportError as e:
             _missing("parts", e)
     reason = None

@@ -81,6 +81,39 @@ def parse_tag(spec):
     return slot, chip, addr
 
 
+def tag_specs(board, extra=()):
+    """The board's ID EEPROM tags (its "tags" list: boards/tags.py) as specs
+    "slot=chip@0xNN", then the config's part_tags: a spec naming one of the
+    board's slots replaces it, any other is added. All on the board's I2C bus."""
+    out = []
+    for t in (board or {}).get("tags", ()):
+        out.append("%s=%s@0x%02x" % (t["slot"], t["chip"], t["addr"]))
+    for spec in extra:
+        slot = spec.partition("=")[0]
+        out = [x for x in out if x.partition("=")[0] != slot]
+        out.append(spec)
+    return out
+
+
+def board_tags(board, extra, opened, open_bus=None):
+    """(slot, EEPROM driver) for the board's tags and the config's part_tags
+    (tag_specs), on the board's I2C bus: opened {bus name: open bus, or None
+    if it would not open}; open_bus(name) opens one not opened yet. A spec
+    that does not parse is said in one line and no tag is read."""
+    for b, x in board["buses"].items():
+        if x["kind"] == "i2c":
+            if b not in opened and open_bus is not None:
+                opened[b] = open_bus(b)
+            if opened.get(b) is None:
+                return []
+            try:
+                return tags(tag_specs(board, extra), opened[b])
+            except ValueError as e:
+                print("tally: part tags: %s" % e)
+                return []
+    return []
+
+
 def tags(specs, i2c):
     """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
     from drivers.eeprom24 import AT24CS02, M24AA02E48

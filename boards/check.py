@@ -89,6 +89,7 @@ def check(board):
         fail("'i2c_bus' %r (the bus tally run opens) is not the id of an I2C bus in 'buses'",
              board["i2c_bus"])
     _check_sensors(board["sensors"], buses, fail)
+    _check_tags(board.get("tags", ()), board["sensors"], buses, fail)
     return board
 
 
@@ -218,6 +219,43 @@ def _check_sensors(sensors, buses, fail):
                      ("0x%02x" % v) if need == "i2c" else str(v), bname, other, sensors[other]["type"])
             seen[(bname, v)] = i
     _check_air(sensors, fail)
+
+
+TAG_CHIPS = ("at24cs02", "24aa02e48")     # agent/parts.py TAG_CHIPS
+
+
+def _check_tags(tags, sensors, buses, fail):
+    """ID EEPROM tags (boards/tags.py): a slot name once, a known chip on an
+    I2C bus at 0x50-0x57, and no address (an AT24CS02 also answers at its
+    serial block, the address | 0x08) that a sensor or another tag holds."""
+    if not isinstance(tags, (list, tuple)):
+        fail("'tags' must be a list of {slot, chip, bus, addr}")
+    held = {}         # (bus, addr) -> what holds it
+    for s in sensors:
+        if "addr" in s:
+            held[(s["bus"], s["addr"])] = "the %s" % s["type"]
+    names = set()
+    for i, t in enumerate(tags):
+        what = "tags[%d]" % i
+        if not isinstance(t, dict) or sorted(t) != ["addr", "bus", "chip", "slot"]:
+            fail("%s must be a table {slot, chip, bus, addr}", what)
+        slot = t["slot"]
+        what = "tags[%d] (%s)" % (i, slot)
+        if not isinstance(slot, str) or not slot or slot in names:
+            fail("%s: the slot name must be text, once on the board", what)
+        names.add(slot)
+        if t["chip"] not in TAG_CHIPS:
+            fail("%s: chip %r is not one of %s", what, t["chip"], _list(TAG_CHIPS))
+        if buses.get(t["bus"], {}).get("kind") != "i2c":
+            fail("%s: bus %r is not an I2C bus of the board", what, t["bus"])
+        a = t["addr"]
+        if not _int(a) or not 0x50 <= a <= 0x57:
+            fail("%s: addr %r is not an ID EEPROM array address (0x50-0x57)", what, a)
+        for x in (a, a | 0x08) if t["chip"] == "at24cs02" else (a,):
+            other = held.get((t["bus"], x))
+            if other is not None:
+                fail("%s: address 0x%02x on bus %s is already %s", what, x, t["bus"], other)
+            held[(t["bus"], x)] = "tag %s" % slot
 
 
 def _check_air(sensors, fail):

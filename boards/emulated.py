@@ -2,6 +2,7 @@
 # models on an emulated I2C bus, a Modbus meter on a serial line (in-process
 # loopback, or a real pseudo-terminal opened with pyserial on CPython) and a
 # pulse flow meter's twin on a counter (hil/twins/pulse.py).
+from boards import tags as _tags
 
 BOARD = {
     "name": "emulated",
@@ -16,6 +17,8 @@ BOARD = {
         {"type": "sht3x", "bus": "i2c", "addr": 0x44},
         {"type": "sdm120", "bus": "rs485", "slave": 1},
     ],
+    # the wear parts' ID EEPROM tags (boards/tags.py), twins with passports (Emulation)
+    "tags": _tags.on("i2c", "compressor"),
 }
 
 
@@ -35,6 +38,7 @@ LUMINAIRE = {
         {"type": "bh1750", "bus": "i2c", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c", "addr": 0x44, "hot_cC": 7000},
     ],
+    "tags": _tags.on("i2c", "luminaire"),
 }
 
 # A booster pump sold as water (m3, from its water meter's pulses): bearing
@@ -55,6 +59,7 @@ PUMP = {
         {"type": "sdm630", "bus": "rs485", "slave": 1, "run_threshold_W": 1000, "rated_w": 5500},
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
     ],
+    "tags": _tags.on("i2c", "pump"),
 }
 
 ASSETS = PROFILES = {"compressor": BOARD, "luminaire": LUMINAIRE, "pump": PUMP}
@@ -70,10 +75,11 @@ class Emulation:
     absent, nack, short_read, silent_reset, crc, garble, drop, timeout,
     exception, swap (the part is replaced: its twin gets another serial);
     the target is a sensor type. swaps: add the profile's scheduled part
-    swaps (hil/scenario.py SWAPS)."""
+    swaps (hil/scenario.py SWAPS). tags: fit the board's ID EEPROM tags with
+    twins (a device with parts on reads them; off, they would only take heap)."""
 
     def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False,
-                 air="rated", overrides=None):
+                 air="rated", overrides=None, tags=False):
         from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
@@ -122,12 +128,47 @@ class Emulation:
             if sensor["type"] in self.models:
                 self.addr[sensor["type"]] = sensor["addr"]
                 self.i2c.attach(sensor["addr"], self.models[sensor["type"]])
+        self.tag_models = self._tags(seed) if tags else {}
         swaps = self.scenario.swaps(seed) if hasattr(self.scenario, "swaps") and swaps else []
         if faults or swaps:
             self._schedule(list(faults) + swaps)
         self.serial = serial
         self._pty = None
         self._ser = None
+
+    def _tags(self, seed):
+        """A twin for each of the board's ID EEPROM tags (boards/tags.py), with
+        its own serial (seeded per device and slot) and the passport of the
+        scenario's part in that slot (hil/scenario.py PARTS): part number,
+        manufacture date, rated hours and cycles. A slot the scenario has no
+        part for stays empty (no answer)."""
+        out = {}
+        try:
+            from agent.passport import Passport
+        except ImportError:
+            return out          # a bundle built with parts off: nothing reads tags, none are fitted
+        from hil.rng import Rng
+        from hil.twins.eeprom24 import tag
+        parts = getattr(self.scenario, "PARTS", {})
+        for t in self.board.get("tags", ()):
+            p = parts.get(t["slot"])
+            if p is None:
+                continue
+            h = 0
+            for k, c in enumerate(t["slot"]):
+                h += (k + 1) * ord(c)             # the slot's own stream: no two profiles' parts alike
+            r = Rng(seed * 1000003 + h)
+            pp = Passport(p[0], 1, 2025, 1 + r.below(12), 1 + r.below(28), p[1], p[2])
+            m = out[t["slot"]] = tag(t["chip"], r, pp)
+            self.i2c.attach(t["addr"], m)
+            if t["chip"] == "at24cs02":
+                self.i2c.attach(t["addr"] | 0x08, m.security())
+        return out
+
+    def tags(self, extra=()):
+        """(slot, EEPROM driver) for the board's tags and extra part_tags specs."""
+        from agent import parts
+        return parts.tags(parts.tag_specs(self.board, extra), self.i2c)
 
     def _schedule(self, events):
         from hil.scenario import FaultSchedule

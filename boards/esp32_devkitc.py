@@ -15,9 +15,11 @@ BUSES = {
 }
 
 
-def _board(sensors, baud=2400):
+def _board(sensors, asset, baud=2400):
+    # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
+    from boards import tags
     b = {"name": "esp32-devkitc", "mcu": "esp32",
-         "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors}
+         "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": tags.on("i2c0", asset)}
     b["buses"]["rs485"]["baud"] = baud
     return b
 
@@ -28,7 +30,7 @@ BOARD = _board([
     {"type": "sht3x", "bus": "i2c0", "addr": 0x44},
     {"type": "adxl345", "bus": "i2c0", "addr": 0x53},
     {"type": "sdm120", "bus": "rs485", "slave": 1},
-])
+], "compressor")
 ASSETS = {
     "compressor": BOARD,
     # a luminaire: LED driver supply (48 V, 10 mohm shunt), light, heat sink
@@ -37,7 +39,7 @@ ASSETS = {
          "run_threshold_mA": 100},
         {"type": "bh1750", "bus": "i2c0", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c0", "addr": 0x44, "hot_cC": 7000},
-    ]),
+    ], "luminaire"),
     # a booster pump: SDM630 (9600 baud) on its supply, a 10 L/pulse water
     # meter, bearing vibration, cabinet climate
     "pump": _board([
@@ -45,7 +47,7 @@ ASSETS = {
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
         {"type": "adxl345", "bus": "i2c0", "addr": 0x53},
         {"type": "bme280", "bus": "i2c0", "addr": 0x76, "hot_cC": 4000},
-    ], baud=9600),
+    ], "pump", baud=9600),
 }
 # a compressor's air meter (air = "measured"): 1 L of free air per pulse
 AIR_METER = {"type": "pulse", "bus": "flow", "ml_per_pulse": 1000, "medium": "air"}

@@ -32,9 +32,12 @@ BOARD = {
 }
 
 
-def _board(sensors):
+def _board(sensors, asset):
+    # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
+    from boards import tags
     return {"name": BOARD["name"], "mcu": BOARD["mcu"],
-            "buses": {k: dict(v) for k, v in BOARD["buses"].items()}, "sensors": sensors}
+            "buses": {k: dict(v) for k, v in BOARD["buses"].items()}, "sensors": sensors,
+            "tags": tags.on("i2c0", asset)}
 
 
 ASSETS = {
@@ -45,14 +48,14 @@ ASSETS = {
         {"type": "sht3x", "bus": "i2c0", "addr": 0x44},
         {"type": "adxl345", "bus": "i2c0", "addr": 0x53},
         {"type": "sdm120", "bus": "rs485", "slave": 1},
-    ]),
+    ], "compressor"),
     # a luminaire: LED driver supply (48 V, 10 mohm shunt), light, heat sink
     "luminaire": _board([
         {"type": "ina226", "bus": "i2c0", "addr": 0x40, "shunt_milliohm": 10, "current_lsb_ua": 200,
          "run_threshold_mA": 100},
         {"type": "bh1750", "bus": "i2c0", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c0", "addr": 0x44, "hot_cC": 7000},
-    ]),
+    ], "luminaire"),
     # a booster pump: SDM630 on its supply, a 10 L/pulse water meter,
     # bearing vibration, cabinet climate
     "pump": _board([
@@ -60,7 +63,7 @@ ASSETS = {
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
         {"type": "adxl345", "bus": "i2c0", "addr": 0x53},
         {"type": "bme280", "bus": "i2c0", "addr": 0x76, "hot_cC": 4000},
-    ]),
+    ], "pump"),
 }
 # a compressor's air meter (air = "measured"): 1 L of free air per pulse
 AIR_METER = {"type": "pulse", "bus": "flow", "ml_per_pulse": 1000, "medium": "air"}

@@ -12,9 +12,11 @@ BUSES = {
 }
 
 
-def _board(sensors):
+def _board(sensors, asset):
+    # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
+    from boards import tags
     return {"name": "rpi4", "mcu": "bcm2711", "i2c_bus": 1,
-            "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors}
+            "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": tags.on("i2c1", asset)}
 
 
 # a compressor sold as air: motor supply, head climate, mains meter
@@ -22,7 +24,7 @@ BOARD = _board([
     {"type": "ina219", "bus": "i2c1", "addr": 0x40, "shunt_milliohm": 100},
     {"type": "sht3x", "bus": "i2c1", "addr": 0x44},
     {"type": "sdm120", "bus": "rs485", "slave": 1},
-])
+], "compressor")
 ASSETS = {
     "compressor": BOARD,
     # a luminaire sold as lux-hours: its 48 V LED driver's supply (150 W is
@@ -33,7 +35,7 @@ ASSETS = {
          "run_threshold_mA": 100},
         {"type": "bh1750", "bus": "i2c1", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c1", "addr": 0x44, "hot_cC": 7000},
-    ]),
+    ], "luminaire"),
     # a booster pump sold as water: a three-phase meter on its supply (runs
     # above 1 kW), a 10 L/pulse water meter on its outlet, bearing vibration,
     # cabinet climate
@@ -42,7 +44,7 @@ ASSETS = {
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
         {"type": "adxl345", "bus": "i2c1", "addr": 0x53},
         {"type": "bme280", "bus": "i2c1", "addr": 0x76, "hot_cC": 4000},
-    ]),
+    ], "pump"),
 }
 # a compressor's air meter (air = "measured"): 1 L of free air per pulse
 AIR_METER = {"type": "pulse", "bus": "flow", "ml_per_pulse": 1000, "medium": "air"}

@@ -8,7 +8,7 @@ from boards import rpi4 as _pi4
 def _copy(b):
     return {"name": "rpi-zero2w", "mcu": "bcm2710a1", "i2c_bus": b["i2c_bus"],
             "buses": {k: dict(v) for k, v in b["buses"].items()},
-            "sensors": [dict(s) for s in b["sensors"]]}
+            "sensors": [dict(s) for s in b["sensors"]], "tags": [dict(t) for t in b.get("tags", ())]}
 
 
 BOARD = _copy(_pi4.BOARD)

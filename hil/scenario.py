@@ -124,6 +124,15 @@ class Compressor:
 
     faults = None             # a FaultSchedule, when the board gives one (part swaps)
     SWAPS = (("sht3x", 20, 8),)   # the head-temperature sensor is replaced on the first day
+    # The wear parts, each with an ID EEPROM tag (boards/tags.py) holding its
+    # passport: slot -> (part number, rated hours, rated cycles). The part
+    # number is the one a life card lists (agent/collector/life/cards/): the
+    # motor's bearing (ISO 281 from the load histogram: the afternoon's
+    # heavier current), its winding (run hours and starts: every cycle above
+    # is a start) and the contactor (electrical life by breaking current: each
+    # start breaks nothing, each stop breaks the running current).
+    PARTS = {"motor-bearing": ("6204-2Z", 20000, 0), "motor-winding": ("TL-MOT-24V-70W", 20000, 1000000),
+             "contactor": ("TL-KM-AC3-9A", 0, 1100000)}
 
     def swaps(self, seed):
         return _Profile.swaps(self, seed)
@@ -236,6 +245,11 @@ class Luminaire(_Profile):
     The outcome billed is lux-hours delivered (ground truth: true_lux_ms)."""
     FULL_MW = 150000          # electrical power at 100 %
     SWAPS = (("sht4x", 30, 12),)  # the heat-sink sensor is replaced on the second day
+    # wear parts with ID EEPROM tags (see Compressor.PARTS): the LED engine
+    # (TM-21 over lit hours, its lux per watt falling with maint_ppm()) and
+    # the driver, whose bulk electrolytic capacitor sits on the heat sink
+    # (Arrhenius over the sink's temperature histogram)
+    PARTS = {"led-engine": ("TL-LED-150W", 60000, 0), "led-driver": ("TL-DRV-150W-48V", 2000, 0)}
     BUS_MV = 48000
     FULL_LUX = 900
     DERATE_MC = 70000
@@ -330,6 +344,12 @@ class BoosterPump(_Profile):
     RATED_LPM = 400
     RUN_W = 5500
     SWAPS = (("sdm630", 40, 6),)  # the meter is exchanged on the second day
+    # wear parts with ID EEPROM tags (see Compressor.PARTS): the drive-end
+    # bearing (ISO 281 over the load histogram; its wear drives the vibration
+    # the ADXL345 reads, the zone collar), the motor (run hours, starts) and
+    # the mechanical seal (run hours, starts: dry running at each start)
+    PARTS = {"pump-bearing": ("6204-2Z", 20000, 0), "pump-motor": ("TL-PMP-MOT-5K5", 40000, 500000),
+             "pump-seal": ("TL-SEAL-25MM", 20000, 100000)}
     TANK_L = 20000
 
     def __init__(self, clock, seed=1, meter_start_Wh=500000):

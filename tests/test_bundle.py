@@ -108,7 +108,7 @@ def test_the_flashed_bundle_holds_only_what_its_board_needs(board, tmp_path):
         assert not rel.startswith(NEVER), "%s bundle holds %s (host only)" % (board, rel)
         if rel.startswith("boards/"):
             name = rel[len("boards/"):-4]
-            assert name in ("__init__", "check", "install", "sensors") + own, \
+            assert name in ("__init__", "check", "install", "sensors", "tags") + own, \
                 "%s bundle holds %s, another board's file" % (board, rel)
         if board in ESP32:
             assert not rel.startswith("hil/"), "%s bundle holds %s (emulation)" % (board, rel)

@@ -499,7 +499,8 @@ def test_birth_definitions_give_the_bins_and_levels_are_readings(tmp_path):
     cards = tmp_path / "cards"
     cards.mkdir()
     src = open(cardmod.HERE + "/led-engine.toml").read()
-    (cards / "led.toml").write_text(src.replace('match = ["led-"]', 'match = ["led-"]\npart_numbers = ["LE-4K-930"]'))
+    pn = next(x for x in src.splitlines() if x.startswith("part_numbers"))
+    (cards / "led.toml").write_text(src.replace(pn, 'part_numbers = ["LE-4K-930"]'))
     h.event("lum-1", 0, 0, "installed", "engine", "at24cs02-00112233445566778899aabbccddeeff", detail="LE-4K-930")
     h.event("lum-2", 0, 0, "installed", "engine", "at24cs02-ffeeddccbbaa99887766554433221100", detail="LE-4K-930")
     led = h.ledger()

@@ -502,11 +502,12 @@ def test_messages_with_events_validate_against_the_cddl_and_the_collector_checks
 def test_parts_code_runs_under_micropython(bundle):
     # the agent, ring log, a channel, the parts tracker, passport and EEPROM
     # driver AND the twins, as .mpy in RAM on this 64-bit port: 192K, as the
-    # simulated day (128K is not enough); on a board the code is in flash
+    # simulated day (128K is not enough); 256K since it also runs the emulated
+    # luminaire's world (scenario, twins) for its board tags; on a board the code is in flash
     from conftest import MP, mp_run
     if not MP:
         pytest.skip("micropython unix port not installed")
-    r = mp_run(bundle, "import runner; runner.main(['test_parts_mp'])", heap="192K")
+    r = mp_run(bundle, "import runner; runner.main(['test_parts_mp'])", heap="256K")
     print(r.stdout, r.stderr)
     assert r.returncode == 0 and "0 failed" in r.stdout and "FAIL" not in r.stdout
 

@@ -37,7 +37,7 @@ TARGETS = {
 DEVICE_KEYS = ("device_id", "interval_s", "sample_ms", "log_kib", "broker", "key", "seed",
                "batch_max", "window", "drain_bps", "max_latency_s",
                "wifi_ssid", "wifi_password", "ntp", "deep_sleep", "awake_s", "log", "watchdog_s",
-               "parts", "asset", "air", "ota_trial_s")
+               "parts", "part_tags", "asset", "air", "ota_trial_s")
 # the board whose sensors a bundle's config is checked against
 CHECK_BOARD = {"unix": "emulated"}
 # ota_boot.boot() first: it picks the bundle this boot runs (the flashed one, or an

@@ -49,9 +49,10 @@ def _print(r, out):
              _num(life.get("D_P90")), _days(life.get("days_P10")), _days(life.get("days_P50")),
              _days(life.get("days_P90"))))
         if life.get("outcome_P10") is not None:
-            w("  in %s: P10/P50/P90 %.0f/%.0f/%.0f at %.1f %s/day\n" % (
-                life["outcome_unit"], life["outcome_P10"], life["outcome_P50"], life["outcome_P90"],
-                life["outcome_per_day"], life["outcome_unit"]))
+            si = life.get("outcome_si")
+            w("  in %s%s: P10/P50/P90 %.0f/%.0f/%.0f at %.1f %s/day\n" % (
+                life["outcome_unit"], " (%s)" % si if si else "", life["outcome_P10"], life["outcome_P50"],
+                life["outcome_P90"], life["outcome_per_day"], si or life["outcome_unit"]))
         if life.get("calibrated"):
             w("  calibrated by the %s\n" % life["calibrated"])
         if life.get("rate_assumption"):

@@ -28,7 +28,8 @@ def run(a):
         if cfg["board"] == "emulated":
             from boards.emulated import Emulation
             world = Emulation(clock, seed=cfg.get("seed", 1), serial=cfg.get("serial", "pty"),
-                              profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"])
+                              profile=cfg["asset"], air=cfg["air"], overrides=cfg["sensors"],
+                              tags=bool(cfg.get("parts")))
             channels = world.channels()
             board = world.board
         else:
@@ -41,10 +42,12 @@ def run(a):
         return err("run: board %s: %s" % (cfg["board"], e))
     if cfg.get("parts"):
         # component identity and swap events: the sensors that can tell one, the ID EEPROM
-        # tags configured (part_tags) and the Pi's own id
+        # tags of the board's asset (boards/tags.py) with the config's part_tags over them,
+        # and the Pi's own id
         from agent import parts
         from agent.port.cpython import node_id
-        tags = parts.tags(cfg.get("part_tags", []), world.i2c if world is not None else i2c)
+        tags = parts.tags(parts.tag_specs(board, cfg.get("part_tags", [])),
+                          world.i2c if world is not None else i2c)
         channels.append(parts.Parts(parts.slots_for(channels, tags, node=node_id())))
     transport = None
     if cfg.get("broker"):

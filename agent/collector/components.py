@@ -58,6 +58,9 @@ ERRORS = ("err_nack", "err_crc", "err_timeout", "err_range", "log_errors")
 BURST_DAYS = 7          # a removal within this many days of an error burst is a derived failure
 BURST_RATIO = 3.0       # errors of those days against the same span before them
 BURST_MIN = 5           # and at least this many errors in them
+# a component id with this in it is a model id, not a serial (docs/wire.md):
+# every asset's part of that kind has it, so the ledger keys it <id>@<asset>
+NOT_UNIQUE = "-model-"
 # part_events.detail words (docs/wire.md); anything else is a part number
 REASONS = ("boot", "swap", "burst", "vanished")
 
@@ -150,6 +153,9 @@ class Ledger:
         self.events = _table_rows(self.b,
             "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
             "ORDER BY device, epoch, seq, idx")
+        # a model id names a kind, not a part: one per asset
+        self.events = [e if NOT_UNIQUE not in e[6] else tuple(e[:6]) + ("%s@%s" % (e[6], e[0]),) + tuple(e[7:])
+                       for e in self.events]
         self.scope = None
         if asset or component:
             comps = {e[6] for e in self.events if e[0] == asset} if asset else {component}
@@ -344,6 +350,11 @@ class Ledger:
         return {c: s["slot"] for c, segs in self.segs.items() for s in segs
                 if s["device"] == device and s["end"] is None}
 
+    def installed_anywhere(self, comp):
+        """Whether the component is in an asset now."""
+        segs = self.segs.get(comp)
+        return bool(segs) and segs[-1]["end"] is None
+
     def _at(self, device, hist, pos):
         """Index of the newest snapshot at or before pos (-1: before the
         first; counters start at zero and are never reset), or None."""
@@ -428,6 +439,8 @@ class Ledger:
         eo = (seg["end"] or {}).get("odo", {}) if seg["end"] else self._odometers_now(dev, seg["start"]["pos"][0])
         if "load_s" in out:
             out["run_h"] = float(out["load_s"].sum()) / 3600.0
+        elif "dim_s" in out:                                  # a luminaire: its lit hours
+            out["run_h"] = float(out["dim_s"].sum()) / 3600.0
         elif since_wall is None and _num(so.get("run_time")) and _num(eo.get("run_time")):
             out["run_h"] = float(eo["run_time"] - so["run_time"]) / 3600.0
         for name in ("starts", "cycles"):

@@ -7,7 +7,7 @@ What goes into a bundle is decided by folder, not by a list of files:
 
   agent/*.py, agent/port/*.py   the device core and its ports (less HOST_PORTS)
   drivers/*.py                  the sensor drivers
-  boards/*.py                   the shared board code (__init__, check, install, sensors)
+  boards/*.py                   the shared board code (__init__, check, install, sensors, tags)
                                 and the board's own files (BUNDLES): a module
                                 named after a board in boards.BOARDS is left
                                 out of every other board's bundle; the unix

@@ -25,7 +25,8 @@ class SimDevice:
         self.id = device_id
         self.clock = VirtualClock()
         self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"],
-                               profile=opts["profile"], swaps=opts.get("parts", True))
+                               profile=opts["profile"], swaps=opts.get("parts", True),
+                               tags=opts.get("parts", True))
         self.log_path = os.path.join(workdir, device_id + ".log")
         self.transport = transport
         self.opts = opts
@@ -42,7 +43,7 @@ class SimDevice:
         chans = self.world.channels()
         if o.get("parts", True):
             from agent.parts import Parts, slots_for
-            chans.append(Parts(slots_for(chans)))
+            chans.append(Parts(slots_for(chans, self.world.tags())))
         self.agent = Agent(self.id, chans, log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
                            sample_ms=o["sample_ms"], reason=reason,

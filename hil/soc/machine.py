@@ -10,6 +10,8 @@
 # world); with soc.json "counter": false the port has no Counter and a Pin
 # IRQ counts instead: the edges that passed are delivered to its handler
 # before each bus transaction, as interrupts between the loop's reads.
+# The asset's wear parts carry their ID EEPROM tags (boards/tags.py) unless
+# soc.json "tags" is false.
 # soc.json "i2c_fault_after": N makes the I2C controller raise what no driver
 # expects (RuntimeError) after N transactions: a firmware bug to crash on.
 import json
@@ -121,7 +123,7 @@ def _the_world():
         if CFG.get("speed"):
             clock = _Fast(clock, CFG["speed"])
         _world = Emulation(clock, seed=CFG.get("seed", 1), profile=CFG.get("asset", "compressor"),
-                           air=CFG.get("air", "rated"))
+                           air=CFG.get("air", "rated"), tags=CFG.get("tags", True))
     return _world
 
 

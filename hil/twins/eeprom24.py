@@ -16,6 +16,9 @@
 # AT24CS02Model: plus the read-only 16-byte serial at word 0x80 of the
 #   companion address (attach security() at addr | 0x08); `serial` settable.
 # M24AA02E48Model: the EUI-48 at 0xFA-0xFF, the upper half write-protected.
+# tag(): a tag as a part leaves its maker: its own factory serial (seeded)
+#   and a passport in the user area (agent/passport.py), for the emulated
+#   world's wear parts (boards/emulated.py, hil/scenario.py PARTS).
 
 import errno
 
@@ -126,3 +129,16 @@ class M24AA02E48Model(EEPROM24Model):
     def set_eui(self, eui48):
         for i in range(6):
             self.mem[0xFA + i] = eui48[i]
+
+
+def tag(chip, rng, passport):
+    """An AT24CS02 or 24AA02E48 model with a serial drawn from rng (hil.rng.Rng:
+    16 bytes; an EUI-48 under Microchip's OUI 00:04:A3) and `passport`
+    (agent.passport.Passport) written to copy A, as the part's maker leaves it."""
+    if chip == "at24cs02":
+        m = AT24CS02Model(bytes([rng.below(256) for _ in range(16)]))
+    else:
+        m = M24AA02E48Model(b"\x00\x04\xa3" + bytes([rng.below(256) for _ in range(3)]))
+    b = passport.encode(1)
+    m.mem[0:len(b)] = b
+    return m

@@ -85,3 +85,29 @@ def test_passport_round_trip_through_the_eeprom_twin():
     chip.mem[70] ^= 1
     q, why = P.read(e, 1)
     assert why is None and q.seq == 1                 # the torn newer copy: the older one
+
+
+def test_the_board_files_tags_are_read_with_their_passports():
+    # the emulated luminaire's board declares its wear parts' tags
+    # (boards/tags.py); the world fits twins with passports (hil/scenario.py
+    # PARTS); a config part_tags spec replaces the driver's slot
+    from agent.parts import board_tags
+    from agent.partlog import E_DETAIL, E_SLOT
+    from boards.emulated import Emulation
+    clock = VirtualClock()
+    w = Emulation(clock, seed=3, profile="luminaire", tags=True)
+    tags = board_tags(w.board, (), {"i2c": w.i2c})
+    assert [t[0] for t in tags] == ["led-engine", "led-driver"]
+    # the tags alone (the luminaire's sensors, drivers and channels would not
+    # fit this port's heap beside the emulation: code is in RAM here)
+    ag = Agent("dev-mp", [Parts(slots_for([], tags))], RingLog(EmulatedNOR(1024, 8), "dev-mp"),
+               clock, interval_ms=60000, sample_ms=5000).start()
+    _run(ag, clock, 3)
+    got = {}
+    for e in ag.log.events:
+        got[e[E_SLOT]] = (e[E_COMP], e[E_DETAIL])
+    assert got["led-engine"][0].startswith("at24cs02-") and got["led-engine"][1] == "TL-LED-150W", got
+    assert got["led-driver"][0].startswith("24aa02e48-0004a3") and got["led-driver"][1] == "TL-DRV-150W-48V", got
+    # part_tags over the board's: the driver's slot now at 0x55 (nothing there), an extra slot added
+    tags = board_tags(w.board, ["led-driver=24aa02e48@0x55", "fan=at24cs02@0x56"], {"i2c": w.i2c})
+    assert [(t[0], t[1].addr) for t in tags] == [("led-engine", 0x50), ("led-driver", 0x55), ("fan", 0x56)]

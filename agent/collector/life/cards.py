@@ -49,6 +49,11 @@ MODELS = {
     "runtime": ("odometers", {
         "life_h": ("h", _pos, "must be > 0", False),
         "cycles": ("ops", _pos, "must be > 0", False)}),
+    # powered hours at any temperature (the thermal histogram's seconds
+    # counted, whatever the bin): a rated life in time, IDTA Reliability's
+    # UsefulLifeInTimeInterval, for parts that age while switched on
+    "powered": ("t_s", {
+        "life_h": ("h", _pos, "must be > 0", True)}),
     "arrhenius10": ("t_s", {
         "L0": ("h", _pos, "must be > 0", True),
         "T0": ("degC", lambda v: -55 <= v <= 200, "must be within -55..200 degC", True),

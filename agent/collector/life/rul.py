@@ -55,9 +55,16 @@ def conditional_rul(a, eta, beta, u):
     return eta * ((a / eta) ** beta - np.log1p(-u)) ** (1.0 / beta) - a
 
 
+def col_life(life_h, n):
+    """(S, n): the same life in every bin."""
+    return np.repeat(np.asarray(life_h, float).reshape(-1, 1), n, axis=1)
+
+
 def _life_per_bin(m, P, layout_values):
     """(S, B) life per bin and (S,) L_ref, in the mechanism's reference unit."""
     model = m["model"]
+    if model == "powered":
+        return col_life(P["life_h"], len(layout_values)), P["life_h"]
     if model == "arrhenius10":
         Lb = models.arrhenius_10k(layout_values, P["L0"], P["T0"], P["halving_K"])
         return Lb, P["L0"]
@@ -125,7 +132,8 @@ def mechanism_damage(m, usage, P):
     if many:
         return d, None, Lref, None
     per0 = c[0] * inv[0]
-    share = per0 / per0.sum() if per0.sum() > 0 else None
+    # which bin did the damage (none for powered hours: every bin ages alike)
+    share = per0 / per0.sum() if per0.sum() > 0 and m["model"] != "powered" else None
     return d[0], share, Lref, None
 
 

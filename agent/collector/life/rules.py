@@ -28,7 +28,7 @@ DEFAULTS = {
     "thresholds": {"fair": 0.5, "poor": 0.8, "critical": 1.0, "pm_warning": 0.8, "repair_ec_max": 0.5,
                    "upgrade_tg_min": 0.2, "core_max": 0.5, "wear_min": 0.8, "underuse_max": 0.5,
                    "reman_cost_max": 0.85, "harvest_max": 0.5},
-    "usage": {"window_days": 30, "outcome": "units", "samples": rul.SAMPLES, "seed": rul.SEED,
+    "usage": {"window_days": 30, "outcome": "auto", "samples": rul.SAMPLES, "seed": rul.SEED,
               "calibrate": False},
     "asset": {},
 }
@@ -200,6 +200,25 @@ def _f(x):
 ERRORS = ("err_nack", "err_crc", "err_timeout", "err_range", "log_errors")
 
 
+# [usage] outcome = "auto" (the default): an asset's outcome odometer is the
+# first of these its newest schema carries: the compressor's air (m3), the
+# pump's water (m3), the luminaire's light exposure (lx.h), a generic count
+OUTCOMES = ("air", "water", "light_exposure", "units")
+
+
+def outcome_of(col, device, want="auto"):
+    """(metric, unit, scale) of the device's outcome odometer: `want`, or
+    with "auto" the first of OUTCOMES in its newest schema; the unit and
+    scale from that schema ("", 0 when it does not list the metric)."""
+    row = col._b.execute("SELECT schema_id FROM records WHERE device_id = ? ORDER BY epoch DESC, seq DESC "
+                         "LIMIT 1", (device,)).fetchone()
+    odo = {m[0]: (m[1], m[2]) for m in (col.schema(device, row[0]) or []) if m[3] == "odometer"} if row else {}
+    if want == "auto":
+        want = next((m for m in OUTCOMES if m in odo), OUTCOMES[-1])
+    unit, scale = odo.get(want, ("", 0))
+    return want, unit, scale
+
+
 def device_usage(col, device, name, window_days):
     """(outcome units per day, error rise) of a device from the billing
     ledger's day totals over the last window_days: the outcome odometer's
@@ -218,7 +237,7 @@ def device_usage(col, device, name, window_days):
 
 
 def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None, error_rise=None,
-                     outcome="units"):
+                     outcome="units", outcome_si=""):
     card = cardmod.for_component(cards, comp, ledger.part_numbers.get(comp))
     if card is None:
         return None, {"uncertain": ["no life card rates %s (no card's match prefix fits it, nor lists the part "
@@ -230,9 +249,12 @@ def component_figure(ledger, cards, comp, cfg, outcome_per_day=None, fleet=None,
                        evidence=_evidence(recent, days, error_rise, usage), outcome_per_day=outcome_per_day,
                        outcome_unit=outcome, samples=use["samples"], seed=use["seed"],
                        calibration=(fleet or {}).get(card["type"]))
-    if outcome_per_day is None and recent is not None:
-        fig["uncertain"].append("no '%s' odometer moved in the window (the asset's outcome odometer: [usage] "
-                                "outcome or [asset.ID] outcome): no figures in outcome units" % outcome)
+    if outcome_per_day is None and recent is not None and ledger.installed_anywhere(comp):
+        fig["uncertain"].append("no '%s' odometer moved in the window (the asset's outcome odometer: the first "
+                                "of %s in its schema, or [usage] outcome or [asset.ID] outcome): no figures "
+                                "in outcome units" % (outcome, ", ".join(OUTCOMES)))
+    elif fig.get("outcome_unit"):
+        fig["outcome_si"] = outcome_si
     if recent is None:
         fig["uncertain"].append("no dated snapshots in the last %s days: no usage rate, no calendar figures"
                                 % use["window_days"])
@@ -270,11 +292,13 @@ def assess(ledger, cards, cfg, asset=None, component=None, store=True):
     for comp in comps:
         segs = ledger.segs.get(comp, [])
         where = segs[-1]["device"] if segs and segs[-1]["end"] is None else None
-        outcome = cfg["asset"].get(where, {}).get("outcome", cfg["usage"]["outcome"])
         if where and where not in rates:
-            rates[where] = device_usage(ledger.col, where, outcome, cfg["usage"]["window_days"])
-        per_day, rise = rates.get(where, (None, None))
-        card, fig = component_figure(ledger, cards, comp, cfg, per_day, fl, rise, outcome)
+            name, si, scale = outcome_of(ledger.col, where, cfg["asset"].get(where, {}).get(
+                "outcome", cfg["usage"]["outcome"]))
+            per_day, rise = device_usage(ledger.col, where, name, cfg["usage"]["window_days"])
+            rates[where] = (per_day * 10.0 ** scale if per_day is not None else None, rise, name, si)
+        per_day, rise, outcome, si = rates.get(where, (None, None, "units", ""))
+        card, fig = component_figure(ledger, cards, comp, cfg, per_day, fl, rise, outcome, si)
         band, reasons = health(fig if card else None, ledger.open_failure(comp), th)
         out["components"][comp] = {
             "component": comp, "card": fig.get("card"), "asset": where, "health": band, "reasons": reasons,
