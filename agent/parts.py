@@ -91,30 +91,34 @@ def tags(specs, i2c):
     return out
 
 
-class Slot:
-    """read() -> a component id (text); raises OSError (typed: drivers/errors.py)."""
+# A slot is one small list (a MicroPython instance would keep its attributes
+# in a table of its own, about three times the size), indexed by:
+S_NAME = 0      # where in the asset (text)
+S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py)
+S_CH = 2        # the channel whose bus errors trigger a read, or None
+S_EEP = 3       # an ID EEPROM with a passport in its user area, or None
+S_CAND = 4      # a new id being confirmed, or None
+S_CANDN = 5     # reads of it in a row
+S_MISS = 6      # reads without an answer in a row
+S_DUE = 7       # uptime of the next periodic read
+S_ERR = 8       # the channel's error count at the last read
+S_REF = 9       # the passport counters' sources at the last checkpoint; None: no valid passport
+S_CKAT = 10     # uptime of the last checkpoint (or passport read); -1: not read since boot
+S_WHY = 11      # what found the candidate: "boot", "burst", "swap"
 
-    def __init__(self, name, read, channel=None, eeprom=None):
-        ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
-        for c in name if ok else "":
-            if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
-                ok = False
-        if not ok:
-            raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
-        self.name = name
-        self.read = read
-        self.channel = channel
-        self.eeprom = eeprom        # an ID EEPROM with a passport in its user area
-        self.cand = None
-        self.cand_n = 0
-        self.miss = 0
-        self.due = 0
-        self.err_seen = 0
-        self.passport = None
-        self.ref = None             # passport counters' sources at the last checkpoint
-        self.ck_at = 0              # uptime of the last checkpoint
-        self.tried = False          # the passport was read (or tried) since boot
-        self.why = ""
+
+def Slot(name, read, channel=None, eeprom=None):
+    """A slot (the list above); ValueError for a name the wire would not take.
+    The passport itself is not kept: it is read from the EEPROM when it is
+    needed (an install, a checkpoint), so a slot holds only its counters'
+    sources at the last checkpoint."""
+    ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
+    for c in name if ok else "":
+        if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
+            ok = False
+    if not ok:
+        raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
+    return [name, read, channel, eeprom, None, 0, 0, 0, 0, None, -1, ""]
 
 
 def slots_for(channels, tags=(), node=None):
@@ -132,7 +136,7 @@ def slots_for(channels, tags=(), node=None):
     for name, drv in tags:
         out.append(Slot(name, drv.ident, eeprom=drv))
     if node:
-        out.append(Slot("node", lambda: node))
+        out.append(Slot("node", node.lower))     # the id itself (a bound method: no closure)
     return out
 
 
@@ -181,20 +185,20 @@ class Parts:
         for s in self.slots:
             for _ in range(N_CONFIRM):
                 self._check(s, now, "boot")
-                if s.cand is None:
+                if s[S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if s.eeprom is not None and not s.tried and self.log.parts.get(s.name):
+            if s[S_EEP] is not None and s[S_CKAT] < 0 and self.log.parts.get(s[S_NAME]):
                 self._passport(s, now)
 
     def sample(self, meter, now, dt):
         for s in self.slots:
-            ch = s.channel
-            burst = ch is not None and ch.errors - s.err_seen >= BURST
-            if (s.cand is not None or (s.miss and s.name in self.log.parts)
-                    or now >= s.due or burst):
+            ch = s[S_CH]
+            burst = ch is not None and ch.errors - s[S_ERR] >= BURST
+            if (s[S_CAND] is not None or (s[S_MISS] and s[S_NAME] in self.log.parts)
+                    or now >= s[S_DUE] or burst):
                 self._check(s, now, "burst" if burst else "")
-            if s.passport is not None and now - s.ck_at >= self.checkpoint_ms:
+            if s[S_REF] is not None and now - s[S_CKAT] >= self.checkpoint_ms:
                 self._checkpoint(s, now)
         return True
 
@@ -208,12 +212,13 @@ class Parts:
             self.meter.add(self._i, 1)
 
     def _check(self, s, now, why):
-        s.due = now + self.period_ms
-        if s.channel is not None:
-            s.err_seen = s.channel.errors
-        known = self.log.parts.get(s.name)
+        s[S_DUE] = now + self.period_ms
+        if s[S_CH] is not None:
+            s[S_ERR] = s[S_CH].errors
+        name = s[S_NAME]
+        known = self.log.parts.get(name)
         try:
-            cid = _clean(s.read())
+            cid = _clean(s[S_READ]())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -221,47 +226,48 @@ class Parts:
             if getattr(e, "kind", "nack") in ("crc", "range"):
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
-            s.cand = None
-            s.cand_n = 0
-            s.miss += 1
-            if known and s.miss >= N_VANISH:
-                if self._event("removed", s, known, "vanished"):
-                    s.miss = 0
-                    s.passport = None
+            s[S_CAND] = None
+            s[S_CANDN] = 0
+            s[S_MISS] += 1
+            if known and s[S_MISS] >= N_VANISH:
+                if self._event("removed", name, known, "vanished"):
+                    s[S_MISS] = 0
+                    s[S_REF] = None
             return
-        s.miss = 0
+        s[S_MISS] = 0
         if cid == known:
-            if s.cand is not None:
+            if s[S_CAND] is not None:
                 self.fault("flicker")
-            s.cand = None
-            s.cand_n = 0
+            s[S_CAND] = None
+            s[S_CANDN] = 0
             return
-        if s.cand == cid:
-            s.cand_n += 1
+        if s[S_CAND] == cid:
+            s[S_CANDN] += 1
         else:
-            if s.cand is not None:
+            if s[S_CAND] is not None:
                 self.fault("flicker")
-            s.cand = cid
-            s.cand_n = 1
-            s.why = why or "swap"                   # what found it: boot, burst, swap
-        if s.cand_n < N_CONFIRM:
+            s[S_CAND] = cid
+            s[S_CANDN] = 1
+            s[S_WHY] = why or "swap"                # what found it: boot, burst, swap
+        if s[S_CANDN] < N_CONFIRM:
             return
-        if known and not self._event("removed", s, known, s.why):
+        if known and not self._event("removed", name, known, s[S_WHY]):
             return
-        s.passport = None
-        detail = s.why
-        if s.eeprom is not None:
-            self._passport(s, now)
-            if s.passport is not None:
-                detail = s.passport.part
-        if self._event("installed", s, cid, detail):
-            s.cand = None
-            s.cand_n = 0
-            if s.passport is not None:
-                s.passport.installs += 1
-                self._checkpoint(s, now)
+        s[S_REF] = None
+        detail = s[S_WHY]
+        p = None
+        if s[S_EEP] is not None:
+            p = self._passport(s, now)
+            if p is not None:
+                detail = p.part
+        if self._event("installed", name, cid, detail):
+            s[S_CAND] = None
+            s[S_CANDN] = 0
+            if p is not None:
+                p.installs += 1
+                self._checkpoint(s, now, p)
 
-    def _event(self, kind, s, comp, detail):
+    def _event(self, kind, slot, comp, detail):
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
         odo = {}
@@ -270,7 +276,7 @@ class Parts:
         for i in self._odo:
             odo[names[i]] = v[i]
         try:
-            self.log.event(kind, s.name, comp, wall, odo, detail[:32])
+            self.log.event(kind, slot, comp, wall, odo, detail[:32])
         except (LogError, OSError, ValueError):
             self.fault("log")                       # not durable: found again at the next check
             return False
@@ -297,45 +303,51 @@ class Parts:
             out.append(x)
         return out
 
-    def _passport(self, s, now):
+    def _read(self, s):
+        """The passport in the slot's EEPROM, or None (a counted fault)."""
         from agent import passport
-        s.tried = True
         try:
-            p, why = passport.read(s.eeprom, self.family)
+            p, why = passport.read(s[S_EEP], self.family)
         except OSError:
             self.fault("eeprom")
-            return
+            return None
         if p is None:
             self.fault(why)
-            return
-        s.passport = p
-        s.ref = self._sources()
-        s.ck_at = now
+        return p
 
-    def _checkpoint(self, s, now):
+    def _passport(self, s, now):
+        """Read the passport of a part found in the slot: the checkpoints
+        count from now. Returns it (not kept), or None."""
+        s[S_CKAT] = now
+        p = self._read(s)
+        if p is not None:
+            s[S_REF] = self._sources()
+        return p
+
+    def _checkpoint(self, s, now, p=None):
         """Add the usage since the last checkpoint to the passport's
-        odometers and write it (the other copy)."""
+        odometers (p, or read again from the EEPROM) and write it (the
+        other copy). A passport that no longer reads valid ends the
+        checkpoints until the part is found again (a counted fault)."""
         from agent import passport
-        p = s.passport
+        if p is None:
+            p = self._read(s)
+            if p is None:
+                s[S_REF] = None
+                return
         cur = self._sources()
-        add = []
+        ref = s[S_REF]
         k = 0
         for name, _ in PASSPORT_ODO:
-            d = cur[k] - s.ref[k]
-            add.append(d if d > 0 else 0)
-            setattr(p, name, getattr(p, name) + add[k])
+            d = cur[k] - ref[k]
+            if d > 0:
+                setattr(p, name, getattr(p, name) + d)
             k += 1
-        up = (now - s.ck_at) // 1000
-        p.installed_s += up
+        p.installed_s += (now - s[S_CKAT]) // 1000
         try:
-            passport.write(s.eeprom, p)
+            passport.write(s[S_EEP], p)
         except OSError:
-            self.fault("eeprom")
-            k = 0
-            for name, _ in PASSPORT_ODO:            # undone: added again at the next try
-                setattr(p, name, getattr(p, name) - add[k])
-                k += 1
-            p.installed_s -= up
+            self.fault("eeprom")                    # not advanced: added again at the next try
             return
-        s.ref = cur
-        s.ck_at = now
+        s[S_REF] = cur
+        s[S_CKAT] = now
