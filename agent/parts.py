@@ -6,7 +6,9 @@
 # that tells its serial (SHT3x, SHT4x, an Eastron meter), a model id where
 # there is none (INA226, BME280: "-model-" ids, not unique), or an ID EEPROM
 # tag (AT24CS02, 24AA02E48) on a part with no identity of its own, whose
-# user area carries the component passport (agent/passport.py).
+# user area carries the component passport (agent/passport.py; the tags'
+# config and the passport work of their slots are agent/parttags.py, loaded
+# only by an installation that has tags).
 #
 # When identities are read: every slot at boot, then every PERIOD_MS, and at
 # once when the slot's channel has counted BURST bus errors since the last
@@ -42,11 +44,6 @@ PERIOD_MS = 600000
 CHECKPOINT_MS = 86400000
 MAX_REASONS = 8
 
-# passport counter -> the schema metrics that can feed it (the first present)
-PASSPORT_ODO = (("run_s", ("run_time", "lit_time")), ("cycles", ("cycles",)),
-                ("energy_Wh", ("energy", "mains_energy")))
-
-
 def _clean(cid):
     """A component id as the wire takes it (docs/wire.md): lowercase
     <chip>-<serial> of letters, digits and - . _ :, at most 64 characters;
@@ -60,35 +57,6 @@ def _clean(cid):
     if cid[0] == "-" or cid[-1] == "-":
         raise ValueError("not a component id")
     return cid
-
-
-TAG_CHIPS = ("at24cs02", "24aa02e48")
-
-
-def parse_tag(spec):
-    """An ID EEPROM tag from config: "slot=chip@0xNN" (chip at24cs02 or
-    24aa02e48, its array address 0x50-0x57) -> (slot, chip, addr);
-    ValueError naming what is wrong."""
-    slot, _, rest = spec.partition("=")
-    chip, _, a = rest.partition("@")
-    try:
-        addr = int(a, 16) if a.lower().startswith("0x") else int(a)
-    except ValueError:
-        addr = -1
-    if not slot or chip not in TAG_CHIPS or not 0x50 <= addr <= 0x57:
-        raise ValueError("part tag %r: want slot=at24cs02@0x50 or slot=24aa02e48@0x50 (0x50-0x57)"
-                         % (spec,))
-    return slot, chip, addr
-
-
-def tags(specs, i2c):
-    """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
-    from drivers.eeprom24 import AT24CS02, M24AA02E48
-    out = []
-    for spec in specs:
-        slot, chip, addr = parse_tag(spec)
-        out.append((slot, (AT24CS02 if chip == "at24cs02" else M24AA02E48)(i2c, addr)))
-    return out
 
 
 # A slot is one small list (a MicroPython instance would keep its attributes
@@ -283,71 +251,12 @@ class Parts:
         self.events += 1
         return True
 
-    # -- passports -------------------------------------------------------------------
-
-    def _sources(self):
-        v = self.meter.values
-        names = self.meter.names
-        out = []
-        for _, cands in PASSPORT_ODO:
-            x = 0
-            for n in cands:
-                if n in names:
-                    i = names.index(n)
-                    sc = self.meter.schema[i][2]
-                    x = v[i]
-                    while sc < 0:
-                        x //= 10
-                        sc += 1
-                    break
-            out.append(x)
-        return out
-
-    def _read(self, s):
-        """The passport in the slot's EEPROM, or None (a counted fault)."""
-        from agent import passport
-        try:
-            p, why = passport.read(s[S_EEP], self.family)
-        except OSError:
-            self.fault("eeprom")
-            return None
-        if p is None:
-            self.fault(why)
-        return p
+    # -- passports (agent/parttags.py: only an installation with ID EEPROM tags loads it) --
 
     def _passport(self, s, now):
-        """Read the passport of a part found in the slot: the checkpoints
-        count from now. Returns it (not kept), or None."""
-        s[S_CKAT] = now
-        p = self._read(s)
-        if p is not None:
-            s[S_REF] = self._sources()
-        return p
+        from agent.parttags import found
+        return found(self, s, now)
 
     def _checkpoint(self, s, now, p=None):
-        """Add the usage since the last checkpoint to the passport's
-        odometers (p, or read again from the EEPROM) and write it (the
-        other copy). A passport that no longer reads valid ends the
-        checkpoints until the part is found again (a counted fault)."""
-        from agent import passport
-        if p is None:
-            p = self._read(s)
-            if p is None:
-                s[S_REF] = None
-                return
-        cur = self._sources()
-        ref = s[S_REF]
-        k = 0
-        for name, _ in PASSPORT_ODO:
-            d = cur[k] - ref[k]
-            if d > 0:
-                setattr(p, name, getattr(p, name) + d)
-            k += 1
-        p.installed_s += (now - s[S_CKAT]) // 1000
-        try:
-            passport.write(s[S_EEP], p)
-        except OSError:
-            self.fault("eeprom")                    # not advanced: added again at the next try
-            return
-        s[S_REF] = cur
-        s[S_CKAT] = now
+        from agent.parttags import checkpoint
+        checkpoint(self, s, now, p)

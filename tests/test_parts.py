@@ -623,7 +623,7 @@ def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
 
 def test_part_tags_in_the_config_name_a_slot_a_chip_and_its_address():
     from agent.cli.toml_config import ConfigError, validate
-    from agent.parts import parse_tag, tags
+    from agent.parttags import parse_tag, tags
     assert parse_tag("motor=at24cs02@0x51") == ("motor", "at24cs02", 0x51)
     for bad in ("motor=at24cs02@0x58", "motor=24c02@0x50", "=at24cs02@0x50", "motor"):
         with pytest.raises(ValueError):

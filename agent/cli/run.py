@@ -42,9 +42,9 @@ def run(a):
     if cfg.get("parts"):
         # component identity and swap events: the sensors that can tell one, the ID EEPROM
         # tags configured (part_tags) and the Pi's own id
-        from agent import parts
+        from agent import parts, parttags
         from agent.port.cpython import node_id
-        tags = parts.tags(cfg.get("part_tags", []), world.i2c if world is not None else i2c)
+        tags = parttags.tags(cfg.get("part_tags", []), world.i2c if world is not None else i2c)
         channels.append(parts.Parts(parts.slots_for(channels, tags, node=node_id())))
     transport = None
     if cfg.get("broker"):

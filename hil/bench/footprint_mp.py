@@ -34,7 +34,7 @@ EMULATION = ("hil.twins", "hil.twins.ina219", "hil.twins.sht3x", "hil.twins.bh17
              "hil.nor", "hil.scripted")
 # with parts=True (component identity, issue 15): the tracker, its log records,
 # the passport and the ID EEPROM's driver on the device; the EEPROM's twin
-PARTS_DEVICE = ("agent.parts", "agent.partlog", "agent.passport", "drivers.eeprom24")
+PARTS_DEVICE = ("agent.parts", "agent.partlog", "agent.parttags", "agent.passport", "drivers.eeprom24")
 PARTS_EMULATION = ("hil.twins.eeprom24",)
 TAG_ADDR = 0x50
 MAC = 0xA0B1C2D3E4F5        # the node's (an ESP32's eFuse base MAC)
@@ -84,7 +84,8 @@ class World:
         chans = boards.make_channels(BOARD, i2c,
                                      lambda port, baud: LoopbackPort(meter_model), sleep_ms=lambda ms: None)
         if tag is not None:
-            from agent.parts import Parts, slots_for, tags
+            from agent.parts import Parts, slots_for
+            from agent.parttags import tags
             i2c.attach(TAG_ADDR, tag)
             i2c.attach(TAG_ADDR | 8, tag.security())
             mac = "%012x" % MAC
