@@ -340,12 +340,14 @@ def report(r):
     print("  stress histograms, heap against the same loop without them: unix64 %s B at the end (%s at the"
           " peak), wasm32 ROMFS %s B" % (r.get("hist_heap_bytes"), r.get("hist_heap_peak_bytes"),
                                        r.get("hist_heap_bytes_32bit", "-")))
+    w, u = r.get("wasm32_romfs_parts") or {}, r.get("steady_loop_parts") or {}
     print("  stress histograms + identity (4 part slots, one an ID EEPROM tag with a passport), heap against"
           " the loop without either: wasm32 ROMFS %s B, unix64 %s B; growth over %s intervals: unix64 %s B,"
-          " wasm32 over %s: %s B"
-          % (r.get("hist_parts_heap_bytes_32bit", "-"), r.get("hist_parts_heap_bytes", "-"), s["intervals"],
-             r.get("hist_parts_heap_growth_bytes", "-"),
-             (r.get("wasm32_romfs_parts") or {}).get("intervals", "-"), r.get("hist_parts_heap_growth_bytes_32bit", "-")))
+          " wasm32 over %s: %s B; median us/interval with both: unix64 %s, wasm32 ROMFS %s"
+          % (r.get("hist_parts_heap_bytes_32bit", "-"), r.get("hist_parts_heap_bytes", "-"), u.get("intervals", "-"),
+             r.get("hist_parts_heap_growth_bytes", "-"), w.get("intervals", "-"),
+             r.get("hist_parts_heap_growth_bytes_32bit", "-"), u.get("us_per_interval", "-"),
+             w.get("us_per_interval", "-")))
     u = r.get("unix32_frozen")
     if isinstance(u, dict):
         print("  unix32, code frozen (%d modules, firmware %s B): code %d B (device %d, emulation %d), "
