@@ -26,8 +26,11 @@
 # interval in progress, the odometers of the asset at that moment); the slot
 # table changes with it, in the same record, so a power cut between the two
 # events of a swap leaves the first done and the second found again at the
-# next boot: exactly one of each. Faults are counted by reason in `faults`
-# and in total in the part_faults odometer; none of them stops metering.
+# next boot: exactly one of each. A log with no room for another event
+# (eight unacked, or its state block full) refuses it: one "log" fault, and
+# no retry until an ack has freed room (offline, no fault every sample).
+# Faults are counted by reason in `faults` and in total in the part_faults
+# odometer; none of them stops metering.
 # Passports: read when the part is installed (and at boot); a blank, corrupt,
 # foreign or unknown-version passport is a fault with that reason, never a
 # swap (the identity is the chip's serial, not the passport). The checkpoint
@@ -126,6 +129,7 @@ class Parts:
         self.clock = None
         self.meter = None
         self._odo = b""             # schema indices of the asset's odometers
+        self._full = -1             # log.acked when the log last refused an event for room
 
     # -- the channel interface ------------------------------------------------------
 
@@ -236,6 +240,8 @@ class Parts:
                 self._checkpoint(s, now, p)
 
     def _event(self, kind, slot, comp, detail):
+        if self._full == self.log.acked:
+            return False                            # no room until an ack frees some: not retried
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
         odo = {}
@@ -245,7 +251,13 @@ class Parts:
             odo[names[i]] = v[i]
         try:
             self.log.event(kind, slot, comp, wall, odo, detail[:32])
-        except (LogError, OSError, ValueError):
+        except LogError:
+            # no room for another pending event (or the state block is full):
+            # counted once, tried again when an ack has freed some
+            self._full = self.log.acked
+            self.fault("log")
+            return False
+        except (OSError, ValueError):
             self.fault("log")                       # not durable: found again at the next check
             return False
         self.events += 1

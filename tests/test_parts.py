@@ -605,6 +605,33 @@ def test_ids_the_ledger_would_refuse_never_reach_the_log():
         Slot("1fan", lambda: "fan-1")
 
 
+def test_a_log_with_no_room_for_another_event_is_one_fault_until_an_ack_frees_some():
+    # offline (nothing acks): eight pending events fill the log's room; the
+    # next install is refused once, counted once, not retried at every
+    # sample; an ack frees the room and it is logged at the next check
+    clock = VirtualClock()
+    world = Emulation(clock, seed=13, profile="luminaire")
+    fan = ["fan-1"]
+    parts = Parts([Slot("fan", lambda: fan[0])], period_ms=5000)
+    ag = Agent("dev-p", world.channels() + [parts], RingLog(EmulatedNOR(4096, 16), "dev-p"), clock,
+               interval_ms=60000, sample_ms=5000).start()
+
+    def run(n):
+        for _ in range(n):
+            clock.advance_ms(5000)
+            ag.tick()
+    for k in range(2, 6):                          # four swaps: 1 + 2 * 4 = 9 events wanted
+        fan[0] = "fan-%d" % k
+        run(N_CONFIRM + 1)
+    assert len(ag.log.events) == 8 and ag.log.parts.get("fan") is None        # removed, not yet installed
+    run(200)
+    assert parts.faults == {"log": 1} and len(ag.log.events) == 8
+    ag.log.ack(ag.log.epoch, ag.log.next_seq - 1)
+    run(2)
+    assert ag.log.parts["fan"] == "fan-5" and _events(ag.log.events, "fan") == [("installed", "fan-5")]
+    assert parts.faults == {"log": 1}
+
+
 def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
     clock = VirtualClock()
     world = Emulation(clock, seed=13, profile="luminaire")
