@@ -655,6 +655,7 @@ class DamageResult:
         self.classes = {}
         self.violations = []
         self.corrected = 0
+        self.counted = {}        # class -> points whose damage the recovery counted (corrected or a gap)
         self.gaps = 0
         self.fast = 0
 
@@ -740,6 +741,8 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
         floor = (log.next_seq, log.acked, model.appended[top_ok][0])
         lg = recover(dev)
         res.corrected += lg.corrected
+        if lg.corrected or lg.damaged:
+            res.counted[cls] = res.counted.get(cls, 0) + 1
         cont = continue_every and k % continue_every == 0
         if not cont and sector in per and _state(lg) == ref_state:
             lo, want = per[sector]
