@@ -4,7 +4,10 @@
 # cut the log is recovered and the seven invariants of DESIGN section 3 are
 # checked against a reference model of what the log promised, and an eighth:
 # the newest stress snapshot (T_HIST) is the last one written, or the one in
-# flight when the power went.
+# flight when the power went. With swaps=True (Model) the workload swaps
+# parts in three slots, reconciled after every recovery as agent/parts.py
+# does: each swap must come out as exactly one removed and one installed
+# event (T_EVENT), and the slot table as the parts in place.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
 # Over 500 lines on purpose: the power-cut and the silent-damage harness share
 # the reference model and the invariant checks; apart, each would copy them.
