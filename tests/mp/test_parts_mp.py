@@ -85,3 +85,28 @@ def test_passport_round_trip_through_the_eeprom_twin():
     chip.mem[70] ^= 1
     q, why = P.read(e, 1)
     assert why is None and q.seq == 1                 # the torn newer copy: the older one
+
+
+def test_a_tag_slot_reads_its_passport_at_install_and_writes_checkpoints():
+    # agent/parttags.py under MicroPython: the passport is read from the
+    # EEPROM at the install and again at each checkpoint (not kept)
+    from agent.parttags import tags
+    bus = EmulatedI2C()
+    bus.attach(0x44, SHT4xModel(serial=0x11111111))
+    chip = AT24CS02Model(busy_polls=1)
+    bus.attach(0x50, chip)
+    bus.attach(0x58, chip.security())
+    chip.mem[0:64] = P.Passport("FAN-12V", rated_h=30000).encode(1)
+    clock = VirtualClock()
+    chans = [ClimateChannel(SHT4x(bus, sleep_ms=_none))]
+    (slot, drv), = tags(["fan=at24cs02@0x50"], bus)
+    drv.sleep_ms = _none
+    parts = Parts(slots_for(chans, [(slot, drv)]), period_ms=5000, checkpoint_ms=60000)
+    ag = Agent("dev-mp", chans + [parts], RingLog(EmulatedNOR(1024, 8), "dev-mp"), clock,
+               interval_ms=60000, sample_ms=5000).start()
+    _run(ag, clock, 12 * 5 + 1)                       # five minutes: the install, then a checkpoint a minute
+    assert ag.log.parts["fan"] == "at24cs02-101112131415161718191a1b1c1d1e1f", ag.log.parts
+    assert [e[7] for e in ag.log.events if e[3] == "fan"] == ["FAN-12V"]
+    q, why = P.read(drv, 1)
+    assert why is None and q.installs == 1 and q.installed_s == 300 and q.seq == 1 + 6, (why, q.seq)
+    assert parts.faults == {}, parts.faults
