@@ -87,6 +87,23 @@ def mac0_into(buf, payload, key, aad):
     return buf
 
 
+def mac0_in_place(buf, key, aad):
+    """mac0() of the payload the bytearray buf holds, made in buf itself (the
+    head inserted before the payload, the tag appended): no second buffer of
+    the payload's size. Returns buf."""
+    if isinstance(aad, str):
+        aad = aad.encode()
+    head = bytearray(b"\xd1\x84")
+    head.extend(PROTECTED_BSTR)
+    head.append(0xA0)
+    cbor._head(head, 2, len(buf))
+    t = _tag(key, aad, buf)
+    buf[0:0] = head
+    buf.append(0x48)
+    buf.extend(t)
+    return buf
+
+
 def _eq(a, b):
     # constant time for equal lengths
     if len(a) != len(b):

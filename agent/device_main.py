@@ -144,10 +144,10 @@ def _channels(cfg, clock, tags=None):
 
 def _tags(tags, cfg, board, opened, open_bus=None):
     """With parts on (a list `tags`), the board's ID EEPROM tags and the
-    config's part_tags into it (agent/parts.py board_tags)."""
+    config's part_tags into it (agent/parttags.py board_tags)."""
     if tags is not None:
         try:
-            from agent.parts import board_tags
+            from agent.parttags import board_tags
             tags += board_tags(board, cfg.get("part_tags", ()), opened, open_bus)
         except ImportError:
             pass                             # said where Parts is made

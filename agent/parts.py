@@ -6,7 +6,9 @@
 # that tells its serial (SHT3x, SHT4x, an Eastron meter), a model id where
 # there is none (INA226, BME280: "-model-" ids, not unique), or an ID EEPROM
 # tag (AT24CS02, 24AA02E48) on a part with no identity of its own, whose
-# user area carries the component passport (agent/passport.py).
+# user area carries the component passport (agent/passport.py; the tags'
+# config and the passport work of their slots are agent/parttags.py, loaded
+# only by an installation that has tags).
 #
 # When identities are read: every slot at boot, then every PERIOD_MS, and at
 # once when the slot's channel has counted BURST bus errors since the last
@@ -24,8 +26,11 @@
 # interval in progress, the odometers of the asset at that moment); the slot
 # table changes with it, in the same record, so a power cut between the two
 # events of a swap leaves the first done and the second found again at the
-# next boot: exactly one of each. Faults are counted by reason in `faults`
-# and in total in the part_faults odometer; none of them stops metering.
+# next boot: exactly one of each. A log with no room for another event
+# (eight unacked, or its state block full) refuses it: one "log" fault, and
+# no retry until an ack has freed room (offline, no fault every sample).
+# Faults are counted by reason in `faults` and in total in the part_faults
+# odometer; none of them stops metering.
 # Passports: read when the part is installed (and at boot); a blank, corrupt,
 # foreign or unknown-version passport is a fault with that reason, never a
 # swap (the identity is the chip's serial, not the passport). The checkpoint
@@ -42,11 +47,6 @@ PERIOD_MS = 600000
 CHECKPOINT_MS = 86400000
 MAX_REASONS = 8
 
-# passport counter -> the schema metrics that can feed it (the first present)
-PASSPORT_ODO = (("run_s", ("run_time", "lit_time")), ("cycles", ("cycles",)),
-                ("energy_Wh", ("energy", "mains_energy")))
-
-
 def _clean(cid):
     """A component id as the wire takes it (docs/wire.md): lowercase
     <chip>-<serial> of letters, digits and - . _ :, at most 64 characters;
@@ -62,92 +62,34 @@ def _clean(cid):
     return cid
 
 
-TAG_CHIPS = ("at24cs02", "24aa02e48")
+# A slot is one small list (a MicroPython instance would keep its attributes
+# in a table of its own, about three times the size), indexed by:
+S_NAME = 0      # where in the asset (text)
+S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py)
+S_CH = 2        # the channel whose bus errors trigger a read, or None
+S_EEP = 3       # an ID EEPROM with a passport in its user area, or None
+S_CAND = 4      # a new id being confirmed, or None
+S_CANDN = 5     # reads of it in a row
+S_MISS = 6      # reads without an answer in a row
+S_DUE = 7       # uptime of the next periodic read
+S_ERR = 8       # the channel's error count at the last read
+S_REF = 9       # the passport counters' sources at the last checkpoint; None: no valid passport
+S_CKAT = 10     # uptime of the last checkpoint (or passport read); -1: not read since boot
+S_WHY = 11      # what found the candidate: "boot", "burst", "swap"
 
 
-def parse_tag(spec):
-    """An ID EEPROM tag from config: "slot=chip@0xNN" (chip at24cs02 or
-    24aa02e48, its array address 0x50-0x57) -> (slot, chip, addr);
-    ValueError naming what is wrong."""
-    slot, _, rest = spec.partition("=")
-    chip, _, a = rest.partition("@")
-    try:
-        addr = int(a, 16) if a.lower().startswith("0x") else int(a)
-    except ValueError:
-        addr = -1
-    if not slot or chip not in TAG_CHIPS or not 0x50 <= addr <= 0x57:
-        raise ValueError("part tag %r: want slot=at24cs02@0x50 or slot=24aa02e48@0x50 (0x50-0x57)"
-                         % (spec,))
-    return slot, chip, addr
-
-
-def tag_specs(board, extra=()):
-    """The board's ID EEPROM tags (its "tags" list: boards/tags.py) as specs
-    "slot=chip@0xNN", then the config's part_tags: a spec naming one of the
-    board's slots replaces it, any other is added. All on the board's I2C bus."""
-    out = []
-    for t in (board or {}).get("tags", ()):
-        out.append("%s=%s@0x%02x" % (t["slot"], t["chip"], t["addr"]))
-    for spec in extra:
-        slot = spec.partition("=")[0]
-        out = [x for x in out if x.partition("=")[0] != slot]
-        out.append(spec)
-    return out
-
-
-def board_tags(board, extra, opened, open_bus=None):
-    """(slot, EEPROM driver) for the board's tags and the config's part_tags
-    (tag_specs), on the board's I2C bus: opened {bus name: open bus, or None
-    if it would not open}; open_bus(name) opens one not opened yet. A spec
-    that does not parse is said in one line and no tag is read."""
-    for b, x in board["buses"].items():
-        if x["kind"] == "i2c":
-            if b not in opened and open_bus is not None:
-                opened[b] = open_bus(b)
-            if opened.get(b) is None:
-                return []
-            try:
-                return tags(tag_specs(board, extra), opened[b])
-            except ValueError as e:
-                print("tally: part tags: %s" % e)
-                return []
-    return []
-
-
-def tags(specs, i2c):
-    """(slot, EEPROM driver) for each tag spec (parse_tag), on bus i2c."""
-    from drivers.eeprom24 import AT24CS02, M24AA02E48
-    out = []
-    for spec in specs:
-        slot, chip, addr = parse_tag(spec)
-        out.append((slot, (AT24CS02 if chip == "at24cs02" else M24AA02E48)(i2c, addr)))
-    return out
-
-
-class Slot:
-    """read() -> a component id (text); raises OSError (typed: drivers/errors.py)."""
-
-    def __init__(self, name, read, channel=None, eeprom=None):
-        ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
-        for c in name if ok else "":
-            if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
-                ok = False
-        if not ok:
-            raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
-        self.name = name
-        self.read = read
-        self.channel = channel
-        self.eeprom = eeprom        # an ID EEPROM with a passport in its user area
-        self.cand = None
-        self.cand_n = 0
-        self.miss = 0
-        self.due = 0
-        self.err_seen = 0
-        self.passport = None
-        self.ref = None             # passport counters' sources at the last checkpoint
-        self.ck_at = 0              # uptime of the last checkpoint
-        self.tried = False          # the passport was read (or tried) since boot
-        self.why = ""
+def Slot(name, read, channel=None, eeprom=None):
+    """A slot (the list above); ValueError for a name the wire would not take.
+    The passport itself is not kept: it is read from the EEPROM when it is
+    needed (an install, a checkpoint), so a slot holds only its counters'
+    sources at the last checkpoint."""
+    ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
+    for c in name if ok else "":
+        if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
+            ok = False
+    if not ok:
+        raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
+    return [name, read, channel, eeprom, None, 0, 0, 0, 0, None, -1, ""]
 
 
 def slots_for(channels, tags=(), node=None):
@@ -165,7 +107,7 @@ def slots_for(channels, tags=(), node=None):
     for name, drv in tags:
         out.append(Slot(name, drv.ident, eeprom=drv))
     if node:
-        out.append(Slot("node", lambda: node))
+        out.append(Slot("node", node.lower))     # the id itself (a bound method: no closure)
     return out
 
 
@@ -187,6 +129,7 @@ class Parts:
         self.clock = None
         self.meter = None
         self._odo = b""             # schema indices of the asset's odometers
+        self._full = -1             # log.acked when the log last refused an event for room
 
     # -- the channel interface ------------------------------------------------------
 
@@ -214,20 +157,20 @@ class Parts:
         for s in self.slots:
             for _ in range(N_CONFIRM):
                 self._check(s, now, "boot")
-                if s.cand is None:
+                if s[S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if s.eeprom is not None and not s.tried and self.log.parts.get(s.name):
+            if s[S_EEP] is not None and s[S_CKAT] < 0 and self.log.parts.get(s[S_NAME]):
                 self._passport(s, now)
 
     def sample(self, meter, now, dt):
         for s in self.slots:
-            ch = s.channel
-            burst = ch is not None and ch.errors - s.err_seen >= BURST
-            if (s.cand is not None or (s.miss and s.name in self.log.parts)
-                    or now >= s.due or burst):
+            ch = s[S_CH]
+            burst = ch is not None and ch.errors - s[S_ERR] >= BURST
+            if (s[S_CAND] is not None or (s[S_MISS] and s[S_NAME] in self.log.parts)
+                    or now >= s[S_DUE] or burst):
                 self._check(s, now, "burst" if burst else "")
-            if s.passport is not None and now - s.ck_at >= self.checkpoint_ms:
+            if s[S_REF] is not None and now - s[S_CKAT] >= self.checkpoint_ms:
                 self._checkpoint(s, now)
         return True
 
@@ -241,12 +184,13 @@ class Parts:
             self.meter.add(self._i, 1)
 
     def _check(self, s, now, why):
-        s.due = now + self.period_ms
-        if s.channel is not None:
-            s.err_seen = s.channel.errors
-        known = self.log.parts.get(s.name)
+        s[S_DUE] = now + self.period_ms
+        if s[S_CH] is not None:
+            s[S_ERR] = s[S_CH].errors
+        name = s[S_NAME]
+        known = self.log.parts.get(name)
         try:
-            cid = _clean(s.read())
+            cid = _clean(s[S_READ]())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -254,47 +198,50 @@ class Parts:
             if getattr(e, "kind", "nack") in ("crc", "range"):
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
-            s.cand = None
-            s.cand_n = 0
-            s.miss += 1
-            if known and s.miss >= N_VANISH:
-                if self._event("removed", s, known, "vanished"):
-                    s.miss = 0
-                    s.passport = None
+            s[S_CAND] = None
+            s[S_CANDN] = 0
+            s[S_MISS] += 1
+            if known and s[S_MISS] >= N_VANISH:
+                if self._event("removed", name, known, "vanished"):
+                    s[S_MISS] = 0
+                    s[S_REF] = None
             return
-        s.miss = 0
+        s[S_MISS] = 0
         if cid == known:
-            if s.cand is not None:
+            if s[S_CAND] is not None:
                 self.fault("flicker")
-            s.cand = None
-            s.cand_n = 0
+            s[S_CAND] = None
+            s[S_CANDN] = 0
             return
-        if s.cand == cid:
-            s.cand_n += 1
+        if s[S_CAND] == cid:
+            s[S_CANDN] += 1
         else:
-            if s.cand is not None:
+            if s[S_CAND] is not None:
                 self.fault("flicker")
-            s.cand = cid
-            s.cand_n = 1
-            s.why = why or "swap"                   # what found it: boot, burst, swap
-        if s.cand_n < N_CONFIRM:
+            s[S_CAND] = cid
+            s[S_CANDN] = 1
+            s[S_WHY] = why or "swap"                # what found it: boot, burst, swap
+        if s[S_CANDN] < N_CONFIRM:
             return
-        if known and not self._event("removed", s, known, s.why):
+        if known and not self._event("removed", name, known, s[S_WHY]):
             return
-        s.passport = None
-        detail = s.why
-        if s.eeprom is not None:
-            self._passport(s, now)
-            if s.passport is not None:
-                detail = s.passport.part
-        if self._event("installed", s, cid, detail):
-            s.cand = None
-            s.cand_n = 0
-            if s.passport is not None:
-                s.passport.installs += 1
-                self._checkpoint(s, now)
+        s[S_REF] = None
+        detail = s[S_WHY]
+        p = None
+        if s[S_EEP] is not None:
+            p = self._passport(s, now)
+            if p is not None:
+                detail = p.part
+        if self._event("installed", name, cid, detail):
+            s[S_CAND] = None
+            s[S_CANDN] = 0
+            if p is not None:
+                p.installs += 1
+                self._checkpoint(s, now, p)
 
-    def _event(self, kind, s, comp, detail):
+    def _event(self, kind, slot, comp, detail):
+        if self._full == self.log.acked:
+            return False                            # no room until an ack frees some: not retried
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
         odo = {}
@@ -303,72 +250,25 @@ class Parts:
         for i in self._odo:
             odo[names[i]] = v[i]
         try:
-            self.log.event(kind, s.name, comp, wall, odo, detail[:32])
-        except (LogError, OSError, ValueError):
+            self.log.event(kind, slot, comp, wall, odo, detail[:32])
+        except LogError:
+            # no room for another pending event (or the state block is full):
+            # counted once, tried again when an ack has freed some
+            self._full = self.log.acked
+            self.fault("log")
+            return False
+        except (OSError, ValueError):
             self.fault("log")                       # not durable: found again at the next check
             return False
         self.events += 1
         return True
 
-    # -- passports -------------------------------------------------------------------
-
-    def _sources(self):
-        v = self.meter.values
-        names = self.meter.names
-        out = []
-        for _, cands in PASSPORT_ODO:
-            x = 0
-            for n in cands:
-                if n in names:
-                    i = names.index(n)
-                    sc = self.meter.schema[i][2]
-                    x = v[i]
-                    while sc < 0:
-                        x //= 10
-                        sc += 1
-                    break
-            out.append(x)
-        return out
+    # -- passports (agent/parttags.py: only an installation with ID EEPROM tags loads it) --
 
     def _passport(self, s, now):
-        from agent import passport
-        s.tried = True
-        try:
-            p, why = passport.read(s.eeprom, self.family)
-        except OSError:
-            self.fault("eeprom")
-            return
-        if p is None:
-            self.fault(why)
-            return
-        s.passport = p
-        s.ref = self._sources()
-        s.ck_at = now
+        from agent.parttags import found
+        return found(self, s, now)
 
-    def _checkpoint(self, s, now):
-        """Add the usage since the last checkpoint to the passport's
-        odometers and write it (the other copy)."""
-        from agent import passport
-        p = s.passport
-        cur = self._sources()
-        add = []
-        k = 0
-        for name, _ in PASSPORT_ODO:
-            d = cur[k] - s.ref[k]
-            add.append(d if d > 0 else 0)
-            setattr(p, name, getattr(p, name) + add[k])
-            k += 1
-        up = (now - s.ck_at) // 1000
-        p.installed_s += up
-        try:
-            passport.write(s.eeprom, p)
-        except OSError:
-            self.fault("eeprom")
-            k = 0
-            for name, _ in PASSPORT_ODO:            # undone: added again at the next try
-                setattr(p, name, getattr(p, name) - add[k])
-                k += 1
-            p.installed_s -= up
-            return
-        s.ref = cur
-        s.ck_at = now
+    def _checkpoint(self, s, now, p=None):
+        from agent.parttags import checkpoint
+        checkpoint(self, s, now, p)

@@ -107,10 +107,10 @@ class Uplink:
         # taken once, now, while the heap is whole, not grown in steps per message
         self._buf = _room(BUF0)
         # the birth as sealed (see _birth_msg), with room for its fields to grow
-        # (a later boot, config version, interval) and the COSE wrapping
-        n = len(self._birth_map()) + 64
-        if n > BUF0:
-            self._buf = _room(n)
+        # (a later boot, config version, interval) and the COSE wrapping; the
+        # birth is encoded and sealed in this one buffer, so a birth bigger
+        # than a batch (stress definitions, parts) does not grow the batch's
+        n = len(self._birth_map(bytearray())) + 64
         self._bmsg = _room(n + 32 if n > BUF0 else BUF0)
         # one message buffer per batch in flight, taken now too; a window raised
         # by remote config takes more when it fills
@@ -138,14 +138,16 @@ class Uplink:
     def _seal(self, payload):
         return cose.mac0(payload, self.key, self.device_id)
 
-    def _birth_map(self):
+    def _birth_map(self, buf=None):
         """The birth map, encoded straight into one buffer (no copy of the
         schema: it is the biggest message, sent at the heap's busiest time),
         keys in deterministic order (RFC 8949 4.2.1: shorter first, then
-        bytewise)."""
+        bytewise); buf: an empty bytearray to encode into (default: the
+        batch buffer, emptied)."""
         log = self.log
-        buf = self._buf
-        buf[:] = b""                  # the batch buffer, emptied: its room is kept
+        if buf is None:
+            buf = self._buf
+            buf[:] = b""              # the batch buffer, emptied: its room is kept
         st = self.stress
         buf.append(0xA0 | (13 + (1 if st else 0) + (1 if log.parts else 0)))
         enc = cbor.encode_into
@@ -187,7 +189,7 @@ class Uplink:
         needs no new block of the birth's size."""
         m = self._bmsg
         m[:] = b""
-        return cose.mac0_into(m, self._birth_map(), self.key, self.device_id)
+        return cose.mac0_in_place(self._birth_map(m), self.key, self.device_id)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))

@@ -167,8 +167,8 @@ class Emulation:
 
     def tags(self, extra=()):
         """(slot, EEPROM driver) for the board's tags and extra part_tags specs."""
-        from agent import parts
-        return parts.tags(parts.tag_specs(self.board, extra), self.i2c)
+        from agent import parttags
+        return parttags.tags(parttags.tag_specs(self.board, extra), self.i2c)
 
     def _schedule(self, events):
         from hil.scenario import FaultSchedule

@@ -4,7 +4,7 @@
 # user area (docs/passport.md). One table for every board: a board file
 # takes its asset's slots on its I2C bus with on(bus, asset), so a flashed or
 # run board reads them without config (part_tags in a config replaces a slot
-# of the same name or adds one: agent/parts.py tag_specs).
+# of the same name or adds one: agent/parttags.py tag_specs).
 #
 # Addresses are strapped on the tag (A2 A1 A0): the array at 0x50-0x57, and
 # for an AT24CS02 its serial block at the array address | 0x08 (0x58-0x5F).

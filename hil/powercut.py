@@ -4,7 +4,10 @@
 # cut the log is recovered and the seven invariants of DESIGN section 3 are
 # checked against a reference model of what the log promised, and an eighth:
 # the newest stress snapshot (T_HIST) is the last one written, or the one in
-# flight when the power went.
+# flight when the power went. With swaps=True (Model) the workload swaps
+# parts in three slots, reconciled after every recovery as agent/parts.py
+# does: each swap must come out as exactly one removed and one installed
+# event (T_EVENT), and the slot table as the parts in place.
 # Portable: runs on CPython (with snapshots, fast) and MicroPython (replay).
 # Over 500 lines on purpose: the power-cut and the silent-damage harness share
 # the reference model and the invariant checks; apart, each would copy them.
@@ -30,21 +33,30 @@ class Model:
     stay, exactly once, until an ack covers their seq, and the slot table
     must be the one they left."""
 
-    def __init__(self, events=False):
+    def __init__(self, events=False, swaps=False):
         self.appended = {}     # seq -> values, for appends that returned
         self.acked = 0
         self.boot = 0
         self.inflight = None   # ("append", seq, values) | ("ack", seq) | ("boot", n) | ("event", ...) | ("hist", rec)
         self.odo = 0
-        self.track = events
-        self.events = {}       # (seq, idx) -> event, for events that returned
+        self.track = events or swaps
+        self.events = {}       # (seq, idx) -> event, for events that returned (kept after acks)
         self.parts = {}        # the slot table they left
+        # swaps=True: parts swapped in three slots, reconciled as agent/parts.py
+        # does (removed, then installed), again after every recovery
+        self.swaps = swaps
+        self.phys = {}         # slot -> the part physically in it
+        self.swapped = []      # (slot, old part or None, new part), every swap made
+        self.nparts = 0
         self.hist = None       # the newest stress snapshot (T_HIST) whose write returned
         self.hists = []        # every one that returned
         self.hcount = 0
 
     def copy(self):
-        m = Model(self.track)
+        m = Model(self.track, self.swaps)
+        m.phys = dict(self.phys)
+        m.swapped = list(self.swapped)
+        m.nparts = self.nparts
         m.events = dict(self.events)
         m.parts = dict(self.parts)
         m.appended = dict(self.appended)
@@ -114,6 +126,53 @@ class Driver:
         m.events[(ev[0], ev[1])] = ev
         m.parts = after
 
+    def _event(self, kind, slot, comp):
+        m = self.m
+        after = dict(m.parts)
+        if kind == "installed":
+            after[slot] = comp
+        else:
+            del after[slot]
+        m.inflight = ("event", kind, slot, comp, after)
+        try:
+            ev = self.log.event(kind, slot, comp, 0, {"odo": m.odo}, "swap")
+        except LogError:
+            m.inflight = None           # no room (unacked events): tried again at the next reconcile
+            return False
+        m.events[(ev[0], ev[1])] = ev
+        m.parts = after
+        m.inflight = None
+        return True
+
+    def reconcile(self):
+        """What agent/parts.py does when it reads a slot: a part other than
+        the table's is a removed event for the old one (if any), then an
+        installed one for the new; the table as the events left it is the
+        log's, so after a cut between the two only the second is logged."""
+        m = self.m
+        for slot in sorted(m.phys):
+            want = m.phys[slot]
+            known = self.log.parts.get(slot)
+            if known == want:
+                continue
+            if known is not None and not self._event("removed", slot, known):
+                return
+            self._event("installed", slot, want)
+
+    def swap(self):
+        """A part in one of three slots replaced by a new one (the first
+        time: fitted), then reconciled."""
+        m = self.m
+        if len(self.log.events) > 1:
+            self.append()               # room for both events of a swap: keep them acked first
+            return
+        slot = "s%d" % self.rng.below(3)
+        m.nparts += 1
+        new = "c-%d" % m.nparts
+        m.swapped.append((slot, m.phys.get(slot), new))
+        m.phys[slot] = new
+        self.reconcile()
+
     def hist(self):
         """A stress-histogram snapshot (T_HIST) of the last logged seq: two
         counts that only grow."""
@@ -135,7 +194,9 @@ class Driver:
         """Operation i of a workload of n: acks flow in the first and last
         thirds; the middle third is offline, so the ring fills and coalesces."""
         r = self.rng.below(100)
-        if self.m.track and r >= 96:
+        if self.m.swaps and r >= 96:
+            self.swap()
+        elif self.m.track and r >= 96:
             self.event()
         elif r < 3:
             self.boot()
@@ -165,10 +226,33 @@ def _events_check(log, m, bad):
         bad.append("E: slot table %r, model %r" % (log.parts, m.parts))
 
 
+def _swaps_check(log, m, bad):
+    """Every swap made is exactly one removed event for the old part and one
+    installed for the new among every event the log made durable (acked or
+    not), and the slot table is the parts physically in place."""
+    n = {}
+    for e in m.events.values():
+        k = (e[2], e[3], e[4])
+        n[k] = n.get(k, 0) + 1
+    for slot, old, new in m.swapped:
+        for k in ((("removed", slot, old),) if old else ()) + (("installed", slot, new),):
+            if n.get(k, 0) != 1:
+                bad.append("swap: %s %s in %s logged %d times" % (k[0], k[2], slot, n.get(k, 0)))
+    if log.parts != m.phys:
+        bad.append("swap: slot table %r, parts in place %r" % (log.parts, m.phys))
+
+
 def workload(log, model, seed, n, hists=True):
     d = Driver(log, model, Rng(seed), hists)
     if model.boot == 0:
         d.boot()
+    if model.swaps and not model.swapped:
+        for slot in ("s0", "s1", "s2"):         # the parts fitted at the start
+            model.nparts += 1
+            new = "c-%d" % model.nparts
+            model.swapped.append((slot, None, new))
+            model.phys[slot] = new
+        d.reconcile()
     for i in range(n):
         d.step(i, n)
     return d
@@ -310,6 +394,7 @@ class Result:
         self.coalesced = 0
         self.dropped = 0
         self.events = 0          # component events logged by the traced runs (events=True)
+        self.swaps = 0           # swaps checked after the cuts (swaps=True), summed over cut points
         self.hists = 0          # stress snapshots (T_HIST) written by the workloads
 
     def add(self, where, bad):
@@ -329,6 +414,8 @@ def _after_cut(dev, m, res, where, seed, double_at):
         dev.tear = TEARS[seed % len(TEARS)]
         res.double += 1
     try:
+        if m.swaps:
+            d.reconcile()               # the slots read at boot
         for i in range(12):
             d.append() if i % 4 else d.ack()
     except PowerCut:
@@ -336,9 +423,15 @@ def _after_cut(dev, m, res, where, seed, double_at):
         res.add(where + " +second cut", check(log, m, dev))
         settle(log, m)
         d = Driver(log, m, Rng(seed + 1))
+        if m.swaps:
+            d.reconcile()
         for i in range(4):
             d.append()
-    res.add(where + " +continued", check(log, m, dev))
+    bad = check(log, m, dev)
+    if m.swaps:
+        _swaps_check(log, m, bad)
+        res.swaps += len(m.swapped)
+    res.add(where + " +continued", bad)
 
 
 def run_snapshots(geometry=(512, 8), n=300, seed=1, tears=TEARS, every=1, double_every=10,
@@ -405,9 +498,10 @@ def _wipe(dev, seed):
     dev.rng = Rng(seed)
 
 
-def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, limit=None):
+def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, limit=None, swaps=False):
     """MicroPython: replay the workload from scratch up to op k for each cut
-    (no snapshots: a small heap cannot hold them)."""
+    (no snapshots: a small heap cannot hold them); swaps=True: parts are
+    swapped in the workload (component events, Model)."""
     ss, count = geometry
     res = res or Result()
     k = 0
@@ -418,11 +512,12 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
         tear = tears[(k // every) % len(tears)]
         dev.cut_at = k
         dev.tear = tear
-        m = Model()
+        m = Model(swaps=swaps)
         try:
             log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
             workload(log, m, seed, n)
             res.hists += len(m.hists)
+            res.events += len(m.events)
             return res                      # no op k: every op has been cut
         except PowerCut:
             pass
@@ -446,8 +541,8 @@ def run_replay(geometry=(512, 4), n=80, seed=1, tears=TEARS, every=3, res=None, 
 # correction: that record alone becomes a gap) and a crafted record (a valid
 # CRC over a payload the log never writes: likewise).
 
-CLASSES = ("header", "state", "type", "length", "body", "crc", "ack", "hist", "free", "two-bytes",
-           "crafted")
+CLASSES = ("header", "state", "type", "length", "body", "crc", "ack", "hist", "event", "free",
+           "two-bytes", "crafted")
 
 
 def _u16(b, o):
@@ -488,6 +583,8 @@ def layout(img, S, s):
             out.append(("ack", a, a + 7 + n, 0))
         elif t == 7:
             out.append(("hist", a, a + 7 + n, 0))
+        elif t == 8:
+            out.append(("event", a, a + 7 + n, 0))
         pos = (pos + 7 + n + 3) & ~3
     if pos < S:
         out.append(("free", base + pos, base + S, 0))
@@ -552,7 +649,7 @@ def damage_points(img, S, N, head, kinds, rng, per_range=None):
 
 def _state(lg):
     return (lg.sectors(), lg.next_seq, lg.acked, lg.boot, lg.epoch, lg.last, lg._head, lg._pos,
-            lg._closed, lg.config_version, lg.hist)
+            lg._closed, lg.config_version, lg.hist, lg.parts, lg.events)
 
 
 class DamageResult:
@@ -561,6 +658,7 @@ class DamageResult:
         self.classes = {}
         self.violations = []
         self.corrected = 0
+        self.counted = {}        # class -> points whose damage the recovery counted (corrected or a gap)
         self.gaps = 0
         self.fast = 0
 
@@ -586,14 +684,18 @@ def _crafted(img, S, N, head, kinds):
 
 
 def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=8, res=None,
-               limit=None):
+               limit=None, swaps=False):
     """Damage a workload's image at every point (or per_range sampled
     offsets per range), recover, check; every continue_every-th point the
-    log also appends and acks afterwards and is checked again."""
+    log also appends and acks afterwards and is checked again. swaps=True:
+    the workload swaps parts (component events, T_EVENT records among the
+    damaged): a damaged event record is corrected or counted as damage,
+    never a slot table that differs from the parts in place (which the
+    device would take for a swap)."""
     ss, count = geometry
     res = res or DamageResult()
     dev = EmulatedNOR(ss, count, seed=seed)
-    model = Model()
+    model = Model(swaps=swaps)
     log = RingLog(dev, "dev-cut", merge=merge, max_span=MAX_SPAN).open()
     # (the silent-damage workload keeps its layout of sectors, with free space
     # left in older ones; its one stress snapshot is written at the end)
@@ -607,6 +709,8 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
     if log.ack(log.epoch, seq):
         model.acked = seq
     d.hist()                                 # the newest sector holds a stress snapshot too
+    if swaps:
+        d.swap()                             # ... and both events of a swap
     for _ in range(3):
         d.append()
     log = recover(dev)
@@ -640,6 +744,8 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
         floor = (log.next_seq, log.acked, model.appended[top_ok][0])
         lg = recover(dev)
         res.corrected += lg.corrected
+        if lg.corrected or lg.damaged:
+            res.counted[cls] = res.counted.get(cls, 0) + 1
         cont = continue_every and k % continue_every == 0
         if not cont and sector in per and _state(lg) == ref_state:
             lo, want = per[sector]
@@ -651,6 +757,8 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
                 return
         recs = lg.pending(1 << 30)
         bad = check(lg, model, dev, lose=lose, floor=floor, recs=recs)
+        if swaps and lg.parts != model.phys:
+            bad.append("false swap: slot table %r, parts in place %r" % (lg.parts, model.phys))
         if bad:
             res.add("seed %d %s" % (seed, where), bad)
         for r in recs:
@@ -660,10 +768,16 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
             m = model.copy()
             settle(lg, m)
             dd = Driver(lg, m, Rng(seed + k))
+            bad = []
+            if swaps:
+                e0 = len(m.events)
+                dd.reconcile()
+                if len(m.events) != e0:
+                    bad.append("false swap: %d events logged after recovery" % (len(m.events) - e0))
             dd.append()
             dd.ack()
             dd.append()
-            bad = check(recover(dev), m, dev, lose=lose)
+            bad += check(recover(dev), m, dev, lose=lose)
             if bad:
                 res.add("seed %d %s +continued" % (seed, where), bad)
         res.points += 1

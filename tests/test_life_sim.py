@@ -98,7 +98,7 @@ def test_each_emulated_device_has_its_own_tags_and_passports():
 
 def test_config_part_tags_replace_or_add_to_the_board_tags():
     import boards
-    from agent.parts import tag_specs
+    from agent.parttags import tag_specs
     b = boards.board("rpi4", "pump")
     assert tag_specs(b) == ["pump-bearing=at24cs02@0x50", "pump-motor=at24cs02@0x51",
                             "pump-seal=24aa02e48@0x52"]

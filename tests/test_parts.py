@@ -246,15 +246,46 @@ def _events(log_or_rows, slot=SLOT):
     return [(e[E_KIND], e[E_COMP]) for e in log_or_rows if e[E_SLOT] == slot]
 
 
+class _Cuttable:
+    """A luminaire with its parts tracked, its ring log on emulated NOR
+    flash, that power cuts reboot as a device: tick() runs one 5 s sample;
+    a PowerCut in it reboots the flash and the clock, closes the transport
+    and starts a new agent on the same log."""
+
+    def __init__(self, seed, transport=None, period_ms=60000):
+        self.clock = VirtualClock()
+        self.world = Emulation(self.clock, seed=seed, profile="luminaire")
+        self.nor = EmulatedNOR(4096, 16, seed=seed)
+        self.t = transport
+        self.period_ms = period_ms
+        self.cuts = 0
+        self._start()
+
+    def _start(self):
+        self.ag, self.parts = _agent(self.world, RingLog(self.nor, "dev-p"), self.clock, self.t,
+                                     period_ms=self.period_ms)
+
+    def cut(self, after_ops, tear):
+        self.nor.cut_at = self.nor.ops + after_ops
+        self.nor.tear = tear
+
+    def tick(self):
+        self.clock.advance_ms(5000)
+        try:
+            self.ag.tick()
+        except PowerCut:
+            self.cuts += 1
+            self.nor.reboot()
+            self.nor.cut_at = None
+            self.clock.reboot()
+            if self.t is not None:
+                self.t.close()
+            self._start()
+
+
 def test_a_swap_at_a_random_moment_is_one_removed_and_one_installed_through_cuts_and_loss():
     for seed in (1, 2, 3, 4):
         rng = Rng(seed)
-        clock = VirtualClock()
-        world = Emulation(clock, seed=seed, profile="luminaire")
-        sht = world.models["sht4x"]
-        old = "sht4x-%08x" % sht.serial
-        new_serial = 0x5EED0000 + seed
-        nor = EmulatedNOR(4096, 16, seed=seed)
         col = Collector(":memory:", keys={"dev-p": KEY}.get)
         hub = Hub(col, loss=0.25, seed=seed)
         t = hub.transport("dev-p")
@@ -265,37 +296,29 @@ def test_a_swap_at_a_random_moment_is_one_removed_and_one_installed_through_cuts
             sent.append((topic, payload))
             return pub(topic, payload, retain)
         t.publish = publish
-        ag, _ = _agent(world, RingLog(nor, "dev-p"), clock, t, period_ms=60000)
+        dev = _Cuttable(seed, t)
+        sht = dev.world.models["sht4x"]
+        old = "sht4x-%08x" % sht.serial
+        new_serial = 0x5EED0000 + seed
         steps = 3 * 720                               # three hours of 5 s samples
         swap_at = 200 + rng.below(steps - 600)
-        cuts = 0
         for i in range(steps):
             if i == swap_at:
                 sht.serial = new_serial
             if rng.chance(0.01):                      # a power cut somewhere in the next few ops
-                nor.cut_at = nor.ops + rng.below(4)
-                nor.tear = TEARS[rng.below(len(TEARS))]
-            clock.advance_ms(5000)
-            try:
-                ag.tick()
-            except PowerCut:
-                cuts += 1
-                nor.reboot()
-                nor.cut_at = None
-                clock.reboot()
-                t.close()
-                ag, _ = _agent(world, RingLog(nor, "dev-p"), clock, t, period_ms=60000)
-        nor.cut_at = None
+                dev.cut(rng.below(4), TEARS[rng.below(len(TEARS))])
+            dev.tick()
+        dev.nor.cut_at = None
         hub.loss = 0
-        ag.shutdown(within_ms=600000)
-        assert ag.uplink.idle()
+        dev.ag.shutdown(within_ms=600000)
+        assert dev.ag.uplink.idle()
         for topic, payload in sent:                   # every message again: replays
             col.handle(topic, payload)
         got = _events([[e["seq"], e["idx"], e["kind"], e["slot"], e["component"]]
                        for e in ledger.history(col._b, "dev-p")])
         want = [("installed", old), ("removed", old), ("installed", "sht4x-%08x" % new_serial)]
-        assert got == want, (seed, cuts, got)
-        assert cuts >= 5, cuts
+        assert got == want, (seed, dev.cuts, got)
+        assert dev.cuts >= 5, dev.cuts
         rows = ledger.history(col._b, "dev-p")
         swap = [r for r in rows if r["slot"] == SLOT][1:]
         assert swap[0]["odometers"] == swap[1]["odometers"] and "lit_time" in swap[0]["odometers"]
@@ -306,34 +329,16 @@ def test_a_swap_at_a_random_moment_is_one_removed_and_one_installed_through_cuts
 def test_a_power_cut_between_the_two_events_of_a_swap_still_books_one_of_each():
     # cut at every op of the check that finds the swap, one after another
     for k in range(6):
-        clock = VirtualClock()
-        world = Emulation(clock, seed=9, profile="luminaire")
-        nor = EmulatedNOR(4096, 16, seed=9)
-        ag, parts = _agent(world, RingLog(nor, "dev-p"), clock, period_ms=5000)
+        dev = _Cuttable(9, period_ms=5000)
         for _ in range(20):
-            clock.advance_ms(5000)
-            ag.tick()
-        world.models["sht4x"].serial = 0x77
-        nor.cut_at = nor.ops + k
-        nor.tear = "prefix"
-        ops = nor.ops
-        cut = False
-        try:
-            for _ in range(10):
-                clock.advance_ms(5000)
-                ag.tick()
-        except PowerCut:
-            cut = True
-            nor.reboot()
-            nor.cut_at = None
-            clock.reboot()
-            ag, parts = _agent(world, RingLog(nor, "dev-p"), clock, period_ms=5000)
-            for _ in range(10):
-                clock.advance_ms(5000)
-                ag.tick()
-        assert cut, (k, nor.ops - ops)
-        assert ag.log.parts[SLOT] == "sht4x-00000077"
-        evs = _events(ag.log.events)
+            dev.tick()
+        dev.world.models["sht4x"].serial = 0x77
+        dev.cut(k, "prefix")
+        for _ in range(20):
+            dev.tick()
+        assert dev.cuts == 1, k
+        assert dev.ag.log.parts[SLOT] == "sht4x-00000077"
+        evs = _events(dev.ag.log.events)
         assert evs.count(("removed", "sht4x-%08x" % (0x0BADC0DE + 7919 * 9))) == 1, (k, evs)
         assert evs.count(("installed", "sht4x-00000077")) == 1, (k, evs)
 
@@ -601,6 +606,33 @@ def test_ids_the_ledger_would_refuse_never_reach_the_log():
         Slot("1fan", lambda: "fan-1")
 
 
+def test_a_log_with_no_room_for_another_event_is_one_fault_until_an_ack_frees_some():
+    # offline (nothing acks): eight pending events fill the log's room; the
+    # next install is refused once, counted once, not retried at every
+    # sample; an ack frees the room and it is logged at the next check
+    clock = VirtualClock()
+    world = Emulation(clock, seed=13, profile="luminaire")
+    fan = ["fan-1"]
+    parts = Parts([Slot("fan", lambda: fan[0])], period_ms=5000)
+    ag = Agent("dev-p", world.channels() + [parts], RingLog(EmulatedNOR(4096, 16), "dev-p"), clock,
+               interval_ms=60000, sample_ms=5000).start()
+
+    def run(n):
+        for _ in range(n):
+            clock.advance_ms(5000)
+            ag.tick()
+    for k in range(2, 6):                          # four swaps: 1 + 2 * 4 = 9 events wanted
+        fan[0] = "fan-%d" % k
+        run(N_CONFIRM + 1)
+    assert len(ag.log.events) == 8 and ag.log.parts.get("fan") is None        # removed, not yet installed
+    run(200)
+    assert parts.faults == {"log": 1} and len(ag.log.events) == 8
+    ag.log.ack(ag.log.epoch, ag.log.next_seq - 1)
+    run(2)
+    assert ag.log.parts["fan"] == "fan-5" and _events(ag.log.events, "fan") == [("installed", "fan-5")]
+    assert parts.faults == {"log": 1}
+
+
 def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
     clock = VirtualClock()
     world = Emulation(clock, seed=13, profile="luminaire")
@@ -619,7 +651,7 @@ def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
 
 def test_part_tags_in_the_config_name_a_slot_a_chip_and_its_address():
     from agent.cli.toml_config import ConfigError, validate
-    from agent.parts import parse_tag, tags
+    from agent.parttags import parse_tag, tags
     assert parse_tag("motor=at24cs02@0x51") == ("motor", "at24cs02", 0x51)
     for bad in ("motor=at24cs02@0x58", "motor=24c02@0x50", "=at24cs02@0x50", "motor"):
         with pytest.raises(ValueError):

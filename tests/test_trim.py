@@ -128,7 +128,11 @@ def test_each_assets_trimmed_bundle_boots_and_meters_without_an_import_error(
     assert "boards.check" not in mods and "drivers.pms5003" not in mods
     assert ("agent.port.tls_mp" in mods) == ("tls" in on)
     assert ("agent.ota" in mods) == ("ota" in on)
-    assert ("agent.parts" in mods) == ("agent.passport" in mods) == ("drivers.eeprom24" in mods) == ("parts" in on)
+    assert ("agent.parts" in mods) == ("parts" in on)
+    # the asset's ID EEPROM tags (boards/tags.py) come with parts: their module, the passport
+    # and the EEPROM driver; without parts none of them
+    tag_mods = {"agent.parttags", "agent.passport", "drivers.eeprom24"}
+    assert (tag_mods & mods) == (tag_mods if "parts" in on else set())
     assert ("agent.port.counter_mp" in mods) == (asset == "pump")
     assert set(built["left_out"]) == set(mpbuild.optional()) - set(m.replace(".", "/") + ".py" for m in mods)
     assert "drivers/bme280.py" in built["left_out"] or asset == "pump"
@@ -192,3 +196,23 @@ def test_the_footprint_bench_sizes_each_assets_firmware(tmp_path):
         assert 0 < n < r["firmware_parts_mpy_bytes"][a] < r["bundle_mpy_bytes"]["every_module"]
     assert r["bundle_mpy_bytes"]["firmware"] == max(r["firmware_mpy_bytes"].values()) \
         == r["firmware_mpy_bytes"][r["firmware_largest_asset"]]
+
+
+def test_id_eeprom_tags_bring_their_passport_modules_and_parts_alone_does_not(monkeypatch):
+    # agent/parts.py imports agent/parttags.py (hence the passport and the
+    # EEPROM driver) only for a tag's slot: with parts on and no tags (neither
+    # the board's nor part_tags) they stay out, left out with that reason;
+    # with the board's tags or part_tags they come in
+    base = {"asset": "compressor", "parts": True}
+    tag_mods = {"agent/parttags.py", "agent/passport.py", "drivers/eeprom24.py"}
+    kept, left = mpbuild.installation(BOARD, base)                 # the compressor's board tags
+    assert "agent/parts.py" in kept and tag_mods <= kept
+    from boards import tags as board_tags
+    monkeypatch.setitem(board_tags.TAGS, "compressor", ())         # a board whose asset has no tags
+    kept, left = mpbuild.installation(BOARD, base)
+    assert "agent/parts.py" in kept and not tag_mods & kept
+    assert set(left[m] for m in tag_mods) == {"no ID EEPROM tags"}
+    kept, left = mpbuild.installation(BOARD, dict(base, part_tags=["motor=at24cs02@0x50"]))
+    assert tag_mods <= kept and not tag_mods & set(left)
+    kept, _ = mpbuild.installation(BOARD, {"asset": "compressor", "part_tags": ["motor=at24cs02@0x50"]})
+    assert not ({"agent/parts.py"} | tag_mods) & kept          # tags without parts: nothing tracks them

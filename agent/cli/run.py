@@ -44,9 +44,9 @@ def run(a):
         # component identity and swap events: the sensors that can tell one, the ID EEPROM
         # tags of the board's asset (boards/tags.py) with the config's part_tags over them,
         # and the Pi's own id
-        from agent import parts
+        from agent import parts, parttags
         from agent.port.cpython import node_id
-        tags = parts.tags(parts.tag_specs(board, cfg.get("part_tags", [])),
+        tags = parttags.tags(parttags.tag_specs(board, cfg.get("part_tags", [])),
                           world.i2c if world is not None else i2c)
         channels.append(parts.Parts(parts.slots_for(channels, tags, node=node_id())))
     transport = None

@@ -70,7 +70,7 @@ SENSOR_VALUE_TYPES = {"addr": int, "shunt_milliohm": int, "run_threshold_mA": in
 
 
 def _tags_ok(v):
-    from agent.parts import parse_tag
+    from agent.parttags import parse_tag
     try:
         return len(v) <= 8 and len(set(parse_tag(x)[0] for x in v)) == len(v) and all(isinstance(x, str) for x in v)
     except (ValueError, AttributeError, TypeError):

@@ -20,11 +20,12 @@ def _fp_parse(stdout):
     return out if "FP END" in stdout else None
 
 
-def _fp_run(bundle, heap, intervals, rom=None, stress=True):
+def _fp_run(bundle, heap, intervals, rom=None, stress=True, parts=False):
     """One footprint run; rom: a ROMFS image of the bundle, mapped outside the
     heap (hil/harness/romboard.py) as a board maps its ROM partition;
-    stress=False: the agent without its stress histograms."""
-    call = "import footprint_mp; footprint_mp.main(%d, 5000, %s)" % (intervals, stress)
+    stress=False: the agent without its stress histograms; parts=True: with
+    component identity (four slots, one an ID EEPROM tag with a passport)."""
+    call = "import footprint_mp; footprint_mp.main(%d, 5000, %s, %s)" % (intervals, stress, parts)
     if rom:
         from hil.harness import romboard
         cmd = romboard.argv(rom, call, heap, bundle)
@@ -64,12 +65,13 @@ def wasm_port(progress=None):
     return mjs, None
 
 
-def _wasm_run(mjs, target, intervals, stress=True):
+def _wasm_run(mjs, target, intervals, stress=True, parts=False):
     """hil/bench/wasm_footprint.mjs on the WebAssembly port; target: a ROMFS image,
     or the bundle directory (modules loaded into the heap); stress=False: the
-    agent without its stress histograms."""
+    agent without its stress histograms; parts=True: with component identity."""
     script = os.path.join(HERE, "wasm_footprint.mjs")
-    r = subprocess.run(["node", script, mjs, target, "256", str(intervals)] + ([] if stress else ["nostress"]),
+    flags = ",".join(f for f, on in (("nostress", not stress), ("parts", parts)) if on)
+    r = subprocess.run(["node", script, mjs, target, "256", str(intervals)] + ([flags] if flags else []),
                        capture_output=True, text=True, timeout=900)
     return _fp_parse(r.stdout)
 
@@ -228,6 +230,17 @@ def bench_footprint(intervals=10000, progress=None):
         if bare:
             out["hist_heap_bytes"] = r["heap_data_at_end"] - bare["heap_data_at_end"]
             out["hist_heap_peak_bytes"] = r["heap_data_peak"] - bare["heap_data_peak"]
+        # the stress histograms and component identity together (issue 15): the
+        # loop with both (the SHT3x's and the meter's serials, the node id, an
+        # ID EEPROM tag with its passport) against the same bare run, and its
+        # own growth over the intervals
+        say("steady loop with stress histograms and component identity, %d intervals" % intervals)
+        both = _fp_run(unix, "256K", intervals, None, parts=True)
+        if both:
+            out["steady_loop_parts"] = both
+            out["hist_parts_heap_growth_bytes"] = both["heap_data_at_end"] - both["heap_data_after_100_intervals"]
+            if bare:
+                out["hist_parts_heap_bytes"] = both["heap_data_at_end"] - bare["heap_data_at_end"]
         say("smallest heap for a simulated day (1440 intervals), code in the heap")
         out["smallest_heap_for_a_day_kib"] = _smallest_heap(unix, None, lo=64)
         say("smallest heap for a simulated day (1440 intervals), code in ROMFS")
@@ -245,6 +258,14 @@ def bench_footprint(intervals=10000, progress=None):
             w = out.get("wasm32_romfs")
             if bare and isinstance(w, dict):
                 out["hist_heap_bytes_32bit"] = w["heap_data_at_end"] - bare["heap_data_at_end"]
+            say("32-bit, code in ROMFS, with stress histograms and component identity, %d intervals" % n)
+            both = _wasm_run(mjs, rom, n, parts=True)
+            if both:
+                out["wasm32_romfs_parts"] = both
+                out["hist_parts_heap_growth_bytes_32bit"] = (both["heap_data_at_end"]
+                                                             - both["heap_data_after_100_intervals"])
+                if bare:
+                    out["hist_parts_heap_bytes_32bit"] = both["heap_data_at_end"] - bare["heap_data_at_end"]
         else:
             out["wasm32"] = "skipped: " + why
         out.update(bench_unix32(say, min(intervals, 1440)))
@@ -254,6 +275,8 @@ def bench_footprint(intervals=10000, progress=None):
     out["device_live_heap_32bit_romfs"] = device_live
     # the goal is a device's heap: the 32-bit figure where it ran, else unix64's (larger)
     hist_heap = out.get("hist_heap_bytes_32bit", out.get("hist_heap_bytes"))
+    life_heap = out.get("hist_parts_heap_bytes_32bit", out.get("hist_parts_heap_bytes"))
+    life_growth = out.get("hist_parts_heap_growth_bytes")
     out["goals"] = {
         "firmware .mpy <= 96 KiB with TLS and OTA (each asset's ESP32 installation; largest: %s)"
             % out.get("firmware_largest_asset"): fw <= 96 * 1024,
@@ -266,6 +289,9 @@ def bench_footprint(intervals=10000, progress=None):
         "... stretch: in 48 KiB": isinstance(out.get("unix32_frozen_min_heap_kib"), int)
             and out["unix32_frozen_min_heap_kib"] <= 48,
         "stress histograms <= 1 KiB of heap (issue 15)": hist_heap is not None and hist_heap <= 1024,
+        "stress histograms + identity <= 1 KiB of heap (issue 15)": life_heap is not None and life_heap <= 1024,
+        "stress histograms + identity: no heap growth across %d intervals (issue 15)" % intervals:
+            life_growth is not None and life_growth <= 0,
         "32-bit, code in ROMFS: the device's live heap (its code's objects + data at the peak) "
         "<= 64 KiB (measured between intervals, not a capped run)": device_live is not None and device_live <= 65536,
     }
@@ -314,6 +340,14 @@ def report(r):
     print("  stress histograms, heap against the same loop without them: unix64 %s B at the end (%s at the"
           " peak), wasm32 ROMFS %s B" % (r.get("hist_heap_bytes"), r.get("hist_heap_peak_bytes"),
                                        r.get("hist_heap_bytes_32bit", "-")))
+    w, u = r.get("wasm32_romfs_parts") or {}, r.get("steady_loop_parts") or {}
+    print("  stress histograms + identity (4 part slots, one an ID EEPROM tag with a passport), heap against"
+          " the loop without either: wasm32 ROMFS %s B, unix64 %s B; growth over %s intervals: unix64 %s B,"
+          " wasm32 over %s: %s B; median us/interval with both: unix64 %s, wasm32 ROMFS %s"
+          % (r.get("hist_parts_heap_bytes_32bit", "-"), r.get("hist_parts_heap_bytes", "-"), u.get("intervals", "-"),
+             r.get("hist_parts_heap_growth_bytes", "-"), w.get("intervals", "-"),
+             r.get("hist_parts_heap_growth_bytes_32bit", "-"), u.get("us_per_interval", "-"),
+             w.get("us_per_interval", "-")))
     u = r.get("unix32_frozen")
     if isinstance(u, dict):
         print("  unix32, code frozen (%d modules, firmware %s B): code %d B (device %d, emulation %d), "

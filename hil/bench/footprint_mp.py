@@ -32,6 +32,12 @@ DEVICE = ("boards", "drivers.ina219", "drivers.sht3x", "drivers.bh1750", "driver
 # ... and the world around it, which a board does not carry
 EMULATION = ("hil.twins", "hil.twins.ina219", "hil.twins.sht3x", "hil.twins.bh1750", "hil.twins.sdm120", "hil.buses.serial_loop",
              "hil.nor", "hil.scripted")
+# with parts=True (component identity, issue 15): the tracker, its log records,
+# the passport and the ID EEPROM's driver on the device; the EEPROM's twin
+PARTS_DEVICE = ("agent.parts", "agent.partlog", "agent.parttags", "agent.passport", "drivers.eeprom24")
+PARTS_EMULATION = ("hil.twins.eeprom24",)
+TAG_ADDR = 0x50
+MAC = 0xA0B1C2D3E4F5        # the node's (an ESP32's eFuse base MAC)
 
 
 def used():
@@ -44,10 +50,25 @@ def load(names):
         __import__(n)
 
 
+def tag_twin():
+    """The ID EEPROM tag's twin (an AT24CS02), its passport written in copy A:
+    part of the world, created apart so its bytes (a 256-byte array, its
+    per-byte write counts) are not counted as the agent's."""
+    from agent import passport
+    from hil.twins.eeprom24 import AT24CS02Model
+    chip = AT24CS02Model()
+    p = passport.Passport("SEAL-KIT-7", year=2026, month=3, day=14, rated_h=20000, rated_cycles=50000)
+    chip.mem[0:passport.COPY] = p.encode(1)
+    return chip
+
+
 class World:
     """The agent on the footprint board, and the collector's side that acks."""
 
-    def __init__(self, sample_ms=5000, stress=True):
+    def __init__(self, sample_ms=5000, stress=True, tag=None):
+        """tag: an ID EEPROM twin (tag_twin()): the agent then tracks parts as
+        a board with `parts = true` and one tag does: the SHT3x's and the
+        meter's serials, the node id and the tag with its passport."""
         import boards
         from agent.agent import Agent
         from agent.clock import VirtualClock
@@ -59,8 +80,17 @@ class World:
         from hil.twins import i2c_buses
         self.clock = VirtualClock()
         meter_model = SDM120Model(lambda: (230.0, 4.3, 990.0, 1234.5))
-        chans = boards.make_channels(BOARD, i2c_buses(BOARD)["i2c"],
+        i2c = i2c_buses(BOARD)["i2c"]
+        chans = boards.make_channels(BOARD, i2c,
                                      lambda port, baud: LoopbackPort(meter_model), sleep_ms=lambda ms: None)
+        if tag is not None:
+            from agent.parts import Parts, slots_for
+            from agent.parttags import tags
+            i2c.attach(TAG_ADDR, tag)
+            i2c.attach(TAG_ADDR | 8, tag.security())
+            mac = "%012x" % MAC
+            chans.append(Parts(slots_for(chans, tags(["seal=at24cs02@0x%02x" % TAG_ADDR], i2c),
+                                         node="esp32-" + mac)))
         self.flash = EmulatedNOR(1024, 8)      # its 8 KiB image is flash on a device, not heap
         self.log = RingLog(self.flash, DEV)
         self.broker = ScriptedBroker()
@@ -69,6 +99,7 @@ class World:
         self.ag = Agent(DEV, chans, self.log, self.clock, transport=self.broker, interval_ms=60000,
                         sample_ms=sample_ms, reason="poweron", stress=None if stress else False,
                         uplink_opts={"key": KEY, "batch_max": 30, "max_latency_ms": 600000}).start()
+        self.parts = chans[-1] if tag is not None else None
 
     def interval(self):
         ag = self.ag
@@ -95,16 +126,17 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def main(intervals=1440, sample_ms=5000, stress=True):
+def main(intervals=1440, sample_ms=5000, stress=True, parts=False):
     # every module first: on this port their code is heap, on a board it is
     # flash (frozen or ROMFS), so what the agent's data takes is counted apart
     chunk_us = [0] * (intervals // 100 or 1)      # time per 100 intervals, for a median
     start = used()
-    load(DEVICE)
+    load(DEVICE + (PARTS_DEVICE if parts else ()))
     device = used()
-    load(EMULATION)
+    load(EMULATION + (PARTS_EMULATION if parts else ()))
+    tag = tag_twin() if parts else None
     base = used()
-    w = World(sample_ms, stress)
+    w = World(sample_ms, stress, tag)
     img = len(w.flash.image)
     print("FP heap_code", base)
     print("FP heap_code_device", device - start)
@@ -136,4 +168,6 @@ def main(intervals=1440, sample_ms=5000, stress=True):
     print("FP heap_free_idle", gc.mem_free())
     print("FP acked", w.log.acked, "of", w.log.next_seq - 1)
     print("FP hist_bins", w.ag.stress.n if w.ag.stress else 0)
+    print("FP part_slots", len(w.parts.slots) if w.parts else 0)
+    print("FP part_events", w.parts.events if w.parts else 0)
     print("FP END")

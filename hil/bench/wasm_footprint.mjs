@@ -7,12 +7,16 @@
 // interval, returning to JavaScript in between: this port collects garbage
 // only when no Python frame is running, so the heap is measured there.
 //
-//   node hil/bench/wasm_footprint.mjs PORT_MJS IMAGE HEAP_KIB INTERVALS
+//   node hil/bench/wasm_footprint.mjs PORT_MJS IMAGE HEAP_KIB INTERVALS [FLAGS]
+// FLAGS, comma-separated: "nostress" (the agent without its stress
+// histograms), "parts" (with component identity: footprint_mp.tag_twin()).
 // Prints the same "FP key value" lines as footprint_mp.main().
 import fs from "fs";
 import { pathToFileURL } from "url";
 
-const [portMjs, image, heapKib, intervals, nostress] = process.argv.slice(2);
+const [portMjs, image, heapKib, intervals, flagArg] = process.argv.slice(2);
+const flags = (flagArg || "").split(",");
+const parts = flags.includes("parts");
 const { loadMicroPython } = await import(pathToFileURL(portMjs).href);
 let out = [];
 const files = fs.statSync(image).isDirectory();
@@ -45,11 +49,11 @@ if not hasattr(os, "urandom"):
     agent.port.random_u32 = lambda: random.getrandbits(32)
 import footprint_mp as F`);
 const start = used();
-py("F.load(F.DEVICE)");
+py(parts ? "F.load(F.DEVICE + F.PARTS_DEVICE)" : "F.load(F.DEVICE)");
 const device = used();
-py("F.load(F.EMULATION)");
+py(parts ? "F.load(F.EMULATION + F.PARTS_EMULATION)\nTAG = F.tag_twin()" : "F.load(F.EMULATION)\nTAG = None");
 const base = used();
-py(`W = F.World(5000, ${nostress === "nostress" ? "False" : "True"})
+py(`W = F.World(5000, ${flags.includes("nostress") ? "False" : "True"}, TAG)
 T = 0
 def go():
     global T
@@ -88,4 +92,6 @@ fp("heap_data_peak", peak - base - img);
 fp("emulated_flash_bytes", img);
 console.log("FP acked " + py("print(W.log.acked, 'of', W.log.next_seq - 1)")[0]);
 fp("hist_bins", py("print(W.ag.stress.n if W.ag.stress else 0)")[0]);
+fp("part_slots", py("print(len(W.parts.slots) if W.parts else 0)")[0]);
+fp("part_events", py("print(W.parts.events if W.parts else 0)")[0]);
 console.log("FP END");

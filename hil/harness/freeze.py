@@ -257,6 +257,10 @@ def _build_unix32(tree, identity, text, files, say):
             _run(["make", "-C", "mpy-cross", jobs], tree, "make mpy-cross", log=log)
         say("building the 32-bit unix port with %d modules frozen (the first build takes a minute)"
             % len(files))
+        # the frozen modules are compiled again from this manifest's files: the build
+        # directory is shared by every checkout building from this tree, and make takes
+        # a compiled module newer than its source (another checkout's) as up to date
+        shutil.rmtree(os.path.join(tree, "ports", "unix", "build-32", "frozen_mpy"), ignore_errors=True)
         _run(["make", "-C", "ports/unix", jobs] + list(UNIX_OPTS) + ["FROZEN_MANIFEST=" + man],
              tree, "make ports/unix (32-bit)", log=log)
         built = os.path.join(tree, "ports", "unix", "build-32", "micropython")

@@ -30,7 +30,11 @@ flash` compiles; docs/firmware.md):
                                 drivers they import; agent/flow.py likewise;
                                 agent/port/counter_mp.py for a sensor on a
                                 counter bus (a pump's water meter, air = "measured")
-  agent/parts.py, agent/passport.py, drivers/eeprom24.py   parts = true
+  agent/parts.py                parts = true
+  agent/parttags.py, agent/passport.py, drivers/eeprom24.py
+                                parts = true with ID EEPROM tags (the board's or part_tags); a
+                                feature's modules come only with the feature,
+                                not through another module's lazy import
   agent/port/tls_mp.py          an mqtts:// broker
   agent/ota.py                  an OTA key (agent/ota_boot.py always: main.py runs it)
   boards/check.py               never: tally flash checks the board as installed
@@ -86,16 +90,21 @@ def _board_files():
 
 # optional module -> why a bundle without it does not need it
 OPTIONAL_WHY = {
-    "agent/parts.py": "parts off", "agent/passport.py": "parts off",
+    "agent/parts.py": "parts off", "agent/parttags.py": "no ID EEPROM tags",
+    "agent/passport.py": "no ID EEPROM tags", "drivers/eeprom24.py": "no ID EEPROM tags",
     "agent/port/tls_mp.py": "broker not mqtts://", "agent/ota.py": "no OTA key",
     "boards/check.py": "board checked here at build time",
 }
 SENSOR_WHY = "no installed sensor uses it"
 # what makes the installation use a feature's modules
 FEATURES = (
-    (("agent/parts.py", "agent/passport.py", "drivers/eeprom24.py"), lambda cfg: bool(cfg.get("parts"))),
-    (("agent/port/tls_mp.py",), lambda cfg: (cfg.get("broker") or "").startswith(("mqtts://", "ssl://"))),
-    (("agent/ota.py",), lambda cfg: bool(cfg.get("ota_key"))),
+    (("agent/parts.py",), lambda cfg, b: bool(cfg.get("parts"))),
+    # ID EEPROM tags (the board's, boards/tags.py, or the config's part_tags) with their passports
+    # (agent/parts.py loads agent/parttags.py only for a tag's slot)
+    (("agent/parttags.py", "agent/passport.py", "drivers/eeprom24.py"),
+     lambda cfg, b: bool(cfg.get("parts") and (cfg.get("part_tags") or b.get("tags")))),
+    (("agent/port/tls_mp.py",), lambda cfg, b: (cfg.get("broker") or "").startswith(("mqtts://", "ssl://"))),
+    (("agent/ota.py",), lambda cfg, b: bool(cfg.get("ota_key"))),
 )
 BUS_PORTS = {"counter": "agent/port/counter_mp.py"}     # bus kind -> the port that opens it
 
@@ -179,15 +188,16 @@ def installation(board, cfg, root=ROOT):
         kind = b["buses"].get(s.get("bus"), {}).get("kind")
         if kind in BUS_PORTS:
             need.add(BUS_PORTS[kind])
+    off = set()                       # a feature's modules: only with the feature on
     for mods, used in FEATURES:
-        if used(cfg):
-            need.update(mods)
+        (need if used(cfg, b) else off).update(mods)
+    off -= need
     opt = optional(root)
     need &= opt
     todo = list(need)
     while todo:                       # what the needed optional modules import, in turn
         for m in _imports(todo.pop(), root):
-            if m in opt and m not in need:
+            if m in opt and m not in need and m not in off:
                 need.add(m)
                 todo.append(m)
     kept = opt & need

@@ -91,7 +91,7 @@ def test_the_board_files_tags_are_read_with_their_passports():
     # the emulated luminaire's board declares its wear parts' tags
     # (boards/tags.py); the world fits twins with passports (hil/scenario.py
     # PARTS); a config part_tags spec replaces the driver's slot
-    from agent.parts import board_tags
+    from agent.parttags import board_tags
     from agent.partlog import E_DETAIL, E_SLOT
     from boards.emulated import Emulation
     clock = VirtualClock()
@@ -111,3 +111,28 @@ def test_the_board_files_tags_are_read_with_their_passports():
     # part_tags over the board's: the driver's slot now at 0x55 (nothing there), an extra slot added
     tags = board_tags(w.board, ["led-driver=24aa02e48@0x55", "fan=at24cs02@0x56"], {"i2c": w.i2c})
     assert [(t[0], t[1].addr) for t in tags] == [("led-engine", 0x50), ("led-driver", 0x55), ("fan", 0x56)]
+
+
+def test_a_tag_slot_reads_its_passport_at_install_and_writes_checkpoints():
+    # agent/parttags.py under MicroPython: the passport is read from the
+    # EEPROM at the install and again at each checkpoint (not kept)
+    from agent.parttags import tags
+    bus = EmulatedI2C()
+    bus.attach(0x44, SHT4xModel(serial=0x11111111))
+    chip = AT24CS02Model(busy_polls=1)
+    bus.attach(0x50, chip)
+    bus.attach(0x58, chip.security())
+    chip.mem[0:64] = P.Passport("FAN-12V", rated_h=30000).encode(1)
+    clock = VirtualClock()
+    chans = [ClimateChannel(SHT4x(bus, sleep_ms=_none))]
+    (slot, drv), = tags(["fan=at24cs02@0x50"], bus)
+    drv.sleep_ms = _none
+    parts = Parts(slots_for(chans, [(slot, drv)]), period_ms=5000, checkpoint_ms=60000)
+    ag = Agent("dev-mp", chans + [parts], RingLog(EmulatedNOR(1024, 8), "dev-mp"), clock,
+               interval_ms=60000, sample_ms=5000).start()
+    _run(ag, clock, 12 * 5 + 1)                       # five minutes: the install, then a checkpoint a minute
+    assert ag.log.parts["fan"] == "at24cs02-101112131415161718191a1b1c1d1e1f", ag.log.parts
+    assert [e[7] for e in ag.log.events if e[3] == "fan"] == ["FAN-12V"]
+    q, why = P.read(drv, 1)
+    assert why is None and q.installs == 1 and q.installed_s == 300 and q.seq == 1 + 6, (why, q.seq)
+    assert parts.faults == {}, parts.faults
