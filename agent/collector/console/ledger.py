@@ -214,8 +214,8 @@ class Reader(store.Collector):
     # did not change means nothing the walk read changed. The counters the
     # summary carries are read fresh every time.
 
-    def _walk(self, device):
-        for item in store.Collector._walk(self, device):
+    def _walk(self, device, values=True):
+        for item in store.Collector._walk(self, device, values):
             if self._tap is not None:
                 self._tap.append((item[1], item[2]))
             yield item
