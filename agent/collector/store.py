@@ -664,36 +664,45 @@ class Collector:
         was contradicted, in groups with their usage (timeline.note)."""
         epochs = {}
         tq = []
+        note, noted = timeline.note, (timeline.RECEIVED, timeline.FLAGGED)
+        e = cur = None
         for epoch, r, deltas, metrics in timeline.placed(self._walk(device, values=False)):
-            timeline.note(tq, epoch, r, deltas)
-            e = epochs.get(epoch)
-            if e is None:
-                row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
-                                      (device, epoch)).fetchone()
-                start = row[0] if row else r["from_seq"]
-                e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
-                                     "rewinds": 0,
-                                     "placed": dict.fromkeys(timeline.KINDS, 0),
-                                     "dropped": 0, "gaps": 0, "gap_ranges": [],
-                                     "first_seq": start, "last_seq": start - 1,
-                                     "units": {m[0]: (m[1], m[2]) for m in metrics
-                                               if m[3] == "odometer"}}
-            span = r["seq"] - r["from_seq"] + 1
-            if r["from_seq"] > e["last_seq"] + 1:
-                e["gaps"] += r["from_seq"] - e["last_seq"] - 1
-                e["gap_ranges"].append((e["last_seq"] + 1, r["from_seq"] - 1))
-            e["last_seq"] = r["seq"]
+            if r["flag"] or r["placed"] in noted:     # (the only records note() keeps)
+                note(tq, epoch, r, deltas)
+            if e is None or epoch != cur:             # (a walk's epochs come one after another)
+                cur = epoch
+                e = epochs.get(epoch)
+                if e is None:
+                    row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
+                                          (device, epoch)).fetchone()
+                    start = row[0] if row else r["from_seq"]
+                    e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
+                                         "rewinds": 0,
+                                         "placed": dict.fromkeys(timeline.KINDS, 0),
+                                         "dropped": 0, "gaps": 0, "gap_ranges": [],
+                                         "first_seq": start, "last_seq": start - 1,
+                                         "units": {m[0]: (m[1], m[2]) for m in metrics
+                                                   if m[3] == "odometer"}}
+                totals, placed = e["totals"], e["placed"]
+            seq, frm = r["seq"], r["from_seq"]
+            span = seq - frm + 1
+            last = e["last_seq"]
+            if frm > last + 1:
+                e["gaps"] += frm - last - 1
+                e["gap_ranges"].append((last + 1, frm - 1))
+            e["last_seq"] = seq
             e["records"] += 1
-            e["placed"][r["placed"]] += 1
+            placed[r["placed"]] += 1
             if r["rewound"]:
                 e["rewinds"] += 1
             e["covered"] += span
-            if r["flags"] & 2:
+            flags = r["flags"]
+            if flags & 2:
                 e["dropped"] += span - 1
-            elif r["flags"] & 1:
+            elif flags & 1:
                 e["coalesced"] += span - 1
             for k, d in deltas.items():
-                e["totals"][k] = e["totals"].get(k, 0) + d
+                totals[k] = totals.get(k, 0) + d
         return {"epochs": epochs, "time_quality": tq,
                 "duplicates": self.counter(device, "duplicates"),
                 "batches": self.counter(device, "batches"),
