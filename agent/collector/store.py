@@ -648,10 +648,14 @@ class Collector:
         time, else re-anchored from a record of the same boot that has one,
         and only when nothing anchors it the time the collector received it."""
         out = {}
+        day = timeline.day
         for dev in ([device] if device else self.devices()):
             days = out.setdefault(dev, {})
             for epoch, r, deltas, _ in timeline.placed(self._walk(dev, values=False)):
-                acc = days.setdefault(timeline.day(r["end_s"]), {})
+                on = day(r["end_s"])
+                acc = days.get(on)
+                if acc is None:
+                    acc = days[on] = {}
                 for k, d in deltas.items():
                     acc[k] = acc.get(k, 0) + d
         return out

@@ -166,16 +166,18 @@ def note(groups, epoch, r, deltas):
     ones of the same epoch, boot, kind and day make one group:
     {"placed", "flag", "epoch", "boot", "from_seq", "to_seq", "records",
     "day", "usage": {odometer: raw delta}}."""
-    if r["placed"] not in (RECEIVED, FLAGGED) and not r["flag"]:
+    kind, flag = r["placed"], r["flag"]
+    if kind not in (RECEIVED, FLAGGED) and not flag:
         return
     d = day(r["end_s"])
     g = groups[-1] if groups else None
-    if (g is None or g["epoch"] != epoch or g["boot"] != r["boot"] or g["placed"] != r["placed"]
-            or g["flag"] != r["flag"] or g["day"] != d or g["to_seq"] + 1 != r["from_seq"]):
-        g = {"placed": r["placed"], "flag": r["flag"], "epoch": epoch, "boot": r["boot"],
+    if (g is None or g["epoch"] != epoch or g["boot"] != r["boot"] or g["placed"] != kind
+            or g["flag"] != flag or g["day"] != d or g["to_seq"] + 1 != r["from_seq"]):
+        g = {"placed": kind, "flag": flag, "epoch": epoch, "boot": r["boot"],
              "from_seq": r["from_seq"], "to_seq": r["seq"], "records": 0, "day": d, "usage": {}}
         groups.append(g)
     g["to_seq"] = r["seq"]
     g["records"] += 1
+    usage = g["usage"]
     for k, v in deltas.items():
-        g["usage"][k] = g["usage"].get(k, 0) + v
+        usage[k] = usage.get(k, 0) + v

@@ -236,8 +236,12 @@ class Reader(store.Collector):
         finally:
             self._tap = None
         days = {}
+        day = timeline.day
         for r, deltas in seen:
-            acc = days.setdefault(timeline.day(r["end_s"]), {})
+            on = day(r["end_s"])
+            acc = days.get(on)
+            if acc is None:
+                acc = days[on] = {}
             for k, d in deltas.items():
                 acc[k] = acc.get(k, 0) + d
         ivals = [(r["end_s"], deltas) for r, deltas in seen[-MAX_INTERVALS:]]
