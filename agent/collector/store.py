@@ -128,6 +128,41 @@ def parse_topic(topic):
     return parts[2], parts[3]
 
 
+WALK_BATCH = 4096         # records fetched at a time by the ledger walk
+_SCAN = json.JSONDecoder().scan_once    # the C scanner json.loads ends in: (value, end)
+
+
+def _walk_one(metrics, vals, base):
+    """One record's ({odometer: delta}, rewound names), the epoch's highs in
+    base updated: Collector._walk's rule, metric by metric."""
+    deltas = {}
+    rewound = ()
+    for m, v in zip(metrics, vals):
+        if m[3] == "odometer":
+            high = base.get(m[0], 0)
+            if v >= high:
+                deltas[m[0]] = v - high
+                base[m[0]] = v
+            else:
+                deltas[m[0]] = 0
+                rewound += (m[0],)
+    return deltas, rewound
+
+
+def _shape(metrics):
+    """(names, ((index, name) of each odometer)) of a schema for the walk,
+    or (None, None) when an entry is not [name, unit, scale, kind]-like (the
+    walk then takes each record metric by metric, as _walk_one)."""
+    try:
+        names = tuple(m[0] for m in metrics)
+        odo = tuple((i, m[0]) for i, m in enumerate(metrics) if m[3] == "odometer")
+        for name in names:
+            hash(name)                   # (a name that cannot be a key fails in _walk_one)
+        return names, odo
+    except (TypeError, IndexError, KeyError):
+        return None, None
+
+
 class Collector:
     """keys(device_id) -> the device's MAC key, or None for an unknown device.
     db: a SQLite file, ":memory:", or postgresql://user@host:port/dbname."""
@@ -526,7 +561,7 @@ class Collector:
         return [r[0] for r in self._b.execute(
             "SELECT DISTINCT device_id FROM records ORDER BY device_id")]
 
-    def _walk(self, device):
+    def _walk(self, device, values=True):
         """Yield per record: (epoch, rec dict, {odometer: delta}, metrics) in
         seq order; odometers start at zero with each epoch. Usage is what an
         odometer gained above the highest value it had in the epoch: a device
@@ -534,34 +569,77 @@ class Collector:
         resumes from an older value: the dip is booked as zero, not as
         negative usage, and only the climb past the old high is booked after
         it (the epoch's total is unchanged). rec["rewound"] names the
-        odometers that went back (data quality, never usage)."""
-        rows = self._b.execute(
+        odometers that went back (data quality, never usage).
+        values=False: rec has no "values" (for callers that only book
+        usage: ledger(), summary(); the deltas are the same).
+
+        Every record's tuple is new (callers keep and change them); what
+        is per schema (its names and which are odometers) is worked out
+        once per walk, and vals are read by json's own C scanner (what
+        json.loads ends in), json.loads itself whenever that is not the
+        whole text. tests/test_walk.py holds it to the plain per-record walk
+        on ledgers with epochs, rewinds, reboots and records that nothing
+        places in time, on both databases."""
+        cur = self._b.execute(
             "SELECT epoch, seq, from_seq, flags, schema_id, boot, uptime_ms, wall_s, wall_q, "
             "ival_ms, vals, received_s FROM records WHERE device_id=? ORDER BY epoch, seq",
             (device,))
         prev_epoch = None
         base = {}
-        for (epoch, seq, frm, flags, sid, boot, up, wall, wq, ival, vals, rx) in rows:
-            if epoch != prev_epoch:
-                prev_epoch = epoch
-                base = {}
-            metrics = self.schema(device, sid) or []
-            vals = json.loads(vals)
-            deltas = {}
-            rewound = ()
-            for m, v in zip(metrics, vals):
-                if m[3] == "odometer":
-                    high = base.get(m[0], 0)
+        shapes = {}                  # schema id -> (metrics, names, odometers), this walk
+        scan, loads, walk_one = _SCAN, json.loads, _walk_one
+        while True:
+            rows = cur.fetchmany(WALK_BATCH)
+            if not rows:
+                break
+            for (epoch, seq, frm, flags, sid, boot, up, wall, wq, ival, text, rx) in rows:
+                if epoch != prev_epoch:
+                    prev_epoch = epoch
+                    base = {}
+                shape = shapes.get(sid)
+                if shape is None:
+                    metrics = self.schema(device, sid) or []
+                    shape = (metrics,) + _shape(metrics)
+                    if metrics:              # (an unknown schema is asked again, as before)
+                        shapes[sid] = shape
+                metrics, names, odo = shape
+                try:
+                    vals, end = scan(text, 0)
+                    if end != len(text):
+                        vals = loads(text)   # (raises as json.loads does)
+                except Exception:
+                    vals = loads(text)
+                if names is None or type(vals) is not list:
+                    # metric by metric, the values built (or failing) as they always were
+                    deltas, rewound = walk_one(metrics, vals, base)
+                    rec = {"rewound": rewound, "epoch": epoch, "seq": seq, "from_seq": frm,
+                           "flags": flags, "boot": boot, "uptime_ms": up, "wall_s": wall, "wall_q": wq,
+                           "ival_ms": ival, "received_s": rx}
+                    plain = dict(zip((m[0] for m in metrics), vals))
+                    if values:
+                        rec["values"] = plain
+                    yield epoch, rec, deltas, metrics
+                    continue
+                deltas = {}
+                rewound = ()
+                n = len(vals)
+                for i, name in odo:
+                    if i >= n:
+                        break
+                    v = vals[i]
+                    high = base.get(name, 0)
                     if v >= high:
-                        deltas[m[0]] = v - high
-                        base[m[0]] = v
+                        deltas[name] = v - high
+                        base[name] = v
                     else:
-                        deltas[m[0]] = 0
-                        rewound += (m[0],)
-            rec = {"rewound": rewound, "epoch": epoch, "seq": seq, "from_seq": frm, "flags": flags, "boot": boot,
-                   "uptime_ms": up, "wall_s": wall, "wall_q": wq, "ival_ms": ival,
-                   "received_s": rx, "values": dict(zip((m[0] for m in metrics), vals))}
-            yield epoch, rec, deltas, metrics
+                        deltas[name] = 0
+                        rewound += (name,)
+                rec = {"rewound": rewound, "epoch": epoch, "seq": seq, "from_seq": frm, "flags": flags,
+                       "boot": boot, "uptime_ms": up, "wall_s": wall, "wall_q": wq, "ival_ms": ival,
+                       "received_s": rx}
+                if values:
+                    rec["values"] = dict(zip(names, vals))
+                yield epoch, rec, deltas, metrics
 
     def ledger(self, device=None):
         """Usage per device and UTC day: {device: {day: {odometer: total}}}.
@@ -570,10 +648,14 @@ class Collector:
         time, else re-anchored from a record of the same boot that has one,
         and only when nothing anchors it the time the collector received it."""
         out = {}
+        day = timeline.day
         for dev in ([device] if device else self.devices()):
             days = out.setdefault(dev, {})
-            for epoch, r, deltas, _ in timeline.placed(self._walk(dev)):
-                acc = days.setdefault(timeline.day(r["end_s"]), {})
+            for epoch, r, deltas, _ in timeline.placed(self._walk(dev, values=False)):
+                on = day(r["end_s"])
+                acc = days.get(on)
+                if acc is None:
+                    acc = days[on] = {}
                 for k, d in deltas.items():
                     acc[k] = acc.get(k, 0) + d
         return out
@@ -586,36 +668,45 @@ class Collector:
         was contradicted, in groups with their usage (timeline.note)."""
         epochs = {}
         tq = []
-        for epoch, r, deltas, metrics in timeline.placed(self._walk(device)):
-            timeline.note(tq, epoch, r, deltas)
-            e = epochs.get(epoch)
-            if e is None:
-                row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
-                                      (device, epoch)).fetchone()
-                start = row[0] if row else r["from_seq"]
-                e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
-                                     "rewinds": 0,
-                                     "placed": dict.fromkeys(timeline.KINDS, 0),
-                                     "dropped": 0, "gaps": 0, "gap_ranges": [],
-                                     "first_seq": start, "last_seq": start - 1,
-                                     "units": {m[0]: (m[1], m[2]) for m in metrics
-                                               if m[3] == "odometer"}}
-            span = r["seq"] - r["from_seq"] + 1
-            if r["from_seq"] > e["last_seq"] + 1:
-                e["gaps"] += r["from_seq"] - e["last_seq"] - 1
-                e["gap_ranges"].append((e["last_seq"] + 1, r["from_seq"] - 1))
-            e["last_seq"] = r["seq"]
+        note, noted = timeline.note, (timeline.RECEIVED, timeline.FLAGGED)
+        e = cur = None
+        for epoch, r, deltas, metrics in timeline.placed(self._walk(device, values=False)):
+            if r["flag"] or r["placed"] in noted:     # (the only records note() keeps)
+                note(tq, epoch, r, deltas)
+            if e is None or epoch != cur:             # (a walk's epochs come one after another)
+                cur = epoch
+                e = epochs.get(epoch)
+                if e is None:
+                    row = self._b.execute("SELECT seq0 FROM epochs WHERE device_id=? AND epoch=?",
+                                          (device, epoch)).fetchone()
+                    start = row[0] if row else r["from_seq"]
+                    e = epochs[epoch] = {"totals": {}, "records": 0, "covered": 0, "coalesced": 0,
+                                         "rewinds": 0,
+                                         "placed": dict.fromkeys(timeline.KINDS, 0),
+                                         "dropped": 0, "gaps": 0, "gap_ranges": [],
+                                         "first_seq": start, "last_seq": start - 1,
+                                         "units": {m[0]: (m[1], m[2]) for m in metrics
+                                                   if m[3] == "odometer"}}
+                totals, placed = e["totals"], e["placed"]
+            seq, frm = r["seq"], r["from_seq"]
+            span = seq - frm + 1
+            last = e["last_seq"]
+            if frm > last + 1:
+                e["gaps"] += frm - last - 1
+                e["gap_ranges"].append((last + 1, frm - 1))
+            e["last_seq"] = seq
             e["records"] += 1
-            e["placed"][r["placed"]] += 1
+            placed[r["placed"]] += 1
             if r["rewound"]:
                 e["rewinds"] += 1
             e["covered"] += span
-            if r["flags"] & 2:
+            flags = r["flags"]
+            if flags & 2:
                 e["dropped"] += span - 1
-            elif r["flags"] & 1:
+            elif flags & 1:
                 e["coalesced"] += span - 1
             for k, d in deltas.items():
-                e["totals"][k] = e["totals"].get(k, 0) + d
+                totals[k] = totals.get(k, 0) + d
         return {"epochs": epochs, "time_quality": tq,
                 "duplicates": self.counter(device, "duplicates"),
                 "batches": self.counter(device, "batches"),

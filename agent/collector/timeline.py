@@ -47,50 +47,87 @@ def _span_ms(r):
     return (r["seq"] - r["from_seq"] + 1) * r["ival_ms"]
 
 
+_DAYS = {}                        # day number -> "YYYY-MM-DD", as strftime gave it
+_MAX_DAYS = 100000                # (past it, days are formatted each time, not kept)
+
+
 def day(end_s):
     """The UTC day a record ending at end_s is booked on."""
-    return time.strftime("%Y-%m-%d", time.gmtime(min(max(end_s - 1, 0), MAX_WALL_S)))
+    t = min(max(end_s - 1, 0), MAX_WALL_S)
+    if type(t) is int:            # (gmtime floors: one day number, one date)
+        d = _DAYS.get(t // 86400)
+        if d is not None:
+            return d
+    d = time.strftime("%Y-%m-%d", time.gmtime(t))
+    if type(t) is int and len(_DAYS) < _MAX_DAYS:
+        _DAYS[t // 86400] = d
+    return d
 
 
 def _place_boot(recs):
     """Place the records of one (epoch, boot): sets "end_s" (int, unix
     seconds), "placed" (one of KINDS) and "flag" (why its wall time was
-    contradicted, or None) on each."""
-    evid = []
+    contradicted, or None) on each.
+
+    One pass sorts the records into those whose wall time is evidence
+    (kept with their end, wall - uptime and uptime, each worked out once)
+    and the rest; the rest are placed from the evidence afterwards, each
+    on its own (a record's place depends only on its boot's evidence)."""
+    evid, ends, offs, ups = [], [], [], []
+    rest = []
     for r in recs:
         r["flag"] = None
-        if not (r["wall_q"] and r["wall_s"]):
+        ws = r["wall_s"]
+        wq = r["wall_q"]
+        if not (wq and ws):
+            rest.append(r)
             continue
-        if r["wall_s"] < MIN_WALL_S:
+        if ws < MIN_WALL_S:
             r["flag"] = "before 2020"
-        elif r["wall_s"] > MAX_WALL_S:
+        elif ws > MAX_WALL_S:
             r["flag"] = "after 2200"
-        elif (r["wall_q"] != WALL_SIM and r["received_s"]
-              and r["wall_s"] * 1000 + _span_ms(r) > (r["received_s"] + TOLERANCE_S) * 1000):
-            r["flag"] = "after it was received"
         else:
-            evid.append(r)
-    if len(evid) > 1:
-        offs = sorted(r["wall_s"] * 1000 - r["uptime_ms"] for r in evid)
-        med = offs[(len(offs) - 1) // 2]
-        keep = []
-        for r in evid:
-            if abs(r["wall_s"] * 1000 - r["uptime_ms"] - med) > TOLERANCE_S * 1000:
-                r["flag"] = "off its boot's clock"
+            end_ms = ws * 1000 + (r["seq"] - r["from_seq"] + 1) * r["ival_ms"]
+            rx = r["received_s"]
+            if wq != WALL_SIM and rx and end_ms > (rx + TOLERANCE_S) * 1000:
+                r["flag"] = "after it was received"
             else:
-                keep.append(r)
-        evid = keep
-    ups = [r["uptime_ms"] for r in evid]      # in seq order, so in uptime order
-    for r in recs:
-        if r["wall_q"] and r["wall_s"] and r["flag"] is None:
-            r["end_s"] = (r["wall_s"] * 1000 + _span_ms(r)) // 1000
-            r["placed"] = WALL
-            continue
-        if evid:
-            i = bisect.bisect_left(ups, r["uptime_ms"])
-            a = min((evid[j] for j in (i - 1, i) if 0 <= j < len(evid)),
-                    key=lambda x: abs(x["uptime_ms"] - r["uptime_ms"]))
-            start_ms = a["wall_s"] * 1000 + (r["uptime_ms"] - a["uptime_ms"])
+                up = r["uptime_ms"]
+                evid.append(r)
+                ends.append(end_ms)
+                offs.append(ws * 1000 - up)
+                ups.append(up)
+                continue
+        rest.append(r)
+    if len(evid) > 1:
+        med = sorted(offs)[(len(offs) - 1) // 2]
+        tol = TOLERANCE_S * 1000
+        if min(offs) < med - tol or max(offs) > med + tol:
+            keep = [j for j, o in enumerate(offs) if abs(o - med) <= tol]
+            for j, o in enumerate(offs):
+                if abs(o - med) > tol:
+                    evid[j]["flag"] = "off its boot's clock"
+                    rest.append(evid[j])
+            evid = [evid[j] for j in keep]
+            ends = [ends[j] for j in keep]
+            ups = [ups[j] for j in keep]
+    for r, end_ms in zip(evid, ends):         # (ups: in seq order, so in uptime order)
+        r["end_s"] = end_ms // 1000
+        r["placed"] = WALL
+    n = len(evid)
+    for r in rest:
+        if n:
+            u = r["uptime_ms"]
+            i = bisect.bisect_left(ups, u)
+            # the nearer of the evidence either side by uptime (the earlier on a tie)
+            if i == 0:
+                j = 0
+            elif i == n:
+                j = n - 1
+            else:
+                j = i - 1 if abs(ups[i - 1] - u) <= abs(ups[i] - u) else i
+            a = evid[j]
+            start_ms = a["wall_s"] * 1000 + (u - ups[j])
             r["end_s"] = (start_ms + _span_ms(r)) // 1000
             r["placed"] = FLAGGED if r["flag"] else ANCHORED
             if MIN_WALL_S <= r["end_s"] <= MAX_WALL_S:
@@ -106,18 +143,20 @@ def placed(walk):
     One boot's records are held at a time (a boot's records are contiguous
     in seq order within an epoch)."""
     group = []
-    key = None
+    recs = []
+    epoch = boot = None
     for item in walk:
         r = item[1]
-        k = (item[0], r["boot"])
-        if k != key and group:
-            _place_boot([g[1] for g in group])
+        if (item[0] != epoch or r["boot"] != boot) and group:
+            _place_boot(recs)
             yield from group
             group = []
-        key = k
+            recs = []
+        epoch, boot = item[0], r["boot"]
         group.append(item)
+        recs.append(r)
     if group:
-        _place_boot([g[1] for g in group])
+        _place_boot(recs)
         yield from group
 
 
@@ -127,16 +166,18 @@ def note(groups, epoch, r, deltas):
     ones of the same epoch, boot, kind and day make one group:
     {"placed", "flag", "epoch", "boot", "from_seq", "to_seq", "records",
     "day", "usage": {odometer: raw delta}}."""
-    if r["placed"] not in (RECEIVED, FLAGGED) and not r["flag"]:
+    kind, flag = r["placed"], r["flag"]
+    if kind not in (RECEIVED, FLAGGED) and not flag:
         return
     d = day(r["end_s"])
     g = groups[-1] if groups else None
-    if (g is None or g["epoch"] != epoch or g["boot"] != r["boot"] or g["placed"] != r["placed"]
-            or g["flag"] != r["flag"] or g["day"] != d or g["to_seq"] + 1 != r["from_seq"]):
-        g = {"placed": r["placed"], "flag": r["flag"], "epoch": epoch, "boot": r["boot"],
+    if (g is None or g["epoch"] != epoch or g["boot"] != r["boot"] or g["placed"] != kind
+            or g["flag"] != flag or g["day"] != d or g["to_seq"] + 1 != r["from_seq"]):
+        g = {"placed": kind, "flag": flag, "epoch": epoch, "boot": r["boot"],
              "from_seq": r["from_seq"], "to_seq": r["seq"], "records": 0, "day": d, "usage": {}}
         groups.append(g)
     g["to_seq"] = r["seq"]
     g["records"] += 1
+    usage = g["usage"]
     for k, v in deltas.items():
-        g["usage"][k] = g["usage"].get(k, 0) + v
+        usage[k] = usage.get(k, 0) + v

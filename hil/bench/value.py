@@ -151,6 +151,25 @@ def _median(fn, repeat):
     return statistics.median(ts), ts, statistics.median(cpu)
 
 
+def _walk_figures(col, recs, repeat):
+    """The store's record walk on the statement ledger, every asset: placed
+    in time (Collector._walk through timeline.placed, what the bills and
+    the statement read), and Collector.ledger() and summary() of each."""
+    from agent.collector import timeline
+    devs = col.devices()
+
+    def walk():
+        for dev in devs:
+            for _ in timeline.placed(col._walk(dev)):
+                pass
+    out = {}
+    out["walk_s"], _, out["walk_cpu_s"] = _median(walk, repeat)
+    out["walk_records_per_s"] = round(recs / out["walk_s"])
+    out["ledger_s"], _, out["ledger_cpu_s"] = _median(col.ledger, repeat)
+    out["summary_s"], _, out["summary_cpu_s"] = _median(lambda: [col.summary(dev) for dev in devs], repeat)
+    return out
+
+
 def bench_value(repeat=3, progress=None, statement_assets=100, price_assets=1000):
     from agent.collector import billing, contracts, pricing, statement
     say = progress or (lambda s: None)
@@ -172,6 +191,8 @@ def bench_value(repeat=3, progress=None, statement_assets=100, price_assets=1000
         out["statement_assets"], out["statement_records"] = statement_assets, recs
         out["statement_pdf_bytes"] = os.path.getsize(os.path.join(d, "st.pdf"))
         out["statement_html_bytes"] = os.path.getsize(os.path.join(d, "st.html"))
+        say("the record walk on that ledger: %d runs" % repeat)
+        out.update(_walk_figures(col, recs, repeat))
         col.close()
         say("building the price ledger: %d assets, a record an hour for 31 days" % price_assets)
         db = os.path.join(d, "p.sqlite")
@@ -194,6 +215,11 @@ def report(r):
     print("  statement, %d assets, %d records (JSON+HTML+PDF, signed): %.2f s (CPU %.2f s)  (%d B PDF, %d B HTML)"
           % (r["statement_assets"], r["statement_records"], r["statement_s"], r["statement_cpu_s"],
              r["statement_pdf_bytes"], r["statement_html_bytes"]))
+    if "walk_s" in r:
+        print("  record walk, placed, %d records: %.2f s (CPU %.2f s), %d records/s; ledger() %.2f s "
+              "(CPU %.2f s); summary() of every asset %.2f s (CPU %.2f s)"
+              % (r["statement_records"], r["walk_s"], r["walk_cpu_s"], r["walk_records_per_s"], r["ledger_s"],
+                 r["ledger_cpu_s"], r["summary_s"], r["summary_cpu_s"]))
     print("  price proposal, %d assets, %d records: %.2f s (CPU %.2f s)  (proposed %s per m3)"
           % (r["price_assets"], r["price_records"], r["price_s"], r["price_cpu_s"], r["proposed_price_per_unit"]))
     print_goals("goals", r["goals"])

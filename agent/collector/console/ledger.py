@@ -214,8 +214,8 @@ class Reader(store.Collector):
     # did not change means nothing the walk read changed. The counters the
     # summary carries are read fresh every time.
 
-    def _walk(self, device):
-        for item in store.Collector._walk(self, device):
+    def _walk(self, device, values=True):
+        for item in store.Collector._walk(self, device, values):
             if self._tap is not None:
                 self._tap.append((item[1], item[2]))
             yield item
@@ -236,8 +236,12 @@ class Reader(store.Collector):
         finally:
             self._tap = None
         days = {}
+        day = timeline.day
         for r, deltas in seen:
-            acc = days.setdefault(timeline.day(r["end_s"]), {})
+            on = day(r["end_s"])
+            acc = days.get(on)
+            if acc is None:
+                acc = days[on] = {}
             for k, d in deltas.items():
                 acc[k] = acc.get(k, 0) + d
         ivals = [(r["end_s"], deltas) for r, deltas in seen[-MAX_INTERVALS:]]
