@@ -205,7 +205,13 @@ def test_price_shows_every_term_from_the_ledger(db, capsys):
     p = json.loads(out)
     terms = {t["term"]: Fraction(t["per_unit"]) for t in p["terms"]}
     assert list(terms) == ["energy", "maintenance_reserve", "capital", "service", "risk", "margin"]
-    assert terms["capital"] == Fraction(1200, 500000) and terms["service"] == Fraction("0.002")
+    # capital less the residual value the life models give (every part of the simulated compressors
+    # is rated by a card), over the expected lifetime units
+    rv = p["residual_value"]
+    k = Fraction(rv["assets"][0]["K"])
+    assert 0 < Fraction(rv["value"]) < k and all(a["K"] == rv["assets"][0]["K"] for a in rv["assets"])
+    assert abs(terms["capital"] - (k - Fraction(rv["value"])) / 500000) <= Fraction(1, 10 ** 6)
+    assert terms["service"] == Fraction("0.002")
     # the energy term is the ledger's kWh per m3 (both assets, their days under the contract) x the tariff
     col = Collector(db, keys=lambda d: None)
     led = col.ledger()
@@ -217,7 +223,10 @@ def test_price_shows_every_term_from_the_ledger(db, capsys):
     # the reserve is cost x life used per unit, and the risk is P90 less P50
     # (the bearing and contactor from the contract's rated life, the humidity sensors from their card)
     comp = {c["component"]: c for c in p["components"]}
-    assert comp["bearing"]["source"].startswith("rated life (contract)")
+    # the contract's bearing is the compressor's tagged bearing, rated by its card, at the contract's cost
+    # (a component no card rates keeps the contract's rated life: tests/test_reserve.py)
+    assert comp["bearing"]["source"] == "life model bearing-6204@1 (cost from the contract)"
+    assert comp["bearing"]["cost"] == "128"
     assert comp["sht-humidity-sensor"]["source"].startswith("life model sht-humidity-sensor@1")
     assert comp["sht-humidity-sensor"]["cost"] == "21"                # the card's part 6 + labour 15
     assert abs(terms["maintenance_reserve"] - sum(Fraction(c["cost"]) * Fraction(c["life_used_per_unit_p50"])

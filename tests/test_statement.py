@@ -62,9 +62,13 @@ def test_statement_files_say_what_the_bills_say(made, capsys):
     assert done["contactor"]["cost"] == "45.00" and done["contactor"]["records"][0]["table"] == "repairs"
     swap = [r for c, r in done.items() if c.startswith("sht3x-")][0]
     assert swap["cost"] == "21.00" and {x["kind"] for x in swap["records"]} == {"removed", "installed"}
-    # the sensor's life comes from its card, the bearing's from the contract's rated life
+    # every part of the simulated compressor is rated by a card: the sensors by their serials, the
+    # bearing, winding and contactor by their ID EEPROM tags' passports (boards/tags.py); the
+    # contract's rated life is the fallback only (tests/test_reserve.py)
     src = a1["life_used_total_source"]
-    assert src["bearing"].startswith("rated life (contract)")
+    assert any(k.startswith("at24cs02-") and v.startswith("life model bearing-6204@1") for k, v in src.items())
+    assert any(k.startswith("24aa02e48-") and v.startswith("life model contactor-ac3@1") for k, v in src.items())
+    assert all(v.startswith("life model ") for v in src.values()), src
     assert any(k.startswith("sht3x-") and v.startswith("life model sht-humidity-sensor@1") for k, v in src.items())
     # X = (L/L_av)(U/U_av) with U the month's units annualised over the asset's days
     x = Fraction(10, 8) * (Fraction(a1["units"]) * 365 / 31 / 40000)

@@ -24,6 +24,7 @@ ledger, to recompute the records hash).
 """
 import base64
 import datetime
+import gc
 import hashlib
 import io
 import json
@@ -73,6 +74,21 @@ def records_hash(col, ranges):
 # -- the statement --------------------------------------------------------------------------
 
 def build(col, customer, period, cards_dir=None, config=None):
+    """The statement of a customer for a period (a dict; write() renders
+    it). The garbage collector is paused while it is built: the record
+    walk's per-asset lists hold hundreds of thousands of tuples with dicts,
+    which every full collection would walk again (about a fifth of the
+    build's CPU), and nothing built here leaves cycles to collect."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(col, customer, period, cards_dir, config)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _build(col, customer, period, cards_dir=None, config=None):
     data = contracts.stored(col)
     if customer not in data["customers"]:
         raise BillingError("no customer %s in the ledger (it has %s)" % (customer, ", ".join(sorted(data["customers"]))
