@@ -213,7 +213,9 @@ class Ledger:
         segment's use is a few bisections however long the history."""
         self.idx = {}
         self.newest = {}
+        self.hists = {}            # device -> [(hist, its snapshots)], so a segment looks at its device's only
         for key, snaps in self.snaps.items():
+            self.hists.setdefault(key[0], []).append((key[1], snaps))
             pos = [x[0] for x in snaps]
             walls = [x[1] for x in snaps]
             vers = [x[2] for x in snaps]
@@ -396,10 +398,8 @@ class Ledger:
         window). Problems found mark the component."""
         dev = seg["device"]
         out = {"_versions": {}, "_layouts": {}}
-        for (d, hist), snaps in self.snaps.items():
-            if d != dev:
-                continue
-            pos, walls, vchg, down = self.idx[(d, hist)]
+        for hist, snaps in self.hists.get(dev, ()):
+            pos, walls, vchg, down = self.idx[(dev, hist)]
             ia = self._at(dev, hist, seg["start"]["pos"])
             ib = self._at(dev, hist, seg["end"]["pos"]) if seg["end"] else len(snaps) - 1
             if ib < 0 or ib < ia:
