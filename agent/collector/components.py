@@ -147,9 +147,12 @@ class Ledger:
     # -- reading ---------------------------------------------------------------
 
     def _load(self, asset=None, component=None):
-        self.events = _table_rows(self.b,
+        # a part that tells only its model ("-model-": not unique, docs/wire.md)
+        # is a part of its asset: keyed "<id>@<device>", never followed across assets
+        self.events = [e if "-model-" not in (e[6] or "") else e[:6] + ("%s@%s" % (e[6], e[0]),) + tuple(e[7:])
+                       for e in _table_rows(self.b,
             "SELECT device, epoch, seq, idx, kind, slot, component, wall_s, odometers, detail FROM part_events "
-            "ORDER BY device, epoch, seq, idx")
+            "ORDER BY device, epoch, seq, idx")]
         self.scope = None
         if asset or component:
             comps = {e[6] for e in self.events if e[0] == asset} if asset else {component}
