@@ -49,9 +49,9 @@ MOVE_OUT, MOVE_IN = 0.30, 0.40        # cmp-hot's SHT3x out, into cmp-cool
 SENSOR_DIES = 0.50                    # lum-hot's SHT4x: errors, silence, a replacement
 BEARING_FAULT = 0.75                  # pump-worn's bearing starts to fail
 # bearing wear, ppm per running hour: healthy, and once failing (1 mg of
-# vibration per 2000 ppm: zone C within a day of running, D within two)
+# vibration per 2000 ppm: zone C within hours of running, D within a day)
 WEAR_OK_PPM_H = 10
-WEAR_FAULT_PPM_H = 40000
+WEAR_FAULT_PPM_H = 80000
 
 # the pumps' ID EEPROM tags when the board declares none: slot, address, the
 # passport's part number (a life card's type: agent/collector/life/cards.py)
