@@ -256,8 +256,9 @@ class Luminaire(_Profile):
     FULL_LUX = 900
     DERATE_MC = 70000
 
-    def __init__(self, clock, seed=1, site=None, duty=None):
+    def __init__(self, clock, seed=1, site=None, duty=None, fade_ms=18000):
         _Profile.__init__(self, clock, seed, site, duty)
+        self.fade_ms = fade_ms    # ms lit per ppm of light lost
         self.level = 0            # dimming, per mille
         self.occupied_until = 0
         self.sink_mC = 22000
@@ -266,8 +267,10 @@ class Luminaire(_Profile):
 
     def maint_ppm(self):
         """Lumen maintenance: the LEDs lose 2 % of their light per 100 hours
-        lit (fast, so a simulated week shows lux per watt falling)."""
-        return 1000000 - self.true_on_ms // 18000
+        lit (fast, so a simulated week shows lux per watt falling; fade_ms
+        600000 is 30 % in 50,000 h, a real LED's L70, for long runs); never
+        below nothing."""
+        return max(1000000 - self.true_on_ms // self.fade_ms, 0)
 
     def _light_mlux(self):
         return self.FULL_LUX * self.level * (self.maint_ppm() // 1000) // 1000

@@ -53,6 +53,10 @@ BEARING_FAULT = 0.75                  # pump-worn's bearing starts to fail
 WEAR_OK_PPM_H = 10
 WEAR_FAULT_PPM_H = 80000
 
+# the luminaires' LEDs lose 30 % of their light in 50,000 h lit (L70), not the
+# 2 % per 100 h that lets a simulated week show it
+LED_FADE_MS = 600000
+
 # the pumps' ID EEPROM tags when the board declares none: slot, address, the
 # passport's part number (a life card's type: agent/collector/life/cards.py)
 PUMP_TAGS = (("pump-bearing", 0x50, "bearing-6204", 20000), ("pump-motor", 0x51, "pump-motor", 40000))
@@ -77,6 +81,8 @@ class FleetDevice(SimDevice):
         total = opts["total_ms"]
         t0 = self.clock.world_ms()
         physics = {"site": SITES[sp["site"]], "duty": DUTY[sp["duty"]]}
+        if sp["profile"] == "luminaire":
+            physics["fade_ms"] = LED_FADE_MS
         faults = []
         if sp["profile"] == "pump":
             fault_at = t0 + int(total * BEARING_FAULT) if sp["id"] == "pump-worn" else t0 + 100 * total
@@ -87,8 +93,11 @@ class FleetDevice(SimDevice):
             # silence for three hours, and a new part answers after it
             faults += [(at - 7200000 + k * 600000, "nack", "sht4x", 0) for k in range(12)]
             faults += [(at, "absent", "sht4x", 3 * 3600000), (at + 60000, "swap", "sht4x", 0)]
+        # the pump's vibration RMS over 4 readings, not 16: the twin's signal is
+        # a square wave whose RMS any even window gives, at a quarter of the cost
+        over = {"adxl345": {"window": 4}} if sp["profile"] == "pump" else None
         w = Emulation(self.clock, seed=seed, serial=opts["serial"], profile=sp["profile"], faults=faults,
-                      physics=physics)
+                      physics=physics, overrides=over)
         if sp["profile"] == "pump" and not w.board.get("tags"):
             self._tags(w, seed)
         return w
