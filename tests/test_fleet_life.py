@@ -184,12 +184,19 @@ def test_healthy_young_assets_continue(run, life):
         assert a["decision"].startswith("continue"), (f["id"], a["decision"])
 
 
-def test_fleet_needs_a_ledger_file(capsys, tmp_path):
+def test_fleet_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, run):
     rc, _, e = _tally(["simulate", "--fleet", "--days", "1"], capsys)
     assert rc == 2 and e == ("tally: simulate: --fleet needs --db FILE (the ledger `tally life --db FILE` "
                              "reads afterwards)\n")
     db = tmp_path / "f.db"
+    rc, _, e = _tally(["simulate", "--fleet", "--days", "0", "--db", str(db)], capsys)
+    assert rc == 2 and e == "tally: simulate: --fleet needs a positive number of --days\n"
     assert not os.path.exists(db)
+    # a second fleet into the same ledger would bill its assets twice: refused, the ledger unchanged
+    before = os.path.getsize(run[1])
+    rc, _, e = _tally(["simulate", "--fleet", "--days", "0.1", "-q", "--db", run[1]], capsys)
+    assert rc == 2 and "already holds cmp-cool, cmp-hot" in e and e.count("\n") == 1
+    assert os.path.getsize(run[1]) == before
 
 
 def test_the_twin_crc_is_the_drivers():

@@ -154,7 +154,7 @@ def run(days=365.0, db=":memory:", seed=1, interval_s=3600, sample_s=60, progres
     """Run the fleet; returns simulate()'s report plus "fleet" (each asset's
     profile, site and duty) and "events" (what happened when)."""
     if days <= 0:
-        raise ValueError("simulate: need a positive number of days")
+        raise ValueError("--fleet needs a positive number of --days")
     total = int(days * DAY_MS)
     specs = [{"id": i, "profile": p, "site": s, "duty": d} for i, p, s, d in FLEET]
     by_id = {sp["id"]: sp for sp in specs}
