@@ -96,8 +96,11 @@ class FleetDevice(SimDevice):
         # the pump's vibration RMS over 4 readings, not 16: the twin's signal is
         # a square wave whose RMS any even window gives, at a quarter of the cost
         over = {"adxl345": {"window": 4}} if sp["profile"] == "pump" else None
+        # where the emulated board fits ID EEPROM tag twins of its own when asked
+        # (boards/tags.py), ask; otherwise the pumps get the tags below
+        kw = {"tags": True} if "tags" in Emulation.__init__.__code__.co_varnames else {}
         w = Emulation(self.clock, seed=seed, serial=opts["serial"], profile=sp["profile"], faults=faults,
-                      physics=physics, overrides=over)
+                      physics=physics, overrides=over, **kw)
         if sp["profile"] == "pump" and not w.board.get("tags"):
             self._tags(w, seed)
         return w
