@@ -120,8 +120,8 @@ class FleetDevice(SimDevice):
     def slots(self, chans):
         from agent import parts
         tags = self.tag_drivers
-        if self.world.board.get("tags") and hasattr(parts, "tag_specs"):
-            tags = parts.tags(parts.tag_specs(self.world.board), self.world.i2c)
+        if not tags and callable(getattr(self.world, "tags", None)):
+            tags = self.world.tags()                 # the board's own tag twins (boards/tags.py)
         return parts.slots_for(chans, tags, node=node_id(self.id))
 
 
