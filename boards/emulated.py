@@ -76,10 +76,12 @@ class Emulation:
     exception, swap (the part is replaced: its twin gets another serial);
     the target is a sensor type. swaps: add the profile's scheduled part
     swaps (hil/scenario.py SWAPS). tags: fit the board's ID EEPROM tags with
-    twins (a device with parts on reads them; off, they would only take heap)."""
+    twins (a device with parts on reads them; off, they would only take heap).
+    physics: keyword arguments for the scenario (site, duty, the pump's
+    bearing: hil/scenario.py), for the fleet simulation (hil/harness/fleet.py)."""
 
     def __init__(self, clock, seed=1, serial="loopback", profile="compressor", faults=(), swaps=False,
-                 air="rated", overrides=None, tags=False):
+                 air="rated", overrides=None, tags=False, physics=None):
         from hil.buses.i2c import EmulatedI2C
         from hil import scenario as sc
         if profile not in PROFILES:
@@ -92,13 +94,14 @@ class Emulation:
         self.board = boards.board("emulated", profile, overrides, air) \
             if overrides or air != "rated" else PROFILES[profile]
         self.i2c = EmulatedI2C()
+        ph = physics or {}
         self.meter = None
         self.pulse = None
         if profile == "compressor":
             from hil.twins.ina219 import INA219Model
             from hil.twins.sht3x import SHT3xModel
             from hil.twins.sdm120 import SDM120Model
-            self.scenario = sc.Compressor(clock, seed)
+            self.scenario = sc.Compressor(clock, seed, **ph)
             self.ina219 = INA219Model(self.scenario.ina219)
             self.sht3x = SHT3xModel(self.scenario.sht3x)
             self.meter = self.sdm120 = SDM120Model(self.scenario.sdm120)
@@ -107,14 +110,14 @@ class Emulation:
             from hil.twins.ina226 import INA226Model
             from hil.twins.bh1750 import BH1750Model
             from hil.twins.sht4x import SHT4xModel
-            s = self.scenario = sc.Luminaire(clock, seed)
+            s = self.scenario = sc.Luminaire(clock, seed, **ph)
             self.models = {"ina226": INA226Model(s.ina226, shunt_milliohm=10),
                            "bh1750": BH1750Model(s.bh1750), "sht4x": SHT4xModel(s.sht4x)}
         else:
             from hil.twins.adxl345 import ADXL345Model
             from hil.twins.bme280 import BME280Model
             from hil.twins.sdm630 import SDM630Model
-            s = self.scenario = sc.BoosterPump(clock, seed)
+            s = self.scenario = sc.BoosterPump(clock, seed, **ph)
             self.models = {"adxl345": ADXL345Model(s.adxl345), "bme280": BME280Model(s.bme280)}
             self.meter = SDM630Model(s.sdm630)
         for m in list(self.models.values()) + [self.meter]:

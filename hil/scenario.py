@@ -16,6 +16,14 @@
 # condenses), loads vary over the day, the pump's bearing wears and shakes
 # more, and the luminaire's LEDs lose lumens per watt as they burn.
 #
+# Sites and duty (the fleet simulation, hil/harness/fleet.py): every profile
+# takes an optional `site` (low, high, dew cap) in mC, the room's daily swing
+# and the most humid its air gets, and `duty` in percent of the normal work
+# (the compressor's off-times, the luminaire's light level and hours, the
+# pump's draw-off); the pump a `bearing` (healthy wear in ppm per running
+# hour, the world time a fault starts, the wear per running hour after it).
+# Left out, each profile is exactly as before.
+#
 # The motor draws about 67 W while running; at the board's rated 11 L/min of
 # free air (boards/sensors.py) that is about 0.1 kWh per m3, as for a real
 # compressor.
@@ -56,8 +64,10 @@ class Compressor:
     STANDBY_W = 4
     FAD_LPM = 10             # free air delivered while running (rated 11 L/min, a worn unit)
 
-    def __init__(self, clock, seed=1, meter_start_Wh=1234567):
+    def __init__(self, clock, seed=1, meter_start_Wh=1234567, site=None, duty=None):
         self.clock = clock
+        self.site = site
+        self.duty = duty
         self.rng = Rng(seed)
         self.noise = Rng(seed + 7919)
         self._t = clock.world_ms()
@@ -76,15 +86,19 @@ class Compressor:
         if self.rng.below(25) == 0:
             return (20 + self.rng.below(31)) * 1000       # a short-cycle: restarts within a minute
         if (self._t % DAY_MS) < 6 * 3600000:
-            return (1200 + self.rng.below(2401)) * 1000   # light duty at night
-        return (180 + self.rng.below(1021)) * 1000
+            off = (1200 + self.rng.below(2401)) * 1000    # light duty at night
+        else:
+            off = (180 + self.rng.below(1021)) * 1000
+        return off if self.duty is None else off * 100 // self.duty   # heavier duty: shorter rests
 
     def _ambient(self, t):
+        if self.site is not None:
+            return room_mC(t, self.site[0], self.site[1])
         return room_mC(t)                                 # 17 C at 04:00, 31 C at 16:00
 
     def dew_mC(self, t):
         """The room air's dew point: humid nights, 1.5 K under the cold room."""
-        return min(self._ambient(t) - 1500, 15500)
+        return min(self._ambient(t) - 1500, 15500 if self.site is None else self.site[2])
 
     def run_mA(self):
         """Motor current while running: heavier in the afternoon (up to 3.3 A)."""
@@ -213,8 +227,10 @@ class _Profile:
         return [(t0 + h0 * 3600000 + r.below(win * 3600) * 1000, "swap", target, 0)
                 for target, h0, win in self.SWAPS]
 
-    def __init__(self, clock, seed):
+    def __init__(self, clock, seed, site=None, duty=None):
         self.clock = clock
+        self.site = site
+        self.duty = duty
         self.rng = Rng(seed)
         self.noise = Rng(seed + 7919)
         self._t = clock.world_ms()
@@ -254,8 +270,9 @@ class Luminaire(_Profile):
     FULL_LUX = 900
     DERATE_MC = 70000
 
-    def __init__(self, clock, seed=1):
-        _Profile.__init__(self, clock, seed)
+    def __init__(self, clock, seed=1, site=None, duty=None, fade_ms=18000):
+        _Profile.__init__(self, clock, seed, site, duty)
+        self.fade_ms = fade_ms    # ms lit per ppm of light lost
         self.level = 0            # dimming, per mille
         self.occupied_until = 0
         self.sink_mC = 22000
@@ -264,18 +281,31 @@ class Luminaire(_Profile):
 
     def maint_ppm(self):
         """Lumen maintenance: the LEDs lose 2 % of their light per 100 hours
-        lit (fast, so a simulated week shows lux per watt falling)."""
-        return 1000000 - self.true_on_ms // 18000
+        lit (fast, so a simulated week shows lux per watt falling; fade_ms
+        600000 is 30 % in 50,000 h, a real LED's L70, for long runs); never
+        below nothing."""
+        return max(1000000 - self.true_on_ms // self.fade_ms, 0)
 
     def _light_mlux(self):
         return self.FULL_LUX * self.level * (self.maint_ppm() // 1000) // 1000
 
     def hall_mC(self, t):
+        if self.site is not None:
+            return room_mC(t, self.site[0], self.site[1])
         return room_mC(t, 20000, 30000)                      # a hot hall in the afternoon
 
     def dew_mC(self, t):
-        return min(self.hall_mC(t) - 1000, 19500)           # humid nights
+        return min(self.hall_mC(t) - 1000, 19500 if self.site is None else self.site[2])   # humid nights
+
     def _schedule(self, t):
+        if self.duty is not None:
+            lvl = self._schedule0(t) * self.duty // 100
+            if lvl == 0 and self.duty >= 150:
+                return 300                                  # round the clock: the night at 30 %
+            return min(lvl, 1000)
+        return self._schedule0(t)
+
+    def _schedule0(self, t):
         m = (t % DAY_MS) // 60000                         # minute of the day
         if m < 330 or m >= 1320:
             return 0
@@ -352,8 +382,10 @@ class BoosterPump(_Profile):
              "pump-seal": ("TL-SEAL-25MM", 20000, 100000)}
     TANK_L = 20000
 
-    def __init__(self, clock, seed=1, meter_start_Wh=500000):
-        _Profile.__init__(self, clock, seed)
+    def __init__(self, clock, seed=1, meter_start_Wh=500000, site=None, duty=None, bearing=None):
+        _Profile.__init__(self, clock, seed, site, duty)
+        self.bearing = bearing                              # (ppm/h healthy, fault from world ms, ppm/h after)
+        self._wear_acc = 0                                  # ppm x ms/h, with a bearing given
         self.level_l = self.TANK_L // 2
         self.running = False
         self.started_at = 0
@@ -366,7 +398,8 @@ class BoosterPump(_Profile):
 
     def _draw_lpm(self, t):
         h = (t % DAY_MS) // 3600000
-        return 120 if 6 <= h < 22 else 30
+        lpm = 120 if 6 <= h < 22 else 30
+        return lpm if self.duty is None else lpm * self.duty // 100
 
     def _step(self, dt):
         t = self._t
@@ -377,7 +410,12 @@ class BoosterPump(_Profile):
             self.true_litres_mL += self.RATED_LPM * dt // 60
             self.true_run_ms += dt
             self.mains_mWs += self.RUN_W * dt
-            self.wear += dt // 1000                         # 1 ppm per running second
+            if self.bearing is None:
+                self.wear += dt // 1000                     # 1 ppm per running second
+            else:
+                b = self.bearing
+                self._wear_acc += dt * (b[2] if t >= b[1] else b[0])
+                self.wear = min(self._wear_acc // 3600000, 1000000)
         else:
             self.mains_mWs += 15 * dt                          # controls on standby
         if not self.running and self.level_l <= self.TANK_L // 5:
@@ -386,7 +424,10 @@ class BoosterPump(_Profile):
             self.true_starts += 1
         elif self.running and self.level_l >= self.TANK_L * 9 // 10:
             self.running = False
-        target = 26000 if self.running else 22000
+        if self.site is None:
+            target = 26000 if self.running else 22000
+        else:                                               # the site's room, warmer while it runs
+            target = room_mC(t, self.site[0], self.site[1]) + (4000 if self.running else 0)
         self.cab_mC += (target - self.cab_mC) * dt // (900000 + dt)
 
     def sdm630(self):
@@ -411,7 +452,10 @@ class BoosterPump(_Profile):
     def bme280(self):
         """(temperature cC, pressure Pa, RH cP) in the cabinet, as the BME280 twin takes them."""
         self.advance()
-        dew = min(room_mC(self._t, 14000, 24000) - 3000, 17000)     # damper at night
+        if self.site is None:
+            dew = min(room_mC(self._t, 14000, 24000) - 3000, 17000)     # damper at night
+        else:
+            dew = min(room_mC(self._t, self.site[0], self.site[1]) - 3000, self.site[2])
         rh = rh_at(self.cab_mC, dew) + self._jit(40)
         return self.cab_mC // 10 + self._jit(3), 101325 + self._jit(30), min(rh, 10000)
 

@@ -12,6 +12,11 @@ USAGE_HIDE = {"err_nack", "err_crc", "err_timeout", "err_range", "sync_ok", "syn
 def run(a):
     from hil.harness.sim import simulate
     progress = None if a.json or a.quiet else (lambda s: print("  " + s, file=sys.stderr))
+    if a.fleet:
+        return _fleet(a, progress)
+    a.days = 1.0 if a.days is None else a.days
+    a.interval = 60 if a.interval is None else a.interval
+    a.sample = 5 if a.sample is None else a.sample
     try:
         rep = simulate(devices=a.devices, days=a.days, broker=a.broker, loss=a.loss, seed=a.seed,
                        interval_s=a.interval, sample_s=a.sample, reboot_every_h=a.reboot_every, outage_h=a.outage,
@@ -23,6 +28,47 @@ def run(a):
         print(json.dumps(rep, indent=2, sort_keys=True))
     else:
         _print_sim(rep)
+    return 0 if rep["reconciled"] else 1
+
+
+FLEET_DAYS = 365.0
+
+
+def _fleet(a, progress):
+    """The mixed fleet (hil/harness/fleet.py) into a ledger that `tally life` reads."""
+    import time
+    from hil.harness import fleet
+    if not a.db:
+        return err("simulate: --fleet needs --db FILE (the ledger `tally life --db FILE` reads afterwards)")
+    if a.broker or a.loss or a.outage or a.reboot_every:
+        return err("simulate: --fleet runs embedded, without --broker, --loss, --outage or --reboot-every")
+    days = FLEET_DAYS if a.days is None else a.days
+    t0 = time.monotonic()
+    if progress:
+        tick = progress
+        progress = lambda s: tick("%s (%.0f s)" % (s, time.monotonic() - t0))   # noqa: E731
+    try:
+        rep = fleet.run(days=days, db=a.db, seed=a.seed, interval_s=3600 if a.interval is None else a.interval,
+                        sample_s=60 if a.sample is None else a.sample, progress=progress, serial=a.serial)
+    except (ValueError, OSError) as e:
+        return err("simulate: %s" % e)
+    if a.json:
+        print(json.dumps({k: rep[k] for k in ("reconciled", "fleet", "events", "devices", "part_events",
+                                              "elapsed_s", "simulated_days")}, indent=2, sort_keys=True))
+        return 0 if rep["reconciled"] else 1
+    print("Tally fleet simulation: %d assets x %g days, %.1f s" % (len(rep["fleet"]), days, rep["elapsed_s"]))
+    print()
+    ok = {d["device_id"]: d["reconciled"] for d in rep["devices"]}
+    _table(["asset", "profile", "site", "duty", "ledger"],
+           [[f["id"], f["profile"], f["site"], f["duty"], "OK" if ok.get(f["id"]) else "MISMATCH"]
+            for f in rep["fleet"]])
+    print("\nWhat happened")
+    for e in rep["events"]:
+        print("  day %6.2f  %s" % (e["day"], e["what"]))
+    print("\nComponent events in the ledger (part_events)")
+    _table(["device", "wall_s", "event", "slot", "component"], rep["part_events"])
+    print("\n" + ("All devices reconcile." if rep["reconciled"] else "NOT RECONCILED."))
+    print("Life consumed, remaining life and next use: tally life --db %s" % a.db)
     return 0 if rep["reconciled"] else 1
 
 
@@ -95,15 +141,15 @@ def add(sub):
                        "agent, log and collector; print the ledger and a reconciliation. Exit 1 if any "
                        "device does not reconcile.")
     s.add_argument("--devices", type=int, default=3, help="number of devices (default 3)")
-    s.add_argument("--days", type=float, default=1.0, help="simulated days (default 1)")
+    s.add_argument("--days", type=float, help="simulated days (default 1; with --fleet 365)")
     s.add_argument("--broker", help="MQTT broker URL, e.g. mqtt://127.0.0.1:1883; "
                    "default: an embedded in-process collector")
     s.add_argument("--json", action="store_true", help="print one JSON object with a top-level 'reconciled'")
     s.add_argument("--loss", type=float, default=0.0,
                    help="embedded mode: probability that a message or ack is lost (default 0)")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--interval", type=float, default=60, help="record interval in seconds (default 60)")
-    s.add_argument("--sample", type=float, default=5, help="sample period in seconds (default 5)")
+    s.add_argument("--interval", type=float, help="record interval in seconds (default 60; with --fleet 3600)")
+    s.add_argument("--sample", type=float, help="sample period in seconds (default 5; with --fleet 60)")
     s.add_argument("--reboot-every", type=float, default=0.0, metavar="HOURS",
                    help="reboot each device about every HOURS simulated hours (default never)")
     s.add_argument("--outage", type=float, default=0.0, metavar="HOURS",
@@ -118,5 +164,9 @@ def add(sub):
     s.add_argument("--serial", choices=("loopback", "pty"), default="loopback",
                    help="Modbus line: in-process loopback (default) or a real pseudo-terminal")
     s.add_argument("--durable", action="store_true", help="fsync every log append (slower)")
+    s.add_argument("--fleet", action="store_true",
+                   help="the mixed fleet instead (docs/life.md): compressors, luminaires and pumps at hot, mild "
+                   "and cool sites under heavy and light duty, a sensor that fails and is replaced, a part moved "
+                   "to another asset, a failing bearing; needs --db; then `tally life --db` on it")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=run)

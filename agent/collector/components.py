@@ -17,7 +17,10 @@ A component's installation segments run from an 'installed' event to the
 matching 'removed' one (or to the newest snapshot while it is still in).
 The usage of a segment is the difference of the device's cumulative counts
 at its two ends; the segments of one component add up (Miner), so a part
-moved to another asset arrives with its history.
+moved to another asset arrives with its history. A part that tells only its
+model (`<chip>-model-<id>`, not unique) is a part of its asset, keyed
+`<id>@<device>`: every such chip has the same id, so following it across
+assets would put one part in many at once.
 
 Bad input is said, never repaired by guessing: a component installed in a
 second asset while still in the first, a removal with no install, counts

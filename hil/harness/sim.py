@@ -24,9 +24,7 @@ class SimDevice:
     def __init__(self, device_id, index, workdir, transport, seed, opts):
         self.id = device_id
         self.clock = VirtualClock()
-        self.world = Emulation(self.clock, seed=seed + index, serial=opts["serial"],
-                               profile=opts["profile"], swaps=opts.get("parts", True),
-                               tags=opts.get("parts", True))
+        self.world = self.make_world(seed + index, opts)
         self.log_path = os.path.join(workdir, device_id + ".log")
         self.transport = transport
         self.opts = opts
@@ -42,14 +40,23 @@ class SimDevice:
         log = file_log(self.log_path, self.id, capacity=o["log_capacity"], durable=o["durable"])
         chans = self.world.channels()
         if o.get("parts", True):
-            from agent.parts import Parts, slots_for
-            chans.append(Parts(slots_for(chans, self.world.tags())))
+            from agent.parts import Parts
+            chans.append(Parts(self.slots(chans)))
         self.agent = Agent(self.id, chans, log, self.clock,
                            transport=self.transport, interval_ms=o["interval_ms"],
-                           sample_ms=o["sample_ms"], reason=reason,
+                           sample_ms=o["sample_ms"], reason=reason, stress=o.get("stress"),
                            uplink_opts={"ack_timeout_ms": o["ack_timeout_ms"],
                                         "key": cose.device_key(o["master"], self.id)}).start()
         self.boots += 1
+
+    def make_world(self, seed, opts):
+        return Emulation(self.clock, seed=seed, serial=opts["serial"], profile=opts["profile"],
+                         swaps=opts.get("parts", True), tags=opts.get("parts", True))
+
+    def slots(self, chans):
+        """The identity slots of the device's parts (agent/parts.py)."""
+        from agent.parts import slots_for
+        return slots_for(chans, self.world.tags())
 
     def reboot(self):
         self.records += self.agent.records
@@ -70,17 +77,20 @@ class SimDevice:
 def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
              sample_s=5, reboot_every_h=0.0, outage_h=0.0, log_kib=256, db=":memory:", workdir=None,
              serial="loopback", durable=False, progress=None, drain_timeout_s=60.0, tls=None,
-             profile="compressor"):
+             profile="compressor", ids=None, make_device=None, on_step=None, progress_every_ms=DAY_MS // 2):
     """Run the fleet; returns the report dict (see reconcile()). With an
     mqtts:// broker, tls(name) gives the TLS settings of each device id and of
-    "collector" (hil.harness.pki.TestPKI.tls_for)."""
+    "collector" (hil.harness.pki.TestPKI.tls_for). The mixed fleet
+    (hil/harness/fleet.py) gives its own device ids, a make_device(id, index,
+    workdir, transport, seed, opts) and on_step(t_ms, devices), called after
+    each step."""
     if devices < 1 or days <= 0:
         raise ValueError("simulate: need at least one device and a positive number of days")
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="tally-sim-")
     master = b"tally-sim-master-%d" % seed      # the fleet's key material, for the simulation
     collector = Collector(db, keys=lambda dev: cose.device_key(master, dev))
-    ids = ["sim-%03d" % (i + 1) for i in range(devices)]
+    ids = ids or ["sim-%03d" % (i + 1) for i in range(devices)]
     held = sorted(set(ids) & set(collector.devices()))
     if held:
         # Their logs are new, so their records would be new keys: a second run
@@ -111,7 +121,7 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
     t_start = time.monotonic()
     try:
         for i, dev_id in enumerate(ids):
-            fleet.append(SimDevice(dev_id, i, workdir, make_transport(dev_id), seed, opts))
+            fleet.append((make_device or SimDevice)(dev_id, i, workdir, make_transport(dev_id), seed, opts))
         total = int(days * DAY_MS)
         step = opts["sample_ms"]
         rng = Rng(seed + 99)
@@ -133,12 +143,14 @@ def simulate(devices=3, days=2.0, broker=None, loss=0.0, seed=1, interval_s=60,
                 if next_reboot[k] is not None and t >= next_reboot[k]:
                     d.reboot()
                     next_reboot[k] = t + reboot_ms // 2 + rng.below(reboot_ms)
+            if on_step is not None:
+                on_step(t, fleet)
             if service is not None:
                 service.pump()
                 _await_acks(fleet, service, 2.0)
             if progress and t >= next_report:
                 progress("simulated %.1f of %g days" % (t / DAY_MS, days))
-                next_report += DAY_MS // 2
+                next_report += progress_every_ms
         # Drain: log the partial interval, flush what is pending, wait for every ack.
         deadline = time.monotonic() + drain_timeout_s
         for d in fleet:

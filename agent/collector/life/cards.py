@@ -214,12 +214,15 @@ def load(extra_dir=None):
 
 
 def for_component(cards, component, part_number=None):
-    """The card that lists the part number its passport gave, else the card
-    whose longest match prefix starts the component id, or None."""
+    """The card that lists the part number its passport gave (or whose type
+    the passport names as its part number), else the card whose longest
+    match prefix starts the component id, or None."""
     if part_number:
         for c in cards.values():
             if part_number in c["part_numbers"]:
                 return c
+        if part_number in cards and isinstance(cards[part_number], dict):
+            return cards[part_number]
     best = None
     for c in cards.values():
         for m in c["match"]:

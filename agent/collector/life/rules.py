@@ -143,9 +143,11 @@ def next_use(inp, th):
     ec = inp["ec"]
     post = inp["post_repair_rul_P10_days"]
     c2 = bool(parts) and ec is not None and ec < th["repair_ec_max"] and (due is None or _ge(post, due) is True)
+    why = inp.get("bad_reasons")             # each bad part's health reasons (collars named)
     trace.append(_rule("R2", "repair: replace %s" % ", ".join(parts) if parts else "repair", c2,
-                       "failed/poor replaceable parts %s; Ec %s < %s; post-repair RUL_P10 %s d vs term %s d"
-                       % (", ".join(parts) or "none", _f(ec), th["repair_ec_max"], _f(post), _f(due))))
+                       "failed/poor replaceable parts %s%s; Ec %s < %s; post-repair RUL_P10 %s d vs term %s d"
+                       % (", ".join(parts) or "none", " (%s)" % "; ".join(why) if why else "", _f(ec),
+                          th["repair_ec_max"], _f(post), _f(due))))
     # R3 upgrade
     tg, pay, core = inp["tg"], inp["payback_days"], inp["core_D_P90"]
     if tg is None or pay is None or due is None:
@@ -333,6 +335,7 @@ def _asset(dev, parts, cfg, ledger, store):
     inp = {"health": band, "D_P90": max(d90s) if d90s else None, "rul_P10_days": min(rul10) if rul10 else None,
            "contract_days_left": a.get("contract_days_left"), "fx_ok": a.get("fx_ok"),
            "legal_flag": a.get("legal_flag", False), "bad_replaceable": [p["component"] for p in bad],
+           "bad_reasons": ["%s: %s" % (p["component"], "; ".join(p["reasons"])) for p in bad],
            "ec": ec, "post_repair_rul_P10_days": min(others) if others else (math.inf if bad else None),
            "tg": a.get("tg"), "payback_days": a.get("payback_days"),
            "core_D_P90": max(core) if core else (max(d90s) if d90s else None),
