@@ -28,8 +28,11 @@ pytestmark = [pytest.mark.micropython,
 # heap (the same before and after issue 14); since then the log, the uplink
 # and the emulation carry component identity (issue 15) and the batch codec
 # has its version-2 forms (1.5 KB more .mpy), and the stress histograms'
-# code and float maths (dew point) load into the heap too: 224K.
-DAY_HEAP = "224K"
+# code and float maths (dew point) load into the heap too: 224K. The
+# emulated world then gained the boards' ID EEPROM tag table, the wear parts'
+# passports and the fleet's site, duty and bearing physics (all code in RAM
+# on this port): it failed at 224K, decoding a batch, and passed at 232K: 240K.
+DAY_HEAP = "240K"
 
 
 # The uplink loads the log, both codecs, COSE, the meter and remote config at
