@@ -391,7 +391,7 @@ class Stress:
         power cut, and one snapshot goes per `every` intervals on the wire."""
         if not self.n:
             return False
-        h = log.hist
+        h = log.snap
         if h is not None and h[1] == self.version and seq - h[0] < self._cfg[0]:
             return False
         snap = self.snapshot()
@@ -405,7 +405,7 @@ class Stress:
 
     def acked(self, log):
         """The log's acked seq moved: the snapshot it covers is the new base."""
-        h = log.hist
+        h = log.snap
         if h is None or h[1] != self.version or log.acked < h[0] or h[0] <= self.base_seq:
             return
         if self.full:
@@ -423,11 +423,11 @@ class Stress:
         """The encoded ext value (key 1) for a batch of seqs first..last, or
         None: the newest snapshot when its seq is among them and not acked.
         [version, seq, base seq (0: full), {index: [all counts] or {bin: count}}]"""
-        h = log.hist
+        h = log.snap
         if not self.n or h is None or h[1] != self.version or not first <= h[0] <= last \
                 or h[0] <= log.acked:
             return None
-        b = h[2]
+        b = log.hist_words()          # on the device: valid while nothing reads the log
         s = self.since
         full = self.full
         buf = bytearray()
