@@ -53,7 +53,10 @@ def _clean(cid):
     ValueError for anything else, so a garbled read never reaches the log."""
     if not isinstance(cid, str) or not 2 < len(cid) <= 64 or "-" not in cid:
         raise ValueError("not a component id")
-    cid = cid.lower()
+    for c in cid:
+        if "A" <= c <= "Z":
+            cid = cid.lower()               # a new string only when it is needed
+            break
     for c in cid:
         if not ("a" <= c <= "z" or "0" <= c <= "9" or c in "-._:"):
             raise ValueError("not a component id")
@@ -65,9 +68,11 @@ def _clean(cid):
 # A slot is one small list (a MicroPython instance would keep its attributes
 # in a table of its own, about three times the size), indexed by:
 S_NAME = 0      # where in the asset (text)
-S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py)
+S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py);
+                # None: S_EEP's ident()
 S_CH = 2        # the channel whose bus errors trigger a read, or None
-S_EEP = 3       # an ID EEPROM with a passport in its user area, or None
+S_EEP = 3       # an ID EEPROM with a passport in its user area, or None: its driver, or
+                # (driver class, bus, address) to make one for each use (eeprom())
 S_CAND = 4      # a new id being confirmed, or None
 S_CANDN = 5     # reads of it in a row
 S_MISS = 6      # reads without an answer in a row
@@ -92,9 +97,18 @@ def Slot(name, read, channel=None, eeprom=None):
     return [name, read, channel, eeprom, None, 0, 0, 0, 0, None, -1, ""]
 
 
+def eeprom(s):
+    """Slot s's ID EEPROM driver: made for this use when the slot keeps only
+    how to make one (a driver object is some 100 bytes of heap, and a tag is
+    read every PERIOD_MS at most)."""
+    e = s[S_EEP]
+    return e[0](e[1], e[2]) if isinstance(e, tuple) else e
+
+
 def slots_for(channels, tags=(), node=None):
     """A slot for every channel whose driver can tell an identity, one per ID
-    EEPROM tag ((name, driver) pairs), and "node" for the node's own id."""
+    EEPROM tag ((name, driver) pairs: the slot keeps the driver's class, bus
+    and address, not the driver), and "node" for the node's own id."""
     out = []
     for ch in channels:
         d = ch.driver
@@ -105,9 +119,12 @@ def slots_for(channels, tags=(), node=None):
         if f is not None and hasattr(d, "name"):
             out.append(Slot(d.name.lower(), f, channel=ch))
     for name, drv in tags:
-        out.append(Slot(name, drv.ident, eeprom=drv))
+        out.append(Slot(name, None, eeprom=(type(drv), drv.i2c, drv.addr)))
     if node:
-        out.append(Slot("node", node.lower))     # the id itself (a bound method: no closure)
+        # the id itself, by a bound method (no closure) that returns the same
+        # string (strip of a string with nothing to strip): the slot table
+        # then holds that one string, not a copy
+        out.append(Slot("node", node.lower().strip))
     return out
 
 
@@ -190,7 +207,8 @@ class Parts:
         name = s[S_NAME]
         known = self.log.parts.get(name)
         try:
-            cid = _clean(s[S_READ]())
+            f = s[S_READ]
+            cid = _clean(f() if f is not None else eeprom(s).ident())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return

@@ -12,7 +12,7 @@
 # counters at the last checkpoint (S_REF) and when that was (S_CKAT).
 
 from agent import passport
-from agent.parts import S_EEP, S_REF, S_CKAT
+from agent.parts import S_REF, S_CKAT, eeprom
 
 TAG_CHIPS = ("at24cs02", "24aa02e48")
 
@@ -104,7 +104,7 @@ def sources(meter):
 def _read(parts, s):
     """The passport in the slot's EEPROM, or None (a fault counted by parts)."""
     try:
-        p, why = passport.read(s[S_EEP], parts.family)
+        p, why = passport.read(eeprom(s), parts.family)
     except OSError:
         parts.fault("eeprom")
         return None
@@ -143,7 +143,7 @@ def checkpoint(parts, s, now, p=None):
         k += 1
     p.installed_s += (now - s[S_CKAT]) // 1000
     try:
-        passport.write(s[S_EEP], p)
+        passport.write(eeprom(s), p)
     except OSError:
         parts.fault("eeprom")                   # not advanced: added again at the next try
         return
