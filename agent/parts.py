@@ -145,7 +145,6 @@ class Parts:
         self.log = None
         self.clock = None
         self.meter = None
-        self._odo = b""             # schema indices of the asset's odometers
         self._full = -1             # log.acked when the log last refused an event for room
 
     # -- the channel interface ------------------------------------------------------
@@ -162,14 +161,6 @@ class Parts:
         N_CONFIRM times (a change found now is confirmed at once)."""
         self.log = agent.log
         self.clock = agent.clock
-        m = self.meter
-        skip = {"part_faults"}
-        from agent.agent import SYSTEM_METRICS
-        from agent.channels import ERROR_METRICS
-        for x in SYSTEM_METRICS + ERROR_METRICS:
-            skip.add(x[0])
-        self._odo = bytearray(i for i in range(m.n)              # a schema has < 256 metrics
-                              if m.is_odometer(i) and m.names[i] not in skip)
         now = self.clock.uptime_ms()
         for s in self.slots:
             for _ in range(N_CONFIRM):
@@ -262,11 +253,19 @@ class Parts:
             return False                            # no room until an ack frees some: not retried
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
+        # the asset's odometers (not the agent's own counters), found for
+        # each event (a rare thing) rather than kept
+        m = self.meter
+        skip = {"part_faults"}
+        from agent.agent import SYSTEM_METRICS
+        from agent.channels import ERROR_METRICS
+        for x in SYSTEM_METRICS + ERROR_METRICS:
+            skip.add(x[0])
         odo = {}
-        v = self.meter.values
-        names = self.meter.names
-        for i in self._odo:
-            odo[names[i]] = v[i]
+        for i in range(m.n):
+            if m.is_odometer(i) and m.names[i] not in skip:
+                odo[m.names[i]] = m.values[i]
+        skip = None
         try:
             self.log.event(kind, slot, comp, wall, odo, detail[:32])
         except LogError:

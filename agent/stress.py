@@ -135,7 +135,7 @@ class Stress:
                     if cs[k] is None:
                         cs[k] = ch
                     break
-        self._ch = cs
+        self._ch = cs = tuple(cs)
         power, mains, climate, vib, light = cs
         rated_w = o.get("rated_w", 0)
         for ch in (power, mains):
