@@ -65,22 +65,22 @@ def _clean(cid):
     return cid
 
 
-# A slot is one small list (a MicroPython instance would keep its attributes
-# in a table of its own, about three times the size), indexed by:
+# A slot is one small list of 8 items (a MicroPython instance would keep its
+# attributes in a table of its own, about three times the size; a list's
+# items take a block of 8 or 16 bytes at a time), indexed by:
 S_NAME = 0      # where in the asset (text)
-S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py);
-                # None: S_EEP's ident()
+S_SRC = 1       # read() -> a component id (raises OSError, typed: drivers/errors.py); or,
+                # not callable, an ID EEPROM with a passport in its user area (its id the
+                # chip's serial): its driver, or (driver class, bus, address) to make one
+                # for each use (eeprom())
 S_CH = 2        # the channel whose bus errors trigger a read, or None
-S_EEP = 3       # an ID EEPROM with a passport in its user area, or None: its driver, or
-                # (driver class, bus, address) to make one for each use (eeprom())
-S_CAND = 4      # a new id being confirmed, or None
-S_CANDN = 5     # reads of it in a row
-S_MISS = 6      # reads without an answer in a row
-S_DUE = 7       # uptime of the next periodic read
-S_ERR = 8       # the channel's error count at the last read
-S_REF = 9       # the passport counters' sources at the last checkpoint; None: no valid passport
-S_CKAT = 10     # uptime of the last checkpoint (or passport read); -1: not read since boot
-S_WHY = 11      # what found the candidate: "boot", "burst", "swap"
+S_CAND = 3      # (a new id being confirmed, what found it: "boot", "burst", "swap"), or None
+S_CNT = 4       # > 0: reads of the candidate in a row; < 0: reads without an answer in a row
+S_DUE = 5       # uptime of the next periodic read
+S_ERR = 6       # the channel's error count at the last read
+S_REF = 7       # an ID EEPROM's passport: None: not read since boot (or no longer valid);
+                # the uptime it was read at, not valid; or its counters' sources at the
+                # last checkpoint and that uptime ([run_s, cycles, energy_Wh, uptime])
 
 
 def Slot(name, read, channel=None, eeprom=None):
@@ -94,15 +94,17 @@ def Slot(name, read, channel=None, eeprom=None):
             ok = False
     if not ok:
         raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
-    return [name, read, channel, eeprom, None, 0, 0, 0, 0, None, -1, ""]
+    return [name, read if eeprom is None else eeprom, channel, None, 0, 0, 0, None]
 
 
 def eeprom(s):
-    """Slot s's ID EEPROM driver: made for this use when the slot keeps only
-    how to make one (a driver object is some 100 bytes of heap, and a tag is
-    read every PERIOD_MS at most)."""
-    e = s[S_EEP]
-    return e[0](e[1], e[2]) if isinstance(e, tuple) else e
+    """Slot s's ID EEPROM driver, or None: made for this use when the slot
+    keeps only how to make one (a driver object is some 100 bytes of heap,
+    and a tag is read every PERIOD_MS at most)."""
+    e = s[S_SRC]
+    if isinstance(e, tuple):
+        return e[0](e[1], e[2])
+    return None if callable(e) else e
 
 
 def slots_for(channels, tags=(), node=None):
@@ -168,17 +170,18 @@ class Parts:
                 if s[S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if s[S_EEP] is not None and s[S_CKAT] < 0 and self.log.parts.get(s[S_NAME]):
+            if not callable(s[S_SRC]) and s[S_REF] is None and self.log.parts.get(s[S_NAME]):
                 self._passport(s, now)
 
     def sample(self, meter, now, dt):
         for s in self.slots:
             ch = s[S_CH]
             burst = ch is not None and ch.errors - s[S_ERR] >= BURST
-            if (s[S_CAND] is not None or (s[S_MISS] and s[S_NAME] in self.log.parts)
+            if (s[S_CAND] is not None or (s[S_CNT] < 0 and s[S_NAME] in self.log.parts)
                     or now >= s[S_DUE] or burst):
                 self._check(s, now, "burst" if burst else "")
-            if s[S_REF] is not None and now - s[S_CKAT] >= self.checkpoint_ms:
+            r = s[S_REF]
+            if isinstance(r, list) and now - r[3] >= self.checkpoint_ms:
                 self._checkpoint(s, now)
         return True
 
@@ -198,8 +201,8 @@ class Parts:
         name = s[S_NAME]
         known = self.log.parts.get(name)
         try:
-            f = s[S_READ]
-            cid = _clean(f() if f is not None else eeprom(s).ident())
+            f = s[S_SRC]
+            cid = _clean(f() if callable(f) else eeprom(s).ident())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -208,42 +211,41 @@ class Parts:
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
             s[S_CAND] = None
-            s[S_CANDN] = 0
-            s[S_MISS] += 1
-            if known and s[S_MISS] >= N_VANISH:
+            n = s[S_CNT]
+            s[S_CNT] = n = (n if n < 0 else 0) - 1          # one more read without an answer
+            if known and -n >= N_VANISH:
                 if self._event("removed", name, known, "vanished"):
-                    s[S_MISS] = 0
+                    s[S_CNT] = 0
                     s[S_REF] = None
             return
-        s[S_MISS] = 0
+        c = s[S_CAND]
         if cid == known:
-            if s[S_CAND] is not None:
+            if c is not None:
                 self.fault("flicker")
             s[S_CAND] = None
-            s[S_CANDN] = 0
+            s[S_CNT] = 0
             return
-        if s[S_CAND] == cid:
-            s[S_CANDN] += 1
+        if c is not None and c[0] == cid:
+            s[S_CNT] += 1
         else:
-            if s[S_CAND] is not None:
+            if c is not None:
                 self.fault("flicker")
-            s[S_CAND] = cid
-            s[S_CANDN] = 1
-            s[S_WHY] = why or "swap"                # what found it: boot, burst, swap
-        if s[S_CANDN] < N_CONFIRM:
+            s[S_CAND] = c = (cid, why or "swap")    # what found it: boot, burst, swap
+            s[S_CNT] = 1
+        if s[S_CNT] < N_CONFIRM:
             return
-        if known and not self._event("removed", name, known, s[S_WHY]):
+        if known and not self._event("removed", name, known, c[1]):
             return
         s[S_REF] = None
-        detail = s[S_WHY]
+        detail = c[1]
         p = None
-        if s[S_EEP] is not None:
+        if not callable(s[S_SRC]):
             p = self._passport(s, now)
             if p is not None:
                 detail = p.part
         if self._event("installed", name, cid, detail):
             s[S_CAND] = None
-            s[S_CANDN] = 0
+            s[S_CNT] = 0
             if p is not None:
                 p.installs += 1
                 self._checkpoint(s, now, p)

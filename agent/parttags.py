@@ -9,10 +9,10 @@
 #
 # The passport is not kept in RAM: it is read from the EEPROM when it is
 # needed (an install, a checkpoint); a slot keeps only the sources of its
-# counters at the last checkpoint (S_REF) and when that was (S_CKAT).
+# counters at the last checkpoint and when that was (S_REF).
 
 from agent import passport
-from agent.parts import S_REF, S_CKAT, eeprom
+from agent.parts import S_REF, eeprom
 
 TAG_CHIPS = ("at24cs02", "24aa02e48")
 
@@ -116,10 +116,11 @@ def _read(parts, s):
 def found(parts, s, now):
     """Read the passport of a part found in the slot: the checkpoints count
     from now. Returns it (not kept), or None."""
-    s[S_CKAT] = now
     p = _read(parts, s)
-    if p is not None:
-        s[S_REF] = sources(parts.meter)
+    if p is None:
+        s[S_REF] = now                          # read at boot or install, not valid
+    else:
+        s[S_REF] = sources(parts.meter) + [now]
     return p
 
 
@@ -141,11 +142,11 @@ def checkpoint(parts, s, now, p=None):
         if d > 0:
             setattr(p, name, getattr(p, name) + d)
         k += 1
-    p.installed_s += (now - s[S_CKAT]) // 1000
+    p.installed_s += (now - ref[3]) // 1000
     try:
         passport.write(eeprom(s), p)
     except OSError:
         parts.fault("eeprom")                   # not advanced: added again at the next try
         return
+    cur.append(now)
     s[S_REF] = cur
-    s[S_CKAT] = now
