@@ -260,10 +260,10 @@ class RingLog:
         self.parts = {}          # slot -> component id, as the events left it
         self.events = []         # unacked component events (E_* lists), oldest first
         # the newest stress snapshot (note_hist; `hist` gives it whole): [seq,
-        # version, address of its words on the device, their length, None], its
+        # version, address of its words on the device, their length], its
         # words read back from the head sector (it holds them, in its state
         # block or a HIST record) instead of a copy kept in RAM; the words
-        # themselves in place of None when a corrected read found them
+        # themselves in place of the address when a corrected read found them
         self.snap = None
         self._head = -1
         self._pos = 0
@@ -662,7 +662,6 @@ class RingLog:
                 lost = 0
             elif t == T_HIST and not self._fixed:
                 self.snap[2] = h * self.S + pos + 3 + n - self.snap[3]    # its words end the payload
-                self.snap[4] = None
         self._pos = self._used
         if tail_bad:
             self._closed = True
@@ -897,12 +896,12 @@ class RingLog:
         """The newest stress snapshot's words: a memoryview of the device's
         bytes valid until the log reads again (or the words kept in RAM)."""
         h = self.snap
-        return h[4] if h[4] is not None else self._view(h[2], h[3])
+        return self._view(h[2], h[3]) if isinstance(h[2], int) else h[2]
 
     def _snap(self, rec, addr):
         """Keep rec [seq, version, words] as the newest snapshot, its words at
         device address addr (-1: not on the device as read: kept in RAM)."""
-        self.snap = [rec[0], rec[1], addr, len(rec[2]), None if addr >= 0 else rec[2]]
+        self.snap = [rec[0], rec[1], addr if addr >= 0 else rec[2], len(rec[2])]
 
     def note_config(self, version):
         """Persist the remote config version now in force (an int). It

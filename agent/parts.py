@@ -136,12 +136,20 @@ class Parts:
     metrics = [("part_faults", "count", 0, "odo")]
     per_interval = False
     driver = None
+    family = 1
+    period_ms = PERIOD_MS
+    checkpoint_ms = CHECKPOINT_MS
 
     def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
         self.slots = slots
-        self.family = family
-        self.period_ms = period_ms
-        self.checkpoint_ms = checkpoint_ms
+        # the settings: instance attributes only where they are not the
+        # class's (each one is a slot in the instance's own table)
+        if family != Parts.family:
+            self.family = family
+        if period_ms != Parts.period_ms:
+            self.period_ms = period_ms
+        if checkpoint_ms != Parts.checkpoint_ms:
+            self.checkpoint_ms = checkpoint_ms
         self.faults = {}            # reason -> count (this boot)
         self.events = 0             # events logged (this boot)
         self.log = None

@@ -161,7 +161,6 @@ class Stress:
             on += [H_VIOL, H_STARTS_H]
         if lum and rated_w:
             on += [H_DIM, H_LUXW]
-        self.on = bytes(on)
         # off[h]: offset of histogram h in counts, or 0xFFFF; off[12 + h]: its
         # ms not yet a whole second
         off = array("H", [0xFFFF] * 12 + [0] * 12)
@@ -182,6 +181,13 @@ class Stress:
         self.version = self._version() if n else 0
         # the detectors' state, indexed by _STOP .. _SNAPS
         self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0, 0]
+
+    @property
+    def on(self):
+        """The histograms kept (H_* in ext order), as bytes: made from off
+        when asked (definitions, ext), not kept."""
+        off = self.off
+        return bytes(h for h in range(12) if off[h] != 0xFFFF)
 
     # -- definitions ------------------------------------------------------------
 
@@ -447,15 +453,16 @@ class Stress:
         cbor.encode_into(buf, h[0])
         cbor.encode_into(buf, 0 if full else self.base_seq)
         nh = 0
-        for k in range(len(self.on)):
-            if self._changed(k, full, s, b):
+        on = self.on
+        for k in range(len(on)):
+            if self._changed(on[k], full, s, b):
                 nh += 1
         cbor._head(buf, 5, nh)
-        for k in range(len(self.on)):
-            hh = self.on[k]
+        for k in range(len(on)):
+            hh = on[k]
             o = self.off[hh]
             nb = DEFS[hh][4]
-            if not self._changed(k, full, s, b):
+            if not self._changed(hh, full, s, b):
                 continue
             cbor.encode_into(buf, k)
             m = 0
@@ -474,8 +481,7 @@ class Stress:
                         cbor.encode_into(buf, _u32(b, 4 * j))
         return bytes(buf)
 
-    def _changed(self, k, full, s, b):
-        hh = self.on[k]
+    def _changed(self, hh, full, s, b):
         o = self.off[hh]
         for j in range(o, o + DEFS[hh][4]):
             if full:
