@@ -63,17 +63,18 @@ VIB_SETTLE_MS = 15000     # a start's transient is not the machine's vibration
 VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
 DAY_MS = 86400000
 HOUR_MS = 3600000
-# Stress._st: last stop (ms), current while on (mA), hour of the start count,
-# starts in it, degree of the condensation thresholds, the thresholds at it and
-# one above, start of the vibration run, baseline ms and sum, lux/W day, flags,
-# snapshots since the last full one
+# Stress._st, one list: the detectors' state (last stop (ms), current while on
+# (mA), hour of the start count, starts in it, degree of the condensation
+# thresholds, the thresholds at it and one above, start of the vibration
+# run, baseline ms and sum, lux/W day, flags, snapshots since the last full
+# one) ...
 _STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS, _SNAPS = range(13)
-# Stress._cfg: intervals between snapshots, snapshots between full ones,
+# ... the settings (intervals between snapshots, snapshots between full ones,
 # interval ms, min rest ms, vibration run level (mg), rated W, rated mA,
-# running speed (Hz), vibration zone edges
-_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(9)
-# Stress._ch: the channels it reads (None where the board has none)
-_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT = range(5)
+# running speed (Hz), vibration zone edges) ...
+_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(13, 22)
+# ... and the channels it reads (None where the board has none)
+_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT = range(22, 27)
 F_ON = 1          # the power channel saw the asset running
 F_COND = 2        # condensing
 F_VRUN = 4        # vibrating as running
@@ -127,15 +128,14 @@ class Stress:
         # instance keeps its attributes in one hash table of its own (8 bytes
         # a slot, grown in steps: 12 slots, then 17, 23), and each small
         # array or list is a block of its own besides its items
-        cs = [None] * 5                     # indexed by _POWER .. _LIGHT
+        cs = [None] * 5                     # indexed by _POWER - _POWER .. _LIGHT - _POWER
         for ch in channels:
-            for k, cls in ((_POWER, PowerChannel), (_MAINS, MainsChannel), (_CLIMATE, ClimateChannel),
-                           (_VIB, VibrationChannel), (_LIGHT, LightChannel)):
+            for k, cls in ((0, PowerChannel), (1, MainsChannel), (2, ClimateChannel),
+                           (3, VibrationChannel), (4, LightChannel)):
                 if isinstance(ch, cls):
                     if cs[k] is None:
                         cs[k] = ch
                     break
-        self._ch = cs = tuple(cs)
         power, mains, climate, vib, light = cs
         rated_w = o.get("rated_w", 0)
         for ch in (power, mains):
@@ -143,10 +143,12 @@ class Stress:
                 rated_w = getattr(ch, "rated_w", 0)
         rated_ma = o.get("rated_ma", 0)
         vc = o.get("vib_class", getattr(vib, "vib_class", 1))
-        self._cfg = (o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
-                     o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
-                     o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
-                     VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0])
+        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0, 0]       # _STOP .. _SNAPS
+                    + [o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                       o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
+                       o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
+                       VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]]     # _EVERY .. _VEDGES
+                    + cs)                                                   # _POWER .. _LIGHT
         lum = light is not None and power is not None
         on = []
         if rated_w and (power or mains) and not lum:
@@ -179,8 +181,6 @@ class Stress:
         self.full = True                    # no acked snapshot this boot: the next one goes whole
         self.base_seq = 0                   # seq of the acked snapshot the deltas are against
         self.version = self._version() if n else 0
-        # the detectors' state, indexed by _STOP .. _SNAPS
-        self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0, 0]
 
     @property
     def on(self):
@@ -194,18 +194,18 @@ class Stress:
     def _edges(self, h):
         e = DEFS[h][5]
         if h == H_VIB_S:
-            return self._cfg[_VEDGES]
+            return self._st[_VEDGES]
         if h == H_VIOL:
-            return (self._cfg[_REST] // 1000,)
+            return (self._st[_REST] // 1000,)
         return e
 
     def _ref(self, h):
         if h in (H_LOAD, H_DIM):
-            return self._cfg[_RATED_W]
+            return self._st[_RATED_W]
         if h == H_SW:
-            return self._cfg[_RATED_MA]
+            return self._st[_RATED_MA]
         if h == H_VIB_S:
-            return self._cfg[_VHZ]
+            return self._st[_VHZ]
         return 0
 
     def defs(self):
@@ -252,7 +252,7 @@ class Stress:
     def _fresh(self, ch, now):
         t = getattr(ch, "read_ms", -1)
         if ch.per_interval:
-            return t >= 0 and now - t <= self._cfg[_IVAL] + 60000
+            return t >= 0 and now - t <= self._st[_IVAL] + 60000
         return t == now
 
     def sample(self, now, dt):
@@ -261,8 +261,8 @@ class Stress:
         if not self.n or dt <= 0:
             return
         off = self.off
-        cs = self._ch
-        rated_w = self._cfg[_RATED_W]
+        cs = self._st
+        rated_w = self._st[_RATED_W]
         running = False
         p_mw = -1
         pw = cs[_POWER]
@@ -300,7 +300,7 @@ class Stress:
             return
         st[_FLAGS] ^= F_ON
         if on:
-            if st[_STOP] >= 0 and now - st[_STOP] < self._cfg[_REST]:
+            if st[_STOP] >= 0 and now - st[_STOP] < self._st[_REST]:
                 self._inc(H_VIOL, 0)
             hour = now // HOUR_MS
             if hour != st[_HOUR]:
@@ -312,9 +312,9 @@ class Stress:
         else:
             st[_STOP] = now
             if self.off[H_SW] != 0xFFFF:
-                ie = self._cfg[_RATED_MA]
+                ie = self._st[_RATED_MA]
                 if not ie and r[0] > 0:
-                    ie = self._cfg[_RATED_W] * 1000000 // r[0]
+                    ie = self._st[_RATED_W] * 1000000 // r[0]
                 if ie:
                     self._inc(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]))
 
@@ -346,7 +346,7 @@ class Stress:
     def _vibration(self, now, dt, mg, running):
         st = self._st
         if running is None:
-            running = mg >= self._cfg[_VRUN]
+            running = mg >= self._st[_VRUN]
         if running and not st[_FLAGS] & F_VRUN:
             st[_VSTART] = now
         if running:
@@ -354,8 +354,8 @@ class Stress:
         else:
             st[_FLAGS] &= ~F_VRUN
             return
-        v = mg * 15608 // (100 * self._cfg[_VHZ])       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
-        self._add_s(H_VIB_S, _bin(v, self._cfg[_VEDGES]), dt)
+        v = mg * 15608 // (100 * self._st[_VHZ])       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
+        self._add_s(H_VIB_S, _bin(v, self._st[_VEDGES]), dt)
         if now - st[_VSTART] < VIB_SETTLE_MS:
             return
         i = self.off[H_VIB]
@@ -408,7 +408,7 @@ class Stress:
         if not self.n:
             return False
         h = log.snap
-        if h is not None and h[1] == self.version and seq - h[0] < self._cfg[_EVERY]:
+        if h is not None and h[1] == self.version and seq - h[0] < self._st[_EVERY]:
             return False
         snap = self.snapshot()
         log.note_hist(seq, self.version, snap)
@@ -432,7 +432,7 @@ class Stress:
             b[i] = 0
         st = self._st
         st[_SNAPS] += 1
-        if st[_SNAPS] >= self._cfg[_FULL_EVERY]:
+        if st[_SNAPS] >= self._st[_FULL_EVERY]:
             st[_SNAPS] = 0
             self.full = True
 
