@@ -67,7 +67,8 @@ def _clean(cid):
 
 # A slot is one small list of 8 items (a MicroPython instance would keep its
 # attributes in a table of its own, about three times the size; a list's
-# items take a block of 8 or 16 bytes at a time), indexed by:
+# items take a block of 8 or 16 bytes at a time); Parts keeps them in one
+# flat list, a slot at every SLOT items. Indexed by:
 S_NAME = 0      # where in the asset (text)
 S_SRC = 1       # read() -> a component id (raises OSError, typed: drivers/errors.py); or,
                 # not callable, an ID EEPROM with a passport in its user area (its id the
@@ -97,11 +98,14 @@ def Slot(name, read, channel=None, eeprom=None):
     return [name, read if eeprom is None else eeprom, channel, None, 0, 0, 0, None]
 
 
-def eeprom(s):
-    """Slot s's ID EEPROM driver, or None: made for this use when the slot
-    keeps only how to make one (a driver object is some 100 bytes of heap,
-    and a tag is read every PERIOD_MS at most)."""
-    e = s[S_SRC]
+SLOT = 8        # items in a slot
+
+
+def eeprom(sl, b=0):
+    """The ID EEPROM driver of the slot at sl[b:b + SLOT], or None: made for
+    this use when the slot keeps only how to make one (a driver object is
+    some 100 bytes of heap, and a tag is read every PERIOD_MS at most)."""
+    e = sl[b + S_SRC]
     if isinstance(e, tuple):
         return e[0](e[1], e[2])
     return None if callable(e) else e
@@ -141,7 +145,12 @@ class Parts:
     checkpoint_ms = CHECKPOINT_MS
 
     def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
-        self.slots = slots
+        # the slots (Slot lists) in one flat list, a slot at every SLOT items:
+        # one list object instead of one per slot and one holding them
+        sl = [None] * (SLOT * len(slots))
+        for i in range(len(sl)):
+            sl[i] = slots[i // SLOT][i % SLOT]
+        self.slots = sl
         # the settings: instance attributes only where they are not the
         # class's (each one is a slot in the instance's own table)
         if family != Parts.family:
@@ -172,25 +181,30 @@ class Parts:
         self.log = agent.log
         self.clock = agent.clock
         now = self.clock.uptime_ms()
-        for s in self.slots:
+        sl = self.slots
+        for b in range(0, len(sl), SLOT):
             for _ in range(N_CONFIRM):
-                self._check(s, now, "boot")
-                if s[S_CAND] is None:
+                self._check(b, now, "boot")
+                if sl[b + S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if not callable(s[S_SRC]) and s[S_REF] is None and self.log.parts.get(s[S_NAME]):
-                self._passport(s, now)
+            if (not callable(sl[b + S_SRC]) and sl[b + S_REF] is None
+                    and self.log.parts.get(sl[b + S_NAME])):
+                self._passport(b, now)
 
     def sample(self, meter, now, dt):
-        for s in self.slots:
-            ch = s[S_CH]
-            burst = ch is not None and ch.errors - s[S_ERR] >= BURST
-            if (s[S_CAND] is not None or (s[S_CNT] < 0 and s[S_NAME] in self.log.parts)
-                    or now >= s[S_DUE] or burst):
-                self._check(s, now, "burst" if burst else "")
-            r = s[S_REF]
+        sl = self.slots
+        b = -SLOT
+        while b + SLOT < len(sl):       # (no range object made per sample)
+            b += SLOT
+            ch = sl[b + S_CH]
+            burst = ch is not None and ch.errors - sl[b + S_ERR] >= BURST
+            if (sl[b + S_CAND] is not None or (sl[b + S_CNT] < 0 and sl[b + S_NAME] in self.log.parts)
+                    or now >= sl[b + S_DUE] or burst):
+                self._check(b, now, "burst" if burst else "")
+            r = sl[b + S_REF]
             if isinstance(r, list) and now - r[3] >= self.checkpoint_ms:
-                self._checkpoint(s, now)
+                self._checkpoint(b, now)
         return True
 
     # -- checks ------------------------------------------------------------------------
@@ -202,15 +216,16 @@ class Parts:
         if self.meter is not None:
             self.meter.add(self._i, 1)
 
-    def _check(self, s, now, why):
-        s[S_DUE] = now + self.period_ms
-        if s[S_CH] is not None:
-            s[S_ERR] = s[S_CH].errors
-        name = s[S_NAME]
+    def _check(self, b, now, why):
+        sl = self.slots
+        sl[b + S_DUE] = now + self.period_ms
+        if sl[b + S_CH] is not None:
+            sl[b + S_ERR] = sl[b + S_CH].errors
+        name = sl[b + S_NAME]
         known = self.log.parts.get(name)
         try:
-            f = s[S_SRC]
-            cid = _clean(f() if callable(f) else eeprom(s).ident())
+            f = sl[b + S_SRC]
+            cid = _clean(f() if callable(f) else eeprom(sl, b).ident())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -218,45 +233,45 @@ class Parts:
             if getattr(e, "kind", "nack") in ("crc", "range"):
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
-            s[S_CAND] = None
-            n = s[S_CNT]
-            s[S_CNT] = n = (n if n < 0 else 0) - 1          # one more read without an answer
+            sl[b + S_CAND] = None
+            n = sl[b + S_CNT]
+            sl[b + S_CNT] = n = (n if n < 0 else 0) - 1          # one more read without an answer
             if known and -n >= N_VANISH:
                 if self._event("removed", name, known, "vanished"):
-                    s[S_CNT] = 0
-                    s[S_REF] = None
+                    sl[b + S_CNT] = 0
+                    sl[b + S_REF] = None
             return
-        c = s[S_CAND]
+        c = sl[b + S_CAND]
         if cid == known:
             if c is not None:
                 self.fault("flicker")
-            s[S_CAND] = None
-            s[S_CNT] = 0
+            sl[b + S_CAND] = None
+            sl[b + S_CNT] = 0
             return
         if c is not None and c[0] == cid:
-            s[S_CNT] += 1
+            sl[b + S_CNT] += 1
         else:
             if c is not None:
                 self.fault("flicker")
-            s[S_CAND] = c = (cid, why or "swap")    # what found it: boot, burst, swap
-            s[S_CNT] = 1
-        if s[S_CNT] < N_CONFIRM:
+            sl[b + S_CAND] = c = (cid, why or "swap")    # what found it: boot, burst, swap
+            sl[b + S_CNT] = 1
+        if sl[b + S_CNT] < N_CONFIRM:
             return
         if known and not self._event("removed", name, known, c[1]):
             return
-        s[S_REF] = None
+        sl[b + S_REF] = None
         detail = c[1]
         p = None
-        if not callable(s[S_SRC]):
-            p = self._passport(s, now)
+        if not callable(sl[b + S_SRC]):
+            p = self._passport(b, now)
             if p is not None:
                 detail = p.part
         if self._event("installed", name, cid, detail):
-            s[S_CAND] = None
-            s[S_CNT] = 0
+            sl[b + S_CAND] = None
+            sl[b + S_CNT] = 0
             if p is not None:
                 p.installs += 1
-                self._checkpoint(s, now, p)
+                self._checkpoint(b, now, p)
 
     def _event(self, kind, slot, comp, detail):
         if self._full == self.log.acked:
@@ -292,10 +307,10 @@ class Parts:
 
     # -- passports (agent/parttags.py: only an installation with ID EEPROM tags loads it) --
 
-    def _passport(self, s, now):
+    def _passport(self, b, now):
         from agent.parttags import found
-        return found(self, s, now)
+        return found(self, b, now)
 
-    def _checkpoint(self, s, now, p=None):
+    def _checkpoint(self, b, now, p=None):
         from agent.parttags import checkpoint
-        checkpoint(self, s, now, p)
+        checkpoint(self, b, now, p)
