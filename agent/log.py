@@ -259,7 +259,12 @@ class RingLog:
         self.log_device = None   # the device id the log was written under (None: unknown)
         self.parts = {}          # slot -> component id, as the events left it
         self.events = []         # unacked component events (E_* lists), oldest first
-        self.hist = None         # the newest stress snapshot [seq, version, words] (note_hist)
+        # the newest stress snapshot (note_hist; `hist` gives it whole): [seq,
+        # version, address of its words on the device, their length], its
+        # words read back from the head sector (it holds them, in its state
+        # block or a HIST record) instead of a copy kept in RAM; the words
+        # themselves in place of the address when a corrected read found them
+        self.snap = None
         self._head = -1
         self._pos = 0
         self._closed = False
@@ -490,14 +495,12 @@ class RingLog:
             if not self._live():
                 self.acked = floor - 1        # nothing pending: all before floor is gone
         else:
-            st = self._sector_state(head)
+            st = self._sector_state(head, True)
             (self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
              self.boot_reason, self.last) = st[:7]
             if len(st) >= 9:
                 self.config_version = st[7]
                 self.log_device = st[8]
-            if len(st) >= 10:
-                self.hist = st[9]
             if len(st) == 12:
                 self.parts = st[10]
                 self.events = [ev for ev in st[11] if ev[0] > self.acked]
@@ -523,11 +526,13 @@ class RingLog:
                 "start a new one)" % (self.log_device, self.device_id))
         return self
 
-    def _sector_state(self, i):
+    def _sector_state(self, i, head=False):
         """Sector i's decoded state block if its header is valid (one damaged
         byte in header or state is corrected), else None; self._hbuf holds
-        the (corrected) header."""
+        the (corrected) header. head: the head's, whose stress snapshot (if
+        any) becomes the newest (its words on the device unless corrected)."""
         hb = self._hbuf
+        c0 = self.corrected
         S = self.S
         self.dev.read(i * S, hb)
         m = 0
@@ -559,6 +564,14 @@ class RingLog:
         if not _valid_state(st, hb[22] & FL_COMPACTED):
             self.damaged += 1
             return None
+        if head and len(st) >= 10 and st[9] is not None:
+            at = -1
+            if self.corrected == c0:
+                p = 1                                # past the state's array head (< 24 items)
+                for _ in range(10):
+                    p = cbor._decode(sv, p, 0)[1]    # the snapshot's words end item 9
+                at = i * S + HDR + p - len(st[9][2])
+            self._snap(st[9], at)
         return st
 
     def _fix_header(self, sv, want):
@@ -647,6 +660,8 @@ class RingLog:
                 continue
             if t == T_DATA:
                 lost = 0
+            elif t == T_HIST and not self._fixed:
+                self.snap[2] = h * self.S + pos + 3 + n - self.snap[3]    # its words end the payload
         self._pos = self._used
         if tail_bad:
             self._closed = True
@@ -715,7 +730,7 @@ class RingLog:
         elif t == T_HIST:
             if not _valid_hist(rec) or rec[0] >= self.next_seq + lost:
                 return False
-            self.hist = rec
+            self._snap(rec, -1)          # kept in RAM unless _scan_head finds it read as stored
         return True
 
     def _live(self):
@@ -788,12 +803,23 @@ class RingLog:
     def _open_head(self, need):
         st = [self.epoch, self.epoch_seq0, self.next_seq, self.acked, self.boot,
               self.boot_reason, self.last, self.config_version, self._ident()]
-        if self.hist is not None or self.parts or self.events:
-            st.append(self.hist)            # a log without either keeps its 9-item state
+        h = self.snap
+        if h is not None or self.parts or self.events:
+            # a log without either keeps its 9-item state; the snapshot's words
+            # read back from the old head, which stays until the new one is written
+            st.append(None if h is None else [h[0], h[1], bytes(self.hist_words())])
         if self.parts or self.events:
             st.append(self.parts)
             st.append(self.events)
-        state = cbor.dumps(st)
+        state = bytearray()
+        cbor._head(state, 4, len(st))
+        hend = 0
+        for k in range(len(st)):
+            cbor.encode_into(state, st[k])
+            if k == 9:
+                hend = len(state)           # the snapshot's words end here
+        hist = st[9] if h is not None else None
+        st = None
         rs = _align(HDR + len(state))
         if rs + need > self.S:
             raise LogError("log: a %d-byte record does not fit a %d-byte sector with its state block"
@@ -816,6 +842,8 @@ class RingLog:
         self._head = s
         self._pos = rs
         self._closed = False
+        if hist is not None:
+            self._snap(hist, s * self.S + HDR + hend - len(hist[2]))
 
     def _program_record(self, addr, t, payload):
         """Two programs: type, length and payload, then the CRC, which commits it."""
@@ -857,6 +885,24 @@ class RingLog:
     def _ident(self):
         return self.device_id if self.device_id is not None else self.log_device
 
+    @property
+    def hist(self):
+        """The newest stress snapshot [seq, version, words] (new objects, its
+        words read from the device), or None."""
+        h = self.snap
+        return None if h is None else [h[0], h[1], bytes(self.hist_words())]
+
+    def hist_words(self):
+        """The newest stress snapshot's words: a memoryview of the device's
+        bytes valid until the log reads again (or the words kept in RAM)."""
+        h = self.snap
+        return self._view(h[2], h[3]) if isinstance(h[2], int) else h[2]
+
+    def _snap(self, rec, addr):
+        """Keep rec [seq, version, words] as the newest snapshot, its words at
+        device address addr (-1: not on the device as read: kept in RAM)."""
+        self.snap = [rec[0], rec[1], addr if addr >= 0 else rec[2], len(rec[2])]
+
     def note_config(self, version):
         """Persist the remote config version now in force (an int). It
         survives reboots, compaction and reclaim: every new head sector's
@@ -876,9 +922,11 @@ class RingLog:
         if not (_uint(seq) and 1 <= seq < self.next_seq and _uint(version)
                 and isinstance(words, (bytes, bytearray)) and len(words) % 4 == 0):
             raise ValueError("log: a stress snapshot is [logged seq, version, 4-byte words]")
-        rec = [seq, version, bytes(words)]
-        self._put(T_HIST, cbor.dumps(rec))
-        self.hist = rec
+        rec = [seq, version, words]
+        p = cbor.dumps(rec)
+        self._put(T_HIST, p)
+        # its words end the record's payload, in the head sector
+        self._snap(rec, self._head * self.S + self._pos - _align(_FRAME + len(p)) + 3 + len(p) - len(words))
 
     def start_boot(self, reason):
         """Record a new boot; returns the boot number (persisted, increments)."""

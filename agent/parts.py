@@ -53,7 +53,10 @@ def _clean(cid):
     ValueError for anything else, so a garbled read never reaches the log."""
     if not isinstance(cid, str) or not 2 < len(cid) <= 64 or "-" not in cid:
         raise ValueError("not a component id")
-    cid = cid.lower()
+    for c in cid:
+        if "A" <= c <= "Z":
+            cid = cid.lower()               # a new string only when it is needed
+            break
     for c in cid:
         if not ("a" <= c <= "z" or "0" <= c <= "9" or c in "-._:"):
             raise ValueError("not a component id")
@@ -62,20 +65,23 @@ def _clean(cid):
     return cid
 
 
-# A slot is one small list (a MicroPython instance would keep its attributes
-# in a table of its own, about three times the size), indexed by:
+# A slot is one small list of 8 items (a MicroPython instance would keep its
+# attributes in a table of its own, about three times the size; a list's
+# items take a block of 8 or 16 bytes at a time); Parts keeps them in one
+# flat list, a slot at every SLOT items. Indexed by:
 S_NAME = 0      # where in the asset (text)
-S_READ = 1      # read() -> a component id; raises OSError (typed: drivers/errors.py)
+S_SRC = 1       # read() -> a component id (raises OSError, typed: drivers/errors.py); or,
+                # not callable, an ID EEPROM with a passport in its user area (its id the
+                # chip's serial): its driver, or (driver class, bus, address) to make one
+                # for each use (eeprom())
 S_CH = 2        # the channel whose bus errors trigger a read, or None
-S_EEP = 3       # an ID EEPROM with a passport in its user area, or None
-S_CAND = 4      # a new id being confirmed, or None
-S_CANDN = 5     # reads of it in a row
-S_MISS = 6      # reads without an answer in a row
-S_DUE = 7       # uptime of the next periodic read
-S_ERR = 8       # the channel's error count at the last read
-S_REF = 9       # the passport counters' sources at the last checkpoint; None: no valid passport
-S_CKAT = 10     # uptime of the last checkpoint (or passport read); -1: not read since boot
-S_WHY = 11      # what found the candidate: "boot", "burst", "swap"
+S_CAND = 3      # (a new id being confirmed, what found it: "boot", "burst", "swap"), or None
+S_CNT = 4       # > 0: reads of the candidate in a row; < 0: reads without an answer in a row
+S_DUE = 5       # uptime of the next periodic read
+S_ERR = 6       # the channel's error count at the last read
+S_REF = 7       # an ID EEPROM's passport: None: not read since boot (or no longer valid);
+                # the uptime it was read at, not valid; or its counters' sources at the
+                # last checkpoint and that uptime ([run_s, cycles, energy_Wh, uptime])
 
 
 def Slot(name, read, channel=None, eeprom=None):
@@ -89,12 +95,26 @@ def Slot(name, read, channel=None, eeprom=None):
             ok = False
     if not ok:
         raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
-    return [name, read, channel, eeprom, None, 0, 0, 0, 0, None, -1, ""]
+    return [name, read if eeprom is None else eeprom, channel, None, 0, 0, 0, None]
+
+
+SLOT = 8        # items in a slot
+
+
+def eeprom(sl, b=0):
+    """The ID EEPROM driver of the slot at sl[b:b + SLOT], or None: made for
+    this use when the slot keeps only how to make one (a driver object is
+    some 100 bytes of heap, and a tag is read every PERIOD_MS at most)."""
+    e = sl[b + S_SRC]
+    if isinstance(e, tuple):
+        return e[0](e[1], e[2])
+    return None if callable(e) else e
 
 
 def slots_for(channels, tags=(), node=None):
     """A slot for every channel whose driver can tell an identity, one per ID
-    EEPROM tag ((name, driver) pairs), and "node" for the node's own id."""
+    EEPROM tag ((name, driver) pairs: the slot keeps the driver's class, bus
+    and address, not the driver), and "node" for the node's own id."""
     out = []
     for ch in channels:
         d = ch.driver
@@ -105,9 +125,12 @@ def slots_for(channels, tags=(), node=None):
         if f is not None and hasattr(d, "name"):
             out.append(Slot(d.name.lower(), f, channel=ch))
     for name, drv in tags:
-        out.append(Slot(name, drv.ident, eeprom=drv))
+        out.append(Slot(name, None, eeprom=(type(drv), drv.i2c, drv.addr)))
     if node:
-        out.append(Slot("node", node.lower))     # the id itself (a bound method: no closure)
+        # the id itself, by a bound method (no closure) that returns the same
+        # string (strip of a string with nothing to strip): the slot table
+        # then holds that one string, not a copy
+        out.append(Slot("node", node.lower().strip))
     return out
 
 
@@ -117,18 +140,30 @@ class Parts:
     metrics = [("part_faults", "count", 0, "odo")]
     per_interval = False
     driver = None
+    family = 1
+    period_ms = PERIOD_MS
+    checkpoint_ms = CHECKPOINT_MS
 
     def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
-        self.slots = slots
-        self.family = family
-        self.period_ms = period_ms
-        self.checkpoint_ms = checkpoint_ms
+        # the slots (Slot lists) in one flat list, a slot at every SLOT items:
+        # one list object instead of one per slot and one holding them
+        sl = [None] * (SLOT * len(slots))
+        for i in range(len(sl)):
+            sl[i] = slots[i // SLOT][i % SLOT]
+        self.slots = sl
+        # the settings: instance attributes only where they are not the
+        # class's (each one is a slot in the instance's own table)
+        if family != Parts.family:
+            self.family = family
+        if period_ms != Parts.period_ms:
+            self.period_ms = period_ms
+        if checkpoint_ms != Parts.checkpoint_ms:
+            self.checkpoint_ms = checkpoint_ms
         self.faults = {}            # reason -> count (this boot)
         self.events = 0             # events logged (this boot)
         self.log = None
         self.clock = None
         self.meter = None
-        self._odo = b""             # schema indices of the asset's odometers
         self._full = -1             # log.acked when the log last refused an event for room
 
     # -- the channel interface ------------------------------------------------------
@@ -145,33 +180,31 @@ class Parts:
         N_CONFIRM times (a change found now is confirmed at once)."""
         self.log = agent.log
         self.clock = agent.clock
-        m = self.meter
-        skip = {"part_faults"}
-        from agent.agent import SYSTEM_METRICS
-        from agent.channels import ERROR_METRICS
-        for x in SYSTEM_METRICS + ERROR_METRICS:
-            skip.add(x[0])
-        self._odo = bytearray(i for i in range(m.n)              # a schema has < 256 metrics
-                              if m.is_odometer(i) and m.names[i] not in skip)
         now = self.clock.uptime_ms()
-        for s in self.slots:
+        sl = self.slots
+        for b in range(0, len(sl), SLOT):
             for _ in range(N_CONFIRM):
-                self._check(s, now, "boot")
-                if s[S_CAND] is None:
+                self._check(b, now, "boot")
+                if sl[b + S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if s[S_EEP] is not None and s[S_CKAT] < 0 and self.log.parts.get(s[S_NAME]):
-                self._passport(s, now)
+            if (not callable(sl[b + S_SRC]) and sl[b + S_REF] is None
+                    and self.log.parts.get(sl[b + S_NAME])):
+                self._passport(b, now)
 
     def sample(self, meter, now, dt):
-        for s in self.slots:
-            ch = s[S_CH]
-            burst = ch is not None and ch.errors - s[S_ERR] >= BURST
-            if (s[S_CAND] is not None or (s[S_MISS] and s[S_NAME] in self.log.parts)
-                    or now >= s[S_DUE] or burst):
-                self._check(s, now, "burst" if burst else "")
-            if s[S_REF] is not None and now - s[S_CKAT] >= self.checkpoint_ms:
-                self._checkpoint(s, now)
+        sl = self.slots
+        b = -SLOT
+        while b + SLOT < len(sl):       # (no range object made per sample)
+            b += SLOT
+            ch = sl[b + S_CH]
+            burst = ch is not None and ch.errors - sl[b + S_ERR] >= BURST
+            if (sl[b + S_CAND] is not None or (sl[b + S_CNT] < 0 and sl[b + S_NAME] in self.log.parts)
+                    or now >= sl[b + S_DUE] or burst):
+                self._check(b, now, "burst" if burst else "")
+            r = sl[b + S_REF]
+            if isinstance(r, list) and now - r[3] >= self.checkpoint_ms:
+                self._checkpoint(b, now)
         return True
 
     # -- checks ------------------------------------------------------------------------
@@ -183,14 +216,16 @@ class Parts:
         if self.meter is not None:
             self.meter.add(self._i, 1)
 
-    def _check(self, s, now, why):
-        s[S_DUE] = now + self.period_ms
-        if s[S_CH] is not None:
-            s[S_ERR] = s[S_CH].errors
-        name = s[S_NAME]
+    def _check(self, b, now, why):
+        sl = self.slots
+        sl[b + S_DUE] = now + self.period_ms
+        if sl[b + S_CH] is not None:
+            sl[b + S_ERR] = sl[b + S_CH].errors
+        name = sl[b + S_NAME]
         known = self.log.parts.get(name)
         try:
-            cid = _clean(s[S_READ]())
+            f = sl[b + S_SRC]
+            cid = _clean(f() if callable(f) else eeprom(sl, b).ident())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -198,57 +233,64 @@ class Parts:
             if getattr(e, "kind", "nack") in ("crc", "range"):
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
-            s[S_CAND] = None
-            s[S_CANDN] = 0
-            s[S_MISS] += 1
-            if known and s[S_MISS] >= N_VANISH:
+            sl[b + S_CAND] = None
+            n = sl[b + S_CNT]
+            sl[b + S_CNT] = n = (n if n < 0 else 0) - 1          # one more read without an answer
+            if known and -n >= N_VANISH:
                 if self._event("removed", name, known, "vanished"):
-                    s[S_MISS] = 0
-                    s[S_REF] = None
+                    sl[b + S_CNT] = 0
+                    sl[b + S_REF] = None
             return
-        s[S_MISS] = 0
+        c = sl[b + S_CAND]
         if cid == known:
-            if s[S_CAND] is not None:
+            if c is not None:
                 self.fault("flicker")
-            s[S_CAND] = None
-            s[S_CANDN] = 0
+            sl[b + S_CAND] = None
+            sl[b + S_CNT] = 0
             return
-        if s[S_CAND] == cid:
-            s[S_CANDN] += 1
+        if c is not None and c[0] == cid:
+            sl[b + S_CNT] += 1
         else:
-            if s[S_CAND] is not None:
+            if c is not None:
                 self.fault("flicker")
-            s[S_CAND] = cid
-            s[S_CANDN] = 1
-            s[S_WHY] = why or "swap"                # what found it: boot, burst, swap
-        if s[S_CANDN] < N_CONFIRM:
+            sl[b + S_CAND] = c = (cid, why or "swap")    # what found it: boot, burst, swap
+            sl[b + S_CNT] = 1
+        if sl[b + S_CNT] < N_CONFIRM:
             return
-        if known and not self._event("removed", name, known, s[S_WHY]):
+        if known and not self._event("removed", name, known, c[1]):
             return
-        s[S_REF] = None
-        detail = s[S_WHY]
+        sl[b + S_REF] = None
+        detail = c[1]
         p = None
-        if s[S_EEP] is not None:
-            p = self._passport(s, now)
+        if not callable(sl[b + S_SRC]):
+            p = self._passport(b, now)
             if p is not None:
                 detail = p.part
         if self._event("installed", name, cid, detail):
-            s[S_CAND] = None
-            s[S_CANDN] = 0
+            sl[b + S_CAND] = None
+            sl[b + S_CNT] = 0
             if p is not None:
                 p.installs += 1
-                self._checkpoint(s, now, p)
+                self._checkpoint(b, now, p)
 
     def _event(self, kind, slot, comp, detail):
         if self._full == self.log.acked:
             return False                            # no room until an ack frees some: not retried
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
+        # the asset's odometers (not the agent's own counters), found for
+        # each event (a rare thing) rather than kept
+        m = self.meter
+        skip = {"part_faults"}
+        from agent.agent import SYSTEM_METRICS
+        from agent.channels import ERROR_METRICS
+        for x in SYSTEM_METRICS + ERROR_METRICS:
+            skip.add(x[0])
         odo = {}
-        v = self.meter.values
-        names = self.meter.names
-        for i in self._odo:
-            odo[names[i]] = v[i]
+        for i in range(m.n):
+            if m.is_odometer(i) and m.names[i] not in skip:
+                odo[m.names[i]] = m.values[i]
+        skip = None
         try:
             self.log.event(kind, slot, comp, wall, odo, detail[:32])
         except LogError:
@@ -265,10 +307,10 @@ class Parts:
 
     # -- passports (agent/parttags.py: only an installation with ID EEPROM tags loads it) --
 
-    def _passport(self, s, now):
+    def _passport(self, b, now):
         from agent.parttags import found
-        return found(self, s, now)
+        return found(self, b, now)
 
-    def _checkpoint(self, s, now, p=None):
+    def _checkpoint(self, b, now, p=None):
         from agent.parttags import checkpoint
-        checkpoint(self, s, now, p)
+        checkpoint(self, b, now, p)

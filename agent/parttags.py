@@ -9,10 +9,10 @@
 #
 # The passport is not kept in RAM: it is read from the EEPROM when it is
 # needed (an install, a checkpoint); a slot keeps only the sources of its
-# counters at the last checkpoint (S_REF) and when that was (S_CKAT).
+# counters at the last checkpoint and when that was (S_REF).
 
 from agent import passport
-from agent.parts import S_EEP, S_REF, S_CKAT
+from agent.parts import S_REF, eeprom
 
 TAG_CHIPS = ("at24cs02", "24aa02e48")
 
@@ -101,10 +101,10 @@ def sources(meter):
     return out
 
 
-def _read(parts, s):
+def _read(parts, b):
     """The passport in the slot's EEPROM, or None (a fault counted by parts)."""
     try:
-        p, why = passport.read(s[S_EEP], parts.family)
+        p, why = passport.read(eeprom(parts.slots, b), parts.family)
     except OSError:
         parts.fault("eeprom")
         return None
@@ -113,39 +113,40 @@ def _read(parts, s):
     return p
 
 
-def found(parts, s, now):
-    """Read the passport of a part found in the slot: the checkpoints count
-    from now. Returns it (not kept), or None."""
-    s[S_CKAT] = now
-    p = _read(parts, s)
-    if p is not None:
-        s[S_REF] = sources(parts.meter)
+def found(parts, b, now):
+    """Read the passport of a part found in the slot at parts.slots[b:]: the
+    checkpoints count from now. Returns it (not kept), or None."""
+    p = _read(parts, b)
+    if p is None:
+        parts.slots[b + S_REF] = now                          # read at boot or install, not valid
+    else:
+        parts.slots[b + S_REF] = sources(parts.meter) + [now]
     return p
 
 
-def checkpoint(parts, s, now, p=None):
+def checkpoint(parts, b, now, p=None):
     """Add the usage since the last checkpoint to the passport's odometers
     (p, or read again from the EEPROM) and write it (the other copy). A
     passport that no longer reads valid ends the checkpoints until the part
     is found again (a counted fault)."""
     if p is None:
-        p = _read(parts, s)
+        p = _read(parts, b)
         if p is None:
-            s[S_REF] = None
+            parts.slots[b + S_REF] = None
             return
     cur = sources(parts.meter)
-    ref = s[S_REF]
+    ref = parts.slots[b + S_REF]
     k = 0
     for name, _ in PASSPORT_ODO:
         d = cur[k] - ref[k]
         if d > 0:
             setattr(p, name, getattr(p, name) + d)
         k += 1
-    p.installed_s += (now - s[S_CKAT]) // 1000
+    p.installed_s += (now - ref[3]) // 1000
     try:
-        passport.write(s[S_EEP], p)
+        passport.write(eeprom(parts.slots, b), p)
     except OSError:
         parts.fault("eeprom")                   # not advanced: added again at the next try
         return
-    s[S_REF] = cur
-    s[S_CKAT] = now
+    cur.append(now)
+    parts.slots[b + S_REF] = cur

@@ -63,10 +63,18 @@ VIB_SETTLE_MS = 15000     # a start's transient is not the machine's vibration
 VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
 DAY_MS = 86400000
 HOUR_MS = 3600000
-# Stress._st: last stop (ms), current while on (mA), hour of the start count,
-# starts in it, degree of the condensation thresholds, the thresholds at it and
-# one above, start of the vibration run, baseline ms and sum, lux/W day, flags
-_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS = range(12)
+# Stress._st, one list: the detectors' state (last stop (ms), current while on
+# (mA), hour of the start count, starts in it, degree of the condensation
+# thresholds, the thresholds at it and one above, start of the vibration
+# run, baseline ms and sum, lux/W day, flags, snapshots since the last full
+# one) ...
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS, _SNAPS = range(13)
+# ... the settings (intervals between snapshots, snapshots between full ones,
+# interval ms, min rest ms, vibration run level (mg), rated W, rated mA,
+# running speed (Hz), vibration zone edges) ...
+_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(13, 22)
+# ... and the channels it reads (None where the board has none)
+_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT = range(22, 27)
 F_ON = 1          # the power channel saw the asset running
 F_COND = 2        # condensing
 F_VRUN = 4        # vibrating as running
@@ -116,47 +124,48 @@ class Stress:
     def __init__(self, channels, opts=None):
         from agent.channels import PowerChannel, MainsChannel, ClimateChannel, VibrationChannel, LightChannel
         o = opts or {}
-        self.power = self.mains = self.climate = self.vib = self.light = None
+        # Few attributes, the state in a few arrays and lists: a MicroPython
+        # instance keeps its attributes in one hash table of its own (8 bytes
+        # a slot, grown in steps: 12 slots, then 17, 23), and each small
+        # array or list is a block of its own besides its items
+        cs = [None] * 5                     # indexed by _POWER - _POWER .. _LIGHT - _POWER
         for ch in channels:
-            if isinstance(ch, PowerChannel) and self.power is None:
-                self.power = ch
-            elif isinstance(ch, MainsChannel) and self.mains is None:
-                self.mains = ch
-            elif isinstance(ch, ClimateChannel) and self.climate is None:
-                self.climate = ch
-            elif isinstance(ch, VibrationChannel) and self.vib is None:
-                self.vib = ch
-            elif isinstance(ch, LightChannel) and self.light is None:
-                self.light = ch
-        self.rated_w = o.get("rated_w", 0)
-        for ch in (self.power, self.mains):
-            if ch is not None and not self.rated_w:
-                self.rated_w = getattr(ch, "rated_w", 0)
-        self.rated_ma = o.get("rated_ma", 0)
-        vc = o.get("vib_class", getattr(self.vib, "vib_class", 1))
-        self.vib_edges = VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]
-        self.vib_hz = o.get("vib_hz", getattr(self.vib, "vib_hz", 25)) or 25
-        # every, full_every, interval_ms, min rest ms, vibration run level: one
-        # tuple (a MicroPython instance's attributes share one table; fewer
-        # of them keep it small)
-        self._cfg = (o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
-                     o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20))
-        lum = self.light is not None and self.power is not None
+            for k, cls in ((0, PowerChannel), (1, MainsChannel), (2, ClimateChannel),
+                           (3, VibrationChannel), (4, LightChannel)):
+                if isinstance(ch, cls):
+                    if cs[k] is None:
+                        cs[k] = ch
+                    break
+        power, mains, climate, vib, light = cs
+        rated_w = o.get("rated_w", 0)
+        for ch in (power, mains):
+            if ch is not None and not rated_w:
+                rated_w = getattr(ch, "rated_w", 0)
+        rated_ma = o.get("rated_ma", 0)
+        vc = o.get("vib_class", getattr(vib, "vib_class", 1))
+        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0, 0]       # _STOP .. _SNAPS
+                    + [o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                       o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
+                       o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
+                       VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]]     # _EVERY .. _VEDGES
+                    + cs)                                                   # _POWER .. _LIGHT
+        lum = light is not None and power is not None
         on = []
-        if self.rated_w and (self.power or self.mains) and not lum:
+        if rated_w and (power or mains) and not lum:
             on.append(H_LOAD)
-        if self.climate:
+        if climate:
             on += [H_T, H_RH, H_COND_S, H_COND_N]
-        if self.vib:
+        if vib:
             on += [H_VIB_S, H_VIB]
-        if self.power and not lum:
-            if self.rated_w or self.rated_ma:
+        if power and not lum:
+            if rated_w or rated_ma:
                 on.append(H_SW)
             on += [H_VIOL, H_STARTS_H]
-        if lum and self.rated_w:
+        if lum and rated_w:
             on += [H_DIM, H_LUXW]
-        self.on = bytes(on)
-        off = array("H", [0xFFFF] * 12)     # offset of each histogram in counts, or 0xFFFF
+        # off[h]: offset of histogram h in counts, or 0xFFFF; off[12 + h]: its
+        # ms not yet a whole second
+        off = array("H", [0xFFFF] * 12 + [0] * 12)
         n = 0
         for h in on:
             off[h] = n
@@ -166,34 +175,37 @@ class Stress:
         # zeroed without a list of n ints first (n x 8 bytes on a 64-bit port,
         # one block: the biggest the agent asked for at start)
         self.counts = array("I", bytes(4 * n))
-        self._res = array("H", [0] * 12)    # ms not yet a whole second, per histogram
-        nb = (n + 7) >> 3
-        self.dirty = bytearray(nb)          # bins changed since the newest snapshot
-        self.since = bytearray(nb)          # bins changed from the acked snapshot to the newest
+        # one bit a bin: changed since the newest snapshot (the first half),
+        # changed from the acked snapshot to the newest (the second half)
+        self._bits = bytearray(2 * ((n + 7) >> 3))
         self.full = True                    # no acked snapshot this boot: the next one goes whole
         self.base_seq = 0                   # seq of the acked snapshot the deltas are against
-        self.snaps = 0                      # snapshots since the last full one
         self.version = self._version() if n else 0
-        # the detectors' state, indexed by _STOP .. _FLAGS
-        self._st = [-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0]
+
+    @property
+    def on(self):
+        """The histograms kept (H_* in ext order), as bytes: made from off
+        when asked (definitions, ext), not kept."""
+        off = self.off
+        return bytes(h for h in range(12) if off[h] != 0xFFFF)
 
     # -- definitions ------------------------------------------------------------
 
     def _edges(self, h):
         e = DEFS[h][5]
         if h == H_VIB_S:
-            return self.vib_edges
+            return self._st[_VEDGES]
         if h == H_VIOL:
-            return (self._cfg[3] // 1000,)
+            return (self._st[_REST] // 1000,)
         return e
 
     def _ref(self, h):
         if h in (H_LOAD, H_DIM):
-            return self.rated_w
+            return self._st[_RATED_W]
         if h == H_SW:
-            return self.rated_ma
+            return self._st[_RATED_MA]
         if h == H_VIB_S:
-            return self.vib_hz
+            return self._st[_VHZ]
         return 0
 
     def defs(self):
@@ -217,29 +229,30 @@ class Stress:
 
     def _add_s(self, h, b, dt):
         """Count dt ms in bin b of histogram h (whole seconds, the rest carried)."""
-        r = self._res[h] + dt
+        off = self.off
+        r = off[12 + h] + dt
         s = r // 1000
-        self._res[h] = r - s * 1000
+        off[12 + h] = r - s * 1000
         if s:
-            i = self.off[h] + b
+            i = off[h] + b
             self.counts[i] += s
-            self.dirty[i >> 3] |= 1 << (i & 7)
+            self._bits[i >> 3] |= 1 << (i & 7)
 
     def _inc(self, h, b):
         i = self.off[h] + b
         self.counts[i] += 1
-        self.dirty[i >> 3] |= 1 << (i & 7)
+        self._bits[i >> 3] |= 1 << (i & 7)
 
     def _set(self, h, b, v):
         i = self.off[h] + b
         if self.counts[i] != v:
             self.counts[i] = v
-            self.dirty[i >> 3] |= 1 << (i & 7)
+            self._bits[i >> 3] |= 1 << (i & 7)
 
     def _fresh(self, ch, now):
         t = getattr(ch, "read_ms", -1)
         if ch.per_interval:
-            return t >= 0 and now - t <= self._cfg[2] + 60000
+            return t >= 0 and now - t <= self._st[_IVAL] + 60000
         return t == now
 
     def sample(self, now, dt):
@@ -248,9 +261,11 @@ class Stress:
         if not self.n or dt <= 0:
             return
         off = self.off
+        cs = self._st
+        rated_w = self._st[_RATED_W]
         running = False
         p_mw = -1
-        pw = self.power
+        pw = cs[_POWER]
         if pw is not None:
             running = pw.running
             if self._fresh(pw, now):
@@ -260,23 +275,24 @@ class Stress:
                     self._st[_ONMA] = r[1]
                 if off[H_VIOL] != 0xFFFF:
                     self._switching(now, running, r)
-        elif self.mains is not None and self._fresh(self.mains, now):
-            p_mw = self.mains.reading[2] * 1000
-            running = self.rated_w and p_mw >= self.rated_w * 100      # 10 % of rated
-        if p_mw >= 0 and running and self.rated_w:
-            pct = p_mw // (self.rated_w * 10)
+        elif cs[_MAINS] is not None and self._fresh(cs[_MAINS], now):
+            p_mw = cs[_MAINS].reading[2] * 1000
+            running = rated_w and p_mw >= rated_w * 100      # 10 % of rated
+        if p_mw >= 0 and running and rated_w:
+            pct = p_mw // (rated_w * 10)
             if off[H_LOAD] != 0xFFFF:
                 self._add_s(H_LOAD, _bin(pct, DEFS[H_LOAD][5]), dt)
             if off[H_DIM] != 0xFFFF:
                 self._add_s(H_DIM, _bin(pct, DEFS[H_DIM][5]), dt)
-                lt = self.light
+                lt = cs[_LIGHT]
                 if pct >= 95 and self._fresh(lt, now) and p_mw > 0:
                     self._luxw(now, lt.reading * 100 // p_mw)
-        cl = self.climate
+        cl = cs[_CLIMATE]
         if cl is not None and self._fresh(cl, now):
             self._climate(cl.reading[0], cl.reading[1], dt)
-        if self.vib is not None and self._fresh(self.vib, now):
-            self._vibration(now, dt, self.vib.reading, running if pw is not None else None)
+        vb = cs[_VIB]
+        if vb is not None and self._fresh(vb, now):
+            self._vibration(now, dt, vb.reading, running if pw is not None else None)
 
     def _switching(self, now, on, r):
         st = self._st
@@ -284,7 +300,7 @@ class Stress:
             return
         st[_FLAGS] ^= F_ON
         if on:
-            if st[_STOP] >= 0 and now - st[_STOP] < self._cfg[3]:
+            if st[_STOP] >= 0 and now - st[_STOP] < self._st[_REST]:
                 self._inc(H_VIOL, 0)
             hour = now // HOUR_MS
             if hour != st[_HOUR]:
@@ -296,9 +312,9 @@ class Stress:
         else:
             st[_STOP] = now
             if self.off[H_SW] != 0xFFFF:
-                ie = self.rated_ma
+                ie = self._st[_RATED_MA]
                 if not ie and r[0] > 0:
-                    ie = self.rated_w * 1000000 // r[0]
+                    ie = self._st[_RATED_W] * 1000000 // r[0]
                 if ie:
                     self._inc(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]))
 
@@ -330,7 +346,7 @@ class Stress:
     def _vibration(self, now, dt, mg, running):
         st = self._st
         if running is None:
-            running = mg >= self._cfg[4]
+            running = mg >= self._st[_VRUN]
         if running and not st[_FLAGS] & F_VRUN:
             st[_VSTART] = now
         if running:
@@ -338,8 +354,8 @@ class Stress:
         else:
             st[_FLAGS] &= ~F_VRUN
             return
-        v = mg * 15608 // (100 * self.vib_hz)       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
-        self._add_s(H_VIB_S, _bin(v, self.vib_edges), dt)
+        v = mg * 15608 // (100 * self._st[_VHZ])       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
+        self._add_s(H_VIB_S, _bin(v, self._st[_VEDGES]), dt)
         if now - st[_VSTART] < VIB_SETTLE_MS:
             return
         i = self.off[H_VIB]
@@ -391,44 +407,45 @@ class Stress:
         power cut, and one snapshot goes per `every` intervals on the wire."""
         if not self.n:
             return False
-        h = log.hist
-        if h is not None and h[1] == self.version and seq - h[0] < self._cfg[0]:
+        h = log.snap
+        if h is not None and h[1] == self.version and seq - h[0] < self._st[_EVERY]:
             return False
         snap = self.snapshot()
         log.note_hist(seq, self.version, snap)
-        d = self.dirty
-        s = self.since
-        for i in range(len(d)):
-            s[i] |= d[i]
-            d[i] = 0
+        b = self._bits
+        nb = len(b) >> 1
+        for i in range(nb):
+            b[nb + i] |= b[i]               # changed since the acked snapshot, now in the newest
+            b[i] = 0
         return True
 
     def acked(self, log):
         """The log's acked seq moved: the snapshot it covers is the new base."""
-        h = log.hist
+        h = log.snap
         if h is None or h[1] != self.version or log.acked < h[0] or h[0] <= self.base_seq:
             return
         if self.full:
             self.full = False
         self.base_seq = h[0]
-        s = self.since
-        for i in range(len(s)):
-            s[i] = 0
-        self.snaps += 1
-        if self.snaps >= self._cfg[1]:
-            self.snaps = 0
+        b = self._bits
+        for i in range(len(b) >> 1, len(b)):
+            b[i] = 0
+        st = self._st
+        st[_SNAPS] += 1
+        if st[_SNAPS] >= self._st[_FULL_EVERY]:
+            st[_SNAPS] = 0
             self.full = True
 
     def ext(self, log, first, last):
         """The encoded ext value (key 1) for a batch of seqs first..last, or
         None: the newest snapshot when its seq is among them and not acked.
         [version, seq, base seq (0: full), {index: [all counts] or {bin: count}}]"""
-        h = log.hist
+        h = log.snap
         if not self.n or h is None or h[1] != self.version or not first <= h[0] <= last \
                 or h[0] <= log.acked:
             return None
-        b = h[2]
-        s = self.since
+        b = log.hist_words()          # on the device: valid while nothing reads the log
+        s = memoryview(self._bits)[len(self._bits) >> 1:]     # changed since the acked snapshot
         full = self.full
         buf = bytearray()
         cbor._head(buf, 4, 4)
@@ -436,15 +453,16 @@ class Stress:
         cbor.encode_into(buf, h[0])
         cbor.encode_into(buf, 0 if full else self.base_seq)
         nh = 0
-        for k in range(len(self.on)):
-            if self._changed(k, full, s, b):
+        on = self.on
+        for k in range(len(on)):
+            if self._changed(on[k], full, s, b):
                 nh += 1
         cbor._head(buf, 5, nh)
-        for k in range(len(self.on)):
-            hh = self.on[k]
+        for k in range(len(on)):
+            hh = on[k]
             o = self.off[hh]
             nb = DEFS[hh][4]
-            if not self._changed(k, full, s, b):
+            if not self._changed(hh, full, s, b):
                 continue
             cbor.encode_into(buf, k)
             m = 0
@@ -463,8 +481,7 @@ class Stress:
                         cbor.encode_into(buf, _u32(b, 4 * j))
         return bytes(buf)
 
-    def _changed(self, k, full, s, b):
-        hh = self.on[k]
+    def _changed(self, hh, full, s, b):
         o = self.off[hh]
         for j in range(o, o + DEFS[hh][4]):
             if full:

@@ -314,3 +314,43 @@ def test_seq_is_64_bit_past_two_to_the_32():
         back = RingLog(d2, "dev-1", merge=P.merge, max_span=4).open()
         assert back.next_seq > start + 199
         assert P.check(back, mm, d2) == []
+
+
+def test_the_newest_stress_snapshot_is_read_back_from_flash_and_a_corrected_one_kept():
+    """The log keeps no copy of its newest stress snapshot's words: they are
+    read back from the head sector (its state block or a HIST record), as
+    written, across new heads and reboots; a snapshot whose bytes recovery
+    corrected (one damaged byte) is kept as corrected, in RAM."""
+    dev = EmulatedNOR(512, 8)
+    log = ring(dev)
+    fill(log, 3)
+    words = bytes(range(40, 80))
+    log.note_hist(3, 77, words)
+    assert isinstance(log.snap[2], int) and log.hist == [3, 77, words]      # in a HIST record
+    start = log._head
+    n = 0
+    while log._head == start:                        # a new head: the snapshot in its state block
+        fill(log, 1, start=10 + n)
+        n += 1
+    assert isinstance(log.snap[2], int) and log.hist == [3, 77, words]
+    assert dev.image.find(words, log._head * 512) == log.snap[2]
+    back = ring(dev)
+    assert isinstance(back.snap[2], int) and back.hist == [3, 77, words]
+    # one damaged byte in the words, in the state block: corrected, kept in RAM
+    img = bytearray(dev.image)
+    img[log.snap[2] + 5] ^= 0x10
+    dev.load_image(bytes(img))
+    back = ring(dev)
+    assert back.corrected >= 1 and back.hist == [3, 77, words] and back.snap[2] == words
+    back.note_hist(3 + n, 78, words[::-1])           # a record again: read from flash
+    assert isinstance(back.snap[2], int) and ring(dev).hist == [3 + n, 78, words[::-1]]
+    # one damaged byte in the words of the HIST record
+    dev2 = EmulatedNOR(512, 8)
+    log = ring(dev2)
+    fill(log, 3)
+    log.note_hist(2, 9, words)
+    img = bytearray(dev2.image)
+    img[log.snap[2]] ^= 0x01
+    dev2.load_image(bytes(img))
+    back = ring(dev2)
+    assert back.corrected >= 1 and back.hist == [2, 9, words] and back.snap[2] == words

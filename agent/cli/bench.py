@@ -75,6 +75,8 @@ def _drivers(a):
 
 def _footprint(a):
     from hil.bench import footprint
+    if a.only == "heap":
+        return _show(footprint.report_heap, footprint.bench_heap(intervals=a.intervals, progress=_progress(a)), a)
     return _show(footprint.report, footprint.bench_footprint(intervals=a.intervals, progress=_progress(a)), a)
 
 
@@ -185,6 +187,9 @@ def add(sub):
     b.add_argument("--count", type=int, help="hostile: messages to send (default 100000)")
     b.add_argument("--intervals", type=int, default=10000,
                    help="footprint: intervals of the steady loop (default 10000)")
+    b.add_argument("--only", choices=("heap",),
+                   help="footprint: only the stress-histogram and identity heap rows (bare, stress, stress + "
+                   "identity; unix64 files and wasm32 ROMFS)")
     b.add_argument("--cuts", type=int, default=100000, help="power-cut points to test (default 100000)")
     b.add_argument("--damage", type=int, default=100000,
                    help="ring: silent-damage points to test (default 100000)")

