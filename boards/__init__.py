@@ -19,6 +19,17 @@ HOST_BOARDS = ("emulated", "rpi4", "rpi-zero2w")
 # compressor bills measured air from (air = "measured"). docs/assets.md
 ASSETS = ("compressor", "luminaire", "pump")
 
+
+def asset_tags(bus, asset):
+    """The asset's ID EEPROM tag slots on the board's I2C bus `bus` (the
+    table in boards/tags.py), as a board's "tags" list. An ESP32 bundle built
+    with parts off leaves that table out (nothing reads tags): none then."""
+    try:
+        from boards import tags
+    except ImportError:
+        return []
+    return tags.on(bus, asset)
+
 # What each sensor type needs (bus, addresses, settings, channel factory):
 # one row per sensor in boards/sensors.py.
 

@@ -2,7 +2,7 @@
 # models on an emulated I2C bus, a Modbus meter on a serial line (in-process
 # loopback, or a real pseudo-terminal opened with pyserial on CPython) and a
 # pulse flow meter's twin on a counter (hil/twins/pulse.py).
-from boards import tags as _tags
+from boards import asset_tags
 
 BOARD = {
     "name": "emulated",
@@ -18,7 +18,7 @@ BOARD = {
         {"type": "sdm120", "bus": "rs485", "slave": 1},
     ],
     # the wear parts' ID EEPROM tags (boards/tags.py), twins with passports (Emulation)
-    "tags": _tags.on("i2c", "compressor"),
+    "tags": asset_tags("i2c", "compressor"),
 }
 
 
@@ -38,7 +38,7 @@ LUMINAIRE = {
         {"type": "bh1750", "bus": "i2c", "addr": 0x23},
         {"type": "sht4x", "bus": "i2c", "addr": 0x44, "hot_cC": 7000},
     ],
-    "tags": _tags.on("i2c", "luminaire"),
+    "tags": asset_tags("i2c", "luminaire"),
 }
 
 # A booster pump sold as water (m3, from its water meter's pulses): bearing
@@ -59,7 +59,7 @@ PUMP = {
         {"type": "sdm630", "bus": "rs485", "slave": 1, "run_threshold_W": 1000, "rated_w": 5500},
         {"type": "pulse", "bus": "flow", "ml_per_pulse": 10000, "medium": "water"},
     ],
-    "tags": _tags.on("i2c", "pump"),
+    "tags": asset_tags("i2c", "pump"),
 }
 
 ASSETS = PROFILES = {"compressor": BOARD, "luminaire": LUMINAIRE, "pump": PUMP}

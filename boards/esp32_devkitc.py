@@ -17,9 +17,9 @@ BUSES = {
 
 def _board(sensors, asset, baud=2400):
     # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
-    from boards import tags
+    from boards import asset_tags
     b = {"name": "esp32-devkitc", "mcu": "esp32",
-         "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": tags.on("i2c0", asset)}
+         "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": asset_tags("i2c0", asset)}
     b["buses"]["rs485"]["baud"] = baud
     return b
 

@@ -34,10 +34,10 @@ BOARD = {
 
 def _board(sensors, asset):
     # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
-    from boards import tags
+    from boards import asset_tags
     return {"name": BOARD["name"], "mcu": BOARD["mcu"],
             "buses": {k: dict(v) for k, v in BOARD["buses"].items()}, "sensors": sensors,
-            "tags": tags.on("i2c0", asset)}
+            "tags": asset_tags("i2c0", asset)}
 
 
 ASSETS = {

@@ -14,9 +14,9 @@ BUSES = {
 
 def _board(sensors, asset):
     # the asset's wear parts carry ID EEPROM tags on the I2C bus (boards/tags.py)
-    from boards import tags
+    from boards import asset_tags
     return {"name": "rpi4", "mcu": "bcm2711", "i2c_bus": 1,
-            "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": tags.on("i2c1", asset)}
+            "buses": {k: dict(v) for k, v in BUSES.items()}, "sensors": sensors, "tags": asset_tags("i2c1", asset)}
 
 
 # a compressor sold as air: motor supply, head climate, mains meter

@@ -30,7 +30,9 @@ flash` compiles; docs/firmware.md):
                                 drivers they import; agent/flow.py likewise;
                                 agent/port/counter_mp.py for a sensor on a
                                 counter bus (a pump's water meter, air = "measured")
-  agent/parts.py                parts = true
+  agent/parts.py, boards/tags.py
+                                parts = true (without it the board files
+                                declare no tags: boards.asset_tags)
   agent/parttags.py, agent/passport.py, drivers/eeprom24.py
                                 parts = true with ID EEPROM tags (the board's or part_tags); a
                                 feature's modules come only with the feature,
@@ -90,7 +92,7 @@ def _board_files():
 
 # optional module -> why a bundle without it does not need it
 OPTIONAL_WHY = {
-    "agent/parts.py": "parts off", "agent/parttags.py": "no ID EEPROM tags",
+    "agent/parts.py": "parts off", "boards/tags.py": "parts off", "agent/parttags.py": "no ID EEPROM tags",
     "agent/passport.py": "no ID EEPROM tags", "drivers/eeprom24.py": "no ID EEPROM tags",
     "agent/port/tls_mp.py": "broker not mqtts://", "agent/ota.py": "no OTA key",
     "boards/check.py": "board checked here at build time",
@@ -98,7 +100,7 @@ OPTIONAL_WHY = {
 SENSOR_WHY = "no installed sensor uses it"
 # what makes the installation use a feature's modules
 FEATURES = (
-    (("agent/parts.py",), lambda cfg, b: bool(cfg.get("parts"))),
+    (("agent/parts.py", "boards/tags.py"), lambda cfg, b: bool(cfg.get("parts"))),
     # ID EEPROM tags (the board's, boards/tags.py, or the config's part_tags) with their passports
     # (agent/parts.py loads agent/parttags.py only for a tag's slot)
     (("agent/parttags.py", "agent/passport.py", "drivers/eeprom24.py"),
