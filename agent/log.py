@@ -1104,7 +1104,11 @@ class RingLog:
             return False
         if gap:
             return True
-        return (a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
+        # a damage gap (seqs the log could not read back) is never coalesced:
+        # merged with intact intervals its flags would call them unreadable
+        # and its copied values would count twice in their gauges
+        return ((a[R_FLAGS] | b[R_FLAGS]) & F_DAMAGED == 0
+                and a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
                 and b[R_SEQ] - a[R_FROM] + 1 <= self.max_span)
 
     def _join(self, a, b, gap):
