@@ -237,6 +237,29 @@ def test_compaction_never_coalesces_a_damage_gap_with_intact_records():
     assert P.check(P.recover(m.dev), m.m, m.dev) == []
 
 
+def test_a_drop_never_marks_intact_records_damaged():
+    # The second RingMachine counterexample: the cut tears seq 30's append
+    # (a damage gap); with no acks the ring fills, and the drop step merged
+    # 1..30 into one record with the damaged flag over 29 intact seqs. Now
+    # the drop stops before the damage gap, which goes on into seq 31.
+    m = RingMachine()
+    m.start(1)
+    m.holds()
+    for n in (3, 1, 3, 5, 6, 11):
+        m.append(n)
+        m.holds()
+    m.power_cut(1, "random", 1)
+    m.holds()
+    for n in (3, 4, 12, 12, 10):
+        m.append(n)
+        m.holds()
+    recs = P.recover(m.dev).pending(1 << 30)
+    assert m.log.dropped > 0
+    assert [r for r in recs if r[R_FLAGS] & 4] == []
+    assert [(r[R_FROM], r[R_SEQ]) for r in recs[:2]] == [(1, 29), (30, 31)] and 30 not in m.m.appended
+    assert P.check(P.recover(m.dev), m.m, m.dev) == []
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 30)), min_size=1, max_size=25),
        st.integers(0, 2000), st.integers(1, 70))
