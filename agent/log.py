@@ -1103,8 +1103,17 @@ class RingLog:
         if a[R_EPOCH] != b[R_EPOCH]:
             return False
         if gap:
-            return True
-        return (a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
+            # dropping: an intact record does not take in the damage gap after
+            # it (the merged record would end on a seq nobody appended, with
+            # the damaged flag over intact ones); the gap goes on into the
+            # records after it, or stays alone. gap == 2 (that still does not
+            # fit) merges everything, as a last resort.
+            return gap == 2 or not (b[R_FLAGS] & F_DAMAGED and not a[R_FLAGS] & F_DAMAGED)
+        # a damage gap (seqs the log could not read back) is never coalesced:
+        # merged with intact intervals its flags would call them unreadable
+        # and its copied values would count twice in their gauges
+        return ((a[R_FLAGS] | b[R_FLAGS]) & F_DAMAGED == 0
+                and a[R_SCHEMA] == b[R_SCHEMA] and a[R_SEQ] + 1 == b[R_FROM]
                 and b[R_SEQ] - a[R_FROM] + 1 <= self.max_span)
 
     def _join(self, a, b, gap):
@@ -1116,6 +1125,8 @@ class RingLog:
         r[R_WALL] = a[R_WALL]
         r[R_BOOT] = a[R_BOOT]
         r[R_FLAGS] = a[R_FLAGS] | b[R_FLAGS] | (F_GAP if gap else F_COALESCED)
+        if gap == 1 and not a[R_FLAGS] & b[R_FLAGS] & F_DAMAGED:
+            r[R_FLAGS] &= ~F_DAMAGED            # it ends on an intact record: a drop, not damage
         if not gap and self.merge:
             r[R_VALUES] = self.merge(a[R_VALUES], b[R_VALUES], span_a, span_b)
         return r, span_a
@@ -1167,6 +1178,10 @@ class RingLog:
             rest, _ = self._stream((a, b), excess, False, measure)
             if rest > 0:
                 gap = True                      # merging cannot make room: drop the oldest
+                size[0] = 0
+                rest, _ = self._stream((a, b), excess, True, measure)
+                if rest > 0:
+                    gap = 2                     # damage gaps kept apart still do not fit
         spare = self._pick()
         self._prepare(spare)
         pos = [COMP_START, 0, 0]                # offset, first seq, last seq
