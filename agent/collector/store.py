@@ -648,16 +648,10 @@ class Collector:
         time, else re-anchored from a record of the same boot that has one,
         and only when nothing anchors it the time the collector received it."""
         out = {}
-        day = timeline.day
         for dev in ([device] if device else self.devices()):
             days = out.setdefault(dev, {})
             for epoch, r, deltas, _ in timeline.placed(self._walk(dev, values=False)):
-                on = day(r["end_s"])
-                acc = days.get(on)
-                if acc is None:
-                    acc = days[on] = {}
-                for k, d in deltas.items():
-                    acc[k] = acc.get(k, 0) + d
+                timeline.book(days, r, deltas)
         return out
 
     def summary(self, device):

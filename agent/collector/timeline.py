@@ -137,6 +137,18 @@ def _place_boot(recs):
         r["placed"] = RECEIVED
 
 
+def book(days, r, deltas):
+    """Add a placed record's usage to {day: {odometer: total}} on the UTC
+    day its interval ends (the ledger's rule: Collector.ledger, the
+    console's asset view)."""
+    on = day(r["end_s"])
+    acc = days.get(on)
+    if acc is None:
+        acc = days[on] = {}
+    for k, d in deltas.items():
+        acc[k] = acc.get(k, 0) + d
+
+
 def placed(walk):
     """Wrap Collector._walk(device) (records in (epoch, seq) order): yields
     the same tuples with each record placed ("end_s", "placed", "flag").

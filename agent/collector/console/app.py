@@ -78,6 +78,14 @@ def _csv(rows, head, name):
                     headers={"Content-Disposition": 'attachment; filename="%s"' % name})
 
 
+def _page(request):
+    """The ?page= number (1 and up); 400 for one that is not a whole number."""
+    try:
+        return max(1, int(request.query_params.get("page", "1")))
+    except ValueError:
+        raise HTTPException(400, "page must be a whole number")
+
+
 class Console:
     def __init__(self, db, users, rates=None, https=False):
         self.db = db
@@ -204,10 +212,7 @@ class Console:
         status = request.query_params.get("status", "")
         if status not in ("", "online", "offline", "flagged"):
             raise HTTPException(400, "status must be online, offline or flagged")
-        try:
-            page = max(1, int(request.query_params.get("page", "1")))
-        except ValueError:
-            raise HTTPException(400, "page must be a whole number")
+        page = _page(request)
         r = self.reader()
         try:
             ids = r.device_ids(q)
@@ -366,10 +371,7 @@ class Console:
     def bills(self, request):
         self.need(request, role="operator")
         per, label = self._period(request)
-        try:
-            page = max(1, int(request.query_params.get("page", "1")))
-        except ValueError:
-            raise HTTPException(400, "page must be a whole number")
+        page = _page(request)
         r = self.reader()
         try:
             ids = r.device_ids(request.query_params.get("q", "").strip()[:100])

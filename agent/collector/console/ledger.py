@@ -236,14 +236,8 @@ class Reader(store.Collector):
         finally:
             self._tap = None
         days = {}
-        day = timeline.day
         for r, deltas in seen:
-            on = day(r["end_s"])
-            acc = days.get(on)
-            if acc is None:
-                acc = days[on] = {}
-            for k, d in deltas.items():
-                acc[k] = acc.get(k, 0) + d
+            timeline.book(days, r, deltas)
         ivals = [(r["end_s"], deltas) for r, deltas in seen[-MAX_INTERVALS:]]
         val = (days, summ, ivals)
         with _LOCK:
