@@ -87,21 +87,25 @@ def mac0_into(buf, payload, key, aad):
     return buf
 
 
-def mac0_in_place(buf, key, aad):
+def mac0_in_place(buf, key, aad, tail=None):
     """mac0() of the payload the bytearray buf holds, made in buf itself (the
     head inserted before the payload, the tag appended): no second buffer of
-    the payload's size. Returns buf."""
+    the payload's size. Returns buf; with tail, a bytearray holding the rest
+    of the payload, the message in two pieces: (buf, tail), the tag appended
+    to tail."""
     if isinstance(aad, str):
         aad = aad.encode()
     head = bytearray(b"\xd1\x84")
     head.extend(PROTECTED_BSTR)
     head.append(0xA0)
-    cbor._head(head, 2, len(buf))
-    t = _tag(key, aad, buf)
+    n = len(buf) + (len(tail) if tail is not None else 0)
+    cbor._head(head, 2, n)
+    t = hmac_sha256(key, _mac_head(PROTECTED, aad, n), buf, tail or b"")[:TAG_LEN]
     buf[0:0] = head
-    buf.append(0x48)
-    buf.extend(t)
-    return buf
+    end = buf if tail is None else tail
+    end.append(0x48)
+    end.extend(t)
+    return buf if tail is None else (buf, tail)
 
 
 def _eq(a, b):

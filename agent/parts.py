@@ -70,10 +70,11 @@ def _clean(cid):
 # items take a block of 8 or 16 bytes at a time); Parts keeps them in one
 # flat list, a slot at every SLOT items. Indexed by:
 S_NAME = 0      # where in the asset (text)
-S_SRC = 1       # read() -> a component id (raises OSError, typed: drivers/errors.py); or,
-                # not callable, an ID EEPROM with a passport in its user area (its id the
-                # chip's serial): its driver, or (driver class, bus, address) to make one
-                # for each use (eeprom())
+S_SRC = 1       # where the id comes from: a driver (its ident(), raising OSError typed
+                # as in drivers/errors.py), a function that returns it, the id itself
+                # (the node's); or, a tuple (driver class, bus, address), an ID EEPROM
+                # with a passport in its user area, its id the chip's serial, its
+                # driver made for each use (eeprom())
 S_CH = 2        # the channel whose bus errors trigger a read, or None
 S_CAND = 3      # (a new id being confirmed, what found it: "boot", "burst", "swap"), or None
 S_CNT = 4       # > 0: reads of the candidate in a row; < 0: reads without an answer in a row
@@ -86,6 +87,8 @@ S_REF = 7       # an ID EEPROM's passport: None: not read since boot (or no long
 
 def Slot(name, read, channel=None, eeprom=None):
     """A slot (the list above); ValueError for a name the wire would not take.
+    read: a driver with ident(), a function, or the id; eeprom: an ID EEPROM
+    driver (the slot keeps its class, bus and address).
     The passport itself is not kept: it is read from the EEPROM when it is
     needed (an install, a checkpoint), so a slot holds only its counters'
     sources at the last checkpoint."""
@@ -95,10 +98,13 @@ def Slot(name, read, channel=None, eeprom=None):
             ok = False
     if not ok:
         raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
+    if eeprom is not None and not isinstance(eeprom, tuple):
+        eeprom = (type(eeprom), eeprom.i2c, eeprom.addr)
     return [name, read if eeprom is None else eeprom, channel, None, 0, 0, 0, None]
 
 
 SLOT = 8        # items in a slot
+P_EVENTS, P_FULL, P_I = -3, -2, -1      # the tracker's counters after the slots
 
 
 def eeprom(sl, b=0):
@@ -106,9 +112,7 @@ def eeprom(sl, b=0):
     this use when the slot keeps only how to make one (a driver object is
     some 100 bytes of heap, and a tag is read every PERIOD_MS at most)."""
     e = sl[b + S_SRC]
-    if isinstance(e, tuple):
-        return e[0](e[1], e[2])
-    return None if callable(e) else e
+    return e[0](e[1], e[2]) if isinstance(e, tuple) else None
 
 
 def slots_for(channels, tags=(), node=None):
@@ -119,18 +123,16 @@ def slots_for(channels, tags=(), node=None):
     for ch in channels:
         d = ch.driver
         d = getattr(d, "driver", d)             # boards.Pick wraps a driver
-        f = getattr(d, "ident", None)
         # a pulse meter (drivers/pulse.py) has no identity of its own: its
-        # ident() names its input for tally probe, it is no part (and has no name)
-        if f is not None and hasattr(d, "name"):
-            out.append(Slot(d.name.lower(), f, channel=ch))
+        # ident() names its input for tally probe, it is no part (and has no name).
+        # The slot keeps the driver, not its bound ident (an object of its own)
+        if hasattr(d, "ident") and hasattr(d, "name"):
+            out.append(Slot(d.name.lower(), d, channel=ch))
     for name, drv in tags:
-        out.append(Slot(name, None, eeprom=(type(drv), drv.i2c, drv.addr)))
+        out.append(Slot(name, None, eeprom=drv))
     if node:
-        # the id itself, by a bound method (no closure) that returns the same
-        # string (strip of a string with nothing to strip): the slot table
-        # then holds that one string, not a copy
-        out.append(Slot("node", node.lower().strip))
+        # the id itself: the slot table then holds that one string, not a copy
+        out.append(Slot("node", node.lower()))
     return out
 
 
@@ -146,9 +148,11 @@ class Parts:
 
     def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
         # the slots (Slot lists) in one flat list, a slot at every SLOT items:
-        # one list object instead of one per slot and one holding them
-        sl = [None] * (SLOT * len(slots))
-        for i in range(len(sl)):
+        # one list object instead of one per slot and one holding them; after
+        # them the tracker's own three counters (P_EVENTS, P_FULL, P_I)
+        n = SLOT * len(slots)
+        sl = [None] * n + [0, -1, 0]
+        for i in range(n):
             sl[i] = slots[i // SLOT][i % SLOT]
         self.slots = sl
         # the settings: instance attributes only where they are not the
@@ -159,18 +163,30 @@ class Parts:
             self.period_ms = period_ms
         if checkpoint_ms != Parts.checkpoint_ms:
             self.checkpoint_ms = checkpoint_ms
+        # four attributes in all (an instance's table holds 4 without a
+        # bigger step): the slots, the faults, the meter, the agent
         self.faults = {}            # reason -> count (this boot)
-        self.events = 0             # events logged (this boot)
-        self.log = None
-        self.clock = None
         self.meter = None
-        self._full = -1             # log.acked when the log last refused an event for room
+        self.ag = None              # the agent (its log and clock), from boot()
+
+    @property
+    def events(self):
+        """Events logged (this boot)."""
+        return self.slots[P_EVENTS]
+
+    @property
+    def log(self):
+        return self.ag.log
+
+    @property
+    def clock(self):
+        return self.ag.clock
 
     # -- the channel interface ------------------------------------------------------
 
     def bind(self, meter):
         self.meter = meter
-        self._i = meter.index("part_faults")
+        self.slots[P_I] = meter.index("part_faults")
 
     def restore(self, meter):
         pass
@@ -178,28 +194,28 @@ class Parts:
     def boot(self, agent):
         """After the log is open and the odometers restored: read every slot
         N_CONFIRM times (a change found now is confirmed at once)."""
-        self.log = agent.log
-        self.clock = agent.clock
-        now = self.clock.uptime_ms()
+        self.ag = agent
+        now = agent.clock.uptime_ms()
         sl = self.slots
-        for b in range(0, len(sl), SLOT):
+        for b in range(0, len(sl) - 3, SLOT):
             for _ in range(N_CONFIRM):
                 self._check(b, now, "boot")
                 if sl[b + S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
-            if (not callable(sl[b + S_SRC]) and sl[b + S_REF] is None
-                    and self.log.parts.get(sl[b + S_NAME])):
+            if (isinstance(sl[b + S_SRC], tuple) and sl[b + S_REF] is None
+                    and agent.log.parts.get(sl[b + S_NAME])):
                 self._passport(b, now)
 
     def sample(self, meter, now, dt):
         sl = self.slots
+        tab = self.ag.log.parts
         b = -SLOT
-        while b + SLOT < len(sl):       # (no range object made per sample)
+        while b + SLOT < len(sl) - 3:   # (no range object made per sample)
             b += SLOT
             ch = sl[b + S_CH]
             burst = ch is not None and ch.errors - sl[b + S_ERR] >= BURST
-            if (sl[b + S_CAND] is not None or (sl[b + S_CNT] < 0 and sl[b + S_NAME] in self.log.parts)
+            if (sl[b + S_CAND] is not None or (sl[b + S_CNT] < 0 and sl[b + S_NAME] in tab)
                     or now >= sl[b + S_DUE] or burst):
                 self._check(b, now, "burst" if burst else "")
             r = sl[b + S_REF]
@@ -214,7 +230,7 @@ class Parts:
         if reason in f or len(f) < MAX_REASONS:
             f[reason] = f.get(reason, 0) + 1
         if self.meter is not None:
-            self.meter.add(self._i, 1)
+            self.meter.add(self.slots[P_I], 1)
 
     def _check(self, b, now, why):
         sl = self.slots
@@ -225,7 +241,9 @@ class Parts:
         known = self.log.parts.get(name)
         try:
             f = sl[b + S_SRC]
-            cid = _clean(f() if callable(f) else eeprom(sl, b).ident())
+            if isinstance(f, tuple):
+                f = eeprom(sl, b)
+            cid = _clean(f if isinstance(f, str) else f() if callable(f) else f.ident())
         except ValueError:
             self.fault("garbled")                   # not an identity a ledger would take
             return
@@ -262,7 +280,7 @@ class Parts:
         sl[b + S_REF] = None
         detail = c[1]
         p = None
-        if not callable(sl[b + S_SRC]):
+        if isinstance(sl[b + S_SRC], tuple):
             p = self._passport(b, now)
             if p is not None:
                 detail = p.part
@@ -274,7 +292,8 @@ class Parts:
                 self._checkpoint(b, now, p)
 
     def _event(self, kind, slot, comp, detail):
-        if self._full == self.log.acked:
+        sl = self.slots
+        if sl[P_FULL] == self.log.acked:
             return False                            # no room until an ack frees some: not retried
         clock = self.clock
         wall = clock.wall_s() if clock.wall_quality else 0
@@ -296,13 +315,13 @@ class Parts:
         except LogError:
             # no room for another pending event (or the state block is full):
             # counted once, tried again when an ack has freed some
-            self._full = self.log.acked
+            sl[P_FULL] = self.log.acked
             self.fault("log")
             return False
         except (OSError, ValueError):
             self.fault("log")                       # not durable: found again at the next check
             return False
-        self.events += 1
+        sl[P_EVENTS] += 1
         return True
 
     # -- passports (agent/parttags.py: only an installation with ID EEPROM tags loads it) --

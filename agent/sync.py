@@ -50,6 +50,12 @@ def _room(n):
     return b
 
 
+def joined(msg):
+    """A message as one bytes object: the uplink hands a transport a birth
+    as a tuple of two buffers (Uplink._birth_msg), every other message as one."""
+    return b"".join(msg) if isinstance(msg, tuple) else bytes(msg)
+
+
 def topic(device_id, kind):
     return "tally/v1/" + device_id + "/" + kind
 
@@ -106,11 +112,18 @@ class Uplink:
         # the birth or batch being encoded, reused (see _send_next): its room is
         # taken once, now, while the heap is whole, not grown in steps per message
         self._buf = _room(BUF0)
-        # the birth as sealed (see _birth_msg), with room for its fields to grow
-        # (a later boot, config version, interval) and the COSE wrapping; the
-        # birth is encoded and sealed in this one buffer, so a birth bigger
-        # than a batch (stress definitions, parts) does not grow the batch's
-        n = len(self._birth_map(bytearray())) + 64
+        # the birth as sealed (see _birth_msg) goes out in two buffers: its
+        # fields up to the schema in the batch buffer (idle while a birth is
+        # sent), the schema on in one of its own; each with room for its
+        # fields to grow (a later boot, config version, interval, parts) and
+        # the COSE wrapping. The stress definitions and the parts, before the
+        # schema, so take no buffer of their own
+        a = bytearray()
+        m = bytearray()
+        self._birth_map(a, m)
+        if len(a) + 96 > BUF0:
+            self._buf = _room(len(a) + 96)
+        n = len(m) + 64
         self._bmsg = _room(n + 32 if n > BUF0 else BUF0)
         # one message buffer per batch in flight, taken now too; a window raised
         # by remote config takes more when it fills
@@ -138,15 +151,17 @@ class Uplink:
     def _seal(self, payload):
         return cose.mac0(payload, self.key, self.device_id)
 
-    def _birth_map(self, buf=None):
+    def _birth_map(self, buf=None, tail=None):
         """The birth map, encoded straight into one buffer (no copy of the
         schema: it is the biggest message, sent at the heap's busiest time),
         keys in deterministic order (RFC 8949 4.2.1: shorter first, then
         bytewise); buf: an empty bytearray to encode into (default: the
-        batch buffer, emptied)."""
+        batch buffer, emptied); tail: one to go on in from the schema on.
+        Returns buf."""
         log = self.log
+        out = buf
         if buf is None:
-            buf = self._buf
+            out = buf = self._buf
             buf[:] = b""              # the batch buffer, emptied: its room is kept
         st = self.stress
         buf.append(0xA0 | (13 + (1 if st else 0) + (1 if log.parts else 0)))
@@ -160,6 +175,8 @@ class Uplink:
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
             if (k == "hist" and not st) or (k == "parts" and not v):
                 continue
+            if k == "schema" and tail is not None:
+                buf = tail
             enc(buf, k)
             if k != "schema":
                 enc(buf, v)
@@ -177,19 +194,23 @@ class Uplink:
                 enc(buf, m[1])
                 enc(buf, m[2])
                 enc(buf, "odometer" if m[3] == "odo" else "gauge:" + m[3])
-        return buf
+        return out
 
     def birth(self):
         """The birth message (new bytes; the uplink itself sends _birth_msg())."""
         return self._seal(self._birth_map())
 
     def _birth_msg(self):
-        """The birth as sent: sealed into a buffer kept for it (borrowed by
-        the transport, like the data messages), so a reconnect late in a day
-        needs no new block of the birth's size."""
+        """The birth as sent: sealed in two buffers kept for it (see
+        __init__), so a reconnect late in a day needs no new block of the
+        birth's size; a tuple of the two, which the transport sends as one
+        message (borrowed, like the data messages; joined() where it needs
+        one object)."""
+        a = self._buf
+        a[:] = b""
         m = self._bmsg
         m[:] = b""
-        return cose.mac0_in_place(self._birth_map(m), self.key, self.device_id)
+        return cose.mac0_in_place(self._birth_map(a, m), self.key, self.device_id, m)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
@@ -206,7 +227,8 @@ class Uplink:
 
     def _publish(self, topic_, payload, now, retain=False):
         if self.t.publish(topic_, payload, retain):
-            self._count("bytes_sent", len(payload))
+            self._count("bytes_sent", len(payload) if not isinstance(payload, tuple)
+                        else len(payload[0]) + len(payload[1]))
             return True
         self._fail(now, "fail_pub")
         return False

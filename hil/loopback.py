@@ -2,6 +2,7 @@
 # seeded loss to exercise retries and dedupe. It is the edge of the world for
 # the simulator: the collector and the devices run their real code.
 
+from agent.sync import joined
 from hil.rng import Rng
 
 
@@ -80,7 +81,7 @@ class LoopbackTransport:
     def publish(self, topic, payload, retain=False):
         if not self.connected():
             return False
-        self.hub.deliver(topic, bytes(payload))
+        self.hub.deliver(topic, joined(payload))
         return True
 
     def poll(self):

@@ -3,6 +3,8 @@
 # releases it (in any order) to whatever answers it: a real collector, or a
 # peer that acks with the device's own codecs. The edge of the world.
 
+from agent.sync import joined
+
 
 class ScriptedBroker:
     will = None
@@ -31,10 +33,11 @@ class ScriptedBroker:
     def publish(self, topic, payload, retain=False):
         if not self.up:
             return False
+        payload = joined(payload)
         if topic.endswith("/data"):
-            self.held.append((topic, bytes(payload)))
+            self.held.append((topic, payload))
         else:
-            self.box.extend(self.answer(topic, bytes(payload)))
+            self.box.extend(self.answer(topic, payload))
         return True
 
     def release(self, i):

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import cose, ota
+from agent.sync import joined
 from agent.cli import bundle as cli_flash
 from agent.cli import main
 from agent.cli import ota as cli_ota
@@ -392,7 +393,7 @@ class _Wire:
         self.out = []
 
     def publish(self, topic, payload, retain=False):
-        self.out.append((topic, bytes(payload)))
+        self.out.append((topic, joined(payload)))
         return True
 
 

@@ -10,6 +10,7 @@ import cbor2
 import pytest
 
 from agent import cose
+from agent.sync import joined
 from agent import passport as P
 from agent.agent import Agent
 from agent.clock import VirtualClock
@@ -293,7 +294,7 @@ def test_a_swap_at_a_random_moment_is_one_removed_and_one_installed_through_cuts
         pub = t.publish
 
         def publish(topic, payload, retain=False):
-            sent.append((topic, payload))
+            sent.append((topic, joined(payload)))
             return pub(topic, payload, retain)
         t.publish = publish
         dev = _Cuttable(seed, t)
@@ -463,7 +464,7 @@ def test_messages_with_events_validate_against_the_cddl_and_the_collector_checks
     pub = t.publish
 
     def publish(topic, payload, retain=False):
-        seen.append((topic, payload))
+        seen.append((topic, joined(payload)))
         return pub(topic, payload, retain)
     t.publish = publish
     ag, _ = _agent(world, RingLog(EmulatedNOR(4096, 16), "dev-p"), clock, t, period_ms=5000)
@@ -546,7 +547,7 @@ def _swap_messages(seed=8):
     pub = t.publish
 
     def publish(topic, payload, retain=False):
-        sent.append((topic, payload))
+        sent.append((topic, joined(payload)))
         return pub(topic, payload, retain)
     t.publish = publish
     ag, _ = _agent(world, RingLog(EmulatedNOR(4096, 16), "dev-p"), clock, t, period_ms=5000)

@@ -348,8 +348,9 @@ class MQTTClient:
             hb[i + 1] = pid & 255
             i += 2
             self.pend[pid] = ticks_ms()
-        m = len(msg)
-        if i + m <= len(hb):
+        two = isinstance(msg, tuple)        # a birth, in two buffers (agent/sync.py)
+        m = len(msg[0]) + len(msg[1]) if two else len(msg)
+        if i + m <= len(hb) and not two:
             # a small message goes out in one write with its header: two
             # small writes would wait out the peer's delayed ACK (Nagle; no
             # TCP_NODELAY here), 40 ms each on Linux (an OTA chunk request)
@@ -358,7 +359,11 @@ class MQTTClient:
             self._write(hb, i + m)
             return pid if qos else 0
         self._write(hb, i)
-        self._write(msg, m)
+        if two:
+            self._write(msg[0], len(msg[0]))
+            self._write(msg[1], len(msg[1]))
+        else:
+            self._write(msg, m)
         return pid if qos else 0
 
     def _room(self):

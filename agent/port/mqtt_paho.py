@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
+from agent.sync import joined
+
 PLAIN = ("mqtt", "tcp")
 SECURE = ("mqtts", "ssl")
 
@@ -279,7 +281,7 @@ class PahoTransport:
     def publish(self, topic, payload, retain=False):
         if not self._up.is_set():
             return False
-        info = self.c.publish(topic, bytes(payload), qos=1, retain=retain)
+        info = self.c.publish(topic, joined(payload), qos=1, retain=retain)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def poll(self):
