@@ -335,7 +335,9 @@ class MQTTClient:
             pid = self._next_pid()
         if len(self._hb) < n + 9:
             self._hb = bytearray(n + 9)
-        i = self._hdr(0x30 | qos << 1 | (1 if retain else 0), 2 + n + (2 if qos else 0) + len(msg))
+        two = isinstance(msg, tuple)        # a birth, in two buffers (agent/sync.py)
+        m = len(msg[0]) + len(msg[1]) if two else len(msg)
+        i = self._hdr(0x30 | qos << 1 | (1 if retain else 0), 2 + n + (2 if qos else 0) + m)
         hb = self._hb
         hb[i] = n >> 8
         hb[i + 1] = n & 255
@@ -348,8 +350,6 @@ class MQTTClient:
             hb[i + 1] = pid & 255
             i += 2
             self.pend[pid] = ticks_ms()
-        two = isinstance(msg, tuple)        # a birth, in two buffers (agent/sync.py)
-        m = len(msg[0]) + len(msg[1]) if two else len(msg)
         if i + m <= len(hb) and not two:
             # a small message goes out in one write with its header: two
             # small writes would wait out the peer's delayed ACK (Nagle; no
