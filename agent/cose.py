@@ -87,25 +87,22 @@ def mac0_into(buf, payload, key, aad):
     return buf
 
 
-def mac0_in_place(buf, key, aad, tail=None):
-    """mac0() of the payload the bytearray buf holds, made in buf itself (the
-    head inserted before the payload, the tag appended): no second buffer of
-    the payload's size. Returns buf; with tail, a bytearray holding the rest
-    of the payload, the message in two pieces: (buf, tail), the tag appended
-    to tail."""
+def mac0_in_place(buf, tail, key, aad):
+    """mac0() of a payload held in two bytearrays, buf then tail, made in
+    them (the head inserted before buf's bytes, the tag appended to tail): no
+    buffer of the payload's size. Returns the message as (buf, tail)."""
     if isinstance(aad, str):
         aad = aad.encode()
     head = bytearray(b"\xd1\x84")
     head.extend(PROTECTED_BSTR)
     head.append(0xA0)
-    n = len(buf) + (len(tail) if tail is not None else 0)
+    n = len(buf) + len(tail)
     cbor._head(head, 2, n)
-    t = hmac_sha256(key, _mac_head(PROTECTED, aad, n), buf, tail or b"")[:TAG_LEN]
+    t = hmac_sha256(key, _mac_head(PROTECTED, aad, n), buf, tail)[:TAG_LEN]
     buf[0:0] = head
-    end = buf if tail is None else tail
-    end.append(0x48)
-    end.extend(t)
-    return buf if tail is None else (buf, tail)
+    tail.append(0x48)
+    tail.extend(t)
+    return buf, tail
 
 
 def _eq(a, b):

@@ -50,12 +50,6 @@ def _room(n):
     return b
 
 
-def joined(msg):
-    """A message as one bytes object: the uplink hands a transport a birth
-    as a tuple of two buffers (Uplink._birth_msg), every other message as one."""
-    return b"".join(msg) if isinstance(msg, tuple) else bytes(msg)
-
-
 def topic(device_id, kind):
     return "tally/v1/" + device_id + "/" + kind
 
@@ -118,29 +112,13 @@ class Uplink:
         # fields to grow (a later boot, config version, interval, parts) and
         # the COSE wrapping. The stress definitions and the parts, before the
         # schema, so take no buffer of their own
-        a = bytearray()
         m = bytearray()
-        self._birth_map(a, m)
-        if len(a) + 96 > BUF0:
-            self._buf = _room(len(a) + 96)
+        self._birth_map(bytearray(), m)
         n = len(m) + 64
         self._bmsg = _room(n + 32 if n > BUF0 else BUF0)
         # one message buffer per batch in flight, taken now too; a window raised
         # by remote config takes more when it fills
         self._spare = [_room(BUF0) for _ in range(window)]
-
-    # compatibility names for the commonest counters
-    @property
-    def republished(self):
-        return self.h["republished"]
-
-    @property
-    def bad_acks(self):
-        return self.h["bad_acks"]
-
-    @property
-    def bytes_sent(self):
-        return self.h["bytes_sent"]
 
     def _count(self, name, n=1):
         self.h[name] += n
@@ -151,18 +129,14 @@ class Uplink:
     def _seal(self, payload):
         return cose.mac0(payload, self.key, self.device_id)
 
-    def _birth_map(self, buf=None, tail=None):
-        """The birth map, encoded straight into one buffer (no copy of the
-        schema: it is the biggest message, sent at the heap's busiest time),
-        keys in deterministic order (RFC 8949 4.2.1: shorter first, then
-        bytewise); buf: an empty bytearray to encode into (default: the
-        batch buffer, emptied); tail: one to go on in from the schema on.
+    def _birth_map(self, buf, tail):
+        """The birth map, encoded straight into two empty bytearrays (no copy
+        of the schema: it is the biggest message, sent at the heap's busiest
+        time), keys in deterministic order (RFC 8949 4.2.1: shorter first,
+        then bytewise): buf up to the schema, tail from the schema on.
         Returns buf."""
         log = self.log
         out = buf
-        if buf is None:
-            out = buf = self._buf
-            buf[:] = b""              # the batch buffer, emptied: its room is kept
         st = self.stress
         buf.append(0xA0 | (13 + (1 if st else 0) + (1 if log.parts else 0)))
         enc = cbor.encode_into
@@ -175,7 +149,7 @@ class Uplink:
                      ("wall_q", self.wall_q), ("ival_ms", self.ival_ms), ("schema_id", self.meter.id)):
             if (k == "hist" and not st) or (k == "parts" and not v):
                 continue
-            if k == "schema" and tail is not None:
+            if k == "schema":
                 buf = tail
             enc(buf, k)
             if k != "schema":
@@ -198,19 +172,18 @@ class Uplink:
 
     def birth(self):
         """The birth message (new bytes; the uplink itself sends _birth_msg())."""
-        return self._seal(self._birth_map())
+        return b"".join(self._birth_msg())
 
     def _birth_msg(self):
         """The birth as sent: sealed in two buffers kept for it (see
         __init__), so a reconnect late in a day needs no new block of the
         birth's size; a tuple of the two, which the transport sends as one
-        message (borrowed, like the data messages; joined() where it needs
-        one object)."""
+        message (borrowed, like the data messages)."""
         a = self._buf
         a[:] = b""
         m = self._bmsg
         m[:] = b""
-        return cose.mac0_in_place(self._birth_map(a, m), self.key, self.device_id, m)
+        return cose.mac0_in_place(self._birth_map(a, m), m, self.key, self.device_id)
 
     def death(self):
         return self._seal(cbor.dumps({"v": 1, "boot": self.log.boot, "epoch": self.log.epoch}))
@@ -228,7 +201,7 @@ class Uplink:
     def _publish(self, topic_, payload, now, retain=False):
         if self.t.publish(topic_, payload, retain):
             self._count("bytes_sent", len(payload) if not isinstance(payload, tuple)
-                        else len(payload[0]) + len(payload[1]))
+                        else len(payload[0]) + len(payload[1]))       # a birth (_birth_msg)
             return True
         self._fail(now, "fail_pub")
         return False

@@ -2,7 +2,7 @@
 # seeded loss to exercise retries and dedupe. It is the edge of the world for
 # the simulator: the collector and the devices run their real code.
 
-from agent.sync import joined
+from hil.scripted import joined
 from hil.rng import Rng
 
 

@@ -3,7 +3,13 @@
 # releases it (in any order) to whatever answers it: a real collector, or a
 # peer that acks with the device's own codecs. The edge of the world.
 
-from agent.sync import joined
+
+def joined(msg):
+    """A message as one bytes object: the uplink hands a transport its birth
+    as a tuple of two buffers (agent/sync.py, Uplink._birth_msg), which the
+    MicroPython MQTT client writes one after the other; a broker like this
+    one, or paho, takes one object."""
+    return b"".join(msg) if isinstance(msg, tuple) else bytes(msg)
 
 
 class ScriptedBroker:

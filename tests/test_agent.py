@@ -119,7 +119,7 @@ def test_forged_or_damaged_acks_never_free_log_space(tmp_path):
     box.append(("tally/v1/dev-f/ack", cose.mac0(ack, bytes(16), "dev-f")))     # wrong key
     box.append(("tally/v1/dev-f/ack", cose.mac0(ack, key, "dev-x")))           # another device's
     ag.uplink.step(clock.uptime_ms())
-    assert ag.uplink.bad_acks == 3 and log.depth() == 30
+    assert ag.uplink.h["bad_acks"] == 3 and log.depth() == 30
     box.append(("tally/v1/dev-f/ack", cose.mac0(ack, key, "dev-f")))           # the real thing
     ag.uplink.step(clock.uptime_ms())
     assert log.depth() == 0

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import cose, ota
-from agent.sync import joined
+from hil.scripted import joined
 from agent.cli import bundle as cli_flash
 from agent.cli import main
 from agent.cli import ota as cli_ota

@@ -10,7 +10,7 @@ import cbor2
 import pytest
 
 from agent import cose
-from agent.sync import joined
+from hil.scripted import joined
 from agent import passport as P
 from agent.agent import Agent
 from agent.clock import VirtualClock

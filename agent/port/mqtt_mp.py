@@ -335,8 +335,10 @@ class MQTTClient:
             pid = self._next_pid()
         if len(self._hb) < n + 9:
             self._hb = bytearray(n + 9)
-        two = isinstance(msg, tuple)        # a birth, in two buffers (agent/sync.py)
-        m = len(msg[0]) + len(msg[1]) if two else len(msg)
+        a = b""
+        if isinstance(msg, tuple):          # a birth, in two buffers (agent/sync.py)
+            a, msg = msg
+        m = len(a) + len(msg)
         i = self._hdr(0x30 | qos << 1 | (1 if retain else 0), 2 + n + (2 if qos else 0) + m)
         hb = self._hb
         hb[i] = n >> 8
@@ -350,7 +352,7 @@ class MQTTClient:
             hb[i + 1] = pid & 255
             i += 2
             self.pend[pid] = ticks_ms()
-        if i + m <= len(hb) and not two:
+        if i + m <= len(hb) and not a:
             # a small message goes out in one write with its header: two
             # small writes would wait out the peer's delayed ACK (Nagle; no
             # TCP_NODELAY here), 40 ms each on Linux (an OTA chunk request)
@@ -359,11 +361,9 @@ class MQTTClient:
             self._write(hb, i + m)
             return pid if qos else 0
         self._write(hb, i)
-        if two:
-            self._write(msg[0], len(msg[0]))
-            self._write(msg[1], len(msg[1]))
-        else:
-            self._write(msg, m)
+        if a:
+            self._write(a, len(a))
+        self._write(msg, len(msg))
         return pid if qos else 0
 
     def _room(self):

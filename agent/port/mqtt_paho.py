@@ -15,8 +15,6 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from agent.sync import joined
-
 PLAIN = ("mqtt", "tcp")
 SECURE = ("mqtts", "ssl")
 
@@ -281,7 +279,9 @@ class PahoTransport:
     def publish(self, topic, payload, retain=False):
         if not self._up.is_set():
             return False
-        info = self.c.publish(topic, joined(payload), qos=1, retain=retain)
+        # a birth comes as a tuple of two buffers (agent/sync.py, Uplink._birth_msg)
+        payload = b"".join(payload) if isinstance(payload, tuple) else bytes(payload)
+        info = self.c.publish(topic, payload, qos=1, retain=retain)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def poll(self):

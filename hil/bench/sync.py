@@ -163,7 +163,7 @@ def _drain(days=7, broker=None, window=4, backlog_file=None):
                 time.sleep(0.0002)          # the window is full: let the acks come
         dt = time.perf_counter() - t0
         left = log.depth()
-        sent = up.bytes_sent
+        sent = up.h["bytes_sent"]
         t.close()
         if proc:
             proc.terminate()

@@ -61,7 +61,7 @@ class SimDevice:
     def reboot(self):
         self.records += self.agent.records
         self.sent += self.agent.uplink.sent_records
-        self.republished += self.agent.uplink.republished
+        self.republished += self.agent.uplink.h["republished"]
         self.agent.stop()
         self.transport.close()
         self.clock.reboot()
@@ -263,7 +263,7 @@ def reconcile(fleet, collector):
         row = {
             "device_id": d.id, "epoch": log.epoch, "boots": log.boot,
             "records_logged": logged, "records_sent": d.sent + d.agent.uplink.sent_records,
-            "republished": d.republished + d.agent.uplink.republished,
+            "republished": d.republished + d.agent.uplink.h["republished"],
             "records_in_ledger": e["records"], "intervals_covered": e["covered"],
             "duplicates_ignored": s["duplicates"], "rejected": s["rejected"],
             "coalesced": e["coalesced"], "dropped": e["dropped"], "gaps": e["gaps"],
