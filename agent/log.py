@@ -257,7 +257,11 @@ class RingLog:
         self.last = None
         self.config_version = 0  # the remote config version in force (note_config)
         self.log_device = None   # the device id the log was written under (None: unknown)
-        self.parts = {}          # slot -> component id, as the events left it
+        # the slot table {slot: component id} as the events left it, kept as
+        # its CBOR map (b"" while empty): one object, not a string per slot
+        # and per id (agent/partlog.py table() decodes it, agent/parts.py
+        # lookup() reads one slot)
+        self.parts = b""
         self.events = []         # unacked component events (E_* lists), oldest first
         # the newest stress snapshot (note_hist; `hist` gives it whole): [seq,
         # version, address of its words on the device, their length], its
@@ -502,7 +506,7 @@ class RingLog:
                 self.config_version = st[7]
                 self.log_device = st[8]
             if len(st) == 12:
-                self.parts = st[10]
+                self.parts = cbor.dumps(st[10]) if st[10] else b""
                 self.events = [ev for ev in st[11] if ev[0] > self.acked]
             st = None
             self._head = head
@@ -815,7 +819,10 @@ class RingLog:
         cbor._head(state, 4, len(st))
         hend = 0
         for k in range(len(st)):
-            cbor.encode_into(state, st[k])
+            if k == 10:
+                state.extend(st[k] or b"\xa0")     # the slot table, already CBOR
+            else:
+                cbor.encode_into(state, st[k])
             if k == 9:
                 hend = len(state)           # the snapshot's words end here
         hist = st[9] if h is not None else None
@@ -941,9 +948,10 @@ class RingLog:
         """Log a component event in the interval in progress (seq = next_seq);
         returns it (agent/partlog.py E_* list) once durable; self.parts, the
         slot table, follows it. At most MAX_EVENTS stay unacked, in a state
-        block of at most half a sector: past that LogError, nothing written."""
-        from agent import partlog
-        return partlog.event(self, kind, slot, comp, wall_s, odo, detail)
+        block of at most half a sector: past that LogError, nothing written.
+        (The code is agent/parts.py's, in a bundle only with parts on.)"""
+        from agent.parts import log_event
+        return log_event(self, kind, slot, comp, wall_s, odo, detail)
 
     def new_epoch(self):
         """Start a new epoch (odometers restart at zero). Pending records of

@@ -1,7 +1,8 @@
 # Component events in the ring log (record type T_EVENT = 8, agent/log.py;
 # docs/ring-format.md): their shape, how recovery applies one, and how one
 # is logged. Loaded only by a log that meets or writes one, so a device that
-# tracks no parts never holds this code. Portable.
+# tracks no parts never holds this code. Portable. (How one is written is
+# agent/parts.py's log_event(): only a device with parts on writes one.)
 #
 # An event (a T_EVENT payload, and what a batch's ext key 2 carries) is a
 # list indexed by:
@@ -61,37 +62,16 @@ def apply(log, ev, lost=0):
             return True
     if ev[E_SEQ] > log.acked:
         log.events.append(ev)
-    tab = log.parts
+    tab = table(log)
     if ev[E_KIND] == "installed":
         tab[ev[E_SLOT]] = ev[E_COMP]
     elif tab.get(ev[E_SLOT]) == ev[E_COMP]:
         del tab[ev[E_SLOT]]
+    log.parts = cbor.dumps(tab) if tab else b""
     return True
 
 
-def event(log, kind, slot, comp, wall_s, odo, detail=""):
-    """RingLog.event: see there."""
-    from agent.log import HDR, T_EVENT, LogError
-    log._ready()
-    a = log.acked
-    log.events = [e for e in log.events if e[E_SEQ] > a]
-    if len(log.events) >= MAX_EVENTS:
-        raise LogError("log: %d component events unacked, no room for another" % MAX_EVENTS)
-    seq = log.next_seq
-    idx = 0
-    for e in log.events:
-        if e[E_SEQ] == seq and e[E_IDX] >= idx:
-            idx = e[E_IDX] + 1
-    ev = [seq, idx, kind, slot, comp, wall_s, odo, detail]
-    if not valid(ev):
-        raise ValueError("log: not a component event: %r" % (ev,))
-    # every head sector's state block carries the pending events: keep it
-    # within half a sector, so appends always fit beside it
-    n = len(cbor.dumps([log.epoch, log.epoch_seq0, log.next_seq, log.acked, log.boot,
-                        log.boot_reason, log.last, log.config_version, log._ident(),
-                        log.parts, log.events + [ev]]))
-    if HDR + n > log.S // 2:
-        raise LogError("log: %d pending component events fill the state block" % len(log.events))
-    log._put(T_EVENT, cbor.dumps(ev))
-    apply(log, ev)
-    return ev
+def table(log):
+    """The log's slot table as a new dict {slot: component id} (RingLog.parts
+    keeps it as its CBOR map)."""
+    return cbor.loads(log.parts) if log.parts else {}

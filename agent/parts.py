@@ -38,7 +38,9 @@
 # two copies in turn: a copy sees a write every 48 h, about 7,600 in the
 # chip's 1,000,000-cycle endurance over a century), and at an install.
 
+from agent import cbor
 from agent.log import LogError
+from agent import partlog
 
 N_CONFIRM = 3
 N_VANISH = 3
@@ -65,46 +67,58 @@ def _clean(cid):
     return cid
 
 
-# A slot is one small list of 8 items (a MicroPython instance would keep its
-# attributes in a table of its own, about three times the size; a list's
-# items take a block of 8 or 16 bytes at a time); Parts keeps them in one
-# flat list, a slot at every SLOT items. Indexed by:
-S_NAME = 0      # where in the asset (text)
-S_SRC = 1       # where the id comes from: a driver (its ident(), raising OSError typed
-                # as in drivers/errors.py), a function that returns it, the id itself
-                # (the node's); or, a tuple (driver class, bus, address), an ID EEPROM
-                # with a passport in its user area, its id the chip's serial, its
-                # driver made for each use (eeprom())
-S_CH = 2        # the channel whose bus errors trigger a read, or None
-S_CAND = 3      # (a new id being confirmed, what found it: "boot", "burst", "swap"), or None
-S_CNT = 4       # > 0: reads of the candidate in a row; < 0: reads without an answer in a row
-S_DUE = 5       # uptime of the next periodic read
-S_ERR = 6       # the channel's error count at the last read
-S_REF = 7       # an ID EEPROM's passport: None: not read since boot (or no longer valid);
+# A slot is SLOT items of one flat list (a MicroPython instance would keep
+# its attributes in a table of its own, about three times the size, and a
+# list per slot would be a header more each). Indexed by:
+S_NAME = 0      # where in the asset (text); None for a channel's chip: its driver's name
+                # in lower case, made when it is needed (the log's slot table keys it
+                # while a part is in: one string, not two)
+S_SRC = 1       # where the id comes from: a channel (its driver's ident(), raising OSError
+                # typed as in drivers/errors.py; its bus errors trigger a read), a driver
+                # with ident(), a function that returns it, the id itself (the node's);
+                # or, a tuple (driver class, bus, address), an ID EEPROM with a passport
+                # in its user area, its id the chip's serial, its driver made for each
+                # use (eeprom())
+S_CAND = 2      # (a new id being confirmed, what found it: "boot", "burst", "swap"), or None
+S_CNT = 3       # > 0: reads of the candidate in a row; < 0: reads of a part in place
+                # without an answer in a row
+S_ERR = 4       # the channel's error count at the last read
+S_REF = 5       # an ID EEPROM's passport: None: not read since boot (or no longer valid);
                 # the uptime it was read at, not valid; or its counters' sources at the
                 # last checkpoint and that uptime ([run_s, cycles, energy_Wh, uptime])
+SLOT = 6        # items in a slot
+# after the slots, the tracker's own state: events logged (this boot), log.acked
+# when the log last refused an event for room, the part_faults metric's index,
+# the uptime of the next periodic read, the faults by reason ({reason: count},
+# this boot; None before the first), the meter
+P_EVENTS, P_FULL, P_I, P_DUE, P_FAULTS, P_METER = range(-6, 0)
 
 
-def Slot(name, read, channel=None, eeprom=None):
-    """A slot (the list above); ValueError for a name the wire would not take.
-    read: a driver with ident(), a function, or the id; eeprom: an ID EEPROM
-    driver (the slot keeps its class, bus and address).
-    The passport itself is not kept: it is read from the EEPROM when it is
-    needed (an install, a checkpoint), so a slot holds only its counters'
-    sources at the last checkpoint."""
+def _check_name(name):
     ok = isinstance(name, str) and 0 < len(name) <= 64 and "a" <= name[0].lower() <= "z"
     for c in name if ok else "":
         if not ("a" <= c.lower() <= "z" or "0" <= c <= "9" or c in "_.-@:/"):
             ok = False
     if not ok:
         raise ValueError("parts: slot name %r: a letter, then letters, digits, _ . - @ : /" % (name,))
-    if eeprom is not None and not isinstance(eeprom, tuple):
-        eeprom = (type(eeprom), eeprom.i2c, eeprom.addr)
-    return [name, read if eeprom is None else eeprom, channel, None, 0, 0, 0, None]
 
 
-SLOT = 8        # items in a slot
-P_EVENTS, P_FULL, P_I = -3, -2, -1      # the tracker's counters after the slots
+def Slot(name, read, eeprom=None):
+    """A slot's SLOT items; ValueError for a name the wire would not take.
+    read: a driver with ident(), a function, or the id; eeprom: an ID EEPROM
+    driver (the slot keeps its class, bus and address).
+    The passport itself is not kept: it is read from the EEPROM when it is
+    needed (an install, a checkpoint), so a slot holds only its counters'
+    sources at the last checkpoint."""
+    _check_name(name)
+    if eeprom is not None:
+        read = eeprom if isinstance(eeprom, tuple) else (type(eeprom), eeprom.i2c, eeprom.addr)
+    return [name, read, None, 0, 0, None]
+
+
+def _driver(ch):
+    d = ch.driver
+    return getattr(d, "driver", d)             # boards.Pick wraps a driver
 
 
 def eeprom(sl, b=0):
@@ -116,24 +130,85 @@ def eeprom(sl, b=0):
 
 
 def slots_for(channels, tags=(), node=None):
-    """A slot for every channel whose driver can tell an identity, one per ID
+    """A slot for every channel whose driver can tell an identity (the slot
+    keeps the channel, and its name only while a part is in), one per ID
     EEPROM tag ((name, driver) pairs: the slot keeps the driver's class, bus
     and address, not the driver), and "node" for the node's own id."""
     out = []
     for ch in channels:
-        d = ch.driver
-        d = getattr(d, "driver", d)             # boards.Pick wraps a driver
+        d = _driver(ch)
         # a pulse meter (drivers/pulse.py) has no identity of its own: its
-        # ident() names its input for tally probe, it is no part (and has no name).
-        # The slot keeps the driver, not its bound ident (an object of its own)
+        # ident() names its input for tally probe, it is no part (and has no name)
         if hasattr(d, "ident") and hasattr(d, "name"):
-            out.append(Slot(d.name.lower(), d, channel=ch))
+            _check_name(d.name)
+            out.append([None, ch, None, 0, 0, None])
     for name, drv in tags:
         out.append(Slot(name, None, eeprom=drv))
     if node:
         # the id itself: the slot table then holds that one string, not a copy
         out.append(Slot("node", node.lower()))
     return out
+
+
+def lookup(t, name):
+    """The component id slot `name` holds in a slot table t (RingLog.parts:
+    its CBOR map of text to text, or b""), or None; read in place, no table
+    decoded (a new string only for the id found)."""
+    if not t:
+        return None
+    n = t[0] & 31
+    p = 1
+    if n == 24:
+        n = t[1]
+        p = 2
+    k = len(name)
+    for _ in range(2 * n):
+        m = t[p] & 31
+        p += 1
+        if m == 24:
+            m = t[p]
+            p += 1
+        if k >= 0:                              # a key: does it name the slot?
+            hit = m == k
+            i = 0
+            while hit and i < k:
+                hit = t[p + i] == ord(name[i])
+                i += 1
+            k = -1 if hit else -2 - k           # a value next: the one wanted, or one to skip
+        elif k == -1:
+            return str(t[p:p + m], "utf-8")
+        else:
+            k = -2 - k
+        p += m
+    return None
+
+
+def log_event(log, kind, slot, comp, wall_s, odo, detail=""):
+    """RingLog.event: see there."""
+    from agent.log import HDR, T_EVENT
+    log._ready()
+    a = log.acked
+    log.events = [e for e in log.events if e[0] > a]
+    if len(log.events) >= partlog.MAX_EVENTS:
+        raise LogError("log: %d component events unacked, no room for another" % partlog.MAX_EVENTS)
+    seq = log.next_seq
+    idx = 0
+    for e in log.events:
+        if e[0] == seq and e[1] >= idx:
+            idx = e[1] + 1
+    ev = [seq, idx, kind, slot, comp, wall_s, odo, detail]
+    if not partlog.valid(ev):
+        raise ValueError("log: not a component event: %r" % (ev,))
+    # every head sector's state block carries the slot table and the pending
+    # events: keep it within half a sector, so appends always fit beside it
+    n = len(cbor.dumps([log.epoch, log.epoch_seq0, log.next_seq, log.acked, log.boot,
+                        log.boot_reason, log.last, log.config_version, log._ident(),
+                        None, log.events + [ev]])) + len(log.parts)
+    if HDR + n > log.S // 2:
+        raise LogError("log: %d pending component events fill the state block" % len(log.events))
+    log._put(T_EVENT, cbor.dumps(ev))
+    partlog.apply(log, ev)
+    return ev
 
 
 class Parts:
@@ -147,11 +222,11 @@ class Parts:
     checkpoint_ms = CHECKPOINT_MS
 
     def __init__(self, slots, family=1, period_ms=PERIOD_MS, checkpoint_ms=CHECKPOINT_MS):
-        # the slots (Slot lists) in one flat list, a slot at every SLOT items:
-        # one list object instead of one per slot and one holding them; after
-        # them the tracker's own three counters (P_EVENTS, P_FULL, P_I)
+        # the slots in one flat list, a slot at every SLOT items, then the
+        # tracker's own state (P_*): one list object instead of one per slot,
+        # one holding them and a bigger attribute table
         n = SLOT * len(slots)
-        sl = [None] * n + [0, -1, 0]
+        sl = [None] * n + [0, -1, 0, 0, None, None]
         for i in range(n):
             sl[i] = slots[i // SLOT][i % SLOT]
         self.slots = sl
@@ -163,16 +238,21 @@ class Parts:
             self.period_ms = period_ms
         if checkpoint_ms != Parts.checkpoint_ms:
             self.checkpoint_ms = checkpoint_ms
-        # four attributes in all (an instance's table holds 4 without a
-        # bigger step): the slots, the faults, the meter, the agent
-        self.faults = {}            # reason -> count (this boot)
-        self.meter = None
         self.ag = None              # the agent (its log and clock), from boot()
 
     @property
     def events(self):
         """Events logged (this boot)."""
         return self.slots[P_EVENTS]
+
+    @property
+    def faults(self):
+        """{reason: count} of the faults this boot."""
+        return self.slots[P_FAULTS] or {}
+
+    @property
+    def meter(self):
+        return self.slots[P_METER]
 
     @property
     def log(self):
@@ -182,10 +262,20 @@ class Parts:
     def clock(self):
         return self.ag.clock
 
+    @property
+    def n(self):
+        """How many slots."""
+        return (len(self.slots) + P_EVENTS) // SLOT
+
+    def name(self, b):
+        """The name of the slot at slots[b:]."""
+        n = self.slots[b + S_NAME]
+        return _driver(self.slots[b + S_SRC]).name.lower() if n is None else n
+
     # -- the channel interface ------------------------------------------------------
 
     def bind(self, meter):
-        self.meter = meter
+        self.slots[P_METER] = meter
         self.slots[P_I] = meter.index("part_faults")
 
     def restore(self, meter):
@@ -197,26 +287,27 @@ class Parts:
         self.ag = agent
         now = agent.clock.uptime_ms()
         sl = self.slots
-        for b in range(0, len(sl) - 3, SLOT):
+        for b in range(0, len(sl) + P_EVENTS, SLOT):
             for _ in range(N_CONFIRM):
                 self._check(b, now, "boot")
                 if sl[b + S_CAND] is None:
                     break           # the same part, or no answer: a part slow to wake is
                                     # read again at the next samples, not removed at once
             if (isinstance(sl[b + S_SRC], tuple) and sl[b + S_REF] is None
-                    and agent.log.parts.get(sl[b + S_NAME])):
+                    and lookup(agent.log.parts, sl[b + S_NAME])):
                 self._passport(b, now)
+        sl[P_DUE] = now + self.period_ms
 
     def sample(self, meter, now, dt):
         sl = self.slots
-        tab = self.ag.log.parts
+        due = now >= sl[P_DUE]
+        if due:
+            sl[P_DUE] = now + self.period_ms
         b = -SLOT
-        while b + SLOT < len(sl) - 3:   # (no range object made per sample)
+        while b + SLOT < len(sl) + P_EVENTS:    # (no range object made per sample)
             b += SLOT
-            ch = sl[b + S_CH]
-            burst = ch is not None and ch.errors - sl[b + S_ERR] >= BURST
-            if (sl[b + S_CAND] is not None or (sl[b + S_CNT] < 0 and sl[b + S_NAME] in tab)
-                    or now >= sl[b + S_DUE] or burst):
+            burst = sl[b + S_NAME] is None and sl[b + S_SRC].errors - sl[b + S_ERR] >= BURST
+            if sl[b + S_CAND] is not None or sl[b + S_CNT] < 0 or due or burst:
                 self._check(b, now, "burst" if burst else "")
             r = sl[b + S_REF]
             if isinstance(r, list) and now - r[3] >= self.checkpoint_ms:
@@ -226,21 +317,24 @@ class Parts:
     # -- checks ------------------------------------------------------------------------
 
     def fault(self, reason):
-        f = self.faults
+        sl = self.slots
+        f = sl[P_FAULTS]
+        if f is None:
+            sl[P_FAULTS] = f = {}
         if reason in f or len(f) < MAX_REASONS:
             f[reason] = f.get(reason, 0) + 1
-        if self.meter is not None:
-            self.meter.add(self.slots[P_I], 1)
+        if sl[P_METER] is not None:
+            sl[P_METER].add(sl[P_I], 1)
 
     def _check(self, b, now, why):
         sl = self.slots
-        sl[b + S_DUE] = now + self.period_ms
-        if sl[b + S_CH] is not None:
-            sl[b + S_ERR] = sl[b + S_CH].errors
-        name = sl[b + S_NAME]
-        known = self.log.parts.get(name)
+        f = sl[b + S_SRC]
+        if sl[b + S_NAME] is None:                  # a channel's chip
+            sl[b + S_ERR] = f.errors
+            f = _driver(f)
+        name = self.name(b)
+        known = lookup(self.log.parts, name)
         try:
-            f = sl[b + S_SRC]
             if isinstance(f, tuple):
                 f = eeprom(sl, b)
             cid = _clean(f if isinstance(f, str) else f() if callable(f) else f.ident())
@@ -252,9 +346,12 @@ class Parts:
                 self.fault(e.kind)                  # an answer, but not one to trust
                 return
             sl[b + S_CAND] = None
+            if not known:
+                sl[b + S_CNT] = 0                   # an empty slot stays empty: read again when due
+                return
             n = sl[b + S_CNT]
             sl[b + S_CNT] = n = (n if n < 0 else 0) - 1          # one more read without an answer
-            if known and -n >= N_VANISH:
+            if -n >= N_VANISH:
                 if self._event("removed", name, known, "vanished"):
                     sl[b + S_CNT] = 0
                     sl[b + S_REF] = None
@@ -299,7 +396,7 @@ class Parts:
         wall = clock.wall_s() if clock.wall_quality else 0
         # the asset's odometers (not the agent's own counters), found for
         # each event (a rare thing) rather than kept
-        m = self.meter
+        m = self.slots[P_METER]
         skip = {"part_faults"}
         from agent.agent import SYSTEM_METRICS
         from agent.channels import ERROR_METRICS

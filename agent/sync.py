@@ -152,6 +152,9 @@ class Uplink:
             if k == "schema":
                 buf = tail
             enc(buf, k)
+            if k == "parts":
+                buf.extend(v)             # the log's slot table, kept as its CBOR map
+                continue
             if k != "schema":
                 enc(buf, v)
                 continue

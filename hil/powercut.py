@@ -14,6 +14,7 @@
 
 from agent.log import (RingLog, R_SEQ, R_FROM, R_VALUES, F_GAP, F_DAMAGED, R_FLAGS, LogError,
                        read_bound)
+from agent.partlog import table
 from hil.nor import EmulatedNOR, PowerCut, TEARS
 from hil.rng import Rng
 
@@ -152,7 +153,7 @@ class Driver:
         m = self.m
         for slot in sorted(m.phys):
             want = m.phys[slot]
-            known = self.log.parts.get(slot)
+            known = table(self.log).get(slot)
             if known == want:
                 continue
             if known is not None and not self._event("removed", slot, known):
@@ -222,8 +223,9 @@ def _events_check(log, m, bad):
     for k, e in got.items():
         if k not in m.events and not (inf and (e[2], e[3], e[4]) == inf[1:4]):
             bad.append("E: phantom event %r" % (e,))
-    if log.parts != m.parts and not (inf and log.parts == inf[4]):
-        bad.append("E: slot table %r, model %r" % (log.parts, m.parts))
+    tab = table(log)
+    if tab != m.parts and not (inf and tab == inf[4]):
+        bad.append("E: slot table %r, model %r" % (tab, m.parts))
 
 
 def _swaps_check(log, m, bad):
@@ -238,8 +240,8 @@ def _swaps_check(log, m, bad):
         for k in ((("removed", slot, old),) if old else ()) + (("installed", slot, new),):
             if n.get(k, 0) != 1:
                 bad.append("swap: %s %s in %s logged %d times" % (k[0], k[2], slot, n.get(k, 0)))
-    if log.parts != m.phys:
-        bad.append("swap: slot table %r, parts in place %r" % (log.parts, m.phys))
+    if table(log) != m.phys:
+        bad.append("swap: slot table %r, parts in place %r" % (table(log), m.phys))
 
 
 def workload(log, model, seed, n, hists=True):
@@ -375,7 +377,7 @@ def settle(log, m):
         for e in log.events:
             if (e[0], e[1]) not in m.events and (e[2], e[3], e[4]) == inf[1:4]:
                 m.events[(e[0], e[1])] = e
-        m.parts = dict(log.parts)
+        m.parts = table(log)
     if inf and inf[0] == "hist" and log.hist == inf[1]:
         m.hist = inf[1]
         m.hists.append(inf[1])

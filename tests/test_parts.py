@@ -17,8 +17,8 @@ from agent.clock import VirtualClock
 from agent.collector import parts as ledger
 from agent.collector.store import Collector
 from agent.log import RingLog, LogError
-from agent.partlog import E_KIND, E_COMP, E_SLOT
-from agent.parts import Parts, Slot, slots_for, N_CONFIRM, N_VANISH
+from agent.partlog import E_KIND, E_COMP, E_SLOT, table
+from agent.parts import Parts, Slot, slots_for, N_CONFIRM, N_VANISH, P_DUE
 from boards.emulated import Emulation
 from drivers.eeprom24 import AT24CS02, M24AA02E48, EEPROM24
 from drivers.errors import BusTimeout, CRCError
@@ -338,7 +338,7 @@ def test_a_power_cut_between_the_two_events_of_a_swap_still_books_one_of_each():
         for _ in range(20):
             dev.tick()
         assert dev.cuts == 1, k
-        assert dev.ag.log.parts[SLOT] == "sht4x-00000077"
+        assert table(dev.ag.log)[SLOT] == "sht4x-00000077"
         evs = _events(dev.ag.log.events)
         assert evs.count(("removed", "sht4x-%08x" % (0x0BADC0DE + 7919 * 9))) == 1, (k, evs)
         assert evs.count(("installed", "sht4x-00000077")) == 1, (k, evs)
@@ -363,13 +363,13 @@ def test_a_part_that_vanishes_is_one_removal_then_one_install_when_back():
     clock = VirtualClock()
     world = Emulation(clock, seed=4, profile="luminaire")
     ag, parts = _agent(world, RingLog(EmulatedNOR(4096, 16), "dev-p"), clock, period_ms=60000)
-    cid = ag.log.parts[SLOT]
+    cid = table(ag.log)[SLOT]
     world.i2c.absent(0x44)
     for _ in range(720):                          # an hour without it
         clock.advance_ms(5000)
         ag.tick()
     assert _events(ag.log.events) == [("installed", cid), ("removed", cid)]
-    assert SLOT not in ag.log.parts and parts.faults == {}
+    assert SLOT not in table(ag.log) and parts.faults == {}
     world.i2c.absent(0x44, False)
     for _ in range(20):
         clock.advance_ms(5000)
@@ -394,6 +394,7 @@ def test_a_bad_crc_on_the_serial_is_a_counted_fault_and_a_burst_triggers_a_read(
     assert ag.log.events[-1][7] == "burst"
     n = len(ag.log.events)
     parts.period_ms = 5000
+    parts.slots[P_DUE] = 0                        # the shorter period from now on
     for _ in range(5):
         sht.corrupt_crc_next = "temp"             # the measurement is read first, then the serial
         clock.advance_ms(5000)
@@ -447,7 +448,7 @@ def test_the_log_keeps_at_most_a_few_unacked_events_and_says_so():
     log.ack(log.epoch, 1)
     assert log.events == [] and log.event("installed", "s9", "x-9", 0, {}, "")[0] == 2
     again = RingLog(log.dev, "d").open()                  # the table and the pending event survive
-    assert again.parts["s9"] == "x-9" and len(again.parts) == 9 and len(again.events) == 1
+    assert table(again)["s9"] == "x-9" and len(table(again)) == 9 and len(again.events) == 1
 
 
 # -- both sides of the wire ------------------------------------------------------------
@@ -625,12 +626,12 @@ def test_a_log_with_no_room_for_another_event_is_one_fault_until_an_ack_frees_so
     for k in range(2, 6):                          # four swaps: 1 + 2 * 4 = 9 events wanted
         fan[0] = "fan-%d" % k
         run(N_CONFIRM + 1)
-    assert len(ag.log.events) == 8 and ag.log.parts.get("fan") is None        # removed, not yet installed
+    assert len(ag.log.events) == 8 and table(ag.log).get("fan") is None        # removed, not yet installed
     run(200)
     assert parts.faults == {"log": 1} and len(ag.log.events) == 8
     ag.log.ack(ag.log.epoch, ag.log.next_seq - 1)
     run(2)
-    assert ag.log.parts["fan"] == "fan-5" and _events(ag.log.events, "fan") == [("installed", "fan-5")]
+    assert table(ag.log)["fan"] == "fan-5" and _events(ag.log.events, "fan") == [("installed", "fan-5")]
     assert parts.faults == {"log": 1}
 
 
@@ -647,7 +648,7 @@ def test_a_part_slow_to_answer_at_boot_is_not_a_removal():
     for _ in range(20):
         clock.advance_ms(5000)
         ag.tick()
-    assert len(ag.log.events) == n and ag.log.parts[SLOT].startswith("sht4x-")
+    assert len(ag.log.events) == n and table(ag.log)[SLOT].startswith("sht4x-")
 
 
 def test_part_tags_in_the_config_name_a_slot_a_chip_and_its_address():

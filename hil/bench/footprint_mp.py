@@ -168,6 +168,6 @@ def main(intervals=1440, sample_ms=5000, stress=True, parts=False):
     print("FP heap_free_idle", gc.mem_free())
     print("FP acked", w.log.acked, "of", w.log.next_seq - 1)
     print("FP hist_bins", w.ag.stress.n if w.ag.stress else 0)
-    print("FP part_slots", (len(w.parts.slots) - 3) // 8 if w.parts else 0)      # agent.parts.SLOT items a slot, 3 counters after
+    print("FP part_slots", w.parts.n if w.parts else 0)
     print("FP part_events", w.parts.events if w.parts else 0)
     print("FP END")

@@ -95,6 +95,6 @@ fp("heap_data_peak", peak - base - img);
 fp("emulated_flash_bytes", img);
 console.log("FP acked " + py("print(W.log.acked, 'of', W.log.next_seq - 1)")[0]);
 fp("hist_bins", py("print(W.ag.stress.n if W.ag.stress else 0)")[0]);
-fp("part_slots", py("print((len(W.parts.slots) - 3) // 8 if W.parts else 0)")[0]);   // agent.parts.SLOT items a slot, 3 counters after
+fp("part_slots", py("print(W.parts.n if W.parts else 0)")[0]);
 fp("part_events", py("print(W.parts.events if W.parts else 0)")[0]);
 console.log("FP END");

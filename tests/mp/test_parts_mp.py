@@ -7,7 +7,7 @@ from agent.agent import Agent
 from agent.channels import ClimateChannel
 from agent.clock import VirtualClock
 from agent.log import RingLog
-from agent.partlog import E_KIND, E_COMP
+from agent.partlog import E_KIND, E_COMP, table
 from agent.parts import Parts, Slot, slots_for
 from agent import passport as P
 from drivers.eeprom24 import AT24CS02
@@ -51,7 +51,7 @@ def test_swap_is_one_removed_one_installed_and_survives_a_reboot():
                    ("installed", "sht4x-22222222")], evs
     clock.reboot()
     ag, parts = _rig(nor, bus, clock)                 # the same part: nothing new
-    assert ag.log.parts == {"sht4x@0x44": "sht4x-22222222"}
+    assert table(ag.log) == {"sht4x@0x44": "sht4x-22222222"}
     assert len(ag.log.events) == 3 and parts.events == 0
 
 
@@ -131,7 +131,7 @@ def test_a_tag_slot_reads_its_passport_at_install_and_writes_checkpoints():
     ag = Agent("dev-mp", chans + [parts], RingLog(EmulatedNOR(1024, 8), "dev-mp"), clock,
                interval_ms=60000, sample_ms=5000).start()
     _run(ag, clock, 12 * 5 + 1)                       # five minutes: the install, then a checkpoint a minute
-    assert ag.log.parts["fan"] == "at24cs02-101112131415161718191a1b1c1d1e1f", ag.log.parts
+    assert table(ag.log)["fan"] == "at24cs02-101112131415161718191a1b1c1d1e1f", table(ag.log)
     assert [e[7] for e in ag.log.events if e[3] == "fan"] == ["FAN-12V"]
     q, why = P.read(drv, 1)
     assert why is None and q.installs == 1 and q.installed_s == 300 and q.seq == 1 + 6, (why, q.seq)
