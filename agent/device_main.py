@@ -439,7 +439,7 @@ def run(path="tally_config.json"):
         try:
             from agent.parts import Parts, slots_for
             from agent.port.micropython import node_id
-            channels.append(Parts(slots_for(channels, tags, node=node_id())))
+            channels.append(Parts(slots_for(channels, tags, node=node_id if node_id() else None)))
         except ImportError as e:
             _missing("parts", e)
     reason = None

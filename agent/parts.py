@@ -133,7 +133,8 @@ def slots_for(channels, tags=(), node=None):
     """A slot for every channel whose driver can tell an identity (the slot
     keeps the channel, and its name only while a part is in), one per ID
     EEPROM tag ((name, driver) pairs: the slot keeps the driver's class, bus
-    and address, not the driver), and "node" for the node's own id."""
+    and address, not the driver), and "node" for the node's own id (node:
+    the id, or a function that returns it)."""
     out = []
     for ch in channels:
         d = _driver(ch)
@@ -145,8 +146,9 @@ def slots_for(channels, tags=(), node=None):
     for name, drv in tags:
         out.append(Slot(name, None, eeprom=drv))
     if node:
-        # the id itself: the slot table then holds that one string, not a copy
-        out.append(Slot("node", node.lower()))
+        # the id, or a function that reads it (on a device: no string kept
+        # for it, one made at each read)
+        out.append(Slot("node", node if callable(node) else node.lower()))
     return out
 
 

@@ -40,6 +40,12 @@ TAG_ADDR = 0x50
 MAC = 0xA0B1C2D3E4F5        # the node's (an ESP32's eFuse base MAC)
 
 
+def node_id():
+    """The node's id as agent/port/micropython.py's node_id() makes it, from
+    this board's MAC: device_main hands the tracker the function, not the id."""
+    return "esp32-%012x" % MAC
+
+
 def used():
     gc.collect()
     return gc.mem_alloc()
@@ -88,9 +94,8 @@ class World:
             from agent.parttags import tags
             i2c.attach(TAG_ADDR, tag)
             i2c.attach(TAG_ADDR | 8, tag.security())
-            mac = "%012x" % MAC
             chans.append(Parts(slots_for(chans, tags(["seal=at24cs02@0x%02x" % TAG_ADDR], i2c),
-                                         node="esp32-" + mac)))
+                                         node=node_id)))
         self.flash = EmulatedNOR(1024, 8)      # its 8 KiB image is flash on a device, not heap
         self.log = RingLog(self.flash, DEV)
         self.broker = ScriptedBroker()
