@@ -158,7 +158,7 @@ def test_ext_is_whole_after_boot_then_only_the_changed_bins():
     assert all(type(v) is list for v in first[3].values())
     log.ack(log.epoch, h[0])
     st.acked(log)
-    assert st.base_seq == h[0] and not st.full
+    assert st._st[S._BASE] == h[0] and not st._st[S._FLAGS] & S.F_FULL
     run(ag, clock, 300)
     h2 = log.hist
     assert h2[0] > h[0]
