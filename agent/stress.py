@@ -64,17 +64,21 @@ VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
 DAY_MS = 86400000
 HOUR_MS = 3600000
 # Stress._st, one list: the detectors' state (last stop (ms), current while on
-# (mA), hour of the start count, starts in it, degree of the condensation
-# thresholds, the thresholds at it and one above, start of the vibration
-# run, baseline ms and sum, lux/W day, flags, snapshots since the last full
-# one, seq of the acked snapshot the deltas are against) ...
-_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS, _SNAPS, _BASE = range(14)
+# (mA), hour of the start count (a motor's) or lux/W day (a luminaire's: one
+# slot, as a Stress keeps the switching histograms or the luminaire's, never
+# both), starts in the hour, degree of the condensation thresholds, the
+# thresholds at it and one above, start of the vibration run, baseline ms
+# and sum, flags, snapshots since the last full one, seq of the acked
+# snapshot the deltas are against) ...
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _FLAGS, _SNAPS, _BASE = range(13)
+_DAY = _HOUR
 # ... the settings (intervals between snapshots, snapshots between full ones,
 # interval ms, min rest ms, vibration run level (mg), rated W, rated mA,
 # running speed (Hz), vibration zone edges) ...
-_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(14, 23)
+_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(13, 22)
 # ... the channels it reads (None where the board has none) and the counts
-_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT, _C = range(23, 29)
+# (a list of 28 items: 7 GC blocks on a 32-bit port)
+_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT, _C = range(22, 28)
 F_ON = 1          # the power channel saw the asset running
 F_COND = 2        # condensing
 F_VRUN = 4        # vibrating as running
@@ -171,7 +175,7 @@ class Stress:
         # own on a 32-bit port) is worked out when asked, not kept. The counts
         # are zeroed without a list of n ints first (n x 8 bytes on a 64-bit
         # port, one block: the biggest the agent asked for at start)
-        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, F_FULL, 0, 0]       # _STOP .. _BASE
+        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, F_FULL, 0, 0]          # _STOP .. _BASE
                     + [o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
                        o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
                        o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
@@ -217,11 +221,12 @@ class Stress:
     @property
     def version(self):
         """The definitions' version: a hash of defs(), made when asked."""
-        import hashlib
-        return int.from_bytes(hashlib.sha256(cbor.dumps(self.defs())).digest()[:4], "big")
+        return self.birth_value()["v"]
 
     def birth_value(self):
-        return {"v": self.version, "defs": self.defs()}
+        import hashlib
+        d = self.defs()
+        return {"v": int.from_bytes(hashlib.sha256(cbor.dumps(d)).digest()[:4], "big"), "defs": d}
 
     def _mine(self, h):
         """Whether h, the log's newest snapshot, is of our version: once it
