@@ -29,6 +29,7 @@
 
 from array import array
 from agent import cbor
+from agent.log import _u32       # a 4-byte little-endian word
 
 COUNT = 0         # cumulative, monotonic per bin
 LEVEL = 1         # a reading: the latest value (vibration base/max, lux per watt)
@@ -64,21 +65,24 @@ VIB_BASE_MS = 3600000     # baseline: the mean over the first hour of running
 DAY_MS = 86400000
 HOUR_MS = 3600000
 # Stress._st, one list: the detectors' state (last stop (ms), current while on
-# (mA), hour of the start count (a motor's) or lux/W day (a luminaire's: one
-# slot, as a Stress keeps the switching histograms or the luminaire's, never
-# both), starts in the hour, degree of the condensation thresholds, the
-# thresholds at it and one above, start of the vibration run, baseline ms
-# and sum, flags, snapshots since the last full one, seq of the acked
-# snapshot the deltas are against) ...
-_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _FLAGS, _SNAPS, _BASE = range(13)
-_DAY = _HOUR
+# (mA), hour of the start count, starts in it, degree of the condensation
+# thresholds, the thresholds at it and one above (<< 14 | ), start of the
+# vibration run, baseline ms and sum, flags, snapshots since the last full
+# one, seq of the acked snapshot the deltas are against) ...
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR, _VSTART, _VBMS, _VBSUM, _FLAGS, _SNAPS, _BASE = range(12)
 # ... the settings (intervals between snapshots, snapshots between full ones,
-# interval ms, min rest ms, vibration run level (mg), rated W, rated mA,
-# running speed (Hz), vibration zone edges) ...
-_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(13, 22)
-# ... the channels it reads (None where the board has none) and the counts
-# (a list of 28 items: 7 GC blocks on a 32-bit port)
-_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT, _C = range(22, 28)
+# interval ms, min rest ms, rated W, rated mA, running speed (Hz), vibration
+# zone edges) ...
+_EVERY, _FULL_EVERY, _IVAL, _REST, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(12, 20)
+# ... the channels it reads (None where the board has none) and the counts.
+# Some slots serve two uses that never meet in one Stress, so that the list
+# has 24 items (6 GC blocks on a 32-bit port): the switching detector's
+# (_STOP, _HOUR, _STARTS, _REST: a power channel, no light) are the mains
+# channel's (no power channel), the lux/W day's and the light channel's (a
+# luminaire: power and light) and the vibration run level's (mg, without a
+# power channel)
+_POWER, _CLIMATE, _VIB, _C = range(20, 24)
+_MAINS, _DAY, _LIGHT, _VRUN = _STOP, _HOUR, _STARTS, _REST
 F_ON = 1          # the power channel saw the asset running
 F_COND = 2        # condensing
 F_VRUN = 4        # vibrating as running
@@ -113,8 +117,6 @@ def _bin(v, edges):
     return i
 
 
-def _u32(b, o):
-    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
 
 
 class Stress:
@@ -130,7 +132,7 @@ class Stress:
     def __init__(self, channels, opts=None):
         from agent.channels import PowerChannel, MainsChannel, ClimateChannel, VibrationChannel, LightChannel
         o = opts or {}
-        cs = [None] * 5                     # indexed by _POWER - _POWER .. _LIGHT - _POWER
+        cs = [None] * 5                     # power, mains, climate, vibration, light
         for ch in channels:
             for k, cls in ((0, PowerChannel), (1, MainsChannel), (2, ClimateChannel),
                            (3, VibrationChannel), (4, LightChannel)):
@@ -159,8 +161,9 @@ class Stress:
             on += [H_VIOL, H_STARTS_H]
         if lum and rated_w:
             on += [H_DIM, H_LUXW]
-        # off[h]: offset of histogram h in the counts, or 0xFFFF; off[12 + h]:
-        # its ms not yet a whole second; from off[24]: one bit a bin, 16 a
+        # off[h]: offset of histogram h in the counts, or 0xFFFF; off[12 + h %
+        # 10]: its ms not yet a whole second (the seconds histograms: load and
+        # dim level, never both, share one); from off[18]: one bit a bin, 16 a
         # word, changed since the newest snapshot (the first half), changed
         # from the acked snapshot to the newest (the second half)
         off = [0xFFFF] * 12
@@ -168,19 +171,19 @@ class Stress:
         for h in on:
             off[h] = n
             n += DEFS[h][4]
-        self.off = array("H", off + [0] * (12 + 2 * ((n + 15) >> 4)))
+        self.off = array("H", off + [0] * (6 + 2 * ((n + 15) >> 4)))
         # Two attributes (a MicroPython instance keeps them in a hash table of
         # its own, 8 bytes a slot, grown in steps: 2 slots, then 4, 6, 8) and
         # the rest in one list; the version (a 32-bit hash: an object of its
         # own on a 32-bit port) is worked out when asked, not kept. The counts
         # are zeroed without a list of n ints first (n x 8 bytes on a 64-bit
         # port, one block: the biggest the agent asked for at start)
-        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, F_FULL, 0, 0]          # _STOP .. _BASE
-                    + [o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
-                       o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
-                       o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
-                       VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]]     # _EVERY .. _VEDGES
-                    + cs + [array("I", bytes(4 * n))])                      # _POWER .. _LIGHT, _C
+        self._st = [mains if power is None else -1, 0, -1, light if lum else 0, -1000, 0, 0, 0, 0, F_FULL, 0, 0,
+                    o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                    o.get("vib_run_mg", 20) if power is None else o.get("min_rest_s", 60) * 1000, rated_w, rated_ma,
+                    o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
+                    VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0],
+                    power, climate, vib, array("I", bytes(4 * n))]
 
     @property
     def n(self):
@@ -241,9 +244,10 @@ class Stress:
     def _add_s(self, h, b, dt):
         """Count dt ms in bin b of histogram h (whole seconds, the rest carried)."""
         off = self.off
-        r = off[12 + h] + dt
+        k = 12 + h % 10
+        r = off[k] + dt
         s = r // 1000
-        off[12 + h] = r - s * 1000
+        off[k] = r - s * 1000
         if s:
             self._set(h, b, s, 1)
 
@@ -256,7 +260,7 @@ class Stress:
             v += c[i]
         if c[i] != v:
             c[i] = v
-            off[24 + (i >> 4)] |= 1 << (i & 15)
+            off[18 + (i >> 4)] |= 1 << (i & 15)
 
     def _fresh(self, ch, now):
         t = getattr(ch, "read_ms", -1)
@@ -338,11 +342,11 @@ class Stress:
         if deg != st[_CDEG]:
             st[_CDEG] = deg
             if -45 <= deg < 60:
-                st[_CTHR0] = _cond_rh(deg, COND_MARGIN_CK / 100)
-                st[_CTHR1] = _cond_rh(deg + 1, COND_MARGIN_CK / 100)
+                st[_CTHR] = _cond_rh(deg, COND_MARGIN_CK / 100) << 14 | _cond_rh(deg + 1, COND_MARGIN_CK / 100)
             else:
-                st[_CTHR0] = st[_CTHR1] = 10001        # outside Magnus' range: not judged
-        thr = st[_CTHR0] + (st[_CTHR1] - st[_CTHR0]) * (t - deg * 100) // 100
+                st[_CTHR] = 10001 << 14 | 10001         # outside Magnus' range: not judged
+        thr = st[_CTHR] >> 14
+        thr += ((st[_CTHR] & 16383) - thr) * (t - deg * 100) // 100
         if st[_FLAGS] & F_COND:
             if rh < thr - COND_HYST_CP:
                 st[_FLAGS] &= ~F_COND
@@ -420,8 +424,8 @@ class Stress:
         log.note_hist(seq, h[1] if mine else self.version, self.snapshot())
         st[_FLAGS] |= F_MINE
         b = self.off
-        nb = (len(b) - 24) >> 1
-        for i in range(24, 24 + nb):
+        nb = (len(b) - 18) >> 1
+        for i in range(18, 18 + nb):
             b[nb + i] |= b[i]               # changed since the acked snapshot, now in the newest
             b[i] = 0
         return True
@@ -435,7 +439,7 @@ class Stress:
         st[_FLAGS] &= ~F_FULL
         st[_BASE] = h[0]
         b = self.off
-        for i in range((len(b) + 24) >> 1, len(b)):
+        for i in range((len(b) + 18) >> 1, len(b)):
             b[i] = 0
         st[_SNAPS] += 1
         if st[_SNAPS] >= st[_FULL_EVERY]:
@@ -451,7 +455,7 @@ class Stress:
         if not st[_C] or not self._mine(h) or not first <= h[0] <= last or h[0] <= log.acked:
             return None
         b = log.hist_words()          # on the device: valid while nothing reads the log
-        s = memoryview(self.off)[(len(self.off) + 24) >> 1:]     # changed since the acked snapshot
+        s = memoryview(self.off)[(len(self.off) + 18) >> 1:]     # changed since the acked snapshot
         full = st[_FLAGS] & F_FULL
         buf = bytearray()
         cbor._head(buf, 4, 4)
