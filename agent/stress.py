@@ -29,6 +29,7 @@
 
 from array import array
 from agent import cbor
+from agent.log import _u32       # a 4-byte little-endian word
 
 COUNT = 0         # cumulative, monotonic per bin
 LEVEL = 1         # a reading: the latest value (vibration base/max, lux per watt)
@@ -65,19 +66,28 @@ DAY_MS = 86400000
 HOUR_MS = 3600000
 # Stress._st, one list: the detectors' state (last stop (ms), current while on
 # (mA), hour of the start count, starts in it, degree of the condensation
-# thresholds, the thresholds at it and one above, start of the vibration
-# run, baseline ms and sum, lux/W day, flags, snapshots since the last full
-# one) ...
-_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR0, _CTHR1, _VSTART, _VBMS, _VBSUM, _DAY, _FLAGS, _SNAPS = range(13)
+# thresholds, the thresholds at it and one above (<< 14 | ), start of the
+# vibration run, baseline ms and sum, flags, snapshots since the last full
+# one, seq of the acked snapshot the deltas are against) ...
+_STOP, _ONMA, _HOUR, _STARTS, _CDEG, _CTHR, _VSTART, _VBMS, _VBSUM, _FLAGS, _SNAPS, _BASE = range(12)
 # ... the settings (intervals between snapshots, snapshots between full ones,
-# interval ms, min rest ms, vibration run level (mg), rated W, rated mA,
-# running speed (Hz), vibration zone edges) ...
-_EVERY, _FULL_EVERY, _IVAL, _REST, _VRUN, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(13, 22)
-# ... and the channels it reads (None where the board has none)
-_POWER, _MAINS, _CLIMATE, _VIB, _LIGHT = range(22, 27)
+# interval ms, min rest ms, rated W, rated mA, running speed (Hz), vibration
+# zone edges) ...
+_EVERY, _FULL_EVERY, _IVAL, _REST, _RATED_W, _RATED_MA, _VHZ, _VEDGES = range(12, 20)
+# ... the channels it reads (None where the board has none) and the counts.
+# Some slots serve two uses that never meet in one Stress, so that the list
+# has 24 items (6 GC blocks on a 32-bit port): the switching detector's
+# (_STOP, _HOUR, _STARTS, _REST: a power channel, no light) are the mains
+# channel's (no power channel), the lux/W day's and the light channel's (a
+# luminaire: power and light) and the vibration run level's (mg, without a
+# power channel)
+_POWER, _CLIMATE, _VIB, _C = range(20, 24)
+_MAINS, _DAY, _LIGHT, _VRUN = _STOP, _HOUR, _STARTS, _REST
 F_ON = 1          # the power channel saw the asset running
 F_COND = 2        # condensing
 F_VRUN = 4        # vibrating as running
+F_FULL = 8        # no acked snapshot this boot (or full_every since a full one): the next goes whole
+F_MINE = 16       # the log's newest snapshot is of our version
 
 
 def dew_point(t_c, rh_pct):
@@ -107,8 +117,6 @@ def _bin(v, edges):
     return i
 
 
-def _u32(b, o):
-    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
 
 
 class Stress:
@@ -124,11 +132,7 @@ class Stress:
     def __init__(self, channels, opts=None):
         from agent.channels import PowerChannel, MainsChannel, ClimateChannel, VibrationChannel, LightChannel
         o = opts or {}
-        # Few attributes, the state in a few arrays and lists: a MicroPython
-        # instance keeps its attributes in one hash table of its own (8 bytes
-        # a slot, grown in steps: 12 slots, then 17, 23), and each small
-        # array or list is a block of its own besides its items
-        cs = [None] * 5                     # indexed by _POWER - _POWER .. _LIGHT - _POWER
+        cs = [None] * 5                     # power, mains, climate, vibration, light
         for ch in channels:
             for k, cls in ((0, PowerChannel), (1, MainsChannel), (2, ClimateChannel),
                            (3, VibrationChannel), (4, LightChannel)):
@@ -143,12 +147,6 @@ class Stress:
                 rated_w = getattr(ch, "rated_w", 0)
         rated_ma = o.get("rated_ma", 0)
         vc = o.get("vib_class", getattr(vib, "vib_class", 1))
-        self._st = ([-1, 0, -1, 0, -1000, 0, 0, 0, 0, 0, -1, 0, 0]       # _STOP .. _SNAPS
-                    + [o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
-                       o.get("min_rest_s", 60) * 1000, o.get("vib_run_mg", 20), rated_w, rated_ma,
-                       o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
-                       VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0]]     # _EVERY .. _VEDGES
-                    + cs)                                                   # _POWER .. _LIGHT
         lum = light is not None and power is not None
         on = []
         if rated_w and (power or mains) and not lum:
@@ -163,24 +161,34 @@ class Stress:
             on += [H_VIOL, H_STARTS_H]
         if lum and rated_w:
             on += [H_DIM, H_LUXW]
-        # off[h]: offset of histogram h in counts, or 0xFFFF; off[12 + h]: its
-        # ms not yet a whole second
-        off = array("H", [0xFFFF] * 12 + [0] * 12)
+        # off[h]: offset of histogram h in the counts, or 0xFFFF; off[12 + h %
+        # 10]: its ms not yet a whole second (the seconds histograms: load and
+        # dim level, never both, share one); from off[18]: one bit a bin, 16 a
+        # word, changed since the newest snapshot (the first half), changed
+        # from the acked snapshot to the newest (the second half)
+        off = [0xFFFF] * 12
         n = 0
         for h in on:
             off[h] = n
             n += DEFS[h][4]
-        self.off = off
-        self.n = n
-        # zeroed without a list of n ints first (n x 8 bytes on a 64-bit port,
-        # one block: the biggest the agent asked for at start)
-        self.counts = array("I", bytes(4 * n))
-        # one bit a bin: changed since the newest snapshot (the first half),
-        # changed from the acked snapshot to the newest (the second half)
-        self._bits = bytearray(2 * ((n + 7) >> 3))
-        self.full = True                    # no acked snapshot this boot: the next one goes whole
-        self.base_seq = 0                   # seq of the acked snapshot the deltas are against
-        self.version = self._version() if n else 0
+        self.off = array("H", off + [0] * (6 + 2 * ((n + 15) >> 4)))
+        # Two attributes (a MicroPython instance keeps them in a hash table of
+        # its own, 8 bytes a slot, grown in steps: 2 slots, then 4, 6, 8) and
+        # the rest in one list; the version (a 32-bit hash: an object of its
+        # own on a 32-bit port) is worked out when asked, not kept. The counts
+        # are zeroed without a list of n ints first (n x 8 bytes on a 64-bit
+        # port, one block: the biggest the agent asked for at start)
+        self._st = [mains if power is None else -1, 0, -1, light if lum else 0, -1000, 0, 0, 0, 0, F_FULL, 0, 0,
+                    o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
+                    o.get("vib_run_mg", 20) if power is None else o.get("min_rest_s", 60) * 1000, rated_w, rated_ma,
+                    o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
+                    VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0],
+                    power, climate, vib, array("I", bytes(4 * n))]
+
+    @property
+    def n(self):
+        """The number of bins (counts) kept."""
+        return len(self._st[_C])
 
     @property
     def on(self):
@@ -191,63 +199,68 @@ class Stress:
 
     # -- definitions ------------------------------------------------------------
 
-    def _edges(self, h):
-        e = DEFS[h][5]
-        if h == H_VIB_S:
-            return self._st[_VEDGES]
-        if h == H_VIOL:
-            return (self._st[_REST] // 1000,)
-        return e
-
-    def _ref(self, h):
-        if h in (H_LOAD, H_DIM):
-            return self._st[_RATED_W]
-        if h == H_SW:
-            return self._st[_RATED_MA]
-        if h == H_VIB_S:
-            return self._st[_VHZ]
-        return 0
-
     def defs(self):
         """The definitions as the birth's "hist" sends them: [name, kind,
-        unit, scale, bins, edges, ref] per histogram kept, in ext order."""
+        unit, scale, bins, edges, ref] per histogram kept, in ext order;
+        edges and ref from the settings where DEFS has none."""
+        st = self._st
         out = []
         for h in self.on:
             d = DEFS[h]
-            out.append([d[0], "count" if d[1] == COUNT else "level", d[2], d[3], d[4],
-                        _list(self._edges(h)), self._ref(h)])
+            e = d[5]
+            ref = 0
+            if h in (H_LOAD, H_DIM):
+                ref = st[_RATED_W]
+            elif h == H_SW:
+                ref = st[_RATED_MA]
+            elif h == H_VIB_S:
+                e = st[_VEDGES]
+                ref = st[_VHZ]
+            elif h == H_VIOL:
+                e = (st[_REST] // 1000,)
+            out.append([d[0], "count" if d[1] == COUNT else "level", d[2], d[3], d[4], _list(e), ref])
         return out
 
-    def _version(self):
-        import hashlib
-        return int.from_bytes(hashlib.sha256(cbor.dumps(self.defs())).digest()[:4], "big")
+    @property
+    def version(self):
+        """The definitions' version: a hash of defs(), made when asked."""
+        return self.birth_value()["v"]
 
     def birth_value(self):
-        return {"v": self.version, "defs": self.defs()}
+        import hashlib
+        d = self.defs()
+        return {"v": int.from_bytes(hashlib.sha256(cbor.dumps(d)).digest()[:4], "big"), "defs": d}
+
+    def _mine(self, h):
+        """Whether h, the log's newest snapshot, is of our version: once it
+        is (the one we restored or wrote), it stays so, as only we write one."""
+        st = self._st
+        if h is not None and not st[_FLAGS] & F_MINE and h[1] == self.version:
+            st[_FLAGS] |= F_MINE
+        return h is not None and st[_FLAGS] & F_MINE
 
     # -- counting -----------------------------------------------------------------
 
     def _add_s(self, h, b, dt):
         """Count dt ms in bin b of histogram h (whole seconds, the rest carried)."""
         off = self.off
-        r = off[12 + h] + dt
+        k = 12 + h % 10
+        r = off[k] + dt
         s = r // 1000
-        off[12 + h] = r - s * 1000
+        off[k] = r - s * 1000
         if s:
-            i = off[h] + b
-            self.counts[i] += s
-            self._bits[i >> 3] |= 1 << (i & 7)
+            self._set(h, b, s, 1)
 
-    def _inc(self, h, b):
-        i = self.off[h] + b
-        self.counts[i] += 1
-        self._bits[i >> 3] |= 1 << (i & 7)
-
-    def _set(self, h, b, v):
-        i = self.off[h] + b
-        if self.counts[i] != v:
-            self.counts[i] = v
-            self._bits[i >> 3] |= 1 << (i & 7)
+    def _set(self, h, b, v, add=0):
+        """Bin b of histogram h to v (add: by v), marked changed if it did."""
+        off = self.off
+        c = self._st[_C]
+        i = off[h] + b
+        if add:
+            v += c[i]
+        if c[i] != v:
+            c[i] = v
+            off[18 + (i >> 4)] |= 1 << (i & 15)
 
     def _fresh(self, ch, now):
         t = getattr(ch, "read_ms", -1)
@@ -258,11 +271,11 @@ class Stress:
     def sample(self, now, dt):
         """After the channels sampled at uptime now (dt ms since the last
         tick): count dt in the bins of what they read."""
-        if not self.n or dt <= 0:
-            return
         off = self.off
         cs = self._st
-        rated_w = self._st[_RATED_W]
+        if not cs[_C] or dt <= 0:
+            return
+        rated_w = cs[_RATED_W]
         running = False
         p_mw = -1
         pw = cs[_POWER]
@@ -272,7 +285,7 @@ class Stress:
                 r = pw.reading
                 p_mw = r[2]
                 if running:
-                    self._st[_ONMA] = r[1]
+                    cs[_ONMA] = r[1]
                 if off[H_VIOL] != 0xFFFF:
                     self._switching(now, running, r)
         elif cs[_MAINS] is not None and self._fresh(cs[_MAINS], now):
@@ -300,23 +313,23 @@ class Stress:
             return
         st[_FLAGS] ^= F_ON
         if on:
-            if st[_STOP] >= 0 and now - st[_STOP] < self._st[_REST]:
-                self._inc(H_VIOL, 0)
+            if st[_STOP] >= 0 and now - st[_STOP] < st[_REST]:
+                self._set(H_VIOL, 0, 1, 1)
             hour = now // HOUR_MS
             if hour != st[_HOUR]:
                 st[_HOUR] = hour
                 st[_STARTS] = 0
             st[_STARTS] += 1
-            if st[_STARTS] > self.counts[self.off[H_STARTS_H]]:
+            if st[_STARTS] > st[_C][self.off[H_STARTS_H]]:
                 self._set(H_STARTS_H, 0, st[_STARTS])
         else:
             st[_STOP] = now
             if self.off[H_SW] != 0xFFFF:
-                ie = self._st[_RATED_MA]
+                ie = st[_RATED_MA]
                 if not ie and r[0] > 0:
-                    ie = self._st[_RATED_W] * 1000000 // r[0]
+                    ie = st[_RATED_W] * 1000000 // r[0]
                 if ie:
-                    self._inc(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]))
+                    self._set(H_SW, _bin(st[_ONMA] * 10 // ie, DEFS[H_SW][5]), 1, 1)
 
     def _climate(self, t, rh, dt):
         self._add_s(H_T, _bin(t // 100, DEFS[H_T][5]), dt)
@@ -329,24 +342,24 @@ class Stress:
         if deg != st[_CDEG]:
             st[_CDEG] = deg
             if -45 <= deg < 60:
-                st[_CTHR0] = _cond_rh(deg, COND_MARGIN_CK / 100)
-                st[_CTHR1] = _cond_rh(deg + 1, COND_MARGIN_CK / 100)
+                st[_CTHR] = _cond_rh(deg, COND_MARGIN_CK / 100) << 14 | _cond_rh(deg + 1, COND_MARGIN_CK / 100)
             else:
-                st[_CTHR0] = st[_CTHR1] = 10001        # outside Magnus' range: not judged
-        thr = st[_CTHR0] + (st[_CTHR1] - st[_CTHR0]) * (t - deg * 100) // 100
+                st[_CTHR] = 10001 << 14 | 10001         # outside Magnus' range: not judged
+        thr = st[_CTHR] >> 14
+        thr += ((st[_CTHR] & 16383) - thr) * (t - deg * 100) // 100
         if st[_FLAGS] & F_COND:
             if rh < thr - COND_HYST_CP:
                 st[_FLAGS] &= ~F_COND
         elif rh >= thr:
             st[_FLAGS] |= F_COND
-            self._inc(H_COND_N, 0)
+            self._set(H_COND_N, 0, 1, 1)
         if st[_FLAGS] & F_COND:
             self._add_s(H_COND_S, 0, dt)
 
     def _vibration(self, now, dt, mg, running):
         st = self._st
         if running is None:
-            running = mg >= self._st[_VRUN]
+            running = mg >= st[_VRUN]
         if running and not st[_FLAGS] & F_VRUN:
             st[_VSTART] = now
         if running:
@@ -354,14 +367,14 @@ class Stress:
         else:
             st[_FLAGS] &= ~F_VRUN
             return
-        v = mg * 15608 // (100 * self._st[_VHZ])       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
-        self._add_s(H_VIB_S, _bin(v, self._st[_VEDGES]), dt)
+        v = mg * 15608 // (100 * st[_VHZ])       # 0.01 mm/s: mg * 9.80665 / (2 pi f)
+        self._add_s(H_VIB_S, _bin(v, st[_VEDGES]), dt)
         if now - st[_VSTART] < VIB_SETTLE_MS:
             return
         i = self.off[H_VIB]
-        if v > self.counts[i + 1]:
+        if v > st[_C][i + 1]:
             self._set(H_VIB, 1, v)
-        if self.counts[i] == 0 and st[_VBMS] < VIB_BASE_MS:
+        if st[_C][i] == 0 and st[_VBMS] < VIB_BASE_MS:
             st[_VBMS] += dt
             st[_VBSUM] += v * dt // 1000
             if st[_VBMS] >= VIB_BASE_MS:
@@ -370,7 +383,7 @@ class Stress:
     def _luxw(self, now, v):
         day = now // DAY_MS
         st = self._st
-        if day != st[_DAY] or v < self.counts[self.off[H_LUXW]]:
+        if day != st[_DAY] or v < st[_C][self.off[H_LUXW]]:
             st[_DAY] = day
             self._set(H_LUXW, 0, v)
 
@@ -378,26 +391,22 @@ class Stress:
 
     def snapshot(self):
         """The counts as 4-byte little-endian words (what T_HIST stores)."""
-        c = self.counts
-        b = bytearray(4 * self.n)
-        for i in range(self.n):
-            v = c[i]
-            o = 4 * i
-            b[o] = v & 0xFF
-            b[o + 1] = (v >> 8) & 0xFF
-            b[o + 2] = (v >> 16) & 0xFF
-            b[o + 3] = (v >> 24) & 0xFF
+        c = self._st[_C]
+        b = bytearray(4 * len(c))
+        for i in range(len(b)):
+            b[i] = (c[i >> 2] >> (8 * (i & 3))) & 0xFF
         return bytes(b)
 
     def restore(self, hist):
         """Carry on from the newest snapshot in the log ([seq, version,
         words] or None); one of another version (other bins) is not
         continued: its counts stay in the ledger, ours start at zero."""
-        if not self.n or hist is None or hist[1] != self.version or len(hist[2]) != 4 * self.n:
+        c = self._st[_C]
+        if not c or not self._mine(hist) or len(hist[2]) != 4 * len(c):
             return False
         b = hist[2]
-        for i in range(self.n):
-            self.counts[i] = _u32(b, 4 * i)
+        for i in range(len(c)):
+            c[i] = _u32(b, 4 * i)
         return True
 
     def closed(self, log, seq):
@@ -405,16 +414,18 @@ class Stress:
         intervals have passed since the newest one (or there is none of
         this version): at most `every` intervals of counts are lost to a
         power cut, and one snapshot goes per `every` intervals on the wire."""
-        if not self.n:
+        st = self._st
+        if not st[_C]:
             return False
         h = log.snap
-        if h is not None and h[1] == self.version and seq - h[0] < self._st[_EVERY]:
+        mine = self._mine(h)
+        if mine and seq - h[0] < st[_EVERY]:
             return False
-        snap = self.snapshot()
-        log.note_hist(seq, self.version, snap)
-        b = self._bits
-        nb = len(b) >> 1
-        for i in range(nb):
+        log.note_hist(seq, h[1] if mine else self.version, self.snapshot())
+        st[_FLAGS] |= F_MINE
+        b = self.off
+        nb = (len(b) - 18) >> 1
+        for i in range(18, 18 + nb):
             b[nb + i] |= b[i]               # changed since the acked snapshot, now in the newest
             b[i] = 0
         return True
@@ -422,36 +433,35 @@ class Stress:
     def acked(self, log):
         """The log's acked seq moved: the snapshot it covers is the new base."""
         h = log.snap
-        if h is None or h[1] != self.version or log.acked < h[0] or h[0] <= self.base_seq:
-            return
-        if self.full:
-            self.full = False
-        self.base_seq = h[0]
-        b = self._bits
-        for i in range(len(b) >> 1, len(b)):
-            b[i] = 0
         st = self._st
+        if not self._mine(h) or log.acked < h[0] or h[0] <= st[_BASE]:
+            return
+        st[_FLAGS] &= ~F_FULL
+        st[_BASE] = h[0]
+        b = self.off
+        for i in range((len(b) + 18) >> 1, len(b)):
+            b[i] = 0
         st[_SNAPS] += 1
-        if st[_SNAPS] >= self._st[_FULL_EVERY]:
+        if st[_SNAPS] >= st[_FULL_EVERY]:
             st[_SNAPS] = 0
-            self.full = True
+            st[_FLAGS] |= F_FULL
 
     def ext(self, log, first, last):
         """The encoded ext value (key 1) for a batch of seqs first..last, or
         None: the newest snapshot when its seq is among them and not acked.
         [version, seq, base seq (0: full), {index: [all counts] or {bin: count}}]"""
         h = log.snap
-        if not self.n or h is None or h[1] != self.version or not first <= h[0] <= last \
-                or h[0] <= log.acked:
+        st = self._st
+        if not st[_C] or not self._mine(h) or not first <= h[0] <= last or h[0] <= log.acked:
             return None
         b = log.hist_words()          # on the device: valid while nothing reads the log
-        s = memoryview(self._bits)[len(self._bits) >> 1:]     # changed since the acked snapshot
-        full = self.full
+        s = memoryview(self.off)[(len(self.off) + 18) >> 1:]     # changed since the acked snapshot
+        full = st[_FLAGS] & F_FULL
         buf = bytearray()
         cbor._head(buf, 4, 4)
-        cbor.encode_into(buf, self.version)
+        cbor.encode_into(buf, h[1])
         cbor.encode_into(buf, h[0])
-        cbor.encode_into(buf, 0 if full else self.base_seq)
+        cbor.encode_into(buf, 0 if full else st[_BASE])
         nh = 0
         on = self.on
         for k in range(len(on)):
@@ -467,7 +477,7 @@ class Stress:
             cbor.encode_into(buf, k)
             m = 0
             for j in range(o, o + nb):
-                if s[j >> 3] & (1 << (j & 7)):
+                if s[j >> 4] & (1 << (j & 15)):
                     m += 1
             if full or 2 * m >= nb:
                 cbor._head(buf, 4, nb)
@@ -476,7 +486,7 @@ class Stress:
             else:
                 cbor._head(buf, 5, m)
                 for j in range(o, o + nb):
-                    if s[j >> 3] & (1 << (j & 7)):
+                    if s[j >> 4] & (1 << (j & 15)):
                         cbor.encode_into(buf, j - o)
                         cbor.encode_into(buf, _u32(b, 4 * j))
         return bytes(buf)
@@ -487,7 +497,7 @@ class Stress:
             if full:
                 if _u32(b, 4 * j):
                     return True
-            elif s[j >> 3] & (1 << (j & 7)):
+            elif s[j >> 4] & (1 << (j & 15)):
                 return True
         return False
 
@@ -496,7 +506,7 @@ class Stress:
         out = {}
         for h in self.on:
             o = self.off[h]
-            out[DEFS[h][0]] = [self.counts[j] for j in range(o, o + DEFS[h][4])]
+            out[DEFS[h][0]] = [self._st[_C][j] for j in range(o, o + DEFS[h][4])]
         return out
 
 

@@ -158,7 +158,7 @@ def test_ext_is_whole_after_boot_then_only_the_changed_bins():
     assert all(type(v) is list for v in first[3].values())
     log.ack(log.epoch, h[0])
     st.acked(log)
-    assert st.base_seq == h[0] and not st.full
+    assert st._st[S._BASE] == h[0] and not st._st[S._FLAGS] & S.F_FULL
     run(ag, clock, 300)
     h2 = log.hist
     assert h2[0] > h[0]
@@ -171,3 +171,64 @@ def test_ext_is_whole_after_boot_then_only_the_changed_bins():
     t = d[3][names.index("t_s")]
     assert type(t) is dict and list(t) == [8]
     assert st.ext(log, 1, h[0]) is None              # that snapshot is acked: nothing to send
+
+
+def _board(*sensors):
+    return dict(BOARD, sensors=list(sensors))
+
+
+# Stress._st shares slots between uses that never meet in one Stress: the
+# light channel and the lux/W day with the start counter's (a luminaire keeps
+# no switching histograms: test_bins_from_known_readings counts those), the
+# mains channel and the vibration run level with the last stop and the
+# minimum rest (no power channel). Each side still counts.
+
+def test_a_luminaire_counts_dim_levels_and_the_day_s_lowest_lux_per_watt():
+    from hil.twins.bh1750 import BH1750Model
+    w = World()
+    lux = BH1750Model()
+    i2c = EmulatedI2C()
+    i2c.attach(0x40, INA219Model(w.ina))
+    i2c.attach(0x23, lux)
+    clock = VirtualClock()
+    chans = boards.make_channels(_board(BOARD["sensors"][0], {"type": "bh1750", "bus": "i2c", "addr": 0x23}),
+                                 i2c, None, sleep_ms=lambda ms: None)
+    ag = Agent("st-2", chans, RingLog(EmulatedNOR(1024, 16), "st-2"), clock, interval_ms=60000,
+               sample_ms=5000).start()
+    st = ag.stress
+    assert [d[0] for d in st.defs()] == ["dim_s", "lux_w"]
+    w.mA = 3300                             # 79.2 W of 80: full output
+    lux.set(40000000)                       # 40,000 lx
+    run(ag, clock, 600)
+    w.mA = 0                                # off and on again: no switching counts kept
+    run(ag, clock, 10)
+    w.mA = 1500                             # 45 %: the 25-50 % bin
+    run(ag, clock, 300)
+    h = st.named()
+    got = h["lux_w"][0]
+    assert 590 <= h["dim_s"][3] <= 610 and 290 <= h["dim_s"][1] <= 310
+    assert 50000 <= got <= 52500            # 40,000 lx over 77 to 80 W (as the INA219 reads it), 0.01 lx/W
+    w.mA = 3300
+    lux.set(44000000)                       # brighter the same day: the lowest stays
+    run(ag, clock, 60)
+    assert st.named()["lux_w"] == [got]
+    clock.sleep_ms(S.DAY_MS)                # the next day starts again from its own
+    run(ag, clock, 60)
+    assert st.named()["lux_w"][0] > got
+
+
+def test_vibration_without_a_power_channel_runs_from_its_level():
+    w = World()
+    i2c = EmulatedI2C()
+    i2c.attach(0x53, ADXL345Model(w.adxl))
+    clock = VirtualClock()
+    chans = boards.make_channels(_board(BOARD["sensors"][2]), i2c, None, sleep_ms=lambda ms: None)
+    ag = Agent("st-3", chans, RingLog(EmulatedNOR(1024, 16), "st-3"), clock, interval_ms=60000,
+               sample_ms=5000, stress={"vib_run_mg": 25, "min_rest_s": 90}).start()
+    st = ag.stress
+    w.vib = 20                              # under the run level: standing
+    run(ag, clock, 300)
+    assert st.named()["vib_s"] == [0, 0, 0, 0]
+    w.vib = 30                              # over it: running, zone C
+    run(ag, clock, 300)
+    assert 290 <= st.named()["vib_s"][2] <= 300
