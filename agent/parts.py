@@ -88,10 +88,10 @@ S_REF = 5       # an ID EEPROM's passport: None: not read since boot (or no long
                 # last checkpoint and that uptime ([run_s, cycles, energy_Wh, uptime])
 SLOT = 6        # items in a slot
 # after the slots, the tracker's own state: events logged (this boot), log.acked
-# when the log last refused an event for room, the part_faults metric's index,
-# the uptime of the next periodic read, the faults by reason ({reason: count},
-# this boot; None before the first), the meter
-P_EVENTS, P_FULL, P_I, P_DUE, P_FAULTS, P_METER = range(-6, 0)
+# when the log last refused an event for room, the uptime of the next
+# periodic read, the faults by reason ({reason: count}, this boot; None
+# before the first)
+P_EVENTS, P_FULL, P_DUE, P_FAULTS = range(-4, 0)
 
 
 def _check_name(name):
@@ -228,7 +228,7 @@ class Parts:
         # tracker's own state (P_*): one list object instead of one per slot,
         # one holding them and a bigger attribute table
         n = SLOT * len(slots)
-        sl = [None] * n + [0, -1, 0, 0, None, None]
+        sl = [None] * n + [0, -1, 0, None]
         for i in range(n):
             sl[i] = slots[i // SLOT][i % SLOT]
         self.slots = sl
@@ -254,7 +254,7 @@ class Parts:
 
     @property
     def meter(self):
-        return self.slots[P_METER]
+        return self.ag.meter
 
     @property
     def log(self):
@@ -277,8 +277,7 @@ class Parts:
     # -- the channel interface ------------------------------------------------------
 
     def bind(self, meter):
-        self.slots[P_METER] = meter
-        self.slots[P_I] = meter.index("part_faults")
+        meter.index("part_faults")              # KeyError now if the schema lacks it
 
     def restore(self, meter):
         pass
@@ -325,8 +324,9 @@ class Parts:
             sl[P_FAULTS] = f = {}
         if reason in f or len(f) < MAX_REASONS:
             f[reason] = f.get(reason, 0) + 1
-        if sl[P_METER] is not None:
-            sl[P_METER].add(sl[P_I], 1)
+        if self.ag is not None:
+            m = self.ag.meter
+            m.add(m.index("part_faults"), 1)
 
     def _check(self, b, now, why):
         sl = self.slots
@@ -398,7 +398,7 @@ class Parts:
         wall = clock.wall_s() if clock.wall_quality else 0
         # the asset's odometers (not the agent's own counters), found for
         # each event (a rare thing) rather than kept
-        m = self.slots[P_METER]
+        m = self.ag.meter
         skip = {"part_faults"}
         from agent.agent import SYSTEM_METRICS
         from agent.channels import ERROR_METRICS

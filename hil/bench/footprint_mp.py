@@ -37,6 +37,7 @@ EMULATION = ("hil.twins", "hil.twins.ina219", "hil.twins.sht3x", "hil.twins.bh17
 PARTS_DEVICE = ("agent.parts", "agent.partlog", "agent.parttags", "agent.passport", "drivers.eeprom24")
 PARTS_EMULATION = ("hil.twins.eeprom24",)
 TAG_ADDR = 0x50
+TAG_SLOT = "seal"           # a literal, as in a board's tag table (boards/tags.py)
 MAC = 0xA0B1C2D3E4F5        # the node's (an ESP32's eFuse base MAC)
 
 
@@ -94,7 +95,7 @@ class World:
             from agent.parttags import tags
             i2c.attach(TAG_ADDR, tag)
             i2c.attach(TAG_ADDR | 8, tag.security())
-            chans.append(Parts(slots_for(chans, tags(["seal=at24cs02@0x%02x" % TAG_ADDR], i2c),
+            chans.append(Parts(slots_for(chans, tags(["%s=at24cs02@0x%02x" % (TAG_SLOT, TAG_ADDR)], i2c),
                                          node=node_id)))
         self.flash = EmulatedNOR(1024, 8)      # its 8 KiB image is flash on a device, not heap
         self.log = RingLog(self.flash, DEV)
