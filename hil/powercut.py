@@ -759,8 +759,8 @@ def run_damage(geometry=(512, 8), n=300, seed=1, per_range=None, continue_every=
                 return
         recs = lg.pending(1 << 30)
         bad = check(lg, model, dev, lose=lose, floor=floor, recs=recs)
-        if swaps and lg.parts != model.phys:
-            bad.append("false swap: slot table %r, parts in place %r" % (lg.parts, model.phys))
+        if swaps and table(lg) != model.phys:
+            bad.append("false swap: slot table %r, parts in place %r" % (table(lg), model.phys))
         if bad:
             res.add("seed %d %s" % (seed, where), bad)
         for r in recs:

@@ -8,9 +8,10 @@ import re
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent import cose
-from hil.scripted import joined
+from agent import cbor, cose
 from agent import passport as P
 from agent.agent import Agent
 from agent.clock import VirtualClock
@@ -18,7 +19,7 @@ from agent.collector import parts as ledger
 from agent.collector.store import Collector
 from agent.log import RingLog, LogError
 from agent.partlog import E_KIND, E_COMP, E_SLOT, table
-from agent.parts import Parts, Slot, slots_for, N_CONFIRM, N_VANISH, P_DUE
+from agent.parts import Parts, Slot, slots_for, lookup, N_CONFIRM, N_VANISH, P_DUE
 from boards.emulated import Emulation
 from drivers.eeprom24 import AT24CS02, M24AA02E48, EEPROM24
 from drivers.errors import BusTimeout, CRCError
@@ -28,6 +29,7 @@ from hil.buses.i2c import EmulatedI2C
 from hil.loopback import Hub
 from hil.nor import EmulatedNOR, PowerCut, TEARS
 from hil.rng import Rng
+from hil.scripted import joined
 from hil.twins.eeprom24 import AT24CS02Model, M24AA02E48Model
 from hil.twins.sht3x import SHT3xModel
 from hil.twins.sht4x import SHT4xModel
@@ -666,3 +668,23 @@ def test_part_tags_in_the_config_name_a_slot_a_chip_and_its_address():
     bus, chip, _ = _tag()
     (slot, drv), = tags(["motor=at24cs02@0x50"], bus)
     assert slot == "motor" and drv.ident() == "at24cs02-" + bytes(range(0x10, 0x20)).hex()
+
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-@:/", min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tab=st.dictionaries(_NAME, st.text(alphabet="abcdef0123456789-", min_size=3, max_size=64), max_size=30),
+       other=_NAME)
+def test_lookup_reads_a_slot_from_the_table_bytes_as_the_table_decodes(tab, other):
+    """RingLog.parts keeps the slot table as its CBOR map; parts.lookup reads
+    one slot in place. For every table (short and long names and ids, maps
+    of more than 23 slots with a two-byte head) it answers what the decoded
+    table does, for every slot in it, and None for one that is not."""
+    raw = cbor.dumps(tab)
+    assert cbor2.loads(raw) == tab
+    for k, v in tab.items():
+        assert lookup(raw, k) == v
+    for k in (other, other + "x", other[:-1] or "q"):
+        assert lookup(raw, k) == tab.get(k)
+    assert lookup(b"", other) is None

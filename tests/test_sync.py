@@ -303,3 +303,33 @@ def test_the_uplink_backs_off_with_equal_jitter_doubling_on_each_failed_connect(
     assert up.failures == 6
     for gap, w in zip(gaps, (1000, 2000, 4000, 8000, 8000, 8000)):
         assert w // 2 <= gap <= w, (gaps, w)
+
+
+def test_a_birth_goes_out_in_two_pieces_that_join_into_the_signed_birth(tmp_path):
+    """The birth is sealed in two buffers the uplink keeps (its fields up to
+    the schema in the batch buffer, the schema on in the birth's own): what
+    the transport gets joins into the one COSE message the collector
+    verifies, and the byte counter counts both pieces."""
+    col = collector()
+    sent = []
+    br = ScriptedBroker(col.handle)
+    pub = br.publish
+
+    def publish(topic, payload, retain=False):
+        sent.append((topic, payload, bytes(payload[0]) if isinstance(payload, tuple) else None,
+                     bytes(payload[1]) if isinstance(payload, tuple) else None))
+        return pub(topic, payload, retain)
+    br.publish = publish
+    clock, ag = make(tmp_path, br)
+    run(clock, ag, 3)
+    up = ag.uplink
+    births = [s for s in sent if s[0].endswith("/birth")]
+    assert births, sent
+    topic, msg, head, tail = births[0]
+    assert isinstance(msg, tuple) and msg[0] is up._buf and msg[1] is up._bmsg
+    whole = head + tail
+    body = cbor2.loads(cose.verify(whole, KEY, DEV))
+    assert body["device"] == DEV and len(body["schema"]) == len(ag.meter.schema)
+    assert b"schema" not in head and tail.startswith(b"\x66schema")     # the split is at the schema
+    assert whole == up.birth()                                          # the same bytes as one message
+    assert up.h["bytes_sent"] >= len(whole)
