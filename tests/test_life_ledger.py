@@ -122,6 +122,17 @@ def test_two_assets_at_once_is_said_and_marks_the_figure_uncertain(moved):
     assert "ecap-0001" not in led.uncertain
 
 
+def test_a_part_moved_between_slots_of_one_asset_is_said_as_a_move(moved):
+    moved.event("pump-a", 50, 1, "installed", "aux", "ecap-0009")
+    moved.event("pump-a", 60, 2, "installed", "aux2", "ecap-0009")
+    led = moved.ledger()
+    assert len(led.problems) == 1
+    msg = led.problems[0]
+    assert "ecap-0009 moved within pump-a from slot aux to slot aux2 with no removal on record" in msg
+    assert "two assets" not in msg
+    assert "ecap-0001" not in led.uncertain
+
+
 def test_removal_without_install_is_a_gap(moved):
     moved.event("pump-a", 150, 0, "removed", "psu", "ecap-0777")
     led = moved.ledger()

@@ -312,7 +312,11 @@ class Ledger:
             if kind == "installed":
                 if cur is not None and (cur["device"], cur["slot"]) == (dev, slot):
                     continue                                   # the same install seen again
-                if cur is not None:
+                if cur is not None and cur["device"] == dev:
+                    self._flag(comp, "%s moved within %s from slot %s to slot %s with no removal on record "
+                               "(in %s since %s); its time in slot %s is cut at this install"
+                               % (comp, dev, cur["slot"], slot, cur["slot"], _when(cur["start"]), cur["slot"]))
+                elif cur is not None:
                     self._flag(comp, "%s is in two assets at once: installed in %s while still in %s slot %s "
                                "since %s; its time in %s is cut at this install"
                                % (comp, here, cur["device"], cur["slot"], _when(cur["start"]), cur["device"]))
