@@ -119,9 +119,12 @@ class MQTTClient:
             raise OSError(errno.ECONNRESET, "MQTT: connection closed")
 
     def _readn(self, n):
+        """n bytes read, in a new bytearray: one block of n, not a second one
+        for a bytes copy (an OTA chunk is 2 KiB; a day-old heap may not have
+        two blocks that size free at once)."""
         b = bytearray(n)
         self._read(b, n)
-        return bytes(b)
+        return b
 
     def _u8(self):
         self._read(self._rb, 1)
