@@ -117,8 +117,6 @@ def _bin(v, edges):
     return i
 
 
-
-
 class Stress:
     """Histograms for these channels. opts (board or config settings):
     rated_w (load and dim bins; none: no load/switching/dim histograms),
@@ -178,10 +176,11 @@ class Stress:
         # own on a 32-bit port) is worked out when asked, not kept. The counts
         # are zeroed without a list of n ints first (n x 8 bytes on a 64-bit
         # port, one block: the biggest the agent asked for at start)
-        self._st = [mains if power is None else -1, 0, -1, light if lum else 0, -1000, 0, 0, 0, 0, F_FULL, 0, 0,
+        self._st = [mains if power is None else -1, 0, -1,              # _STOP or _MAINS, _ONMA, _HOUR or _DAY
+                    light if lum else 0, -1000, 0, 0, 0, 0, F_FULL, 0, 0,   # _STARTS or _LIGHT .. _BASE
                     o.get("every", 60), o.get("full_every", 24), o.get("interval_ms", 60000),
-                    o.get("vib_run_mg", 20) if power is None else o.get("min_rest_s", 60) * 1000, rated_w, rated_ma,
-                    o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
+                    o.get("vib_run_mg", 20) if power is None else o.get("min_rest_s", 60) * 1000,
+                    rated_w, rated_ma, o.get("vib_hz", getattr(vib, "vib_hz", 25)) or 25,
                     VIB_CLASSES[vc - 1 if 1 <= vc <= len(VIB_CLASSES) else 0],
                     power, climate, vib, array("I", bytes(4 * n))]
 
@@ -342,7 +341,8 @@ class Stress:
         if deg != st[_CDEG]:
             st[_CDEG] = deg
             if -45 <= deg < 60:
-                st[_CTHR] = _cond_rh(deg, COND_MARGIN_CK / 100) << 14 | _cond_rh(deg + 1, COND_MARGIN_CK / 100)
+                m = COND_MARGIN_CK / 100
+                st[_CTHR] = _cond_rh(deg, m) << 14 | _cond_rh(deg + 1, m)
             else:
                 st[_CTHR] = 10001 << 14 | 10001         # outside Magnus' range: not judged
         thr = st[_CTHR] >> 14
