@@ -109,12 +109,18 @@ def test_assess_names_card_rate_and_health(moved):
     assert a["cards"] == ["ecap-105c-2000h@1"]
 
 
-def test_two_assets_at_once_is_said_and_marks_the_figure_uncertain(moved):
+def _installed_again(moved, dev, slot):
+    """ecap-0009 installed in pump-a slot aux, then in dev's slot with no
+    removal on record: the ledger and its one problem."""
     moved.event("pump-a", 50, 1, "installed", "aux", "ecap-0009")
-    moved.event("pump-b", 60, 2, "installed", "aux2", "ecap-0009")
+    moved.event(dev, 60, 2, "installed", slot, "ecap-0009")
     led = moved.ledger()
     assert len(led.problems) == 1
-    msg = led.problems[0]
+    return led, led.problems[0]
+
+
+def test_two_assets_at_once_is_said_and_marks_the_figure_uncertain(moved):
+    led, msg = _installed_again(moved, "pump-b", "aux2")
     assert "ecap-0009 is in two assets at once" in msg and "pump-b" in msg and "pump-a" in msg
     r = rules.assess(led, cardmod.load(), rules.load_config(), component="ecap-0009", store=False)
     assert msg in r["components"]["ecap-0009"]["life"]["uncertain"]
@@ -123,11 +129,7 @@ def test_two_assets_at_once_is_said_and_marks_the_figure_uncertain(moved):
 
 
 def test_a_part_moved_between_slots_of_one_asset_is_said_as_a_move(moved):
-    moved.event("pump-a", 50, 1, "installed", "aux", "ecap-0009")
-    moved.event("pump-a", 60, 2, "installed", "aux2", "ecap-0009")
-    led = moved.ledger()
-    assert len(led.problems) == 1
-    msg = led.problems[0]
+    led, msg = _installed_again(moved, "pump-a", "aux2")
     assert "ecap-0009 moved within pump-a from slot aux to slot aux2 with no removal on record" in msg
     assert "two assets" not in msg
     assert "ecap-0001" not in led.uncertain
