@@ -154,33 +154,24 @@ def slots_for(channels, tags=(), node=None):
 
 def lookup(t, name):
     """The component id slot `name` holds in a slot table t (RingLog.parts:
-    its CBOR map of text to text, or b""), or None; read in place, no table
-    decoded (a new string only for the id found)."""
+    its CBOR map of text to text, or b""), or None; read in place with the
+    CBOR decoder's own length reader, no table decoded (a new string only
+    for the id found)."""
     if not t:
         return None
-    n = t[0] & 31
-    p = 1
-    if n == 24:
-        n = t[1]
-        p = 2
+    n, p = cbor._arg(t, 1, t[0] & 31)
     k = len(name)
-    for _ in range(2 * n):
-        m = t[p] & 31
-        p += 1
-        if m == 24:
-            m = t[p]
-            p += 1
-        if k >= 0:                              # a key: does it name the slot?
-            hit = m == k
-            i = 0
-            while hit and i < k:
-                hit = t[p + i] == ord(name[i])
-                i += 1
-            k = -1 if hit else -2 - k           # a value next: the one wanted, or one to skip
-        elif k == -1:
+    for _ in range(n):
+        m, p = cbor._arg(t, p + 1, t[p] & 31)      # a key: does it name the slot?
+        hit = m == k
+        i = 0
+        while hit and i < k:
+            hit = t[p + i] == ord(name[i])
+            i += 1
+        p += m
+        m, p = cbor._arg(t, p + 1, t[p] & 31)      # its value
+        if hit:
             return str(t[p:p + m], "utf-8")
-        else:
-            k = -2 - k
         p += m
     return None
 

@@ -688,3 +688,7 @@ def test_lookup_reads_a_slot_from_the_table_bytes_as_the_table_decodes(tab, othe
     for k in (other, other + "x", other[:-1] or "q"):
         assert lookup(raw, k) == tab.get(k)
     assert lookup(b"", other) is None
+    # a slot name or an id past 255 bytes has a 2-byte length head
+    big = dict(tab, **{other: "x" * 300, "z" * 260: "y-1"})
+    raw = cbor.dumps(big)
+    assert lookup(raw, other) == "x" * 300 and lookup(raw, "z" * 260) == "y-1"
